@@ -1,0 +1,90 @@
+"""The one checkpoint format and the one way to load it.
+
+A checkpoint is a torch-saved dict that holds everything needed to rebuild the model without the
+code that trained it (nanoGPT-style): the registered model name and its JSON-safe kwargs (a NASNet
+genotype included), the label names, the preprocessing spec, the training config, and, for
+resuming, optimizer/scheduler/RNG state and the history so far.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelError
+from .preprocessing import Preprocessing
+
+FORMAT = "nasfer-checkpoint/1"
+
+
+def make_checkpoint(
+    *,
+    model,
+    model_name: str,
+    model_kwargs: dict[str, Any],
+    labels: list[str] | tuple[str, ...],
+    preprocessing: Preprocessing,
+    config: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Assemble the checkpoint dict (extra keys: epoch, metrics, optimizer, scheduler, rng, history...)."""
+    return {
+        "format": FORMAT,
+        "model": {"name": model_name, "kwargs": dict(model_kwargs)},
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "labels": list(labels),
+        "preprocessing": preprocessing.to_dict(),
+        "config": dict(config or {}),
+        **extra,
+    }
+
+
+def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> None:
+    """Write atomically (temp file + rename) so a kill mid-write never leaves a broken checkpoint."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(checkpoint, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate a checkpoint; a wrong or damaged file is a ModelError, not a traceback."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many types for damaged/foreign files
+        raise ModelError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise ModelError(f"{path}: not a nasfer checkpoint (expected format {FORMAT!r})")
+    return ckpt
+
+
+def build_model(checkpoint: dict[str, Any]):
+    """Rebuild the model of a loaded checkpoint, weights loaded, in eval mode."""
+    from .models import create_model
+
+    spec = checkpoint["model"]
+    model = create_model(spec["name"], **spec["kwargs"])
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as exc:
+        raise ModelError(f"weights do not fit model {spec['name']!r}: {exc}") from None
+    return model.eval()
+
+
+def load_model(path: str | os.PathLike):
+    """(model in eval mode, checkpoint dict) from a checkpoint file."""
+    ckpt = load_checkpoint(path)
+    return build_model(ckpt), ckpt
+
+
+def preprocessing_of(checkpoint: dict[str, Any]) -> Preprocessing:
+    return Preprocessing.from_dict(checkpoint.get("preprocessing", {}))

@@ -1,0 +1,163 @@
+"""Dataclass configs whose fields are the CLI flags, one to one.
+
+`add_arguments(parser, Config)` turns every field into `--field-name` (help from the field's
+`help` metadata, choices from `Literal` types, `--x/--no-x` for booleans) and
+`from_args(Config, namespace)` builds the config back, so a flag can never exist without a field.
+Components that are not part of the training spine keep their config beside their code
+(e.g. `nasfer.nas.search.SearchConfig`, `nasfer.service.config.ServeConfig`) and use the same helpers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+
+def option(default: Any, help: str, *, flag: str | None = None, **kwargs: Any) -> Any:
+    """A dataclass field carrying its CLI help text (and optionally a different flag name)."""
+    meta = {"help": help}
+    if flag:
+        meta["flag"] = flag
+    if isinstance(default, (list, dict, set)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta, **kwargs)
+    return field(default=default, metadata=meta, **kwargs)
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude: tuple[str, ...] = ()) -> None:
+    """Add one flag per field of dataclass `cls` to `parser`."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in exclude or not f.init:
+            continue
+        tp, _ = _unwrap_optional(hints[f.name])
+        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": f.metadata.get("help", "")}
+        if default is not None and tp is not bool:
+            kwargs["help"] += f" (default: {default})"
+        if tp is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(tp) is Literal:
+            choices = typing.get_args(tp)
+            kwargs["choices"] = choices
+            kwargs["type"] = type(choices[0])
+        elif typing.get_origin(tp) in (list, tuple):
+            (inner, *_) = typing.get_args(tp) or (str,)
+            kwargs["nargs"] = "+"
+            kwargs["type"] = inner if inner in (int, float, str) else str
+        elif tp in (int, float, str):
+            kwargs["type"] = tp
+        elif tp is Path:
+            kwargs["type"] = Path
+        else:
+            kwargs["type"] = str
+        parser.add_argument(flag, **kwargs)
+
+
+def from_args(cls: type, args: argparse.Namespace, **overrides: Any) -> Any:
+    """Build `cls` from the parsed namespace (fields absent from it keep their defaults)."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.init and hasattr(args, f.name)}
+    values.update(overrides)
+    hints = typing.get_type_hints(cls)
+    for name, value in list(values.items()):
+        tp, _ = _unwrap_optional(hints[name])
+        if typing.get_origin(tp) is tuple and isinstance(value, list):
+            values[name] = tuple(value)
+    return cls(**values)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """JSON-safe dict of a config (paths as strings)."""
+
+    def convert(v: Any) -> Any:
+        if isinstance(v, Path):
+            return str(v)
+        if isinstance(v, (list, tuple)):
+            return [convert(x) for x in v]
+        if isinstance(v, dict):
+            return {k: convert(x) for k, x in v.items()}
+        return v
+
+    return {k: convert(v) for k, v in dataclasses.asdict(cfg).items()}
+
+
+@dataclass
+class DataConfig:
+    """Where the data is and how to read it."""
+
+    data: str = option("", "dataset path: fer2013.csv, a Kaggle/CK+ zip or folder, or any <class>/<image> folder")
+    dataset: Literal["auto", "fer2013", "fer2013-csv", "ckplus", "folder"] = option("auto", "dataset format")
+    contempt: Literal["exclude", "neutral"] = option("exclude", "what CK+ 'contempt' becomes (no FER2013 label)")
+    strict: bool = option(False, "fail on the first bad row or image instead of skipping and counting it")
+
+
+@dataclass
+class TrainConfig:
+    """Everything `nasfer train` needs; `--preset` fills groups of these from a named recipe."""
+
+    arch: str = option("vgg", "registered model name (see `nasfer models list`)")
+    genotype: Optional[str] = option(None, "genotype JSON file: train a NASNet built from it instead of --arch")
+    out: str = option("runs/train", "run directory (checkpoints, history, plots); an existing one is resumed")
+    preset: Optional[str] = option(None, "named recipe that sets the fields below (fast, paper)")
+    epochs: int = option(30, "training epochs")
+    batch_size: int = option(128, "batch size")
+    optimizer: Literal["sgd", "adamw"] = option("adamw", "optimizer")
+    lr: float = option(3e-3, "peak learning rate")
+    momentum: float = option(0.9, "SGD momentum")
+    weight_decay: float = option(5e-4, "weight decay")
+    schedule: Literal["onecycle", "cosine", "step", "constant"] = option("onecycle", "learning-rate schedule")
+    step_milestones: tuple[int, ...] = option((), "epochs after which the 'step' schedule divides the lr")
+    step_gamma: float = option(0.2, "factor of the 'step' schedule at each milestone")
+    label_smoothing: float = option(0.1, "label smoothing of the cross-entropy")
+    class_weighting: Literal["none", "inverse", "sqrt-inverse"] = option("none", "weight the loss by class frequency")
+    crop_padding: int = option(4, "random-crop padding in pixels (0: off)")
+    flip: bool = option(True, "random horizontal flips")
+    rotation: float = option(10.0, "max random rotation in degrees (0: off)")
+    scale: float = option(0.1, "max random zoom, as a fraction (0: off)")
+    mixup: float = option(0.0, "mixup alpha (0: off)")
+    cutout: int = option(0, "cutout square size in pixels (0: off)")
+    val_fraction: float = option(0.1, "part of Training held out for model selection (stratified)")
+    seed: int = option(0, "random seed (data split, init, augmentation)")
+    threads: int = option(0, "torch CPU threads (0: torch's default)")
+    limit: int = option(0, "use at most this many training images (0: all); for smoke tests")
+    tta: bool = option(True, "flip test-time augmentation for the validation score")
+    device: str = option("cpu", "torch device (cpu, cuda)")
+    width: int = option(0, "model width override, if the model has one (0: the model's default)")
+    drop_path: float = option(0.0, "drop-path probability for NASNet models")
+
+
+#: Named recipes. `paper` is the original design: SGD momentum 0.9, lr 0.001 divided by 5 after
+#: epochs 59 and 89, 180 epochs, batch 16.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {
+        "optimizer": "sgd", "lr": 1e-3, "momentum": 0.9, "schedule": "step",
+        "step_milestones": (59, 89), "step_gamma": 0.2, "epochs": 180, "batch_size": 16,
+    },
+    "fast": {
+        "optimizer": "adamw", "lr": 3e-3, "schedule": "onecycle", "epochs": 15, "batch_size": 128,
+        "label_smoothing": 0.1, "weight_decay": 5e-4,
+    },
+}
+
+
+def apply_preset(cfg: TrainConfig) -> TrainConfig:
+    """Return `cfg` with its preset's fields filled in (the preset wins over defaults)."""
+    if not cfg.preset:
+        return cfg
+    if cfg.preset not in PRESETS:
+        raise ValueError(f"unknown preset {cfg.preset!r}; choose one of {', '.join(PRESETS)}")
+    return dataclasses.replace(cfg, **PRESETS[cfg.preset])

@@ -1,0 +1,75 @@
+"""Canonical emotion labels and the maps from other datasets' names onto them.
+
+Everything that turns a folder name or a dataset's class id into a label goes through here, so
+there is exactly one place that decides what "anger" or CK+'s "contempt" means.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+#: FER2013's order; index = class id in every model this project trains on the canonical set.
+EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+#: Other spellings seen in public datasets (lower-case) -> canonical name.
+SYNONYMS: dict[str, str] = {
+    "anger": "angry",
+    "mad": "angry",
+    "disgusted": "disgust",
+    "disgusting": "disgust",
+    "fearful": "fear",
+    "afraid": "fear",
+    "scared": "fear",
+    "happiness": "happy",
+    "joy": "happy",
+    "smile": "happy",
+    "sadness": "sad",
+    "unhappy": "sad",
+    "surprised": "surprise",
+    "suprise": "surprise",
+    "calm": "neutral",
+}
+
+#: Labels that exist in other datasets but have no canonical counterpart.
+UNMAPPED: frozenset[str] = frozenset({"contempt"})
+
+ContemptPolicy = Literal["exclude", "neutral"]
+CONTEMPT_POLICIES: tuple[str, ...] = ("exclude", "neutral")
+
+
+def normalize_name(name: str) -> str:
+    """Lower-case, strip, and fold separators so 'Sadness ', 'SAD' and 'sad' compare equal."""
+    return name.strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def canonical_name(name: str, contempt: ContemptPolicy = "exclude") -> str | None:
+    """Map a dataset's class name to a canonical label, or None when it has none.
+
+    Raises ValueError for names that are neither canonical, a known synonym, nor a known unmapped
+    label: an unknown folder is far more often a mistake than a new emotion.
+    """
+    key = normalize_name(name)
+    if key in EMOTIONS:
+        return key
+    if key in SYNONYMS:
+        return SYNONYMS[key]
+    if key == "contempt":
+        if contempt not in CONTEMPT_POLICIES:
+            raise ValueError(f"contempt policy must be one of {CONTEMPT_POLICIES}, got {contempt!r}")
+        return "neutral" if contempt == "neutral" else None
+    raise ValueError(
+        f"unknown emotion class {name!r}; expected one of {', '.join(EMOTIONS)} "
+        f"(or a synonym such as {', '.join(sorted(SYNONYMS)[:4])}, ...)"
+    )
+
+
+def canonical_index(name: str, contempt: ContemptPolicy = "exclude") -> int | None:
+    """Class id of `name` in EMOTIONS, or None where the label is excluded (CK+ contempt)."""
+    mapped = canonical_name(name, contempt)
+    return None if mapped is None else EMOTIONS.index(mapped)
+
+
+def is_known(name: str) -> bool:
+    """True when `name` maps onto the canonical set or is a known unmapped label."""
+    key = normalize_name(name)
+    return key in EMOTIONS or key in SYNONYMS or key in UNMAPPED
