@@ -112,7 +112,7 @@ class TrainConfig:
     arch: str = option("vgg", "registered model name (see `nasfer models list`)")
     genotype: Optional[str] = option(None, "genotype JSON file: train a NASNet built from it instead of --arch")
     out: str = option("runs/train", "run directory (checkpoints, history, plots); an existing one is resumed")
-    preset: Optional[str] = option(None, "named recipe that sets the fields below (fast, paper)")
+    preset: Optional[str] = option(None, "named recipe for the fields below left at their defaults (fast, paper)")
     epochs: int = option(30, "training epochs")
     batch_size: int = option(128, "batch size")
     optimizer: Literal["sgd", "adamw"] = option("adamw", "optimizer")
@@ -136,6 +136,7 @@ class TrainConfig:
     limit: int = option(0, "use at most this many training images (0: all); for smoke tests")
     tta: bool = option(True, "flip test-time augmentation for the validation score")
     device: str = option("cpu", "torch device (cpu, cuda)")
+    precision: Literal["bf16", "fp32"] = option("bf16", "autocast precision of training steps (bf16 is ~2x faster on CPUs with AVX-512 BF16 or AMX)")
     width: int = option(0, "model width override, if the model has one (0: the model's default)")
     drop_path: float = option(0.0, "drop-path probability for NASNet models")
 
@@ -155,9 +156,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def apply_preset(cfg: TrainConfig) -> TrainConfig:
-    """Return `cfg` with its preset's fields filled in (the preset wins over defaults)."""
+    """`cfg` with its preset's values in every field still at its default: explicit flags win."""
     if not cfg.preset:
         return cfg
     if cfg.preset not in PRESETS:
         raise ValueError(f"unknown preset {cfg.preset!r}; choose one of {', '.join(PRESETS)}")
-    return dataclasses.replace(cfg, **PRESETS[cfg.preset])
+    defaults = TrainConfig()
+    changes = {k: v for k, v in PRESETS[cfg.preset].items() if getattr(cfg, k) == getattr(defaults, k)}
+    return dataclasses.replace(cfg, **changes)

@@ -1,0 +1,34 @@
+"""Train a model on a face dataset; an existing --out directory is resumed where it stopped.
+
+Examples:
+  nasfer train --data fer2013.zip --arch vgg --preset fast --out runs/vgg
+  nasfer train --data fer2013.zip --genotype runs/search/best_genotype.json --out runs/nas
+  nasfer train --data fer2013.zip --arch vgg --preset paper --out runs/paper   # the original recipe
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import config
+from ..config import DataConfig, TrainConfig, from_args
+
+NAME = "train"
+HELP = "train a registered model or a genotype (checkpoints every epoch, resumable)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    config.add_arguments(parser, DataConfig)
+    config.add_arguments(parser, TrainConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import DataError
+    from ..train import fit
+
+    data_cfg = from_args(DataConfig, args)
+    if not data_cfg.data:
+        raise DataError("--data is required (a dataset zip, folder or fer2013.csv)")
+    out = fit(from_args(TrainConfig, args), data_cfg)
+    print(f"run directory: {out} (best.pt = best validation accuracy; export it with `nasfer export`)")
+    return 0
