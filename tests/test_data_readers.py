@@ -1,0 +1,125 @@
+import numpy as np
+import pytest
+
+from nasfer.data import detect_kind, read_dataset, stratified_split
+from nasfer.errors import DataError
+from nasfer.labels import EMOTIONS
+
+
+def test_fer_csv_reads_rows_and_skips_bad_ones(fer_csv):
+    data = read_dataset(fer_csv)
+    assert detect_kind(fer_csv) == "fer2013-csv"
+    assert len(data) == 14 and data.images.shape == (14, 48, 48) and data.images.dtype == np.uint8
+    assert set(data.split_names()) == {"Training", "PublicTest", "PrivateTest"}
+    reasons = [str(s) for s in data.skipped]
+    assert len(reasons) == 3
+    assert "row 16: expected 2304 pixels, got 2303" in reasons[0]
+    assert "row 17: non-numeric pixel value 'x'" in reasons[1]
+    assert "row 18: emotion must be an integer 0-6, got '9'" in reasons[2]
+
+
+def test_fer_csv_strict_fails_on_first_bad_row(fer_csv):
+    with pytest.raises(DataError, match="row 16"):
+        read_dataset(fer_csv, strict=True)
+
+
+def test_fer_csv_missing_columns(tmp_path):
+    bad = tmp_path / "fer2013.csv"
+    bad.write_text("label,data\n1,2\n")
+    with pytest.raises(DataError, match="missing column"):
+        read_dataset(bad)
+
+
+def test_fer_csv_inside_zip(fer_csv, tmp_path):
+    import zipfile
+
+    zpath = tmp_path / "csv.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        zf.write(fer_csv, "fer2013/fer2013.csv")
+    assert detect_kind(zpath) == "fer2013-csv"
+    assert len(read_dataset(zpath)) == 14
+
+
+def test_kaggle_zip_takes_split_from_file_prefix(kaggle_zip):
+    data = read_dataset(kaggle_zip)
+    assert detect_kind(kaggle_zip) == "fer2013"
+    counts = {s: int((data.splits == s).sum()) for s in data.split_names()}
+    assert counts == {"Training": 21, "PublicTest": 7, "PrivateTest": 7}
+    assert len(data.skipped) == 1 and "Training_broken.jpg: corrupt or unsupported image" in str(data.skipped[0])
+    assert len(data.select_split("publictest")) == 7
+    assert len(data.select_split("test")) == 14
+    assert len(data.select_split("all")) == 35
+    with pytest.raises(ValueError, match="split 'val' not found"):
+        data.select_split("val")
+
+
+def test_ckplus_contempt_excluded_with_note(ckplus_dir):
+    assert detect_kind(ckplus_dir) == "ckplus"
+    data = read_dataset(ckplus_dir)
+    assert len(data) == 36  # 6 classes x 3 subjects x 2 frames; contempt's 6 left out
+    assert any("6 'contempt' images excluded" in n for n in data.notes)
+    assert set(data.split_names()) == {"all"}
+    mapped = read_dataset(ckplus_dir, contempt="neutral")
+    assert len(mapped) == 42
+    assert mapped.class_counts()["neutral"] == 6
+    assert any("mapped to 'neutral'" in n for n in mapped.notes)
+
+
+def test_messy_folder_skips_and_counts(messy_folder):
+    data = read_dataset(messy_folder)
+    assert detect_kind(messy_folder) == "folder"
+    assert data.class_counts() == {**{e: 0 for e in EMOTIONS}, "happy": 2, "sad": 2, "neutral": 2}
+    reasons = sorted(s.reason for s in data.skipped)
+    assert len(reasons) == 3
+    assert "corrupt or unsupported image" in reasons
+    assert "not an image file" in reasons
+    assert any("unknown emotion class 'bored'" in r for r in reasons)
+    with pytest.raises(DataError, match="unknown emotion class 'bored'|corrupt|not an image"):
+        read_dataset(messy_folder, strict=True)
+
+
+def test_custom_label_set_from_folder_names(messy_folder):
+    data = read_dataset(messy_folder, label_set="folders")
+    assert data.label_names == ("bored", "happiness", "neutral", "sad")
+    assert len(data) == 7
+
+
+def test_empty_and_missing_dataset(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        read_dataset(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no usable images"):
+        read_dataset(tmp_path / "empty")
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"abc")
+    with pytest.raises(DataError, match="expected a folder, a .zip"):
+        read_dataset(junk)
+
+
+def test_images_of_other_sizes_are_resized(tmp_path):
+    from fixtures_data import png_bytes
+
+    (tmp_path / "happy").mkdir()
+    (tmp_path / "happy" / "big.png").write_bytes(png_bytes(np.full((200, 160), 7, np.uint8)))
+    data = read_dataset(tmp_path)
+    assert data.images.shape == (1, 48, 48)
+
+
+def test_stratified_split_is_seeded_and_keeps_rare_classes():
+    labels = np.array([0] * 100 + [1] * 3 + [2] * 1)
+    keep, held = stratified_split(labels, 0.1, seed=5)
+    keep2, held2 = stratified_split(labels, 0.1, seed=5)
+    assert np.array_equal(held, held2) and np.array_equal(keep, keep2)
+    assert set(np.concatenate([keep, held]).tolist()) == set(range(len(labels)))
+    assert not set(keep) & set(held)
+    assert (labels[held] == 1).sum() == 1 and (labels[held] == 0).sum() == 10
+    assert (labels[held] == 2).sum() == 0  # a single sample stays in training
+
+
+@pytest.mark.real_data
+def test_real_fer2013_zip(fer2013_zip):
+    data = read_dataset(fer2013_zip)
+    assert len(data.select_split("Training")) == 28709
+    assert data.select_split("PublicTest").class_counts() == {
+        "angry": 467, "disgust": 56, "fear": 496, "happy": 895, "sad": 653, "surprise": 415, "neutral": 607}
+    assert not data.skipped

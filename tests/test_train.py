@@ -1,0 +1,110 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from nasfer.checkpoint import load_model
+from nasfer.config import DataConfig, PRESETS, TrainConfig, apply_preset
+from nasfer.data import read_dataset
+from nasfer.preprocessing import Preprocessing
+from nasfer.train import Trainer, class_weights, evaluate_model, fit, lr_multiplier
+
+
+def small_cfg(out, **kw) -> TrainConfig:
+    base = dict(arch="vgg", width=8, epochs=6, batch_size=32, lr=5e-3, out=str(out), val_fraction=0.15,
+                rotation=0.0, scale=0.0, crop_padding=2, seed=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.mark.slow
+def test_training_learns_a_synthetic_task(learnable_folder, tmp_path):
+    data_cfg = DataConfig(data=str(learnable_folder))
+    run = fit(small_cfg(tmp_path / "run"), data_cfg, progress=False)
+    history = json.loads((run / "history.json").read_text())
+    assert len(history) == 6 and (run / "curves.png").stat().st_size > 0
+    model, ckpt = load_model(run / "best.pt")
+    test = read_dataset(learnable_folder).select_split("test")
+    probs = evaluate_model(model, test.images, Preprocessing.from_dict(ckpt["preprocessing"]), tta=True)
+    accuracy = float((probs.argmax(1) == test.labels).mean())
+    assert accuracy > 0.6, f"accuracy {accuracy:.2f} on a task where chance is 0.14"
+    assert ckpt["labels"] == list(test.label_names)
+    assert ckpt["config"]["train"]["arch"] == "vgg"
+
+
+@pytest.mark.slow
+def test_resume_after_interruption_matches_uninterrupted_run(learnable_folder, tmp_path, monkeypatch):
+    data_cfg = DataConfig(data=str(learnable_folder))
+    cfg = dict(epochs=3, mixup=0.2, cutout=8, rotation=8.0, scale=0.1)
+    fit(small_cfg(tmp_path / "straight", **cfg), data_cfg, progress=False)
+
+    calls = {"n": 0}
+    original = Trainer._validate
+
+    def interrupt_on_second_epoch(self):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # killed mid-epoch 2, after epoch 1's checkpoint
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "_validate", interrupt_on_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        fit(small_cfg(tmp_path / "resumed", **cfg), data_cfg, progress=False)
+    monkeypatch.setattr(Trainer, "_validate", original)
+    assert json.loads((tmp_path / "resumed" / "history.json").read_text())[-1]["epoch"] == 1
+    fit(small_cfg(tmp_path / "resumed", **cfg), data_cfg, progress=False)
+
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=False)
+    b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)
+    assert a["epoch"] == b["epoch"] == 2
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+    assert [h["val_acc"] for h in a["history"]] == [h["val_acc"] for h in b["history"]]
+
+
+def test_resume_refuses_a_different_model(learnable_folder, tmp_path):
+    data_cfg = DataConfig(data=str(learnable_folder))
+    fit(small_cfg(tmp_path / "run", epochs=1, limit=70), data_cfg, progress=False)
+    from nasfer.errors import ModelError
+
+    with pytest.raises(ModelError, match="different model"):
+        fit(small_cfg(tmp_path / "run", epochs=2, limit=70, width=4), data_cfg, progress=False)
+
+
+def test_one_cycle_and_step_schedules():
+    cfg = TrainConfig(schedule="onecycle")
+    values = [lr_multiplier(s, 100, 10, cfg) for s in range(101)]
+    assert values[0] == pytest.approx(1 / 25) and max(values) == pytest.approx(1.0, abs=1e-3)
+    assert values[-1] == pytest.approx(1e-4, abs=1e-6)
+    step = apply_preset(TrainConfig(preset="paper"))
+    assert lr_multiplier(58 * 10, 1800, 10, step) == 1.0
+    assert lr_multiplier(59 * 10, 1800, 10, step) == pytest.approx(0.2)
+    assert lr_multiplier(89 * 10, 1800, 10, step) == pytest.approx(0.04)
+
+
+def test_paper_preset_is_the_original_recipe_and_explicit_flags_win():
+    paper = apply_preset(TrainConfig(preset="paper"))
+    assert (paper.optimizer, paper.lr, paper.momentum, paper.epochs, paper.batch_size) == ("sgd", 1e-3, 0.9, 180, 16)
+    assert paper.step_milestones == (59, 89) and paper.step_gamma == 0.2
+    assert apply_preset(TrainConfig(preset="paper", epochs=3)).epochs == 3
+    assert set(PRESETS) >= {"paper", "fast"}
+    with pytest.raises(ValueError, match="unknown preset"):
+        apply_preset(TrainConfig(preset="nope"))
+
+
+def test_class_weights_favour_rare_classes():
+    labels = np.array([0] * 90 + [1] * 10)
+    w = class_weights(labels, 2, "inverse")
+    assert w[1] > w[0] and float(w.mean()) == pytest.approx(1.0)
+    assert class_weights(labels, 2, "none") is None
+    sq = class_weights(labels, 2, "sqrt-inverse")
+    assert 1 < float(sq[1] / sq[0]) < float(w[1] / w[0])
+
+
+def test_cli_train_reports_bad_data_cleanly(tmp_path, capsys):
+    from nasfer.cli import main
+
+    assert main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "no such file" in err and "Traceback" not in err
