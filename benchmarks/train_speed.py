@@ -1,0 +1,79 @@
+"""Training throughput (images/s) of every registered model on this machine's CPU.
+
+Runs a few timed optimizer steps per model at 48x48, batch 128, in fp32 and bf16 autocast
+(channels-last, as `nasfer train` does), and writes JSON. Usage:
+
+    python benchmarks/train_speed.py [--models vgg resnet18] [--steps 5] [--out benchmarks/results/train_speed.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from nasfer.models import create_model, list_models
+from nasfer.models.baselines import count_flops, count_params
+
+
+def images_per_second(name: str, batch: int, steps: int, precision: str) -> float:
+    torch.manual_seed(0)
+    model = create_model(name).to(memory_format=torch.channels_last).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x = torch.randn(batch, 1, 48, 48).to(memory_format=torch.channels_last)
+    y = torch.randint(0, 7, (batch,))
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            out = model(x)
+            logits = out[0] if isinstance(out, tuple) else out
+            loss = F.cross_entropy(logits.float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step()  # warm-up: allocator, kernels
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * batch / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=None, help="model names (default: all registered)")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--out", default="benchmarks/results/train_speed.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    for name in args.models or list_models():
+        model = create_model(name)
+        row = {"model": name, "params": count_params(model), "flops": count_flops(model)}
+        for precision in ("fp32", "bf16"):
+            row[f"images_per_second_{precision}"] = round(images_per_second(name, args.batch, args.steps, precision), 1)
+        print(f"{name:24s} {row['params']:>10,d} params {row['flops'] / 1e6:8.1f} MFLOPs  "
+              f"fp32 {row['images_per_second_fp32']:7.1f} img/s  bf16 {row['images_per_second_bf16']:7.1f} img/s",
+              flush=True)
+        rows.append(row)
+    result = {
+        "benchmark": "train_speed", "batch": args.batch, "steps": args.steps, "threads": args.threads,
+        "torch": torch.__version__, "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+        "results": rows,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
