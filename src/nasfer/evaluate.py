@@ -1,0 +1,363 @@
+"""Score a model (.onnx through the engine, .pt through torch, or the shipped default) on a labelled dataset.
+
+The report is the JSON of DESIGN.md's `nasfer evaluate` contract: the metric fields of
+`nasfer.metrics.classification_report` plus where the numbers came from (dataset, split, model,
+contempt policy, skipped files, notes) and how fast they came.
+
+Dataset labels are matched to the model's labels by name, not by index, so a model trained on a
+custom label set is scored correctly or refused with a message saying which labels it lacks.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal, Optional, Sequence
+
+import numpy as np
+
+from .config import option
+from .errors import DataError, ModelError, NasferError
+from .labels import canonical_name, normalize_name
+from .preprocessing import Preprocessing
+
+#: How many skip reasons the report lists (the count is always complete).
+SKIPPED_EXAMPLES = 20
+
+
+@dataclass
+class EvalConfig:
+    """Everything `nasfer evaluate` needs; one field per flag."""
+
+    data: str = option("", "dataset: fer2013.csv, a Kaggle/CK+ zip or folder, or any [<split>/]<class>/<image> tree")
+    dataset: Literal["auto", "fer2013", "fer2013-csv", "ckplus", "folder"] = option("auto", "dataset format")
+    split: Optional[str] = option(
+        None, "split to score: Training, PublicTest, PrivateTest (any case), a folder split such as test, or all "
+              "(default: PublicTest if present, else test, else all)")
+    model: Optional[str] = option(None, "model to score: FILE.onnx (with its model card) or a training checkpoint "
+                                        "FILE.pt (default: the shipped model)")
+    contempt: Literal["exclude", "neutral"] = option("exclude", "what CK+ 'contempt' images become: left out, or "
+                                                                 "scored as neutral (the original design)")
+    json: Optional[str] = option(None, "write the JSON report to FILE ('-': stdout, instead of the summary table)")
+    plots: Optional[str] = option(None, "write confusion.png, roc.png and reliability.png into this folder")
+    tta: bool = option(False, "test-time augmentation: average the probabilities with the mirrored image's")
+    batch_size: int = option(256, "images per inference batch")
+    strict: bool = option(False, "fail on the first unreadable row or image instead of skipping and counting it")
+    threads: int = option(0, "CPU threads for inference (0: the runtime's default)")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """What evaluation needs of a model, whichever runtime serves it."""
+
+    path: str
+    name: str
+    format: Literal["onnx", "checkpoint"]
+    labels: tuple[str, ...]
+    preprocessing: Preprocessing
+    predict: Callable[[np.ndarray], np.ndarray]  # uint8 (N,S,S) -> probs (N,K)
+
+
+# ---------------------------------------------------------------------------- model
+
+
+def resolve_model_path(model: str | None) -> Path:
+    """The --model path, or the shipped default when absent; a missing file is a ModelError."""
+    if model:
+        path = Path(model).expanduser()
+        if not path.is_file():
+            raise ModelError(f"{path}: model file not found")
+        return path
+    try:
+        from .weights import default_model_path
+    except ImportError:
+        raise ModelError("this install has no shipped default model; pass --model FILE.onnx|FILE.pt") from None
+    path = Path(default_model_path())  # its ModelError says what to do where none is shipped
+    if not path.is_file():
+        raise ModelError(f"the shipped default model {path} is missing; pass --model FILE.onnx|FILE.pt")
+    return path
+
+
+def load_model(model: str | None, threads: int = 0) -> LoadedModel:
+    """An .onnx model through `nasfer.engine` or a .pt checkpoint through torch, behind one `predict`."""
+    path = resolve_model_path(model)
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return _load_onnx(path, threads)
+    if suffix in (".pt", ".pth"):
+        return _load_checkpoint(path, threads)
+    raise ModelError(f"{path}: unknown model type {suffix or '(no suffix)'!r}; expected FILE.onnx or a checkpoint FILE.pt")
+
+
+def _load_onnx(path: Path, threads: int) -> LoadedModel:
+    try:
+        from .engine import Classifier
+    except ImportError as exc:
+        raise ModelError(f"{path}: ONNX models need nasfer.engine and onnxruntime ({exc})") from None
+    clf = Classifier(path, threads=threads or None)
+    card = getattr(clf, "card", None) or {}
+    prep = clf.preprocessing
+    if not isinstance(prep, Preprocessing):
+        prep = Preprocessing.from_dict(dict(prep))
+    return LoadedModel(path=str(path), name=str(card.get("name") or path.stem), format="onnx",
+                       labels=tuple(clf.labels), preprocessing=prep, predict=clf.predict)
+
+
+def _load_checkpoint(path: Path, threads: int) -> LoadedModel:
+    try:
+        import torch
+    except ImportError:
+        raise ModelError(f"{path}: checkpoints need torch (pip install 'nasfer[train]'); or evaluate the exported "
+                         ".onnx") from None
+    from .checkpoint import load_model as load_torch_model
+    from .checkpoint import preprocessing_of
+    from .preprocessing import normalize_tensor
+
+    if threads:
+        torch.set_num_threads(threads)
+    net, ckpt = load_torch_model(path)
+    prep = preprocessing_of(ckpt)
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            x = normalize_tensor(torch.from_numpy(np.ascontiguousarray(images)), prep)
+            return torch.softmax(net(x).float(), dim=1).numpy()
+
+    return LoadedModel(path=str(path), name=str(ckpt["model"]["name"]), format="checkpoint",
+                       labels=tuple(ckpt["labels"]), preprocessing=prep, predict=predict)
+
+
+# ---------------------------------------------------------------------------- labels and splits
+
+
+def _canonical_or_none(name: str) -> str | None:
+    try:
+        return canonical_name(name)
+    except ValueError:
+        return None
+
+
+def is_canonical_label_set(labels: Sequence[str]) -> bool:
+    """True when every label is a canonical emotion or a synonym (the dataset can then be read canonically)."""
+    return all(_canonical_or_none(label) is not None for label in labels)
+
+
+def label_index_map(dataset_labels: Sequence[str], model_labels: Sequence[str]) -> np.ndarray:
+    """For each dataset label, the index of the same label in the model's (-1 where it has none).
+
+    Same name first (after case/separator folding), then the same canonical emotion ('sadness' = 'sad').
+    """
+    exact = {normalize_name(m): j for j, m in enumerate(model_labels)}
+    canon = {}
+    for j, m in enumerate(model_labels):
+        c = _canonical_or_none(m)
+        if c is not None:
+            canon.setdefault(c, j)
+    out = np.full(len(dataset_labels), -1, dtype=np.int64)
+    for i, d in enumerate(dataset_labels):
+        key = normalize_name(d)
+        if key in exact:
+            out[i] = exact[key]
+        elif _canonical_or_none(d) in canon:
+            out[i] = canon[_canonical_or_none(d)]
+    return out
+
+
+def default_split(split_names: Sequence[str]) -> str:
+    """PublicTest where the official splits exist, else a test folder, else everything."""
+    lowered = {s.lower(): s for s in split_names}
+    for candidate in ("publictest", "test", "testing"):
+        if candidate in lowered:
+            return lowered[candidate]
+    return "all"
+
+
+def map_labels(dataset_labels: Sequence[str], labels: np.ndarray, model: LoadedModel, contempt: str, *,
+               canonical: bool, dataset_notes: Sequence[str] = ()) -> tuple[np.ndarray, str | None, list[str]]:
+    """(dataset label -> model label index or -1 for excluded, contempt policy applied or None, notes).
+
+    Read canonically, the reader has already applied the contempt policy (and said so in its notes);
+    read by folder names (a model with its own label set), contempt is decided here: the model's own
+    'contempt' class if it has one, else the policy. Any other label with images the model cannot
+    name is an error: scoring it would be silently wrong.
+    """
+    index = label_index_map(dataset_labels, model.labels)
+    keys = [normalize_name(n) for n in dataset_labels]
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(dataset_labels))
+    notes: list[str] = []
+    state: str | None = None
+    if canonical:
+        state = contempt if any("contempt" in note.lower() for note in dataset_notes) else None
+    elif "contempt" in keys:
+        c = keys.index("contempt")
+        if index[c] >= 0:
+            state = "model"
+            notes.append("'contempt' scored as the model's own 'contempt' class (--contempt does not apply)")
+        elif contempt == "neutral":
+            index[c] = label_index_map(["neutral"], model.labels)[0]
+            state = "neutral"
+            notes.append("CK+ 'contempt' mapped to 'neutral' (--contempt neutral), as the original design did")
+        else:
+            state = "exclude"
+            if counts[c]:
+                notes.append(f"{counts[c]} 'contempt' images excluded: the model has no such label "
+                             "(--contempt neutral maps contempt to neutral)")
+    lacking = [f"'{dataset_labels[i]}' ({counts[i]} images)" for i in range(len(dataset_labels))
+               if counts[i] and index[i] < 0 and not (keys[i] == "contempt" and state == "exclude")]
+    if lacking:
+        raise ModelError(f"model {model.name!r} ({model.path}) has no label for {', '.join(lacking)}; "
+                         f"its labels are: {', '.join(model.labels)}")
+    return index, state, notes
+
+
+# ---------------------------------------------------------------------------- prediction
+
+
+def predict_batches(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, batch_size: int,
+                    tta: bool = False, progress: bool = False) -> np.ndarray:
+    """Probabilities for all images, batch by batch; `tta` averages with the horizontally mirrored batch."""
+    from tqdm import tqdm
+
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+    out = []
+    with tqdm(total=len(images), unit="img", desc="evaluate", file=sys.stderr, disable=not progress,
+              dynamic_ncols=True) as bar:
+        for start in range(0, len(images), batch_size):
+            batch = np.ascontiguousarray(images[start:start + batch_size])
+            probs = np.asarray(predict(batch), dtype=np.float64)
+            if tta:
+                probs = 0.5 * (probs + np.asarray(predict(np.ascontiguousarray(batch[:, :, ::-1])), dtype=np.float64))
+            out.append(probs)
+            bar.update(len(batch))
+    return np.concatenate(out) if out else np.zeros((0, 0))
+
+
+# ---------------------------------------------------------------------------- the evaluation
+
+
+def evaluate(cfg: EvalConfig, *, progress: bool = False,
+             log: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
+    """Read, predict, score; write --json FILE (not '-') and --plots; return the report."""
+    from .data import detect_kind, read_dataset
+    from .metrics import classification_report
+
+    if not cfg.data:
+        raise DataError("--data is required (a dataset zip, folder or fer2013.csv)")
+    if cfg.plots:
+        _require_matplotlib()  # fail before the work, not after it
+    model = load_model(cfg.model, cfg.threads)  # before the dataset: a bad --model fails in a second
+
+    started = time.perf_counter()
+    data_path = Path(cfg.data).expanduser()
+    if not data_path.exists():
+        raise DataError(f"{data_path}: dataset not found")
+    kind = detect_kind(data_path) if cfg.dataset == "auto" else cfg.dataset
+    canonical = is_canonical_label_set(model.labels) or kind == "fer2013-csv"
+    dataset = read_dataset(data_path, dataset=kind, contempt=cfg.contempt, strict=cfg.strict,
+                           label_set="canonical" if canonical else "folders", size=model.preprocessing.size)
+    split = cfg.split or default_split(dataset.split_names())
+    part = dataset.select_split(split)
+    notes = list(dataset.notes)
+
+    index, contempt_state, mapping_notes = map_labels(part.label_names, part.labels, model, cfg.contempt,
+                                                      canonical=canonical, dataset_notes=dataset.notes)
+    notes.extend(mapping_notes)
+    keep = index[part.labels] >= 0
+    part = part.subset(keep)
+    if not len(part):
+        raise DataError(f"{data_path}: no images to evaluate in split {split!r}")
+    y_true = index[part.labels]
+    read_seconds = time.perf_counter() - started
+
+    # -- predict and score
+    started = time.perf_counter()
+    probs = predict_batches(model.predict, part.images, cfg.batch_size, cfg.tta, progress)
+    seconds = time.perf_counter() - started
+    if probs.shape != (len(part), len(model.labels)):
+        raise ModelError(f"{model.path}: predicted shape {probs.shape}, expected ({len(part)}, {len(model.labels)})")
+    report: dict[str, Any] = classification_report(y_true, probs, model.labels)
+    report.update({
+        "skipped": len(dataset.skipped),
+        "skipped_examples": [str(s) for s in dataset.skipped[:SKIPPED_EXAMPLES]],
+        "dataset": {"path": str(data_path), "format": kind, "splits": dataset.split_names()},
+        "split": split,
+        "model": {"path": model.path, "name": model.name, "format": model.format},
+        "contempt": contempt_state,
+        "notes": notes,
+        "tta": bool(cfg.tta),
+        "seconds": round(seconds, 4),
+        "images_per_second": round(len(part) / seconds, 1) if seconds > 0 else 0.0,
+        "read_seconds": round(read_seconds, 4),
+    })
+    if cfg.plots:
+        report["plots"] = {k: str(v) for k, v in write_plots(y_true, probs, report, cfg.plots).items()}
+    if cfg.json and cfg.json != "-":
+        path = Path(cfg.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(to_json(report) + "\n")
+        log(f"report written to {path}")
+    return report
+
+
+def write_plots(y_true: np.ndarray, probs: np.ndarray, report: dict[str, Any], folder: str | Path) -> dict[str, Path]:
+    """confusion.png, roc.png and reliability.png of one evaluation."""
+    from . import plots
+
+    _require_matplotlib()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    title = f"{report['model']['name']} on {report['split']}"
+    return {
+        "confusion": plots.plot_confusion(report["confusion"], report["labels"], folder / "confusion.png", title=title),
+        "roc": plots.plot_roc(y_true, probs, report["labels"], folder / "roc.png", title=f"ROC, {title}"),
+        "reliability": plots.plot_reliability(y_true, probs, folder / "reliability.png", title=title),
+    }
+
+
+def _require_matplotlib() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:  # a training extra, absent from run-time installs
+        raise NasferError("--plots needs matplotlib (pip install 'nasfer[train]')")
+
+
+def to_json(report: dict[str, Any]) -> str:
+    """Strict JSON (no NaN/Infinity), so every tool can read it."""
+    return json.dumps(report, indent=2, allow_nan=False)
+
+
+def format_summary(report: dict[str, Any]) -> str:
+    """A readable table: per-class precision/recall/F1/support, then accuracy and averages."""
+    width = max([len(label) for label in report["labels"]] + [12])
+    lines = [f"{report['model']['name']} ({report['model']['path']}) on {report['dataset']['path']} "
+             f"[{report['split']}]: {report['n']} images" + (", flip TTA" if report.get("tta") else ""), ""]
+    lines.append(f"{'':<{width}}  {'precision':>9}  {'recall':>9}  {'f1':>9}  {'support':>8}  {'auc':>6}")
+    for label in report["labels"]:
+        pc = report["per_class"][label]
+        area = report["roc_auc"].get(label)
+        lines.append(f"{label:<{width}}  {pc['precision']:>9.3f}  {pc['recall']:>9.3f}  {pc['f1']:>9.3f}  "
+                     f"{pc['support']:>8d}  {'n/a' if area is None else f'{area:.3f}':>6}")
+    lines.append("")
+    lines.append(f"{'macro avg':<{width}}  {report['macro_precision']:>9.3f}  {report['macro_recall']:>9.3f}  "
+                 f"{report['macro_f1']:>9.3f}  {report['n']:>8d}")
+    lines.append(f"{'weighted f1':<{width}}  {'':>9}  {'':>9}  {report['weighted_f1']:>9.3f}")
+    lines.append("")
+    lines.append(f"accuracy {report['accuracy']:.4f}   macro-F1 {report['macro_f1']:.4f}   "
+                 f"top-2 {report['top2_accuracy']:.4f}   ECE {report['ece']:.4f}")
+    lines.append(f"{report['images_per_second']:.0f} images/s ({report['seconds']:.2f} s inference)")
+    if report["skipped"]:
+        lines.append(f"skipped {report['skipped']} unreadable files/rows, e.g. {report['skipped_examples'][0]}")
+    if report.get("contempt"):
+        lines.append(f"contempt: {report['contempt']}")
+    lines.extend(f"note: {note}" for note in report["notes"])
+    if report.get("plots"):
+        lines.append("plots: " + ", ".join(report["plots"].values()))
+    return "\n".join(lines)
+
+
+__all__ = ["EvalConfig", "LoadedModel", "evaluate", "load_model", "resolve_model_path", "label_index_map", "map_labels",
+           "is_canonical_label_set", "default_split", "predict_batches", "write_plots", "to_json", "format_summary"]
