@@ -8,10 +8,17 @@ from nasfer.models import create_model, list_models
 from nasfer.models.baselines import count_flops, count_params
 
 
+#: Models that cannot be built from defaults alone get example arguments here.
+EXAMPLE_KWARGS = {
+    "ensemble": {"members": [{"name": "vgg", "kwargs": {"width": 4, "num_classes": 5}},
+                             {"name": "mini-xception", "kwargs": {"width": 4, "num_classes": 5}}]},
+}
+
+
 @pytest.mark.parametrize("name", list_models())
 def test_forward_backward(name):
     torch.manual_seed(0)
-    model = create_model(name, num_classes=5).train()
+    model = create_model(name, num_classes=5, **EXAMPLE_KWARGS.get(name, {})).train()
     x = torch.randn(2, 1, 48, 48)
     out = model(x)
     logits = out[0] if isinstance(out, tuple) else out
@@ -34,3 +41,30 @@ def test_baseline_sizes():
 def test_unknown_model_lists_choices():
     with pytest.raises(ModelError, match="unknown model 'nope'; registered: .*vgg"):
         create_model("nope")
+
+
+def test_ensemble_averages_member_probabilities(tmp_path):
+    from nasfer.checkpoint import load_model, make_checkpoint, save_checkpoint
+    from nasfer.errors import ModelError
+    from nasfer.labels import EMOTIONS
+    from nasfer.models.ensemble import ensemble_checkpoint
+    from nasfer.preprocessing import Preprocessing
+
+    paths = []
+    for i, width in enumerate((4, 6)):
+        torch.manual_seed(i)
+        m = create_model("vgg", width=width)
+        paths.append(tmp_path / f"m{i}.pt")
+        save_checkpoint(paths[-1], make_checkpoint(model=m, model_name="vgg", model_kwargs={"width": width},
+                                                   labels=EMOTIONS, preprocessing=Preprocessing()))
+    save_checkpoint(tmp_path / "ens.pt", ensemble_checkpoint([str(p) for p in paths]))
+    ens, _ = load_model(tmp_path / "ens.pt")
+    members = [load_model(p)[0] for p in paths]
+    x = torch.randn(3, 1, 48, 48)
+    with torch.no_grad():
+        expected = torch.stack([torch.softmax(m(x), 1) for m in members]).mean(0)
+        assert torch.allclose(torch.softmax(ens(x), 1), expected, atol=1e-6)
+    save_checkpoint(tmp_path / "other.pt", make_checkpoint(model=members[0], model_name="vgg",
+                    model_kwargs={"width": 4}, labels=["a", "b"], preprocessing=Preprocessing()))
+    with pytest.raises(ModelError, match="labels"):
+        ensemble_checkpoint([str(paths[0]), str(tmp_path / "other.pt")])

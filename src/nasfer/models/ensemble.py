@@ -1,0 +1,59 @@
+"""An ensemble of trained models as one module, so it exports to a single ONNX graph.
+
+Its output is the log of the members' mean softmax: the softmax that export puts on top of every
+model then yields exactly the averaged probabilities, and argmax/CE behave as for any model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .registry import create_model, register_model
+
+
+class Ensemble(nn.Module):
+    def __init__(self, members: list[dict[str, Any]]):
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError("an ensemble needs at least two members")
+        self.members = nn.ModuleList(create_model(m["name"], **m["kwargs"]) for m in members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([torch.softmax(m(x), dim=1) for m in self.members]).mean(0)
+        return torch.log(probs.clamp_min(1e-12))
+
+
+@register_model
+def ensemble(members: list[dict[str, Any]], num_classes: int | None = None, in_channels: int | None = None) -> nn.Module:
+    """`members`: [{"name": registered model, "kwargs": {...}}, ...] (num_classes/in_channels come from them)."""
+    return Ensemble(members)
+
+
+def ensemble_checkpoint(paths: list[str]) -> dict[str, Any]:
+    """One checkpoint holding several trained checkpoints as an `ensemble` model.
+
+    The members must agree on labels and preprocessing, or averaging their outputs is meaningless.
+    """
+    from ..checkpoint import build_model, load_checkpoint, make_checkpoint, preprocessing_of
+    from ..errors import ModelError
+
+    ckpts = [load_checkpoint(p) for p in paths]
+    first = ckpts[0]
+    for path, ck in zip(paths[1:], ckpts[1:]):
+        if ck["labels"] != first["labels"]:
+            raise ModelError(f"{path}: labels {ck['labels']} differ from {paths[0]}'s {first['labels']}")
+        if ck["preprocessing"] != first["preprocessing"]:
+            raise ModelError(f"{path}: preprocessing differs from {paths[0]}'s")
+    members = [{"name": ck["model"]["name"], "kwargs": ck["model"]["kwargs"]} for ck in ckpts]
+    model = Ensemble(members)
+    for module, ck in zip(model.members, ckpts):
+        module.load_state_dict(build_model(ck).state_dict())
+    return make_checkpoint(
+        model=model, model_name="ensemble", model_kwargs={"members": members}, labels=first["labels"],
+        preprocessing=preprocessing_of(first),
+        config={"ensemble_of": [str(p) for p in paths], "members": [ck.get("config", {}) for ck in ckpts]},
+        metrics={"members": [ck.get("metrics", {}) for ck in ckpts]},
+    )
