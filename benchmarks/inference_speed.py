@@ -1,0 +1,301 @@
+"""Inference speed on this machine, written to JSON: nasfer's ONNX engine and, when installed, the `fer` package.
+
+Measured (median over repeated runs after a warm-up):
+- classifier throughput, faces/s, at batch 1 and batch 64 (nasfer: `Classifier.predict`);
+- end-to-end milliseconds per 640x480 photo with one face (decode excluded, detect + crop + classify),
+  for each detector: haar, and yunet where its model is available;
+- first-result latency: seconds from starting a new Python process to the first result for that photo.
+
+The `fer` package (Keras/TensorFlow) lives in a separate benchmark venv, never in nasfer's: run this script
+with that venv's python (after `pip install -e .` there) to measure both in the same run; without it, the
+JSON says `fer` was not importable. `fer` figures: classify = `detect_emotions(img, face_rectangles=...)`
+(it classifies the given boxes one by one), end to end = `detect_emotions(img)` with its default OpenCV Haar.
+
+Usage:
+  python benchmarks/inference_speed.py [--model FILE.onnx] [--yunet FILE.onnx] [--photo FILE] [--out FILE.json]
+Without --model the shipped default is used; if there is none, a randomly initialised `vgg` (width 32) is
+exported to a temporary folder (needs torch; speed does not depend on the weights) and the JSON says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_YUNET = ROOT.parent / "shared" / "models" / "face_detection_yunet.onnx"
+FER_ZIP = ROOT.parent / "shared" / "datasets" / "fer2013.zip"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", help="ONNX model with its card (default: the shipped model)")
+    p.add_argument("--yunet", help=f"YuNet .onnx (default: {SHARED_YUNET} or the user cache)")
+    p.add_argument("--photo", help="a photo with one face (default: scikit-image's astronaut on a 640x480 canvas)")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "inference_speed.json"))
+    p.add_argument("--seconds", type=float, default=3.0, help="time spent on each measurement")
+    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: all cores)")
+    p.add_argument("--first-runs", type=int, default=3, help="new processes timed for first-result latency")
+    return p.parse_args(argv)
+
+
+def timeit(fn: Callable[[], Any], seconds: float, min_runs: int = 5) -> dict[str, float]:
+    """Median / min seconds per call of `fn` after two warm-up calls."""
+    fn()
+    fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_runs or time.perf_counter() - start < seconds:
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return {"median_s": statistics.median(times), "min_s": min(times), "runs": len(times)}
+
+
+def pkg_version(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+def resolve_model(arg: str | None, workdir: Path) -> tuple[Path, str]:
+    """(model path, how it was chosen)."""
+    if arg:
+        return Path(arg), "given"
+    from nasfer.errors import ModelError
+    from nasfer.weights import default_model_path
+
+    try:
+        return default_model_path(), "shipped default"
+    except ModelError:
+        pass
+    import torch
+
+    from nasfer.checkpoint import make_checkpoint, save_checkpoint
+    from nasfer.export import ExportConfig, export_checkpoint
+    from nasfer.labels import EMOTIONS
+    from nasfer.models import create_model
+    from nasfer.preprocessing import Preprocessing
+
+    torch.manual_seed(0)
+    model = create_model("vgg", width=32).eval()
+    ckpt = make_checkpoint(model=model, model_name="vgg", model_kwargs={"width": 32}, labels=EMOTIONS,
+                           preprocessing=Preprocessing())
+    save_checkpoint(workdir / "vgg.pt", ckpt)
+    out = workdir / "vgg-random.onnx"
+    export_checkpoint(ExportConfig(checkpoint=str(workdir / "vgg.pt"), out=str(out)))
+    return out, "no shipped default: randomly initialised vgg width 32 (same speed as a trained one)"
+
+
+def resolve_yunet(arg: str | None) -> Path | None:
+    if arg:
+        return Path(arg)
+    if SHARED_YUNET.is_file():
+        return SHARED_YUNET
+    from nasfer.faces import yunet_cache_path
+
+    return yunet_cache_path() if yunet_cache_path().is_file() else None
+
+
+def make_photo(arg: str | None, workdir: Path) -> tuple[Path, str]:
+    """(640x480 JPEG with one face, where it came from)."""
+    import cv2
+
+    if arg:
+        return Path(arg), "given"
+    canvas = np.full((480, 640, 3), 128, np.uint8)
+    try:
+        from skimage import data
+
+        canvas[:, 80:560] = cv2.resize(data.astronaut(), (480, 480), interpolation=cv2.INTER_AREA)
+        source = "scikit-image astronaut, 480x480 on a 640x480 canvas"
+    except ImportError:
+        if FER_ZIP.is_file():
+            import zipfile
+
+            with zipfile.ZipFile(FER_ZIP) as z:
+                name = sorted(n for n in z.namelist() if n.startswith("test/happy/"))[0]
+                face = cv2.imdecode(np.frombuffer(z.read(name), np.uint8), cv2.IMREAD_COLOR)
+            canvas[140:340, 220:420] = cv2.resize(face, (200, 200), interpolation=cv2.INTER_CUBIC)
+            source = f"FER2013 {name} upscaled to 200 px on a 640x480 canvas"
+        else:
+            canvas = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+            source = "random noise (no scikit-image, no FER2013 zip): no face, detection cost only"
+    path = workdir / "photo.jpg"
+    cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    return path, source
+
+
+def first_result(code: str, runs: int) -> dict[str, Any]:
+    """Wall seconds from starting `python -c code` to its exit (it prints one result), median of runs."""
+    times, last = [], ""
+    for _ in range(runs):
+        t = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        times.append(time.perf_counter() - t)
+        if proc.returncode != 0:
+            return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1][:300]}
+        last = proc.stdout.strip()
+    return {"median_s": statistics.median(times), "min_s": min(times), "runs": runs, "result": last[:200]}
+
+
+# ------------------------------------------------------------------------------------------------ nasfer
+def bench_nasfer(model: Path, photo: Path, yunet: Path | None, args: argparse.Namespace) -> dict[str, Any]:
+    from nasfer.api import EmotionRecognizer, load_image
+    from nasfer.engine import Classifier
+
+    threads = args.threads or None
+    clf = Classifier(model, threads=threads)
+    crops = np.random.default_rng(0).integers(0, 256, (64, clf.size, clf.size), dtype=np.uint8)
+    out: dict[str, Any] = {"classify": {}, "end_to_end_ms": {}, "faces_found": {}}
+    for batch in (1, 64):
+        t = timeit(lambda: clf.predict(crops[:batch]), args.seconds)
+        out["classify"][f"batch_{batch}"] = {"faces_per_s": batch / t["median_s"], **t}
+    rgb = load_image(photo)
+    detectors = {"haar": None, **({"yunet": yunet} if yunet else {})}
+    for name, det_model in detectors.items():
+        rec = EmotionRecognizer(model, detector=name, detector_model=det_model, threads=threads)
+        t = timeit(lambda: rec.detect(rgb), args.seconds)
+        out["end_to_end_ms"][name] = {"median": 1000 * t["median_s"], "min": 1000 * t["min_s"], "runs": t["runs"]}
+        out["faces_found"][name] = len(rec.detect(rgb))
+    if not yunet:
+        out["end_to_end_ms"]["yunet"] = "skipped: no YuNet model (--yunet FILE or `nasfer models fetch yunet`)"
+    code = ("from nasfer.api import EmotionRecognizer; "
+            f"f = EmotionRecognizer({str(model)!r}).detect({str(photo)!r}); "
+            "print(f[0].label if f else 'no face')")
+    out["first_result_s"] = first_result(code, args.first_runs)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ fer
+def bench_fer(photo: Path, args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        import cv2
+        from fer import FER
+    except ImportError as exc:
+        return {"available": False,
+                "note": f"the `fer` package is not importable here ({exc}); run this script with the python "
+                        "of the benchmark venv that has it to compare in the same run"}
+    detector = FER(mtcnn=False)
+    bgr = cv2.imread(str(photo))
+    out: dict[str, Any] = {"available": True, "version": pkg_version("fer"), "classify": {}, "end_to_end_ms": {}}
+    # Classifier alone: the face boxes are given, so only fer's crop + classify runs (one face at a time).
+    found = detector.detect_emotions(bgr)
+    box = tuple(int(v) for v in found[0]["box"]) if found else (220, 140, 200, 200)
+    x, y, w, h = box
+    face = bgr[max(0, y):y + h, max(0, x):x + w]
+    pad = 20
+    cell = cv2.copyMakeBorder(face, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    ch, cw = cell.shape[:2]
+    grid = np.tile(cell, (8, 8, 1))
+    rects = [(c * cw + pad, r * ch + pad, face.shape[1], face.shape[0]) for r in range(8) for c in range(8)]
+    try:
+        for batch, img, boxes in ((1, cell, rects[:1]), (64, grid, rects)):
+            t = timeit(lambda: detector.detect_emotions(img, face_rectangles=boxes), args.seconds)
+            out["classify"][f"batch_{batch}"] = {"faces_per_s": batch / t["median_s"], **t}
+        out["classify"]["method"] = "detect_emotions(img, face_rectangles=boxes)"
+    except TypeError as exc:  # an old fer without face_rectangles
+        out["classify"] = {"error": f"face_rectangles unsupported ({exc})"}
+    t = timeit(lambda: detector.detect_emotions(bgr), args.seconds)
+    out["end_to_end_ms"]["haar"] = {"median": 1000 * t["median_s"], "min": 1000 * t["min_s"], "runs": t["runs"]}
+    out["faces_found"] = {"haar": len(found)}
+    code = ("import cv2; from fer import FER; "
+            f"r = FER(mtcnn=False).detect_emotions(cv2.imread({str(photo)!r})); "
+            "print(max(r[0]['emotions'], key=r[0]['emotions'].get) if r else 'no face')")
+    out["first_result_s"] = first_result(code, args.first_runs)
+    return out
+
+
+def ratios(nasfer: dict[str, Any], fer: dict[str, Any]) -> dict[str, Any]:
+    """nasfer / fer for throughput, fer / nasfer for times: > 1 means nasfer is faster."""
+    if not fer.get("available"):
+        return {"note": "no `fer` measurements in this run"}
+    out: dict[str, Any] = {}
+    for batch in ("batch_1", "batch_64"):
+        try:
+            out[f"classify_{batch}_speedup"] = (nasfer["classify"][batch]["faces_per_s"]
+                                                / fer["classify"][batch]["faces_per_s"])
+        except (KeyError, TypeError):
+            pass
+    try:
+        out["end_to_end_haar_speedup"] = fer["end_to_end_ms"]["haar"]["median"] / nasfer["end_to_end_ms"]["haar"]["median"]
+    except (KeyError, TypeError):
+        pass
+    try:
+        out["first_result_speedup"] = fer["first_result_s"]["median_s"] / nasfer["first_result_s"]["median_s"]
+    except (KeyError, TypeError):
+        pass
+    return out
+
+
+def machine() -> dict[str, Any]:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count()
+    cpu = platform.processor()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name")) or cpu
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": cores, "python": platform.python_version(), "platform": platform.platform(),
+            "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+            **{name: pkg_version(name) for name in ("onnxruntime", "opencv-python-headless", "numpy", "nasfer")}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="nasfer-bench-") as tmp:
+        work = Path(tmp)
+        model, model_source = resolve_model(args.model, work)
+        photo, photo_source = make_photo(args.photo, work)
+        yunet = resolve_yunet(args.yunet)
+        from nasfer.engine import read_card
+
+        card = read_card(model)
+        result = {
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "machine": machine(),
+            "settings": {"seconds_per_measurement": args.seconds, "threads": args.threads or "all cores",
+                         "first_result_runs": args.first_runs},
+            "model": {"source": model_source, "name": card.get("name"),
+                      "architecture": card.get("architecture", {}).get("name"),
+                      "params": card.get("architecture", {}).get("params"),
+                      "flops": card.get("architecture", {}).get("flops")},
+            "photo": {"source": photo_source, "size": "640x480"},
+            "yunet_model": str(yunet) if yunet else None,
+        }
+        result["nasfer"] = bench_nasfer(model, photo, yunet, args)
+        result["fer"] = bench_fer(photo, args)
+        result["ratios"] = ratios(result["nasfer"], result["fer"])
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    n = result["nasfer"]
+    print(f"classify: {n['classify']['batch_1']['faces_per_s']:,.0f} faces/s at batch 1, "
+          f"{n['classify']['batch_64']['faces_per_s']:,.0f} at batch 64")
+    for name, v in n["end_to_end_ms"].items():
+        print(f"640x480 photo, {name}: " + (f"{v['median']:.1f} ms" if isinstance(v, dict) else v))
+    print(f"first result in a new process: {n['first_result_s'].get('median_s', float('nan')):.2f} s")
+    print(f"fer: {'measured' if result['fer'].get('available') else 'not importable here'}; written {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

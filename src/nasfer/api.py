@@ -1,0 +1,274 @@
+"""The Python API: find faces in a picture and say which emotion each one shows.
+
+    from nasfer import EmotionRecognizer
+    recognizer = EmotionRecognizer()                 # shipped model, Haar detector
+    for face in recognizer.detect("photo.jpg"):
+        print(face.box, face.label, face.confidence)
+
+Pictures may be a path, encoded bytes, a PIL image or a numpy array (RGB by default, `color="bgr"`
+for OpenCV frames). Files and bytes are decoded with Pillow, the EXIF orientation that phones
+write is applied (boxes refer to the upright picture), and anything undecodable, empty or larger
+than `max_pixels` (decompression bombs) is an ImageError with a one-line reason. No torch here.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import ImageError
+
+#: Default largest accepted picture (width x height): a 50 MP photo decodes to 150 MB of RGB.
+MAX_PIXELS = 50_000_000
+#: Default confidence below which a face is marked `uncertain`.
+THRESHOLD = 0.25
+
+
+# ------------------------------------------------------------------------------------------------ images
+def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+    if width <= 0 or height <= 0:
+        raise ImageError("the image is empty (no pixels)")
+    if width * height > max_pixels:
+        raise ImageError(f"the image has too many pixels ({width}x{height} = {width * height / 1e6:.1f} MP; "
+                         f"the limit is {max_pixels / 1e6:g} MP)")
+
+
+def _from_pil(img, max_pixels: int) -> np.ndarray:
+    """Upright RGB uint8 from a PIL image (EXIF orientation applied, alpha composited on white)."""
+    from PIL import Image, ImageOps
+
+    _check_pixels(img.width, img.height, max_pixels)
+    try:
+        img.load()
+        try:
+            img = ImageOps.exif_transpose(img) or img
+        except Exception:  # a damaged EXIF block: keep the picture as stored rather than refuse it
+            pass
+        if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit / float gray: scale, don't clip
+            arr = np.asarray(img, dtype=np.float64)
+            hi = float(arr.max()) if arr.size else 0.0
+            img = Image.fromarray((arr * (255.0 / hi) if hi > 255 else arr).clip(0, 255).astype(np.uint8))
+        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+            rgba = img.convert("RGBA")
+            img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+        return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
+    except ImageError:
+        raise
+    except MemoryError:
+        raise ImageError("the image is too large to decode") from None
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, struct.error, ...
+        raise ImageError(f"cannot decode the image (truncated or corrupt): {_short(exc)}") from None
+
+
+def _from_bytes(data: bytes, max_pixels: int) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise ImageError("the image is empty (0 bytes)")
+    try:
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageError("not an image format that can be read (JPEG, PNG, WebP, BMP, TIFF, GIF, ...)") from None
+    except Image.DecompressionBombError:
+        raise ImageError(f"the image has too many pixels (the limit is {max_pixels / 1e6:g} MP)") from None
+    except Exception as exc:
+        raise ImageError(f"cannot decode the image (truncated or corrupt): {_short(exc)}") from None
+    return _from_pil(img, max_pixels)
+
+
+def _from_array(arr: np.ndarray, color: str, max_pixels: int) -> np.ndarray:
+    if arr.dtype != np.uint8:
+        raise ImageError(f"expected a uint8 image array, got {arr.dtype}")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim == 2:
+        _check_pixels(arr.shape[1], arr.shape[0], max_pixels)
+        return np.ascontiguousarray(np.repeat(arr[:, :, None], 3, axis=2))
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ImageError(f"expected an image array of shape (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}")
+    _check_pixels(arr.shape[1], arr.shape[0], max_pixels)
+    arr = arr[:, :, :3]
+    return np.ascontiguousarray(arr[:, :, ::-1] if color == "bgr" else arr)
+
+
+def load_image(image: Any, color: str = "rgb", max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """RGB uint8 (H, W, 3) from a path, bytes, PIL image or ndarray; ImageError says why not.
+
+    `color` says how a 3/4-channel ndarray is ordered ("rgb" or "bgr", OpenCV's); files, bytes and
+    PIL images know their own colours. 2-D arrays are grayscale.
+    """
+    if color not in ("rgb", "bgr"):
+        raise ValueError(f"color must be 'rgb' or 'bgr', got {color!r}")
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ImageError(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise ImageError(f"{path}: is a directory, not an image") from None
+        except OSError as exc:
+            raise ImageError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        try:
+            return _from_bytes(data, max_pixels)
+        except ImageError as exc:
+            raise ImageError(f"{path}: {exc}") from None
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return _from_bytes(bytes(image), max_pixels)
+    if isinstance(image, np.ndarray):
+        return _from_array(image, color, max_pixels)
+    if type(image).__module__.startswith("PIL."):
+        return _from_pil(image, max_pixels)
+    raise ImageError(f"cannot use a {type(image).__name__} as an image (give a path, bytes, PIL image or ndarray)")
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+
+
+# ------------------------------------------------------------------------------------------------ faces
+@dataclass
+class Face:
+    """One detected face: where it is (image pixels) and how likely each emotion is."""
+
+    box: tuple[int, int, int, int]
+    scores: dict[str, float]
+    label: str
+    confidence: float
+    uncertain: bool
+    detector_score: float | None = None
+    landmarks: list[tuple[float, float]] | None = None
+
+    @classmethod
+    def from_probs(cls, box: tuple[int, int, int, int], probs: Sequence[float], labels: Sequence[str],
+                   threshold: float = THRESHOLD, detector_score: float | None = None,
+                   landmarks: Sequence[tuple[float, float]] | None = None) -> "Face":
+        probs = np.asarray(probs, dtype=np.float64)
+        top = int(np.argmax(probs))
+        confidence = float(probs[top])
+        return cls(box=tuple(int(v) for v in box),  # type: ignore[arg-type]
+                   scores={str(k): float(p) for k, p in zip(labels, probs)},
+                   label=str(labels[top]), confidence=confidence, uncertain=bool(confidence < threshold),
+                   detector_score=None if detector_score is None else float(detector_score),
+                   landmarks=None if landmarks is None else [(float(x), float(y)) for x, y in landmarks])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (the service returns exactly this; field order as documented)."""
+        return {
+            "box": [int(v) for v in self.box],
+            "detector_score": None if self.detector_score is None else round(float(self.detector_score), 4),
+            "landmarks": None if self.landmarks is None else [[round(x, 1), round(y, 1)] for x, y in self.landmarks],
+            "scores": {k: round(float(v), 6) for k, v in self.scores.items()},
+            "label": self.label,
+            "confidence": round(float(self.confidence), 6),
+            "uncertain": bool(self.uncertain),
+        }
+
+
+@dataclass
+class EmotionRecognizer:
+    """Face detector + emotion classifier.
+
+    model: .onnx path (None: the shipped default). detector: a name in nasfer.faces.DETECTORS or a
+    detector object. detector_model: the detector's model file (YuNet's .onnx). threshold: faces
+    below this confidence are `uncertain`. threads: ONNX Runtime threads (None: all cores).
+    max_faces: keep the largest N faces. One instance serves one thread at a time (OpenCV
+    detectors keep per-call state); make one per thread.
+    """
+
+    model: str | os.PathLike | None = None
+    detector: Any = "haar"
+    detector_model: str | os.PathLike | None = None
+    threshold: float = THRESHOLD
+    threads: int | None = None
+    max_faces: int | None = None
+    max_pixels: int = MAX_PIXELS
+    align: bool = True
+    classifier: Any = field(init=False, repr=False)
+    face_detector: Any = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        from .engine import Classifier
+        from .faces import create_detector
+
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be within 0..1, got {self.threshold}")
+        self.classifier = Classifier(self.model, threads=self.threads)
+        if isinstance(self.detector, str):
+            self.face_detector = create_detector(self.detector, model_path=self.detector_model)
+        else:
+            self.face_detector = self.detector
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.classifier.labels
+
+    @property
+    def card(self) -> dict[str, Any]:
+        return self.classifier.card
+
+    def boxes(self, rgb: np.ndarray) -> list:
+        """The detector's boxes for an RGB image, largest first, at most `max_faces`."""
+        boxes = sorted(self.face_detector.detect(rgb), key=lambda b: b.w * b.h, reverse=True)
+        return boxes[: self.max_faces] if self.max_faces else boxes
+
+    def crops(self, rgb: np.ndarray, boxes: Sequence) -> np.ndarray:
+        """uint8 (N, S, S) model-ready crops of `boxes` in `rgb`."""
+        from .faces import crop_face, to_gray
+
+        size = self.classifier.size
+        if not boxes:
+            return np.zeros((0, size, size), np.uint8)
+        gray = to_gray(rgb)
+        return np.stack([crop_face(gray, box, size, align=self.align) for box in boxes])
+
+    def detect(self, image: Any, color: str = "rgb") -> list[Face]:
+        """Faces in `image` (path, bytes, PIL image or ndarray), largest first, each with its emotion."""
+        rgb = load_image(image, color, self.max_pixels)
+        return self.detect_rgb(rgb)
+
+    def detect_rgb(self, rgb: np.ndarray) -> list[Face]:
+        """`detect` for an already decoded RGB uint8 array (no copy, no checks)."""
+        boxes = self.boxes(rgb)
+        probs = self.classifier.predict(self.crops(rgb, boxes))
+        height, width = rgb.shape[:2]
+        faces = []
+        for box, p in zip(boxes, probs):
+            shown = box.clipped(width, height)
+            faces.append(Face.from_probs(shown.as_tuple(), p, self.labels, self.threshold,
+                                         box.score, box.landmarks))
+        return faces
+
+    def classify(self, crops: Any) -> np.ndarray:
+        """Probabilities (N, K) for face crops: a uint8 array (N, S, S) or a list of images of any size
+        (gray or RGB; resized to the model's S x S)."""
+        import cv2
+
+        size = self.classifier.size
+        if isinstance(crops, np.ndarray) and crops.dtype == np.uint8 and crops.ndim == 3 \
+                and crops.shape[1:] == (size, size):
+            return self.classifier.predict(crops)
+        if isinstance(crops, np.ndarray) and crops.ndim == 2:
+            crops = [crops]
+        batch = []
+        for crop in crops:
+            arr = load_image(crop) if not isinstance(crop, np.ndarray) or crop.ndim == 3 else crop
+            if arr.dtype != np.uint8:
+                raise ImageError(f"expected uint8 crops, got {arr.dtype}")
+            gray = cv2.cvtColor(arr, cv2.COLOR_RGB2GRAY) if arr.ndim == 3 else arr
+            if gray.shape != (size, size):
+                interp = cv2.INTER_AREA if max(gray.shape) > size else cv2.INTER_LINEAR
+                gray = cv2.resize(gray, (size, size), interpolation=interp)
+            batch.append(gray)
+        if not batch:
+            return np.zeros((0, len(self.labels)), np.float32)
+        return self.classifier.predict(np.stack(batch))
+
+
+__all__ = ["EmotionRecognizer", "Face", "load_image", "MAX_PIXELS", "THRESHOLD"]

@@ -1,0 +1,207 @@
+"""Find the faces in pictures and print the emotion of each one.
+
+Folders are searched recursively for images. A file that cannot be read gives an error record and
+the run goes on; the exit status is 1 only when no picture could be read (--strict: stop with
+status 2 at the first unreadable file).
+
+Output: a table (default) or one JSON object per picture (--json):
+  {"file": ..., "image": {"width": W, "height": H}, "faces": [{"box": [x, y, w, h], "detector_score": ...,
+   "landmarks": ..., "scores": {label: p}, "label": ..., "confidence": ..., "uncertain": ...}]}
+  {"file": ..., "error": "why it could not be read"}
+
+Examples:
+  nasfer predict photo.jpg
+  nasfer predict photos/ --json > results.jsonl
+  nasfer predict photos/ --csv results.csv --annotate annotated/
+  nasfer predict crops/ --detector none                 # inputs are face crops already
+  nasfer predict group.jpg --detector yunet --detector-model face_detection_yunet_2023mar.onnx
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from .. import config
+from ..config import option
+
+NAME = "predict"
+HELP = "emotions of the faces in images or folders (table, JSON lines, CSV, annotated copies)"
+
+#: Suffixes picked up when searching folders (explicitly named files are always tried).
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".jfif"}
+#: Show a progress bar from this many files on.
+PROGRESS_FROM = 10
+
+
+@dataclass
+class PredictConfig:
+    inputs: list[str] = option([], "image files and/or folders (searched recursively)")
+    json: bool = option(False, "print one JSON object per image instead of a table")
+    csv: Optional[str] = option(None, "also write one CSV row per face (and per unreadable file) to this file")
+    annotate: Optional[str] = option(None, "write copies of the images with the faces drawn into this folder")
+    detector: str = option("haar", "face detector: haar, yunet (needs --detector-model or `nasfer models fetch "
+                                   "yunet`) or none (each image is one face)")
+    detector_model: Optional[str] = option(None, "face-detector model file (YuNet's .onnx)")
+    model: Optional[str] = option(None, "ONNX emotion model with its card beside it (default: the shipped model)")
+    threshold: float = option(0.25, "faces whose top probability is below this are marked uncertain")
+    max_faces: int = option(0, "keep at most this many faces per image, largest first (0: all)")
+    threads: int = option(0, "ONNX Runtime threads (0: all cores)")
+    strict: bool = option(False, "stop at the first file that cannot be read (exit status 2)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="IMAGE|DIR", help="image files and/or folders (recursive)")
+    config.add_arguments(parser, PredictConfig, exclude=("inputs",))
+
+
+@dataclass
+class Item:
+    """One input file: its path, how to show it, and where its annotated copy goes (relative)."""
+
+    path: Path
+    shown: str
+    relative: Path
+    missing: bool = False
+
+
+def collect(inputs: list[str]) -> list[Item]:
+    """Files named directly, plus the images inside named folders (sorted, recursive, no hidden files)."""
+    items: list[Item] = []
+    for raw in inputs:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            items += [Item(p, str(p), Path(path.resolve().name or "root") / p.relative_to(path)) for p in found]
+        else:
+            items.append(Item(path, raw, Path(path.name), missing=not path.exists()))
+    return items
+
+
+def _annotated_path(root: Path, item: Item) -> Path:
+    suffix = item.relative.suffix.lower()
+    rel = item.relative if suffix in {".jpg", ".jpeg", ".png", ".webp", ".bmp"} else item.relative.with_suffix(".png")
+    return root / rel
+
+
+def _save(rgb, path: Path) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rgb).save(path, quality=92) if path.suffix.lower() in (".jpg", ".jpeg") \
+        else Image.fromarray(rgb).save(path)
+
+
+def analyse(items: list[Item], recognizer: Any, cfg: PredictConfig) -> Iterator[dict[str, Any]]:
+    """One record per item: {"file", "image", "faces"} or {"file", "error"}; --strict raises instead."""
+    from ..annotate import draw_faces
+    from ..api import load_image
+    from ..errors import ImageError
+
+    for item in items:
+        try:
+            if item.missing:
+                raise ImageError(f"{item.shown}: no such file or folder")
+            rgb = load_image(item.path, max_pixels=recognizer.max_pixels)
+            faces = recognizer.detect_rgb(rgb)
+        except ImageError as exc:
+            if cfg.strict:
+                raise
+            message = str(exc)
+            yield {"file": item.shown, "error": message if message.startswith(item.shown) else
+                   f"{item.shown}: {message}"}
+            continue
+        if cfg.annotate:
+            _save(draw_faces(rgb, faces), _annotated_path(Path(cfg.annotate), item))
+        yield {"file": item.shown, "image": {"width": int(rgb.shape[1]), "height": int(rgb.shape[0])},
+               "faces": [f.to_dict() for f in faces]}
+
+
+class Table:
+    """Human-readable rows, streamed: file, face number, box, emotion, confidence."""
+
+    def __init__(self, items: list[Item]):
+        self.width = min(60, max([len("FILE")] + [len(i.shown) for i in items]))
+
+    def header(self) -> str:
+        return f"{'FILE':<{self.width}}  {'FACE':>4}  {'BOX (x,y,w,h)':<20}  {'EMOTION':<10}  CONFIDENCE"
+
+    def rows(self, record: dict[str, Any]) -> list[str]:
+        name = record["file"]
+        name = name if len(name) <= self.width else "..." + name[-(self.width - 3):]
+        if "error" in record:
+            return [f"{name:<{self.width}}  {'-':>4}  error: {record['error']}"]
+        if not record["faces"]:
+            return [f"{name:<{self.width}}  {'-':>4}  no face found"]
+        lines = []
+        for n, face in enumerate(record["faces"], 1):
+            box = ",".join(str(v) for v in face["box"])
+            flag = "  (uncertain)" if face["uncertain"] else ""
+            lines.append(f"{name:<{self.width}}  {n:>4}  {box:<20}  {face['label']:<10}  {face['confidence']:.2f}{flag}")
+        return lines
+
+
+def csv_rows(record: dict[str, Any], labels: list[str]) -> list[list[Any]]:
+    if "error" in record:
+        return [[record["file"], "", "", "", "", "", "", "", "", *([""] * len(labels)), record["error"]]]
+    if not record["faces"]:
+        return [[record["file"], 0, "", "", "", "", "", "", "", *([""] * len(labels)), ""]]
+    return [[record["file"], n, *face["box"], face["label"], face["confidence"], int(face["uncertain"]),
+             *(face["scores"].get(k, "") for k in labels), ""] for n, face in enumerate(record["faces"], 1)]
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..api import EmotionRecognizer
+
+    cfg: PredictConfig = config.from_args(PredictConfig, args)
+    items = collect(cfg.inputs)
+    if not items:
+        print(f"nasfer predict: no images found in {', '.join(cfg.inputs)}", file=sys.stderr)
+        return 1
+    recognizer = EmotionRecognizer(cfg.model, cfg.detector, cfg.detector_model, cfg.threshold,
+                                   threads=cfg.threads or None, max_faces=cfg.max_faces or None)
+    labels = list(recognizer.labels)
+    table = None if cfg.json else Table(items)
+    csv_file = open(cfg.csv, "w", newline="", encoding="utf-8") if cfg.csv else None
+    writer = csv.writer(csv_file) if csv_file else None
+    if writer:
+        writer.writerow(["file", "face", "x", "y", "w", "h", "label", "confidence", "uncertain", *labels, "error"])
+    bar = tqdm(total=len(items), unit="img", file=sys.stderr, leave=False,
+               disable=True if len(items) < PROGRESS_FROM else None)
+
+    def out(line: str) -> None:
+        tqdm.write(line, file=sys.stdout)
+
+    read = errors = faces = 0
+    try:
+        if table:
+            out(table.header())
+        for record in analyse(items, recognizer, cfg):
+            bar.update(1)
+            if "error" in record:
+                errors += 1
+            else:
+                read += 1
+                faces += len(record["faces"])
+            for line in ([json.dumps(record, ensure_ascii=False)] if cfg.json else table.rows(record)):  # type: ignore[union-attr]
+                out(line)
+            if writer:
+                writer.writerows(csv_rows(record, labels))
+    finally:
+        bar.close()
+        if csv_file:
+            csv_file.close()
+    if len(items) > 1 or errors:
+        print(f"nasfer predict: {read} image(s) read, {faces} face(s) found, {errors} unreadable", file=sys.stderr)
+    if not read:
+        print("nasfer predict: no image could be read", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,47 @@
+"""Follow the faces in a video (or a webcam) and record each one's emotion over time.
+
+Each face keeps an id while it stays in view (IoU tracking); its probabilities are smoothed over
+time so labels do not flicker. --every K analyses every K-th frame only (the others reuse the last
+result), trading time resolution for speed.
+
+Examples:
+  nasfer video clip.mp4 --out annotated.mp4 --csv timeline.csv
+  nasfer video clip.mp4 --csv timeline.csv --every 3 --detector yunet --detector-model yunet.onnx
+  nasfer video --webcam 0 --out webcam.mp4 --max-frames 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import config
+from ..video import VideoConfig
+
+NAME = "video"
+HELP = "per-face emotion timeline of a video file or webcam (annotated video, CSV)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", nargs="?", default=None, metavar="PATH", help="video file to analyse")
+    config.add_arguments(parser, VideoConfig, exclude=("path",))
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..video import process_video
+
+    cfg = config.from_args(VideoConfig, args)
+    summary = process_video(cfg)
+    done = f"{summary.frames} frames ({summary.analysed} analysed) in {summary.seconds:.1f} s " \
+           f"({summary.frames_per_second:.1f} frames/s)"
+    print(done + (" - stopped early (Ctrl-C)" if summary.interrupted else ""), file=sys.stderr)
+    if not summary.faces:
+        print("no face found")
+    for face in summary.faces:
+        top = sorted(face.mean_scores.items(), key=lambda kv: -kv[1])[:3]
+        print(f"face #{face.id}: {face.first_s:.2f}-{face.last_s:.2f} s, {face.frames} analysed frames, "
+              f"mostly {face.label} (" + ", ".join(f"{k} {v:.0%}" for k, v in top) + ")")
+    for kind, path in (("annotated video", summary.out), ("timeline", summary.csv)):
+        if path:
+            print(f"{kind}: {path}")
+    return 0

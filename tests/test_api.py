@@ -1,0 +1,210 @@
+"""The Python API: every input type, EXIF orientation, bad images, thresholds, Face.to_dict."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+from nasfer.api import EmotionRecognizer, Face, load_image
+from nasfer.errors import ImageError
+from nasfer.faces import Box
+from nasfer.labels import EMOTIONS
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    data = pytest.importorskip("skimage.data", reason="scikit-image (dev extra) gives the astronaut photo")
+    return data.astronaut()
+
+
+@pytest.fixture(scope="module")
+def haar(tiny_onnx):
+    return EmotionRecognizer(tiny_onnx, threads=1)
+
+
+@pytest.fixture(scope="module")
+def whole(tiny_onnx):
+    return EmotionRecognizer(tiny_onnx, detector="none", threads=1)
+
+
+def encode(rgb: np.ndarray, fmt: str = "PNG", exif_orientation: int | None = None, **kw) -> bytes:
+    from PIL import Image
+
+    img = Image.fromarray(rgb)
+    if exif_orientation:
+        exif = Image.Exif()
+        exif[0x0112] = exif_orientation
+        kw["exif"] = exif.tobytes()
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def test_every_input_type_gives_the_same_faces(haar, astronaut, tmp_path):
+    from PIL import Image
+
+    png = encode(astronaut)
+    path = tmp_path / "a.png"
+    path.write_bytes(png)
+    inputs = {
+        "str path": (str(path), "rgb"), "Path": (path, "rgb"), "bytes": (png, "rgb"),
+        "bytearray": (bytearray(png), "rgb"), "PIL": (Image.open(io.BytesIO(png)), "rgb"),
+        "rgb array": (astronaut, "rgb"), "bgr array": (np.ascontiguousarray(astronaut[:, :, ::-1]), "bgr"),
+        "rgba array": (np.dstack([astronaut, np.full(astronaut.shape[:2], 255, np.uint8)]), "rgb"),
+    }
+    results = {name: haar.detect(image, color=color) for name, (image, color) in inputs.items()}
+    reference = results["rgb array"]
+    assert len(reference) == 1 and Box(*reference[0].box).iou(Box(177, 67, 93, 93)) > 0.6
+    for name, faces in results.items():
+        assert [f.box for f in faces] == [reference[0].box], name
+        assert faces[0].scores == pytest.approx(reference[0].scores, abs=1e-6), name
+
+
+def test_load_image_colour_handling():
+    rgb = np.zeros((4, 6, 3), np.uint8)
+    rgb[..., 0] = 255  # red
+    assert load_image(rgb)[0, 0].tolist() == [255, 0, 0]
+    assert load_image(rgb, color="bgr")[0, 0].tolist() == [0, 0, 255]
+    gray = np.full((4, 6), 7, np.uint8)
+    assert load_image(gray).shape == (4, 6, 3) and load_image(gray[:, :, None]).max() == 7
+    transparent = encode(np.zeros((3, 3, 4), np.uint8))  # fully transparent -> white, like a browser
+    assert load_image(transparent).min() == 255
+    sixteen = io.BytesIO()
+    from PIL import Image
+
+    Image.fromarray(np.full((5, 5), 65535, np.uint16)).save(sixteen, format="PNG")
+    assert load_image(sixteen.getvalue()).min() == 255  # scaled to 8 bits, not clipped or wrapped
+    with pytest.raises(ValueError):
+        load_image(rgb, color="hsv")
+
+
+@pytest.mark.parametrize("orientation, undo", [(6, 1), (8, -1), (3, 2)])
+def test_exif_orientation_is_honoured(haar, astronaut, orientation, undo):
+    """A phone stores the sensor's pixels and an EXIF tag saying how to turn them: boxes follow the tag."""
+    stored = np.ascontiguousarray(np.rot90(astronaut, undo))  # what display turns back upright
+    data = encode(stored, "JPEG", exif_orientation=orientation, quality=95)
+    upright = load_image(data)
+    assert upright.shape == astronaut.shape
+    assert np.abs(upright.astype(int) - astronaut).mean() < 4
+    (face,) = haar.detect(data)
+    assert Box(*face.box).iou(Box(177, 67, 93, 93)) > 0.6
+
+
+def _png_with_size(width: int, height: int) -> bytes:
+    """A valid 1x1 PNG whose header claims width x height (a decompression bomb's header)."""
+    png = bytearray(encode(np.zeros((1, 1, 3), np.uint8)))
+    ihdr = png[12:29]
+    ihdr[4:12] = struct.pack(">II", width, height)
+    png[12:29] = ihdr
+    png[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)) & 0xFFFFFFFF)
+    return bytes(png)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda tmp: b"", "empty"),
+    (lambda tmp: b"definitely not an image", "not an image format"),
+    (lambda tmp: encode(np.zeros((64, 64, 3), np.uint8), "JPEG")[:300], "truncated or corrupt"),
+    (lambda tmp: _png_with_size(60000, 60000), "too many pixels"),
+    (lambda tmp: _png_with_size(20000, 20000), "too many pixels"),
+    (lambda tmp: tmp / "missing.jpg", "no such file"),
+    (lambda tmp: tmp, "is a directory"),
+    (lambda tmp: np.zeros((0, 10, 3), np.uint8), "empty"),
+    (lambda tmp: np.zeros((4, 4, 3), np.float32), "uint8"),
+    (lambda tmp: np.zeros((4, 4, 2), np.uint8), "shape"),
+    (lambda tmp: 42, "cannot use a int"),
+])
+def test_bad_images_are_image_errors(make, message, tmp_path, haar):
+    image = make(tmp_path)
+    with pytest.raises(ImageError, match=message):
+        load_image(image)
+    with pytest.raises(ImageError, match=message):
+        haar.detect(image)
+
+
+def test_pixel_limit_is_configurable(tiny_onnx):
+    small = EmotionRecognizer(tiny_onnx, detector="none", max_pixels=100)
+    with pytest.raises(ImageError, match="too many pixels"):
+        small.detect(np.zeros((11, 10, 3), np.uint8))
+    assert len(small.detect(np.zeros((10, 10, 3), np.uint8))) == 1
+
+
+def test_face_record_threshold_and_to_dict(tiny_onnx, whole):
+    img = np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    (face,) = whole.detect(img)
+    assert isinstance(face, Face) and face.box == (0, 0, 48, 48)
+    assert set(face.scores) == set(EMOTIONS) and sum(face.scores.values()) == pytest.approx(1, abs=1e-5)
+    assert face.label == max(face.scores, key=face.scores.get) and face.confidence == max(face.scores.values())
+    assert face.confidence < 0.25 and face.uncertain  # a random model is never sure
+    assert not EmotionRecognizer(tiny_onnx, detector="none", threshold=0.1).detect(img)[0].uncertain
+    d = face.to_dict()
+    assert list(d) == ["box", "detector_score", "landmarks", "scores", "label", "confidence", "uncertain"]
+    assert d["box"] == [0, 0, 48, 48] and d["detector_score"] is None and d["landmarks"] is None
+    assert json.loads(json.dumps(d)) == d
+    with pytest.raises(ValueError):
+        EmotionRecognizer(tiny_onnx, threshold=1.5)
+
+
+def test_yunet_faces_carry_score_and_landmarks(tiny_onnx, yunet_onnx, astronaut):
+    rec = EmotionRecognizer(tiny_onnx, detector="yunet", detector_model=yunet_onnx, threads=1)
+    (face,) = rec.detect(astronaut)
+    d = face.to_dict()
+    assert 0.5 < d["detector_score"] <= 1 and len(d["landmarks"]) == 5 and len(d["landmarks"][0]) == 2
+
+
+class Boxes:
+    """A stand-in detector returning fixed boxes."""
+
+    def __init__(self, *boxes):
+        self.boxes = list(boxes)
+
+    def detect(self, image):
+        return list(self.boxes)
+
+
+def test_max_faces_keeps_the_largest_and_boxes_stay_inside(tiny_onnx):
+    det = Boxes(Box(0, 0, 10, 10), Box(50, 50, 40, 40), Box(-20, -10, 60, 50), Box(90, 80, 40, 40))
+    rec = EmotionRecognizer(tiny_onnx, detector=det, max_faces=2)
+    faces = rec.detect(np.zeros((100, 120, 3), np.uint8))
+    assert [f.box for f in faces] == [(0, 0, 40, 40), (50, 50, 40, 40)]
+    for f in EmotionRecognizer(tiny_onnx, detector=det).detect(np.zeros((100, 120, 3), np.uint8)):
+        x, y, w, h = f.box
+        assert 0 <= x and 0 <= y and x + w <= 120 and y + h <= 100
+
+
+def test_classify_takes_arrays_and_lists_of_any_size(whole):
+    crops = np.random.default_rng(1).integers(0, 256, (3, 48, 48), dtype=np.uint8)
+    probs = whole.classify(crops)
+    assert probs.shape == (3, 7)
+    mixed = [crops[0], np.repeat(crops[1][:, :, None], 3, axis=2),
+             np.kron(crops[2], np.ones((2, 2), np.uint8))]  # gray, RGB, 96x96
+    np.testing.assert_allclose(whole.classify(mixed)[:2], probs[:2], atol=1e-6)
+    assert whole.classify(mixed).shape == (3, 7) and whole.classify([]).shape == (0, 7)
+    assert whole.labels == EMOTIONS and whole.card["name"] == "tiny"
+
+
+def test_top_level_package_exports_the_api():
+    import nasfer
+
+    assert nasfer.EmotionRecognizer is EmotionRecognizer and nasfer.Face is Face
+
+
+def test_annotation_draws_boxes_labels_and_bars_in_the_emotion_colour(whole):
+    from nasfer.annotate import EMOTION_COLORS, draw_faces, label_color
+
+    img = np.zeros((200, 300, 3), np.uint8)
+    face = Face.from_probs((100, 0, 80, 80), [0, 0, 0, 0.9, 0.1, 0, 0], EMOTIONS)  # at the top edge
+    out = draw_faces(img, [face], ids=[7])
+    assert out is not img and img.max() == 0  # the input is left alone
+    happy = np.array(EMOTION_COLORS["happy"])
+    assert (out == happy).all(axis=2).sum() > 200  # box, label background and confidence bar
+    bgr = draw_faces(img, [face.to_dict()], color="bgr")  # dicts work too (the service's form)
+    assert (bgr == happy[::-1]).all(axis=2).sum() > 200
+    uncertain = Face.from_probs((10, 100, 60, 60), [0.2, 0.1, 0.1, 0.2, 0.2, 0.1, 0.1], EMOTIONS)
+    assert uncertain.uncertain and (draw_faces(img, [uncertain]) == 128).all(axis=2).any()
+    assert label_color("beta") == label_color("beta") and len(label_color("beta")) == 3
+    assert draw_faces(np.zeros((20, 20), np.uint8), []).shape == (20, 20, 3)

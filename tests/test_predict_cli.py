@@ -1,0 +1,123 @@
+"""`nasfer predict`: folders with broken files, JSON lines, table, CSV, annotated copies, exit codes."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fixtures_data import pattern_image, png_bytes
+from nasfer.cli import main
+from nasfer.labels import EMOTIONS
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    """photos/: two good crops (one nested), a corrupt .jpg, a truncated .png and a text file."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "photos"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.png").write_bytes(png_bytes(pattern_image(3, rng)))
+    (root / "sub" / "b.png").write_bytes(png_bytes(pattern_image(4, rng)))
+    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (root / "cut.png").write_bytes(png_bytes(pattern_image(1, rng))[:60])
+    (root / "notes.txt").write_text("not an image, and not picked up from a folder")
+    (root / ".hidden.png").write_bytes(b"ignored")
+    return root
+
+
+def run(capsys, *argv):
+    code = main(["predict", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_folder_with_broken_files_gives_records_and_goes_on(folder, tiny_onnx, capsys):
+    code, out, err = run(capsys, folder, "--json", "--detector", "none", "--model", tiny_onnx)
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    by_name = {Path(r["file"]).name: r for r in records}
+    assert sorted(by_name) == ["a.png", "b.png", "broken.jpg", "cut.png"]
+    for name in ("broken.jpg", "cut.png"):
+        assert set(by_name[name]) == {"file", "error"} and name in by_name[name]["error"]
+    good = by_name["a.png"]
+    assert good["image"] == {"width": 48, "height": 48} and len(good["faces"]) == 1
+    face = good["faces"][0]
+    assert face["box"] == [0, 0, 48, 48] and set(face["scores"]) == set(EMOTIONS) and face["label"] in EMOTIONS
+    assert "2 image(s) read" in err and "2 unreadable" in err and "Traceback" not in err
+
+
+def test_table_csv_and_annotated_copies(folder, tiny_onnx, tmp_path, capsys):
+    table_csv, annotated = tmp_path / "out.csv", tmp_path / "annotated"
+    code, out, err = run(capsys, folder, "--detector", "none", "--model", tiny_onnx, "--csv", table_csv,
+                         "--annotate", annotated)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:4] == ["FILE", "FACE", "BOX", "(x,y,w,h)"]
+    assert any("a.png" in line and "0,0,48,48" in line for line in lines)
+    assert any("broken.jpg" in line and "error:" in line for line in lines)
+    rows = list(csv.DictReader(table_csv.open()))
+    assert [Path(r["file"]).name for r in rows] == ["a.png", "broken.jpg", "cut.png", "b.png"]
+    assert rows[0]["label"] in EMOTIONS and rows[0]["w"] == "48" and rows[1]["error"]
+    assert abs(sum(float(rows[0][k]) for k in EMOTIONS) - 1) < 1e-3
+    written = sorted(p.relative_to(annotated).as_posix() for p in annotated.rglob("*.png"))
+    assert written == ["photos/a.png", "photos/sub/b.png"]
+
+
+def test_real_photo_with_haar(tiny_onnx, tmp_path, capsys):
+    data = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    photo = tmp_path / "astronaut.jpg"
+    Image.fromarray(data.astronaut()).save(photo, quality=92)
+    code, out, _ = run(capsys, photo, "--json", "--model", tiny_onnx, "--annotate", tmp_path / "ann")
+    assert code == 0
+    (record,) = [json.loads(line) for line in out.splitlines()]
+    assert len(record["faces"]) == 1 and record["faces"][0]["box"][2] > 60
+    assert (tmp_path / "ann" / "astronaut.jpg").is_file()
+
+
+def test_no_face_is_reported_not_an_error(tiny_onnx, tmp_path, capsys):
+    blank = tmp_path / "blank.png"
+    blank.write_bytes(png_bytes(np.full((120, 160), 128, np.uint8)))
+    code, out, _ = run(capsys, blank, "--model", tiny_onnx)
+    assert code == 0 and "no face found" in out
+
+
+def test_exit_status_1_when_nothing_could_be_read(folder, tiny_onnx, tmp_path, capsys):
+    code, out, err = run(capsys, folder / "broken.jpg", tmp_path / "missing.png", "--json", "--model", tiny_onnx)
+    assert code == 1 and "no image could be read" in err
+    errors = [json.loads(line)["error"] for line in out.splitlines()]
+    assert "no such file" in errors[1]
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(capsys, tmp_path / "empty", "--model", tiny_onnx)
+    assert code == 1 and "no images found" in err
+
+
+def test_strict_stops_at_the_first_unreadable_file(folder, tiny_onnx, capsys):
+    code, _, err = run(capsys, folder, "--strict", "--detector", "none", "--model", tiny_onnx)
+    assert code == 2 and err.startswith("nasfer predict: error:") and "broken.jpg" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--detector", "dlib"], "unknown face detector 'dlib'"),
+    (["--model", "/nonexistent/model.onnx"], "model file not found"),
+    (["--detector", "yunet", "--detector-model", "/nonexistent/yunet.onnx"], "no such file"),
+])
+def test_setup_errors_are_one_line(argv, message, folder, tiny_onnx, capsys):
+    argv = argv if "--model" in argv else [*argv, "--model", tiny_onnx]
+    code, _, err = run(capsys, folder, *argv)
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_progress_bar_for_many_files_stays_off_stdout(tiny_onnx, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        (tmp_path / f"{i:02d}.png").write_bytes(png_bytes(pattern_image(i % 7, rng)))
+    code, out, _ = run(capsys, tmp_path, "--json", "--detector", "none", "--model", tiny_onnx)
+    assert code == 0 and len(out.splitlines()) == 12
+    assert all(json.loads(line)["faces"] for line in out.splitlines())

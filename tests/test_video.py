@@ -1,0 +1,139 @@
+"""`nasfer video`: tracking ids, smoothing, frame skipping, annotated output and the timeline CSV."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nasfer.api import EmotionRecognizer
+from nasfer.cli import main
+from nasfer.faces import Box
+from nasfer.labels import EMOTIONS
+from nasfer.video import IoUTracker, Smoother, VideoConfig, analyse_frames, process_video
+
+FRAMES, SIZE, FPS = 24, (320, 240), 12.0
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """24 frames (2 s at 12 fps) of the astronaut's head sliding right by 3 px per frame, mp4v."""
+    import cv2
+
+    data = pytest.importorskip("skimage.data", reason="scikit-image (dev extra) gives the astronaut photo")
+    head = cv2.cvtColor(data.astronaut()[20:220, 120:320], cv2.COLOR_RGB2BGR)  # 200x200 around the face
+    head = cv2.resize(head, (150, 150), interpolation=cv2.INTER_AREA)
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, SIZE)
+    assert writer.isOpened()
+    for i in range(FRAMES):
+        frame = np.full((SIZE[1], SIZE[0], 3), 90, np.uint8)
+        x = 40 + 3 * i
+        frame[45:195, x:x + 150] = head
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def test_clip_is_tracked_as_one_face_with_every_second_frame(clip, tiny_onnx, tmp_path):
+    out, table = tmp_path / "annotated.mp4", tmp_path / "timeline.csv"
+    cfg = VideoConfig(path=str(clip), out=str(out), csv=str(table), every=2, model=str(tiny_onnx), threads=1,
+                      progress=False)
+    summary = process_video(cfg)
+    assert summary.frames == FRAMES and summary.analysed == FRAMES // 2 and summary.fps == pytest.approx(FPS)
+    assert [f.id for f in summary.faces] == [1] and summary.faces[0].frames == FRAMES // 2
+    assert summary.faces[0].label in EMOTIONS and not summary.interrupted
+    rows = list(csv.DictReader(table.open()))
+    assert len(rows) == FRAMES // 2 and {r["face_id"] for r in rows} == {"1"}
+    assert [int(r["frame"]) for r in rows] == list(range(0, FRAMES, 2))
+    assert float(rows[1]["time_s"]) == pytest.approx(2 / FPS, abs=1e-3)
+    xs = [int(r["x"]) for r in rows]
+    assert xs[-1] - xs[0] > 40  # the box follows the head
+    assert abs(sum(float(rows[0][k]) for k in EMOTIONS) - 1) < 1e-3
+
+    import cv2
+
+    cap = cv2.VideoCapture(str(out))
+    n, shape = 0, None
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        n, shape = n + 1, frame.shape
+    cap.release()
+    assert n == FRAMES and shape == (SIZE[1], SIZE[0], 3)
+
+
+def test_video_command(clip, tiny_onnx, tmp_path, capsys):
+    table = tmp_path / "t.csv"
+    code = main(["video", str(clip), "--csv", str(table), "--every", "3", "--model", str(tiny_onnx),
+                 "--no-progress", "--max-frames", "12"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "face #1" in out and "12 frames (4 analysed)" in err
+    assert len(list(csv.DictReader(table.open()))) == 4
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["/nonexistent/clip.mp4"], "no such file"),
+    ([], "give a video file or --webcam N"),
+    (["{clip}", "--webcam", "0"], "give a video file or --webcam N"),
+    (["{clip}", "--every", "0"], "every must be >= 1"),
+])
+def test_video_errors_are_one_line(argv, message, clip, tiny_onnx, capsys):
+    argv = [a.format(clip=clip) for a in argv]
+    assert main(["video", *argv, "--model", str(tiny_onnx), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_a_file_that_is_not_a_video(tmp_path, tiny_onnx, capsys):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"no video here")
+    assert main(["video", str(bad), "--model", str(tiny_onnx), "--no-progress"]) == 2
+    assert "cannot open" in capsys.readouterr().err
+
+
+def test_tracker_keeps_ids_through_motion_and_short_gaps():
+    tracker = IoUTracker(iou_threshold=0.3, max_age=2)
+    a, b = (10, 10, 50, 50), (200, 10, 50, 50)
+    assert tracker.update([a, b])[0] == [1, 2]
+    assert tracker.update([(205, 12, 50, 50), (14, 10, 50, 50)])[0] == [2, 1]  # order does not matter
+    assert tracker.update([(18, 10, 50, 50)])[0] == [1]  # face 2 missed once
+    ids, retired = tracker.update([(22, 10, 50, 50), (206, 12, 50, 50)])
+    assert ids == [1, 2] and retired == []  # back within max_age
+    for _ in range(3):
+        ids, retired = tracker.update([])
+    assert retired == [1, 2] and tracker.tracks == {}
+    assert tracker.update([a])[0] == [3]  # a retired face comes back under a new id
+
+
+def test_smoother_is_an_exponential_moving_average():
+    s = Smoother(0.25)
+    first = s.update(1, np.array([1.0, 0.0]))
+    assert first.tolist() == [1.0, 0.0]
+    assert s.update(1, np.array([0.0, 1.0])).tolist() == [0.75, 0.25]
+    assert s.update(2, np.array([0.0, 1.0])).tolist() == [0.0, 1.0]  # per face
+    s.forget([1])
+    assert s.update(1, np.array([0.0, 1.0])).tolist() == [0.0, 1.0]
+    with pytest.raises(ValueError):
+        Smoother(0.0)
+
+
+def test_analyse_frames_smooths_and_reuses_skipped_frames(tiny_onnx):
+    class Fixed:
+        def detect(self, image):
+            return [Box(0, 0, 48, 48)]
+
+    rec = EmotionRecognizer(tiny_onnx, detector=Fixed(), threads=1)
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (48, 48, 3), dtype=np.uint8) for _ in range(5)]
+    raw = [rec.detect(f, color="bgr")[0].scores for f in frames]
+    results = list(analyse_frames(frames, rec, every=2, smoothing=0.5, fps=10))
+    assert [r.analysed for r in results] == [True, False, True, False, True]
+    assert results[1].faces is results[0].faces and results[3].time_s == pytest.approx(0.3)
+    expected = {k: 0.5 * raw[2][k] + 0.5 * raw[0][k] for k in EMOTIONS}
+    assert results[2].faces[0].scores == pytest.approx(expected, abs=1e-6)
+    assert all(r.ids == [1] for r in results)
