@@ -1,0 +1,42 @@
+# nasfer: emotion-recognition API + mobile web client, served by gunicorn (`nasfer serve`).
+# CPU only and without torch: the runtime needs numpy, onnxruntime, opencv-python-headless, pillow,
+# flask and gunicorn (the `train` extra, which brings torch, is not installed).
+#
+#   docker build -t nasfer .
+#   docker run --rm -p 8000:8000 nasfer                          # http://localhost:8000/
+#   docker run --rm -p 8000:8000 -v "$PWD/models:/models:ro" nasfer --model /models/model.onnx --workers 2
+#
+# Arguments after the image name are extra `nasfer serve` flags. The container always listens on
+# 0.0.0.0:8000 (map it with -p); see docs/deploy.md.
+
+ARG PYTHON_IMAGE=python:3.11-slim
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY src ./src
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --upgrade pip \
+ && /opt/venv/bin/pip install . \
+ && /opt/venv/bin/python -c "import importlib.util as u, sys; sys.exit(1 if u.find_spec('torch') else 0)" \
+ && /opt/venv/bin/nasfer serve --help > /dev/null
+
+FROM ${PYTHON_IMAGE}
+LABEL org.opencontainers.image.title="nasfer" \
+      org.opencontainers.image.description="Facial emotion recognition API and mobile web client (ONNX Runtime, CPU)"
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    OMP_NUM_THREADS=1
+RUN groupadd --system --gid 10001 nasfer \
+ && useradd --system --uid 10001 --gid nasfer --home-dir /home/nasfer --create-home --shell /usr/sbin/nologin nasfer
+COPY --from=build /opt/venv /opt/venv
+USER nasfer:nasfer
+WORKDIR /home/nasfer
+EXPOSE 8000
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+  CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status == 200 else 1)"]
+ENTRYPOINT ["nasfer", "serve", "--host", "0.0.0.0", "--port", "8000"]
+CMD []

@@ -1,0 +1,155 @@
+"""Serve the emotion API and the mobile web client over HTTP.
+
+Runs gunicorn (one model copy per worker process) unless --dev is given, which runs Flask's
+development server (one process; for trying things out, never for production).
+
+Examples:
+  nasfer serve                                   # http://127.0.0.1:8000, one worker per core
+  nasfer serve --host 0.0.0.0 --port 8080 --workers 2 --threads 2
+  nasfer serve --model runs/nas/model.onnx --detector yunet --detector-model face_detection_yunet.onnx
+  nasfer serve --dev --log-level debug
+Then open http://127.0.0.1:8000/ (web client) or /docs (API).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import config
+from ..service.config import ServeConfig
+
+NAME = "serve"
+HELP = "run the HTTP API and web client (gunicorn; --dev for Flask's server)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    config.add_arguments(parser, ServeConfig)
+
+
+def bind_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+def gunicorn_options(cfg: ServeConfig) -> dict[str, Any]:
+    """The gunicorn settings for `cfg` (documented in docs/deploy.md)."""
+    options: dict[str, Any] = {
+        "bind": [bind_address(cfg.host, cfg.port)],
+        "workers": cfg.worker_count,
+        "threads": cfg.threads,
+        "worker_class": "gthread" if cfg.threads > 1 else "sync",
+        "timeout": cfg.timeout,
+        "graceful_timeout": max(5, min(cfg.timeout, 30)),
+        "keepalive": 5,
+        "loglevel": cfg.log_level,
+        "errorlog": "-",
+        "accesslog": None,  # the app logs each request itself, with its request id
+        "proc_name": "nasfer",
+        # Header limits; the body limit is the app's (MAX_CONTENT_LENGTH -> 413).
+        "limit_request_line": 8190,
+        "limit_request_fields": 100,
+        "limit_request_field_size": 8190,
+        # X-Forwarded-Proto/For are trusted from a reverse proxy on this host only.
+        "forwarded_allow_ips": "127.0.0.1,::1",
+        # gunicorn >= 25 opens a control socket under ~/.gunicorn by default; several servers on
+        # one host would share it, and a read-only home breaks it. Not needed: disable.
+        "control_socket_disable": True,
+    }
+    if Path("/dev/shm").is_dir() and os.access("/dev/shm", os.W_OK):
+        options["worker_tmp_dir"] = "/dev/shm"  # heartbeat files off a possibly slow container disk
+    return options
+
+
+def limit_native_threads(n: int = 1) -> None:
+    """Pin OpenCV's own thread pool: with one worker process per core, more threads only contend."""
+    try:
+        import cv2
+
+        cv2.setNumThreads(n)
+    except Exception:  # pragma: no cover - OpenCV missing or without a thread pool
+        pass
+
+
+def make_server(app_factory: Callable[[], Any], options: dict[str, Any]):
+    """A gunicorn application that calls `app_factory()` in each worker after it forks."""
+    from gunicorn.app.base import BaseApplication
+
+    class NasferGunicorn(BaseApplication):
+        def __init__(self) -> None:
+            self.options = options
+            super().__init__()
+
+        def load_config(self) -> None:
+            for key, value in self.options.items():
+                if key in self.cfg.settings:  # settings newer than the installed gunicorn are skipped
+                    self.cfg.set(key, value)
+
+        def load(self):
+            return app_factory()
+
+    return NasferGunicorn()
+
+
+def check_files(cfg: ServeConfig) -> None:
+    """Fail before forking workers when a named file is missing (clear message, exit 2)."""
+    for flag, value in (("--model", cfg.model), ("--detector-model", cfg.detector_model)):
+        if value and not Path(value).is_file():
+            raise FileNotFoundError(f"{flag} {value}: no such file")
+
+
+def serve(cfg: ServeConfig, app_factory: Callable[[], Any] | None = None) -> int:
+    """Run gunicorn for `cfg` until it is stopped (SIGTERM/SIGINT: graceful); returns its exit status.
+
+    `app_factory` (default: `create_app(cfg)`) runs in every worker after the fork, so each worker
+    loads its own model and nothing heavy happens in the master process.
+    """
+    master_pid = os.getpid()
+    metrics_dir = tempfile.mkdtemp(prefix="nasfer-metrics-")
+    previous = os.environ.get("NASFER_METRICS_DIR")
+    os.environ["NASFER_METRICS_DIR"] = metrics_dir  # inherited by the workers: /metrics sums them all
+    multi_worker = cfg.worker_count > 1
+
+    def worker_app():
+        if multi_worker:
+            limit_native_threads(1)
+        if app_factory is not None:
+            return app_factory()
+        from ..service.app import create_app
+
+        return create_app(cfg)
+
+    print(f"nasfer serve: http://{bind_address(cfg.host, cfg.port)}/ with {cfg.worker_count} worker(s) x "
+          f"{cfg.threads} thread(s)", file=sys.stderr, flush=True)
+    try:
+        make_server(worker_app, gunicorn_options(cfg)).run()
+    except SystemExit as exc:  # gunicorn leaves through sys.exit; keep its status
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        # Workers leave gunicorn through this frame too (they are forked inside run()); only the
+        # master cleans up.
+        if os.getpid() == master_pid:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+        if previous is None:
+            os.environ.pop("NASFER_METRICS_DIR", None)
+        else:
+            os.environ["NASFER_METRICS_DIR"] = previous
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config.from_args(ServeConfig, args).validate()
+    check_files(cfg)
+    if cfg.dev:
+        from ..service.app import create_app
+
+        app = create_app(cfg)
+        print(f"nasfer serve: development server on http://{bind_address(cfg.host, cfg.port)}/ "
+              f"(not for production: use it without --dev)", file=sys.stderr, flush=True)
+        app.run(host=cfg.host, port=cfg.port, debug=False, use_reloader=False, threaded=True)
+        return 0
+    return serve(cfg)

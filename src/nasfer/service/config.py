@@ -1,0 +1,94 @@
+"""`ServeConfig`: every `nasfer serve` flag is one field here (see `nasfer.config`)."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+from ..config import option
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+def cpu_count() -> int:
+    """CPU cores this process may use: its CPU affinity, capped by a container's CPU quota
+    (cgroup v2 `cpu.max` or v1 `cpu.cfs_quota_us`), which affinity alone does not show."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - non-Linux
+        cores = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        cores = min(cores, max(1, math.ceil(quota)))
+    return max(1, cores)
+
+
+def _cgroup_cpu_quota(root: str = "/sys/fs/cgroup") -> float | None:
+    """CPUs granted by the cgroup CPU quota, or None when unlimited / unknown."""
+    try:
+        quota, period = Path(root, "cpu.max").read_text().split()[:2]  # v2: "max 100000" or "200000 100000"
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int(Path(root, "cpu", "cpu.cfs_quota_us").read_text())
+        period_us = int(Path(root, "cpu", "cpu.cfs_period_us").read_text())
+        return None if quota_us <= 0 or period_us <= 0 else quota_us / period_us
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class ServeConfig:
+    """How the HTTP service runs: server processes, model, detector and input limits."""
+
+    host: str = option("127.0.0.1", "address to listen on (0.0.0.0: all interfaces, e.g. inside a container)")
+    port: int = option(8000, "TCP port to listen on")
+    workers: int = option(0, "gunicorn worker processes, each with its own model copy (0: one per CPU core, container quota respected)")
+    threads: int = option(2, "threads per worker; each one serves one request at a time")
+    timeout: int = option(30, "seconds a request may take before gunicorn restarts the worker")
+    model: Optional[str] = option(None, "ONNX model with its card (.json) beside it (default: the shipped model)")
+    detector: str = option("haar", "default face detector: haar, yunet (needs --detector-model) or none")
+    detector_model: Optional[str] = option(None, "face-detector model file (YuNet's .onnx for --detector yunet)")
+    threshold: float = option(0.25, "faces whose top score is below this are marked uncertain (0..1)")
+    max_faces: int = option(20, "most faces returned per image, largest first (0: no limit)")
+    max_upload_mb: float = option(10.0, "largest accepted request body in MB (larger: HTTP 413)")
+    max_pixels: int = option(25_000_000, "largest accepted image, width x height (larger: HTTP 413)")
+    cors_origins: str = option("", "comma-separated origins allowed to call the API from other sites "
+                                   "('*': any; empty: same origin only)")
+    dev: bool = option(False, "run Flask's development server (one process, for trying things out) instead of gunicorn")
+    log_level: LogLevel = option("info", "log level")
+
+    def validate(self) -> "ServeConfig":
+        """Raise ValueError naming the first impossible setting; return self."""
+        checks = [
+            (0 <= self.port <= 65535, f"--port must be 0..65535, got {self.port}"),
+            (self.workers >= 0, f"--workers must be >= 0, got {self.workers}"),
+            (self.threads >= 1, f"--threads must be >= 1, got {self.threads}"),
+            (self.timeout >= 1, f"--timeout must be >= 1 second, got {self.timeout}"),
+            (0.0 <= self.threshold <= 1.0, f"--threshold must be within 0..1, got {self.threshold}"),
+            (self.max_faces >= 0, f"--max-faces must be >= 0, got {self.max_faces}"),
+            (self.max_upload_mb > 0, f"--max-upload-mb must be > 0, got {self.max_upload_mb}"),
+            (self.max_pixels > 0, f"--max-pixels must be > 0, got {self.max_pixels}"),
+            (bool(self.detector.strip()), "--detector must not be empty"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        return self
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def worker_count(self) -> int:
+        """`workers`, with 0 resolved to the number of usable CPU cores."""
+        return self.workers or cpu_count()
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...]:
+        return tuple(o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip())
