@@ -139,6 +139,21 @@ class TrainConfig:
     precision: Literal["bf16", "fp32"] = option("bf16", "autocast precision of training steps (bf16 is ~2x faster on CPUs with AVX-512 BF16 or AMX)")
     width: int = option(0, "model width override, if the model has one (0: the model's default)")
     drop_path: float = option(0.0, "drop-path probability for NASNet models")
+    # -- transfer learning and custom datasets (see docs/custom-data.md)
+    init_from: Optional[str] = option(
+        None, "fine-tune: start from this training checkpoint (.pt); architecture and preprocessing come from it, "
+              "weights are loaded where names and shapes match, the classifier head is rebuilt for a new label set")
+    freeze_epochs: int = option(0, "with --init-from: train only the classifier head for the first N epochs")
+    backbone_lr_mult: float = option(0.1, "with --init-from: learning-rate factor of the pretrained backbone "
+                                          "(the head gets the full --lr)")
+    label_set: Literal["canonical", "folders"] = option(
+        "canonical", "labels: the 7 canonical emotions (folder names mapped with synonyms), or one class per folder name")
+    test_fraction: float = option(0.1, "datasets without an official split: part held out as test (stratified, "
+                                       "seeded; scored into test.json); --val-fraction is then taken from the rest")
+    split_file: Optional[str] = option(None, "reuse a split file (JSON source -> train/val/test, as written to "
+                                             "<out>/splits.json) instead of drawing the split")
+    detect_faces: bool = option(False, "crop the face out of every image with the Haar detector before training "
+                                       "(for photos that are not face crops already)")
 
 
 #: Named recipes. `paper` is the original design: SGD momentum 0.9, lr 0.001 divided by 5 after

@@ -3,6 +3,10 @@
 Resumable by construction: every epoch draws its shuffling, augmentation and dropout from RNGs
 seeded by (seed, epoch), and `last.pt` holds model, optimizer and scheduler state, so a run
 killed after epoch k and restarted gives the same weights as one that was never interrupted.
+
+Every run writes `splits.json` (each image's role: train/val/test) so `--split-file` can repeat it;
+datasets without an official split get a seeded stratified test part, scored into `test.json`.
+Fine-tuning (`--init-from`) lives in `nasfer.finetune`; the Trainer only calls it.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from torch import nn
 
 from .checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from .config import DataConfig, TrainConfig, apply_preset, to_dict
-from .data import FaceDataset, read_dataset, stratified_split
+from .data import FaceDataset, read_dataset
 from .data.augment import Augment
+from .data.splits import TEST, TRAIN, VAL, apply_split_file, draw_split, read_split_file, sample_keys, write_split_file
 from .errors import DataError, ModelError
 from .models import create_model
 from .preprocessing import Preprocessing, normalize_tensor
@@ -64,13 +69,71 @@ def class_weights(labels: np.ndarray, num_classes: int, mode: str) -> torch.Tens
 
 def training_split(data: FaceDataset) -> FaceDataset:
     """The official Training split, or the folder named train; a dataset without splits is all training."""
+    mask, _ = training_mask(data)
+    return data if mask.all() else data.subset(mask)
+
+
+def training_mask(data: FaceDataset) -> tuple[np.ndarray, bool]:
+    """(mask of the training samples, whether the dataset has an official split)."""
     present = {s.lower() for s in data.split_names()}
+    lowered = np.char.lower(data.splits.astype(str))
     for name in TRAIN_SPLIT_NAMES:
         if name in present:
-            return data.select_split(name)
+            return np.isin(lowered, ["train", "training"]), True
     if present == {"all"}:
-        return data
+        return np.ones(len(data), dtype=bool), False
     raise DataError(f"no Training/train split among {', '.join(data.split_names())}")
+
+
+def load_dataset(cfg: TrainConfig, data_cfg: DataConfig) -> FaceDataset:
+    """Read the dataset as the run asks: label set, and face crops cut by the detector with --detect-faces."""
+    kwargs = dict(contempt=data_cfg.contempt, strict=data_cfg.strict, label_set=cfg.label_set)
+    if cfg.detect_faces:
+        from .data.facecrop import read_face_crops
+
+        return read_face_crops(data_cfg.data, data_cfg.dataset, **kwargs)
+    return read_dataset(data_cfg.data, data_cfg.dataset, **kwargs)
+
+
+def plan_split(data: FaceDataset, cfg: TrainConfig, keys: np.ndarray, split_file: str | Path | None = None) -> np.ndarray:
+    """Role of every sample (train/val/test/...): from a split file, or drawn from the seed (`draw_split`)."""
+    if split_file:
+        return apply_split_file(read_split_file(split_file), keys, where=str(split_file))
+    mask, official = training_mask(data)
+    return draw_split(data.labels, mask, data.splits if official else None, val_fraction=cfg.val_fraction,
+                      test_fraction=cfg.test_fraction, seed=cfg.seed, limit=cfg.limit)
+
+
+def score_predictions(y_true: np.ndarray, probs: np.ndarray, label_names: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class scores and confusion (rows = truth): `nasfer.metrics` when present."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
+    try:
+        from .metrics import classification_report
+    except ImportError:
+        classification_report = None
+    if classification_report is not None:
+        return dict(classification_report(y_true, probs, list(label_names)))
+    k = len(label_names)
+    pred = probs.argmax(1) if len(probs) else np.zeros(0, dtype=np.int64)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (y_true, pred), 1)
+    tp = np.diag(confusion).astype(np.float64)
+    support, predicted = confusion.sum(1), confusion.sum(0)
+    precision = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(k), where=(precision + recall) > 0)
+    present = support > 0  # classes absent from the truth would pull the macro average to 0 for nothing
+    return {
+        "n": int(len(y_true)), "labels": list(label_names),
+        "accuracy": float((pred == y_true).mean()) if len(y_true) else 0.0,
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "macro_precision": float(precision[present].mean()) if present.any() else 0.0,
+        "macro_recall": float(recall[present].mean()) if present.any() else 0.0,
+        "per_class": {name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                             "support": int(support[i])} for i, name in enumerate(label_names)},
+        "confusion": confusion.tolist(),
+    }
 
 
 @torch.no_grad()
@@ -121,35 +184,66 @@ class Trainer:
         self.preprocessing = Preprocessing()
         if self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
-        data = dataset if dataset is not None else read_dataset(
-            data_cfg.data, data_cfg.dataset, contempt=data_cfg.contempt, strict=data_cfg.strict)
+        if self.cfg.freeze_epochs and not self.cfg.init_from:
+            raise ValueError("--freeze-epochs freezes a pretrained backbone: it needs --init-from")
+        if self.cfg.init_from:
+            from .finetune import check_init_path
+
+            check_init_path(self.cfg.init_from)
+        data = dataset if dataset is not None else load_dataset(self.cfg, data_cfg)
         self.label_names = data.label_names
         self.skipped = len(data.skipped)
-        train = training_split(data)
-        if 0 < self.cfg.limit < len(train):
-            _, keep = stratified_split(train.labels, self.cfg.limit / len(train), self.cfg.seed)
-            train = train.subset(keep)
-        fit_idx, val_idx = stratified_split(train.labels, self.cfg.val_fraction, self.cfg.seed)
+        self.data_notes = list(data.notes)
+        if self.progress:
+            for note in self.data_notes:
+                print(f"data: {note}", flush=True)
+        self.keys = sample_keys(data.sources, data_cfg.data)
+        split_file = self.cfg.split_file
+        if not split_file and (self.out / "last.pt").exists() and (self.out / "splits.json").exists():
+            split_file = self.out / "splits.json"  # resuming: the split this run started with
+        self.roles = plan_split(data, self.cfg, self.keys, split_file)
+        fit_idx, val_idx = np.flatnonzero(self.roles == TRAIN), np.flatnonzero(self.roles == VAL)
         if len(val_idx) == 0:
             raise DataError("validation split is empty: use a larger dataset or --val-fraction")
-        self.train_x = torch.from_numpy(train.images[fit_idx]).unsqueeze(1)
-        self.train_y = torch.from_numpy(train.labels[fit_idx])
-        self.val_x = train.images[val_idx]
-        self.val_y = train.labels[val_idx]
+        if len(fit_idx) == 0:
+            raise DataError("training split is empty: use a larger dataset or smaller --val-fraction/--test-fraction")
+        test_idx = np.flatnonzero(np.char.lower(self.roles.astype(str)) == TEST)  # our draw, or a folder named test
+        self.train_x = torch.from_numpy(data.images[fit_idx]).unsqueeze(1)
+        self.train_y = torch.from_numpy(data.labels[fit_idx])
+        self.val_x = data.images[val_idx]
+        self.val_y = data.labels[val_idx]
+        self.test_x, self.test_y, self.test_keys = data.images[test_idx], data.labels[test_idx], self.keys[test_idx]
         torch.manual_seed(self.cfg.seed)
-        self.model, self.model_name, self.model_kwargs = build_model(self.cfg, len(self.label_names))
+        self.head_params: list[str] | None = None  # set when fine-tuning
+        self.transfer: dict[str, Any] | None = None
+        if self.cfg.init_from:
+            from .finetune import start_from
+
+            start = start_from(self.cfg.init_from, self.label_names, drop_path=self.cfg.drop_path)
+            self.model, self.model_name, self.model_kwargs = start.model, start.model_name, start.model_kwargs
+            self.preprocessing, self.head_params = start.preprocessing, start.head_params
+            self.transfer = start.report.to_dict()
+            if self.progress:
+                print(start.report.summary(), flush=True)
+        else:
+            self.model, self.model_name, self.model_kwargs = build_model(self.cfg, len(self.label_names))
         self.model.to(self.cfg.device, memory_format=torch.channels_last)
         self.augment = Augment(self.cfg.crop_padding, self.cfg.flip, self.cfg.rotation, self.cfg.scale, self.cfg.cutout)
-        weights = class_weights(train.labels[fit_idx], len(self.label_names), self.cfg.class_weighting)
+        weights = class_weights(data.labels[fit_idx], len(self.label_names), self.cfg.class_weighting)
         self.loss_fn = nn.CrossEntropyLoss(
             weight=None if weights is None else weights.to(self.cfg.device), label_smoothing=self.cfg.label_smoothing)
         self.steps_per_epoch = math.ceil(len(self.train_y) / self.cfg.batch_size)
         self.total_steps = self.steps_per_epoch * self.cfg.epochs
+        params: Any = self.model.parameters()
+        if self.head_params is not None:
+            from .finetune import param_groups
+
+            params = param_groups(self.model, self.head_params, self.cfg.lr, self.cfg.backbone_lr_mult)
         if self.cfg.optimizer == "sgd":
-            self.optimizer = torch.optim.SGD(self.model.parameters(), lr=self.cfg.lr, momentum=self.cfg.momentum,
+            self.optimizer = torch.optim.SGD(params, lr=self.cfg.lr, momentum=self.cfg.momentum,
                                              weight_decay=self.cfg.weight_decay, nesterov=True)
         else:
-            self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+            self.optimizer = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_multiplier(s, self.total_steps, self.steps_per_epoch, self.cfg))
         self.history: list[dict[str, float]] = []
@@ -165,6 +259,7 @@ class Trainer:
             epoch=epoch, metrics={"val_accuracy": val_acc, "best_val_accuracy": max(self.best_val, val_acc)},
             history=self.history, optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
             n_train=int(len(self.train_y)), n_val=int(len(self.val_y)), skipped=self.skipped,
+            **({"finetune": self.transfer} if self.transfer else {}),
         )
 
     def _resume(self) -> None:
@@ -189,6 +284,10 @@ class Trainer:
         torch.manual_seed(self.cfg.seed * 100_003 + epoch)  # dropout / drop-path
         order = torch.randperm(len(self.train_y), generator=gen)
         self.model.train()
+        if self.head_params is not None:
+            from .finetune import set_backbone_frozen
+
+            set_backbone_frozen(self.model, self.head_params, frozen=epoch < self.cfg.freeze_epochs)
         total_loss = total_correct = seen = 0.0
         bar = tqdm(range(self.steps_per_epoch), desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
                    disable=not self.progress, leave=False, unit="batch")
@@ -239,7 +338,11 @@ class Trainer:
         self._resume()
         (self.out / "config.json").write_text(json.dumps(
             {"train": to_dict(self.cfg), "data": to_dict(self.data_cfg), "model": self.model_name,
-             "model_kwargs": self.model_kwargs, "labels": list(self.label_names)}, indent=2))
+             "model_kwargs": self.model_kwargs, "labels": list(self.label_names),
+             **({"finetune": self.transfer} if self.transfer else {})}, indent=2))
+        write_split_file(self.out / "splits.json", self.keys, self.roles, data=self.data_cfg.data,
+                         seed=self.cfg.seed, val_fraction=self.cfg.val_fraction,
+                         test_fraction=self.cfg.test_fraction, reused=self.cfg.split_file)
         for epoch in range(self.start_epoch, self.cfg.epochs):
             started = time.perf_counter()
             train_loss, train_acc = self._train_epoch(epoch)
@@ -261,7 +364,34 @@ class Trainer:
                 print(f"epoch {epoch + 1}/{self.cfg.epochs}  train loss {train_loss:.3f} acc {train_acc:.3f}  "
                       f"val loss {val_loss:.3f} acc {val_acc:.3f}{'  *best' if improved else ''}  ({seconds:.0f}s)",
                       flush=True)
+        if len(self.test_y):
+            self._write_test_report()
         return self.out
+
+    # -- the held-out test part (datasets without an official split, or a split file naming one)
+    def test_probabilities(self) -> np.ndarray:
+        """Probabilities of the best checkpoint on the held-out test images (N_test, K)."""
+        from .checkpoint import load_model
+
+        if not len(self.test_y):
+            return np.zeros((0, len(self.label_names)), dtype=np.float32)
+        model, ckpt = load_model(self.out / "best.pt")
+        return evaluate_model(model.to(self.cfg.device), self.test_x, self.preprocessing, tta=self.cfg.tta,
+                              device=self.cfg.device)
+
+    def _write_test_report(self) -> dict[str, Any]:
+        probs = self.test_probabilities()
+        report = score_predictions(self.test_y, probs, self.label_names)
+        pred = probs.argmax(1)
+        report = {"split": "test", "checkpoint": "best.pt", **report, "predictions": [
+            {"image": str(key), "label": self.label_names[int(y)], "predicted": self.label_names[int(p)],
+             "confidence": round(float(probs[i, p]), 4)}
+            for i, (key, y, p) in enumerate(zip(self.test_keys.tolist(), self.test_y, pred))]}
+        (self.out / "test.json").write_text(json.dumps(report, indent=1))
+        if self.progress:
+            print(f"test: accuracy {report['accuracy']:.3f}  macro-F1 {report['macro_f1']:.3f} on "
+                  f"{len(self.test_y)} held-out images -> {self.out / 'test.json'}", flush=True)
+        return report
 
     def _write_history(self) -> None:
         (self.out / "history.json").write_text(json.dumps(self.history, indent=2))
@@ -275,4 +405,5 @@ def fit(cfg: TrainConfig, data_cfg: DataConfig, *, dataset: FaceDataset | None =
     return Trainer(cfg, data_cfg, dataset=dataset, progress=progress).run()
 
 
-__all__ = ["fit", "Trainer", "evaluate_model", "lr_multiplier", "class_weights", "training_split"]
+__all__ = ["fit", "Trainer", "evaluate_model", "lr_multiplier", "class_weights", "training_split", "training_mask",
+           "load_dataset", "plan_split", "score_predictions"]

@@ -4,6 +4,11 @@ Examples:
   nasfer train --data fer2013.zip --arch vgg --preset fast --out runs/vgg
   nasfer train --data fer2013.zip --genotype runs/search/best_genotype.json --out runs/nas
   nasfer train --data fer2013.zip --arch vgg --preset paper --out runs/paper   # the original recipe
+
+Your own data (see docs/custom-data.md):
+  nasfer train --data my_faces/ --label-set folders --init-from runs/vgg/best.pt --freeze-epochs 2 \
+      --epochs 10 --lr 1e-3 --out runs/mine        # fine-tune on <class>/<image> folders, new labels
+  nasfer train --data my_faces/ ... --split-file runs/mine/splits.json --out runs/mine-again   # same split
 """
 
 from __future__ import annotations
@@ -30,5 +35,6 @@ def run(args: argparse.Namespace) -> int:
     if not data_cfg.data:
         raise DataError("--data is required (a dataset zip, folder or fer2013.csv)")
     out = fit(from_args(TrainConfig, args), data_cfg)
-    print(f"run directory: {out} (best.pt = best validation accuracy; export it with `nasfer export`)")
+    print(f"run directory: {out} (best.pt = best validation accuracy; export it with `nasfer export`; "
+          f"splits.json = the split, reusable with --split-file)")
     return 0

@@ -25,3 +25,194 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int = 0) -> tupl
         held.append(idx[:n_held])
         keep.append(idx[n_held:])
     return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
+
+
+# ---------------------------------------------------------------------------- split plans and files
+#
+# A split plan gives every sample of a dataset one role: "train", "val", "test", "unused" (left out by
+# --limit), or, for datasets with an official split, the official name of a sample that is not in Training
+# (e.g. "PublicTest"). The plan is written to <run>/splits.json keyed by each sample's path inside the
+# dataset, so `--split-file` reproduces a run exactly even when the dataset lives somewhere else.
+
+TRAIN, VAL, TEST, UNUSED = "train", "val", "test", "unused"
+VAL_SPLIT_NAMES = ("val", "valid", "validation")
+SPLIT_FILE_FORMAT = "nasfer-splits/1"
+
+
+def draw_split(
+    labels: np.ndarray,
+    training_mask: np.ndarray,
+    official: np.ndarray | None = None,
+    *,
+    val_fraction: float,
+    test_fraction: float = 0.0,
+    seed: int = 0,
+    limit: int = 0,
+) -> np.ndarray:
+    """Role of every sample (str array), drawn reproducibly from `seed`.
+
+    With an official split (`official` given: the per-sample split names), samples outside Training keep
+    their official name and Training is divided into train/val, unless the dataset has a val/ folder,
+    which is then the validation split as it is. Without one, `test_fraction` of every class
+    is held out as "test" first; `--limit` then thins the candidates and `val_fraction` of the rest is "val".
+    The train/val draw on Training is the one `Trainer` always made, so older runs resume unchanged.
+    """
+    labels = np.asarray(labels)
+    training_mask = np.asarray(training_mask, dtype=bool)
+    roles = np.full(len(labels), UNUSED, dtype=object)
+    official_val = np.zeros(len(labels), dtype=bool)
+    if official is not None:
+        roles[~training_mask] = np.asarray(official, dtype=object)[~training_mask]
+        official_val = np.isin(np.char.lower(np.asarray(official).astype(str)), VAL_SPLIT_NAMES) & ~training_mask
+        roles[official_val] = VAL  # a val/ folder is the validation split: nothing is carved from train/
+    candidates = np.flatnonzero(training_mask)
+    if official is None and test_fraction > 0:
+        keep, held = stratified_split(labels[candidates], test_fraction, seed)
+        roles[candidates[held]] = TEST
+        candidates = candidates[keep]
+    if 0 < limit < len(candidates):
+        _, keep = stratified_split(labels[candidates], limit / len(candidates), seed)
+        candidates = candidates[keep]
+    fit, val = stratified_split(labels[candidates], 0.0 if official_val.any() else val_fraction, seed)
+    roles[candidates[fit]] = TRAIN
+    roles[candidates[val]] = VAL
+    return roles.astype(str)
+
+
+def sample_keys(sources: np.ndarray, root: str | None) -> np.ndarray:
+    """Each sample's name inside its dataset (`<root>:` stripped), stable when the dataset is moved."""
+    from pathlib import Path
+
+    prefix = f"{Path(root).expanduser()}:" if root else None  # as the readers name their source
+    if prefix is None:
+        return np.asarray(sources).astype(str)
+    return np.asarray([s[len(prefix):] if s.startswith(prefix) else s for s in np.asarray(sources).tolist()]).astype(str)
+
+
+def write_split_file(path, keys: np.ndarray, roles: np.ndarray, **meta) -> None:
+    """JSON: {"format", <meta>, "counts": {role: n}, "splits": {sample key: role}}."""
+    import json
+    from pathlib import Path
+
+    keys, roles = np.asarray(keys).tolist(), np.asarray(roles).tolist()
+    values, counts = np.unique(np.asarray(roles, dtype=str), return_counts=True)
+    doc = {"format": SPLIT_FILE_FORMAT, **meta, "counts": {str(v): int(c) for v, c in zip(values, counts)},
+           "splits": dict(zip(keys, roles))}
+    Path(path).write_text(json.dumps(doc, indent=1))
+
+
+def read_split_file(path) -> dict[str, str]:
+    """The key -> role mapping of a split file (ours, or a plain {key: role} JSON object)."""
+    import json
+    from pathlib import Path
+
+    from ..errors import DataError
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataError(f"{p}: split file not found")
+    try:
+        doc = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{p}: not a JSON split file ({exc})") from None
+    mapping = doc.get("splits", doc) if isinstance(doc, dict) else None
+    if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+        raise DataError(f"{p}: expected a JSON object mapping each image to train, val or test")
+    return {str(k): v for k, v in mapping.items() if k not in ("format", "counts")}
+
+
+def apply_split_file(mapping: dict[str, str], keys: np.ndarray, where: str = "split file") -> np.ndarray:
+    """Roles of `keys` from a split file; the file and the dataset must name exactly the same images."""
+    from ..errors import DataError
+
+    keys = np.asarray(keys).tolist()
+    missing = [k for k in keys if k not in mapping]
+    if missing:
+        raise DataError(f"{where}: {len(missing)} image(s) of the dataset are not in it (first: {missing[0]}); "
+                        "the dataset changed since the split was written: draw a new split without --split-file")
+    present = set(keys)
+    gone = [k for k in mapping if k not in present]
+    if gone:
+        raise DataError(f"{where}: {len(gone)} image(s) it names are not in the dataset (first: {gone[0]}); "
+                        "the run cannot be reproduced on this data")
+    return np.asarray([mapping[k] for k in keys], dtype=object).astype(str)
+
+
+# ---------------------------------------------------------------------------- subject-independent folds
+
+#: CK+ file names start with the subject id: S005_001_00000011.png.
+CKPLUS_SUBJECT_REGEX = r"^(S\d+)_"
+
+
+def subject_ids(sources: np.ndarray, pattern: str = CKPLUS_SUBJECT_REGEX) -> np.ndarray:
+    """Subject id of every sample: the regex's first group (or whole match) searched in the file name.
+
+    A pattern containing '/' is searched in the whole path instead (subjects named by folders).
+    A name the pattern does not match is an error, never a subject of its own: that would put one
+    person on both sides of a fold.
+    """
+    import re
+
+    from ..errors import DataError
+
+    try:
+        rx = re.compile(pattern)
+    except re.error as exc:
+        raise DataError(f"--group-regex {pattern!r} is not a valid regular expression ({exc})") from None
+    out, unmatched = [], []
+    for source in np.asarray(sources).tolist():
+        text = source if "/" in pattern else source.replace("\\", "/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+        m = rx.search(text)
+        if m is None:
+            unmatched.append(text)
+            out.append("")
+            continue
+        out.append(m.group(1) if rx.groups else m.group(0))
+    if unmatched:
+        raise DataError(f"--group-regex {pattern!r} does not match {len(unmatched)} file name(s) (first: "
+                        f"{unmatched[0]}); give a pattern whose first group is the subject id")
+    return np.asarray(out).astype(str)
+
+
+def group_kfold(labels: np.ndarray, groups: np.ndarray, n_folds: int, seed: int = 0) -> list[np.ndarray]:
+    """Test indices of `n_folds` folds that never split a group, with class shares kept close.
+
+    Greedy, as scikit-learn's StratifiedGroupKFold: groups are visited in a seeded order (the most
+    class-skewed first) and each joins the fold where the spread of every class's share across folds
+    grows least (ties: the smaller fold). Every sample is in exactly one fold's test part.
+    """
+    from ..errors import DataError
+
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    if n_folds < 2:
+        raise ValueError(f"need at least 2 folds, got {n_folds}")
+    names, g = np.unique(groups, return_inverse=True)
+    classes, y = np.unique(labels, return_inverse=True)
+    if len(names) < n_folds:
+        raise DataError(f"{len(names)} subjects cannot fill {n_folds} folds: use --folds {len(names)} or fewer")
+    counts = np.zeros((len(names), len(classes)))
+    np.add.at(counts, (g, y), 1)
+    total = counts.sum(0)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(names))
+    order = order[np.argsort(-counts[order].std(axis=1), kind="stable")]
+    fold_counts = np.zeros((n_folds, len(classes)))
+    fold_of = np.empty(len(names), dtype=np.int64)
+    for visited, group in enumerate(order):
+        sizes = fold_counts.sum(1)
+        empty = np.flatnonzero(sizes == 0)
+        if len(empty) and len(order) - visited <= len(empty):
+            choices = empty  # exactly enough groups left to give every empty fold one
+        else:
+            choices = np.arange(n_folds)
+        best, best_score = -1, np.inf
+        for f in choices:
+            trial = fold_counts.copy()
+            trial[f] += counts[group]
+            score = float(np.mean(np.std(trial / total, axis=0)))
+            if score < best_score - 1e-12 or (abs(score - best_score) <= 1e-12 and sizes[f] < sizes[best]):
+                best, best_score = int(f), score
+        fold_counts[best] += counts[group]
+        fold_of[group] = best
+    sample_fold = fold_of[g]
+    return [np.flatnonzero(sample_fold == f) for f in range(n_folds)]
