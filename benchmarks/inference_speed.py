@@ -186,7 +186,11 @@ def bench_nasfer(model: Path, photo: Path, yunet: Path | None, args: argparse.Na
 def bench_fer(photo: Path, args: argparse.Namespace) -> dict[str, Any]:
     try:
         import cv2
-        from fer import FER
+
+        try:
+            from fer import FER
+        except ImportError:  # fer 25.x no longer re-exports FER from the package
+            from fer.fer import FER
     except ImportError as exc:
         return {"available": False,
                 "note": f"the `fer` package is not importable here ({exc}); run this script with the python "
@@ -214,7 +218,7 @@ def bench_fer(photo: Path, args: argparse.Namespace) -> dict[str, Any]:
     t = timeit(lambda: detector.detect_emotions(bgr), args.seconds)
     out["end_to_end_ms"]["haar"] = {"median": 1000 * t["median_s"], "min": 1000 * t["min_s"], "runs": t["runs"]}
     out["faces_found"] = {"haar": len(found)}
-    code = ("import cv2; from fer import FER; "
+    code = ("import cv2; from fer.fer import FER; "
             f"r = FER(mtcnn=False).detect_emotions(cv2.imread({str(photo)!r})); "
             "print(max(r[0]['emotions'], key=r[0]['emotions'].get) if r else 'no face')")
     out["first_result_s"] = first_result(code, args.first_runs)
