@@ -47,3 +47,26 @@ def test_every_command_has_help(capsys):
 def test_no_command_prints_help(capsys):
     assert main([]) == 2
     assert "COMMAND" in capsys.readouterr().out
+
+
+def test_strip_training_state_keeps_what_rebuilds_the_model(tmp_path):
+    from nasfer.checkpoint import strip_training_state
+
+    model = create_model("vgg", width=4)
+    opt = torch.optim.AdamW(model.parameters())
+    ckpt = make_checkpoint(model=model, model_name="vgg", model_kwargs={"width": 4}, labels=EMOTIONS,
+                           preprocessing=Preprocessing(), optimizer=opt.state_dict(), epoch=1)
+    slim = strip_training_state(ckpt)
+    assert "optimizer" not in slim and slim["epoch"] == 1 and "optimizer" in ckpt
+    save_checkpoint(tmp_path / "slim.pt", slim)
+    assert load_model(tmp_path / "slim.pt")[1]["labels"] == list(EMOTIONS)
+
+
+def test_init_from_default_is_the_shipped_checkpoint():
+    from nasfer.finetune import check_init_path
+    from nasfer.weights import default_checkpoint_path, default_model_path
+
+    path = check_init_path("default")
+    assert path == default_checkpoint_path() and path.parent == default_model_path().parent
+    model, ckpt = load_model(path)
+    assert ckpt["labels"] == list(EMOTIONS) and "optimizer" not in ckpt

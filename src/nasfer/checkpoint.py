@@ -88,3 +88,12 @@ def load_model(path: str | os.PathLike):
 
 def preprocessing_of(checkpoint: dict[str, Any]) -> Preprocessing:
     return Preprocessing.from_dict(checkpoint.get("preprocessing", {}))
+
+
+#: Keys only a resumed training run needs; a shipped checkpoint leaves them out (a third of the size).
+TRAINING_STATE_KEYS = ("optimizer", "scheduler")
+
+
+def strip_training_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """A copy without optimizer/scheduler state: enough to rebuild, evaluate, export or fine-tune."""
+    return {k: v for k, v in checkpoint.items() if k not in TRAINING_STATE_KEYS}

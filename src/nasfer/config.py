@@ -141,7 +141,7 @@ class TrainConfig:
     drop_path: float = option(0.0, "drop-path probability for NASNet models")
     # -- transfer learning and custom datasets (see docs/custom-data.md)
     init_from: Optional[str] = option(
-        None, "fine-tune: start from this training checkpoint (.pt); architecture and preprocessing come from it, "
+        None, "fine-tune: start from this training checkpoint (.pt, or 'default' for the shipped model's); architecture and preprocessing come from it, "
               "weights are loaded where names and shapes match, the classifier head is rebuilt for a new label set")
     freeze_epochs: int = option(0, "with --init-from: train only the classifier head for the first N epochs")
     backbone_lr_mult: float = option(0.1, "with --init-from: learning-rate factor of the pretrained backbone "

@@ -88,7 +88,14 @@ def load_init_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def check_init_path(path: str | Path) -> Path:
-    """Fail early (before a dataset is read) on an --init-from that cannot be a training checkpoint."""
+    """Fail early (before a dataset is read) on an --init-from that cannot be a training checkpoint.
+
+    `default` names the checkpoint shipped beside the default model (`nasfer.weights.default_checkpoint_path`).
+    """
+    if str(path) == "default":
+        from .weights import default_checkpoint_path
+
+        return default_checkpoint_path()
     p = Path(path).expanduser()
     if p.suffix.lower() == ".onnx":
         hint = ""

@@ -17,4 +17,16 @@ def default_model_path() -> Path:
     return path
 
 
-__all__ = ["default_model_path"]
+def default_checkpoint_path() -> Path:
+    """The PyTorch checkpoint shipped for fine-tuning (`nasfer train --init-from default`).
+
+    It holds the weights of the default model, or of its first member when the default is an ensemble
+    (an ensemble is fine-tuned member by member), without optimizer state.
+    """
+    path = Path(__file__).with_name("default.pt")
+    if not path.is_file():
+        raise ModelError(f"no fine-tuning checkpoint shipped at {path}; pass a training checkpoint (.pt) instead")
+    return path
+
+
+__all__ = ["default_checkpoint_path", "default_model_path"]
