@@ -29,13 +29,7 @@ def register_model(fn: Callable[..., Any] | None = None, *, name: str | None = N
 
 def _load_builtin() -> None:
     # Importing the model modules runs their @register_model decorators.
-    from . import baselines  # noqa: F401
-
-    try:
-        from . import nasnet  # noqa: F401
-    except ImportError as exc:  # only while nasnet.py does not exist yet in a partial checkout
-        if "nasnet" not in str(exc):
-            raise
+    from . import baselines, ensemble, nasnet  # noqa: F401
 
 
 def list_models() -> list[str]:
