@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from fixtures_data import pattern_image
 
 from nasfer.cli import main

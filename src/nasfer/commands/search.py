@@ -45,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
     s = result.summary
     print(f"best genotype: {result.best}")
     latency = f", {s['latency_ms']:.1f} ms/face" if s.get("latency_ms") is not None else ""
-    print(f"validation accuracy {s['accuracy']:.4f} with the proxy's shared weights{latency}; "
+    how = ("with the supernet's shared weights" if s["evaluator"] == "shared"
+           else f"after {cfg.child_steps} steps from scratch (mean of 2 seeds)")
+    print(f"proxy validation accuracy {s['accuracy']:.4f} {how}{latency}; "
           f"{s['steps']} controller steps in {s['elapsed_s'] / 60:.1f} min")
     print(f"wrote {result.out / 'best_genotype.json'} and {result.out / 'summary.json'}; train it with: "
           f"nasfer train --data {cfg.data} --genotype {result.out / 'best_genotype.json'} --out runs/nas")
