@@ -29,7 +29,7 @@ HELP = "search a cell architecture under a time budget (resumable)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..nas.search import SearchConfig
+    from ..nas.config import SearchConfig
 
     config.add_arguments(parser, SearchConfig)
 
