@@ -68,3 +68,12 @@ def test_ensemble_averages_member_probabilities(tmp_path):
                     model_kwargs={"width": 4}, labels=["a", "b"], preprocessing=Preprocessing()))
     with pytest.raises(ModelError, match="labels"):
         ensemble_checkpoint([str(paths[0]), str(tmp_path / "other.pt")])
+
+
+def test_ensemble_card_says_how_to_reproduce_it():
+    from nasfer.export import training_info
+
+    member = {"train": {"arch": "vgg", "out": "/tmp/runs/a", "epochs": 3}, "data": {"data": "/x/fer2013.zip"}}
+    info = training_info({"config": {"ensemble_of": ["a", "b"], "members": [member, member]}})
+    assert info["command"].count("nasfer train --data fer2013.zip") == 2
+    assert info["command"].endswith("nasfer ensemble --checkpoints a/best.pt a/best.pt --out ensemble.pt")

@@ -174,6 +174,8 @@ def _public(value: Any, key: str = "") -> Any:
     """Config values safe to publish: path-valued settings keep only their file name."""
     if isinstance(value, dict):
         return {k: _public(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_public(v, key) for v in value]
     if key in _PATH_KEYS and isinstance(value, str) and value:
         return Path(value).name
     return value
@@ -212,8 +214,13 @@ def training_info(ckpt: dict[str, Any]) -> dict[str, Any]:
     config = _public(dict(ckpt.get("config") or {}))
     history = list(ckpt.get("history") or [])
     metrics = dict(ckpt.get("metrics") or {})
+    members = config.get("members")
     info: dict[str, Any] = {
-        "command": train_command(config),
+        # An ensemble is reproduced by training each member, then `nasfer ensemble` over their best.pt.
+        "command": train_command(config) if not isinstance(members, list) else " && ".join(
+            [c or "(member trained outside nasfer train)" for c in (train_command(m) for m in members)]
+            + ["nasfer ensemble --checkpoints " + " ".join(
+                f"{(m.get('train') or {}).get('out', 'run')}/best.pt" for m in members) + " --out ensemble.pt"]),
         "config": config,
         "data": (config.get("data") or {}).get("data") if isinstance(config.get("data"), dict) else None,
         "epochs": len(history) if history else (int(ckpt["epoch"]) + 1 if "epoch" in ckpt else None),
