@@ -16,11 +16,12 @@ classifier is needed here.) Without `fer` the script still scores nasfer and say
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
+
+from common import write_result
 
 
 def score_nasfer(images: np.ndarray, model: str | None, tta: bool) -> tuple[np.ndarray, float]:
@@ -94,10 +95,7 @@ def main() -> None:
                          "per_class_f1": {k: v["f1"] for k, v in report["per_class"].items()},
                          "seconds": round(seconds, 3)}
         print(f"{'fer ' + version:12s} accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

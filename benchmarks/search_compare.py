@@ -14,6 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
+from common import write_result
+
 
 def summarize(run: Path) -> dict:
     rows = [json.loads(line) for line in (run / "search_log.jsonl").read_text().splitlines() if line.strip()]
@@ -45,10 +47,7 @@ def main() -> None:
         quarters = ", ".join(f"{q:.3f}" for q in r["mean_reward_by_quarter"] if q is not None)
         print(f"{r['run']:24s} {r['children']:4d} children  mean reward {r['mean_reward']:.3f}  "
               f"by quarter [{quarters}]  best {r['best_reward']:.3f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

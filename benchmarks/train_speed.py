@@ -9,17 +9,17 @@ Runs a few timed optimizer steps per model at 48x48, batch 128, in fp32 and bf16
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from nasfer.models import create_model, list_models
 from nasfer.models.baselines import count_flops, count_params
+
+from common import write_result
 
 
 def images_per_second(name: str, batch: int, steps: int, precision: str) -> float:
@@ -70,10 +70,7 @@ def main() -> None:
         "torch": torch.__version__, "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
         "results": rows,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":
