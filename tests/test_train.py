@@ -108,3 +108,11 @@ def test_cli_train_reports_bad_data_cleanly(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "error:" in err and "no such file" in err and "Traceback" not in err
+
+
+def test_grouped_convs_train_contiguous_plain_convs_channels_last():
+    from nasfer.models import create_model
+    from nasfer.train import memory_format_for
+
+    assert memory_format_for(create_model("vgg", width=4)) == torch.channels_last
+    assert memory_format_for(create_model("mini-xception", width=4)) == torch.contiguous_format

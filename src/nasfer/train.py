@@ -136,6 +136,16 @@ def score_predictions(y_true: np.ndarray, probs: np.ndarray, label_names: list[s
     }
 
 
+def memory_format_for(model: nn.Module) -> torch.memory_format:
+    """channels_last for plain conv nets (1.3-1.7x faster training here); contiguous for grouped convs.
+
+    torch 2.13's CPU backward of depthwise (grouped) convolutions in channels_last crashed the process
+    (segfault / "double free or corruption") on mini-Xception within the first FER2013 epoch.
+    """
+    grouped = any(isinstance(m, nn.Conv2d) and m.groups > 1 for m in model.modules())
+    return torch.contiguous_format if grouped else torch.channels_last
+
+
 @torch.no_grad()
 def evaluate_model(model: nn.Module, images: np.ndarray | torch.Tensor, preprocessing: Preprocessing,
                    batch_size: int = 256, tta: bool = False, device: str = "cpu") -> np.ndarray:
@@ -227,7 +237,8 @@ class Trainer:
                 print(start.report.summary(), flush=True)
         else:
             self.model, self.model_name, self.model_kwargs = build_model(self.cfg, len(self.label_names))
-        self.model.to(self.cfg.device, memory_format=torch.channels_last)
+        self.memory_format = memory_format_for(self.model)
+        self.model.to(self.cfg.device, memory_format=self.memory_format)
         self.augment = Augment(self.cfg.crop_padding, self.cfg.flip, self.cfg.rotation, self.cfg.scale, self.cfg.cutout)
         weights = class_weights(data.labels[fit_idx], len(self.label_names), self.cfg.class_weighting)
         self.loss_fn = nn.CrossEntropyLoss(
@@ -296,7 +307,7 @@ class Trainer:
             x = self.augment(self.train_x[idx], gen)
             x = ((x * (1.0 / 255.0)) - self.preprocessing.mean) / self.preprocessing.std
             y = self.train_y[idx]
-            x, y = x.to(self.cfg.device, memory_format=torch.channels_last), y.to(self.cfg.device)
+            x, y = x.to(self.cfg.device, memory_format=self.memory_format), y.to(self.cfg.device)
             with torch.autocast(torch.device(self.cfg.device).type, dtype=torch.bfloat16,
                                 enabled=self.cfg.precision == "bf16"):
                 loss, logits = self._loss(x, y, gen)
