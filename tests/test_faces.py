@@ -221,4 +221,4 @@ def test_training_crops_use_the_inference_crop():
     from nasfer.data import facecrop
     from nasfer.faces import crop_face as inference_crop
 
-    assert facecrop._crop_function() is inference_crop
+    assert facecrop.crop_face is inference_crop

@@ -196,9 +196,6 @@ def crop_face(gray: np.ndarray, box: Box | Sequence[int], size: int = 48, margin
     return cv2.warpAffine(region, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-#: The name `nasfer.data.facecrop` looks up, so training crops are cut exactly like inference crops.
-crop = crop_face
-
 
 # ------------------------------------------------------------------------------------------------ detectors
 class HaarDetector:

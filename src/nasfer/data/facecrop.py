@@ -16,67 +16,19 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from ..faces import Box, create_detector, crop_face
 from .dataset import FaceDataset
 from .readers import detect_kind, read_dataset
 from .sources import Entry, open_source
 from .splits import sample_keys
 
 
-def _xywh(box: Any) -> tuple[int, int, int, int]:
-    if hasattr(box, "w") and hasattr(box, "x"):
-        return int(box.x), int(box.y), int(box.w), int(box.h)
-    if hasattr(box, "box"):
-        return tuple(int(v) for v in box.box)[:4]  # type: ignore[return-value]
-    return tuple(int(v) for v in box)[:4]  # type: ignore[return-value]
-
-
-def square_crop(gray: np.ndarray, box: tuple[int, int, int, int], size: int = 48, margin: float = 0.0) -> np.ndarray:
-    """The square around a face box (side = the box's longer side, plus `margin` of it), resized to `size`.
-
-    Parts of the square outside the image are filled by edge replication, so a face at the border
-    is not stretched.
-    """
-    import cv2
-
-    x, y, w, h = box
-    side = max(w, h) * (1.0 + margin)
-    cx, cy = x + w / 2.0, y + h / 2.0
-    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
-    s = max(1, int(round(side)))
-    H, W = gray.shape[:2]
-    pad = max(0, -x0, -y0, x0 + s - W, y0 + s - H)
-    if pad:
-        gray = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-        x0, y0 = x0 + pad, y0 + pad
-    crop = gray[y0:y0 + s, x0:x0 + s]
-    interp = cv2.INTER_AREA if s > size else cv2.INTER_LINEAR
-    return cv2.resize(crop, (size, size), interpolation=interp)
-
-
-def _crop_function():
-    """The inference path's crop (`nasfer.faces.crop_face`): train and serve must cut faces alike."""
-    try:
-        from .. import faces
-    except ImportError:
-        return None
-    fn = getattr(faces, "crop_face", None) or getattr(faces, "crop", None)
-    return fn if callable(fn) else None
-
-
-def create_face_detector(name: str = "haar", model_path: str | None = None):
-    try:
-        from ..faces import create_detector
-    except ImportError as exc:
-        raise DataError(f"--detect-faces needs the face detectors of nasfer.faces, which cannot be imported ({exc})") from None
-    return create_detector(name, model_path=model_path)
-
-
-def detect_largest_face(detector: Any, image_rgb: np.ndarray) -> tuple[Any, int]:
-    """(the largest detected face as the detector gave it — a `faces.Box` with landmarks — or None, faces found)."""
-    boxes = [b for b in detector.detect(image_rgb) if _xywh(b)[2] > 0 and _xywh(b)[3] > 0]
+def detect_largest_face(detector: Any, image_rgb: np.ndarray) -> tuple[Box | None, int]:
+    """(the largest detected face, with its landmarks, or None; how many faces were found)."""
+    boxes = [b for b in detector.detect(image_rgb) if b.w > 0 and b.h > 0]
     if not boxes:
         return None, 0
-    return max(boxes, key=lambda b: _xywh(b)[2] * _xywh(b)[3]), len(boxes)
+    return max(boxes, key=lambda b: b.w * b.h), len(boxes)
 
 
 def read_face_crops(
@@ -99,8 +51,7 @@ def read_face_crops(
     if kind == "fer2013-csv":
         raise DataError("--detect-faces needs image files; fer2013.csv rows are 48x48 face crops already")
     data = read_dataset(p, kind, contempt=contempt, strict=strict, label_set=label_set, size=size)  # type: ignore[arg-type]
-    detector = detector if detector is not None else create_face_detector(detector_name)
-    crop = _crop_function()
+    detector = detector if detector is not None else create_detector(detector_name)
     source = open_source(p)
     images = data.images.copy()
     found = several = 0
@@ -115,11 +66,8 @@ def read_face_crops(
         found += 1
         several += n > 1
         gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-        if crop is not None:  # the same crop (and eye alignment, with landmarks) as at inference
-            face = np.asarray(crop(gray, box if not isinstance(box, (tuple, list)) else tuple(box), size, margin))
-        else:
-            face = square_crop(gray, _xywh(box), size, margin)
-        images[i] = face.astype(np.uint8)
+        # The inference path's crop (and eye alignment, with landmarks): train and serve cut faces alike.
+        images[i] = crop_face(gray, box, size, margin)
     notes = list(data.notes) + [
         f"--detect-faces ({detector_name}): face cropped in {found} of {len(data)} images; "
         f"{len(data) - found} without a detectable face kept whole"
@@ -128,4 +76,4 @@ def read_face_crops(
                        label_names=data.label_names, skipped=data.skipped, notes=notes)
 
 
-__all__ = ["read_face_crops", "square_crop", "detect_largest_face", "create_face_detector"]
+__all__ = ["read_face_crops", "detect_largest_face"]
