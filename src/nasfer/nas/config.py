@@ -39,8 +39,13 @@ class SearchConfig:
     baseline_decay: float = option(0.95, "decay of the moving-average reward baseline")
     temperature: float = option(5.0, "controller softmax temperature")
     tanh_constant: float = option(2.5, "controller logit clipping: c * tanh(logits)")
-    child_steps: int = option(150, "scratch evaluator: SGD steps of each child trained from scratch")
-    child_lr: float = option(0.05, "scratch evaluator: peak learning rate of each child (cosine to 0)")
+    child_steps: int = option(300, "scratch evaluator: steps of each child trained from scratch")
+    child_optimizer: Literal["adam", "sgd"] = option(
+        "adam", "scratch evaluator: optimizer of each child (Adam leaves FER2013's class-prior plateau in "
+                "fewer steps than SGD, so short runs rank children instead of all scoring the majority class)")
+    child_lr: float = option(3e-3, "scratch evaluator: peak learning rate of each child (cosine to 0)")
+    child_augment: bool = option(False, "scratch evaluator: augment the children's batches (crop, flip); off by "
+                                        "default, since in a few hundred steps augmentation only slows learning")
     target_ms: float = option(0.0, "latency-aware reward: target ms per face of the default `nasnet` "
                                    "built from the child (0: accuracy only)")
     latency_w: float = option(-0.07, "latency-aware reward exponent w in acc * (lat / target) ** w")

@@ -152,22 +152,26 @@ class SharedWeights:
 
 
 class FromScratch:
-    """NASNet's evaluator: train the child from scratch for `steps` SGD steps, score it on all of validation.
+    """NASNet's evaluator: train the child from scratch for `steps` steps (Adam or SGD), score it on all of validation.
 
     Every child sees the same batches, augmentations and initialisation seed (common random numbers):
     a short training run is noisy (about +-0.04 accuracy between seeds on FER2013 at 150 steps,
     measured), and sharing that noise across children keeps it out of their differences. `full`
     re-trains with `rescore_seeds` other seeds and averages, for the final ranking.
+
+    Measured on FER2013 at 24 px, F=8, N=1, batch 64: after 150 augmented SGD steps (lr 0.05) children
+    still sat at the class prior (0.25 validation accuracy, all "happy"), so their rewards ranked nothing;
+    150 Adam steps without augmentation reach 0.37-0.38 (lr 3e-3 / 1e-2), 300 steps 0.40.
     """
 
     def __init__(self, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor, *,
                  F: int, N: int, num_classes: int, steps: int, batch_size: int, eval_batch: int, lr: float,
-                 seed: int, augment=None, normalize=None, rescore_seeds: int = 2):
+                 seed: int, augment=None, normalize=None, rescore_seeds: int = 2, optimizer: str = "adam"):
         self.train_x, self.train_y, self.val_x, self.val_y = train_x, train_y, val_x, val_y
         self.F, self.N, self.num_classes = F, N, num_classes
         self.steps, self.batch_size, self.eval_batch, self.lr = steps, batch_size, eval_batch, lr
         self.augment, self.normalize = augment, normalize or (lambda x: x)
-        self.seed, self.rescore_seeds = seed, rescore_seeds
+        self.seed, self.rescore_seeds, self.optimizer = seed, rescore_seeds, optimizer
 
     def train_and_score(self, genotype: Genotype, seed: int) -> float:
         from ..models.nasnet import NASNet
@@ -177,7 +181,10 @@ class FromScratch:
             torch.manual_seed(seed)
             model = NASNet(genotype, F=self.F, N=self.N, num_classes=self.num_classes, stem_stride=1)
         model = model.to(memory_format=CHANNELS_LAST)
-        optimizer = torch.optim.SGD(model.parameters(), lr=self.lr, momentum=0.9, nesterov=True, weight_decay=3e-4)
+        if self.optimizer == "adam":
+            optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
+        else:
+            optimizer = torch.optim.SGD(model.parameters(), lr=self.lr, momentum=0.9, nesterov=True, weight_decay=3e-4)
         batches = _Batches(len(self.train_y), self.batch_size, generator)
         model.train()
         for step in range(self.steps):

@@ -142,8 +142,10 @@ def make_evaluator(cfg: SearchConfig, data: SearchData):
     common = dict(batch_size=cfg.batch_size, eval_batch=cfg.eval_batch, seed=cfg.seed, augment=augment,
                   normalize=normalize)
     if evaluator_kind(cfg) == "scratch":
+        scratch = {**common, "augment": augment if cfg.child_augment else None}
         return FromScratch(data.train_x, data.train_y, data.val_x, data.val_y, F=cfg.F, N=cfg.N,
-                           num_classes=len(data.label_names), steps=cfg.child_steps, lr=cfg.child_lr, **common)
+                           num_classes=len(data.label_names), steps=cfg.child_steps, lr=cfg.child_lr,
+                           optimizer=cfg.child_optimizer, **scratch)
     with torch.random.fork_rng():
         torch.manual_seed(cfg.seed)
         net = SuperNet(F=cfg.F, N=cfg.N, blocks=cfg.B, num_classes=len(data.label_names))
