@@ -60,20 +60,16 @@ def read_card(model_path: str | os.PathLike, verify: bool = True) -> dict[str, A
 class Classifier:
     """Batched emotion classifier over uint8 face crops, on ONNX Runtime's CPU provider.
 
-    model_path: the .onnx (default: the shipped model). threads: intra-op threads (None: ONNX
+    model_path: the .onnx, or a shipped model's name (default: the shipped default). threads: intra-op threads (None: ONNX
     Runtime's default, all cores; a server with several workers wants 1). max_batch: crops per
     run; bigger inputs are split so memory stays bounded.
     """
 
     def __init__(self, model_path: str | os.PathLike | None = None, threads: int | None = None,
                  max_batch: int = 64):
-        if model_path is None:
-            from .weights import default_model_path
+        from .weights import resolve_model
 
-            model_path = default_model_path()
-        self.model_path = Path(model_path)
-        if not self.model_path.is_file():
-            raise ModelError(f"{self.model_path}: model file not found")
+        self.model_path = resolve_model(model_path)
         self.card = read_card(self.model_path)
         self.labels: tuple[str, ...] = tuple(self.card["labels"])
         self.preprocessing = Preprocessing.from_dict(self.card["preprocessing"])

@@ -38,7 +38,7 @@ class EvalConfig:
         None, "split to score: Training, PublicTest, PrivateTest (any case), a folder split such as test, or all "
               "(default: PublicTest if present, else test, else all)")
     model: Optional[str] = option(None, "model to score: FILE.onnx (with its model card) or a training checkpoint "
-                                        "FILE.pt (default: the shipped model)")
+                                        "FILE.pt, or a shipped model by name (default, fast) (default: default)")
     contempt: Literal["exclude", "neutral"] = option("exclude", "what CK+ 'contempt' images become: left out, or "
                                                                  "scored as neutral (the original design)")
     json: Optional[str] = option(None, "write the JSON report to FILE ('-': stdout, instead of the summary table)")
@@ -65,20 +65,10 @@ class LoadedModel:
 
 
 def resolve_model_path(model: str | None) -> Path:
-    """The --model path, or the shipped default when absent; a missing file is a ModelError."""
-    if model:
-        path = Path(model).expanduser()
-        if not path.is_file():
-            raise ModelError(f"{path}: model file not found")
-        return path
-    try:
-        from .weights import default_model_path
-    except ImportError:
-        raise ModelError("this install has no shipped default model; pass --model FILE.onnx|FILE.pt") from None
-    path = Path(default_model_path())  # its ModelError says what to do where none is shipped
-    if not path.is_file():
-        raise ModelError(f"the shipped default model {path} is missing; pass --model FILE.onnx|FILE.pt")
-    return path
+    """The --model path, a shipped model's name, or the shipped default when absent (`weights.resolve_model`)."""
+    from .weights import resolve_model
+
+    return resolve_model(model)
 
 
 def load_model(model: str | None, threads: int = 0) -> LoadedModel:

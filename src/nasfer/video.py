@@ -39,7 +39,7 @@ class VideoConfig:
     iou: float = option(0.3, "overlap (IoU) that links a face to one in the previous analysed frame")
     max_age: int = option(5, "analysed frames a face may go undetected before its id is retired")
     max_frames: int = option(0, "stop after this many frames (0: all)")
-    model: Optional[str] = option(None, "ONNX model with its card beside it (default: the shipped model)")
+    model: Optional[str] = option(None, "ONNX model with its card beside it, or a shipped model by name: default, fast (default: default)")
     detector: str = option("haar", "face detector: haar, yunet or none")
     detector_model: Optional[str] = option(None, "face-detector model file (YuNet's .onnx for --detector yunet)")
     threshold: float = option(0.25, "faces whose top probability is below this are marked uncertain")

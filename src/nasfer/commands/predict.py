@@ -48,7 +48,7 @@ class PredictConfig:
     detector: str = option("haar", "face detector: haar, yunet (needs --detector-model or `nasfer models fetch "
                                    "yunet`) or none (each image is one face)")
     detector_model: Optional[str] = option(None, "face-detector model file (YuNet's .onnx)")
-    model: Optional[str] = option(None, "ONNX emotion model with its card beside it (default: the shipped model)")
+    model: Optional[str] = option(None, "ONNX emotion model with its card beside it, or a shipped model by name: default, fast (default: default)")
     threshold: float = option(0.25, "faces whose top probability is below this are marked uncertain")
     max_faces: int = option(0, "keep at most this many faces per image, largest first (0: all)")
     threads: int = option(0, "ONNX Runtime threads (0: all cores)")

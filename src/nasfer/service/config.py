@@ -50,7 +50,7 @@ class ServeConfig:
     workers: int = option(0, "gunicorn worker processes, each with its own model copy (0: one per CPU core, container quota respected)")
     threads: int = option(2, "threads per worker; each one serves one request at a time")
     timeout: int = option(30, "seconds a request may take before gunicorn restarts the worker")
-    model: Optional[str] = option(None, "ONNX model with its card (.json) beside it (default: the shipped model)")
+    model: Optional[str] = option(None, "ONNX model with its card (.json) beside it, or a shipped model by name: default, fast (default: default)")
     detector: str = option("haar", "default face detector: haar, yunet (needs --detector-model) or none")
     detector_model: Optional[str] = option(None, "face-detector model file (YuNet's .onnx for --detector yunet)")
     threshold: float = option(0.25, "faces whose top score is below this are marked uncertain (0..1)")
