@@ -1,0 +1,109 @@
+"""One table of exported models: accuracy from their cards, size from the graph, speed measured here.
+
+For each .onnx (with its model card beside it): PublicTest accuracy and macro-F1 as stored in the card
+by `nasfer export --metrics` (`nasfer evaluate --json` output), parameters and multiply-adds from the
+card, CPU milliseconds per face at batch 1 and faces/s at batch 64 through nasfer's ONNX Runtime engine
+(median over `--seconds` of repeated runs), and, where `--search RUN_DIR` names the search that found a
+model's cell, that search's cost in CPU-hours (wall-clock minutes x torch threads, from its summary.json).
+Used for the architecture-search comparison (REINFORCE cell vs random cell vs NASNet-A at matched
+parameters) and for default-vs-fast. Usage:
+
+    python benchmarks/model_table.py runs/nas/reinforce.onnx runs/nas/random.onnx runs/nas/nasnet-a.onnx \
+        --search reinforce.onnx=runs/nas-reinforce --search random.onnx=runs/nas-random \
+        --out benchmarks/results/nas_retrain.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from common import write_result
+
+
+def per_call_seconds(fn: Callable[[], Any], seconds: float, min_runs: int = 5) -> float:
+    """Median seconds per call of `fn` after two warm-up calls."""
+    fn()
+    fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_runs or time.perf_counter() - start < seconds:
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def search_cost(run: Path) -> dict[str, Any]:
+    """CPU-hours of a finished search (loop + final re-scoring) from its summary.json and config."""
+    summary = json.loads((run / "summary.json").read_text())
+    threads = summary["config"].get("threads") or 1
+    minutes = summary["elapsed_s"] / 60
+    return {"run": str(run), "strategy": summary["strategy"], "children": summary["steps"],
+            "minutes": round(minutes, 1), "threads": threads, "cpu_hours": round(minutes * threads / 60, 2),
+            "reward_mean_first_quarter": summary["reward_mean_first_quarter"],
+            "reward_mean_last_quarter": summary["reward_mean_last_quarter"]}
+
+
+def measure(path: Path, threads: int, seconds: float, split: str) -> dict[str, Any]:
+    from nasfer.engine import Classifier
+
+    clf = Classifier(path, threads=threads or None)
+    card = clf.card
+    arch = card.get("architecture") or {}
+    metrics = (card.get("metrics") or {}).get(split) or {}
+    rng = np.random.default_rng(0)
+    one, batch = (rng.integers(0, 256, (n, 48, 48), dtype=np.uint8) for n in (1, 64))
+    s1 = per_call_seconds(lambda: clf.predict(one), seconds)
+    s64 = per_call_seconds(lambda: clf.predict(batch), seconds)
+    return {
+        "model": str(path), "name": card.get("name"), "architecture": arch.get("name"),
+        "genotype": arch.get("genotype") is not None, "params": arch.get("params"), "flops": arch.get("flops"),
+        "onnx_mb": round(path.stat().st_size / 2**20, 2),
+        "accuracy": metrics.get("accuracy"), "macro_f1": metrics.get("macro_f1"),
+        "tta": metrics.get("tta"), "split": split if metrics else None,
+        "ms_per_face_batch_1": round(s1 * 1e3, 3), "faces_per_s_batch_64": round(64 / s64, 1),
+        "training_command": (card.get("training") or {}).get("command"),
+    }
+
+
+def fmt(value: Any, spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="+", type=Path, help=".onnx files with their model cards")
+    parser.add_argument("--search", action="append", default=[], metavar="MODEL_FILE_NAME=RUN_DIR",
+                        help="the search run whose best cell a model is (for its search cost)")
+    parser.add_argument("--split", default="PublicTest", help="metrics stored in the cards under this name")
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: all cores)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="time spent on each speed measurement")
+    parser.add_argument("--out", default="benchmarks/results/model_table.json")
+    args = parser.parse_args()
+    searches = dict(item.split("=", 1) for item in args.search)
+    rows = []
+    for path in args.models:
+        row = measure(path, args.threads, args.seconds, args.split)
+        if path.name in searches:
+            row["search"] = search_cost(Path(searches[path.name]))
+        rows.append(row)
+        acc = fmt(row["accuracy"] and 100 * row["accuracy"], ".2f")
+        cost = fmt(row.get("search", {}).get("cpu_hours"), ".2f")
+        print(f"| {row['name']} | {acc}% | {fmt(row['macro_f1'], '.3f')} | {row['params']:,} | "
+              f"{row['flops'] / 1e6:.1f} M | {row['ms_per_face_batch_1']:.2f} | {row['faces_per_s_batch_64']:,.0f} | "
+              f"{cost} |")
+    import platform
+
+    write_result({"benchmark": "model_table", "threads": args.threads or "all cores", "machine": platform.platform(),
+                  "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "models": rows}, args.out)
+
+
+if __name__ == "__main__":
+    main()
