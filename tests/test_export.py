@@ -55,6 +55,8 @@ def test_card_follows_the_contract(tiny_onnx, tiny_checkpoint):
     assert "--epochs 2" in training["command"] and "--width 8" in training["command"]
     assert len(training["history"]) == 2 and training["config"]["train"]["arch"] == "vgg"
     assert card["metrics"] == {} and card["export"]["parity_max_abs_diff"] <= 1e-4
+    assert "--model tiny.onnx" in card["evaluation"]["fer2013"] and "--split PublicTest" in card["evaluation"]["fer2013"]
+    assert card["evaluation"]["ckplus"].startswith("nasfer evaluate --data CK+48 --model tiny.onnx")
     text = " ".join(card["limitations"]).lower()
     for needle in ("fer2013", "noisy", "48x48", "grayscale", "web-scraped", "high-stakes"):
         assert needle in text

@@ -237,6 +237,15 @@ def training_info(ckpt: dict[str, Any]) -> dict[str, Any]:
     return info
 
 
+def evaluation_commands(onnx_file: str) -> dict[str, str]:
+    """How to reproduce the card's metrics, and to cross-check on CK+ (the design's second dataset)."""
+    return {
+        "fer2013": f"nasfer evaluate --data fer2013.zip --split PublicTest --model {onnx_file} --json metrics.json",
+        "ckplus": f"nasfer evaluate --data CK+48 --model {onnx_file} --json ckplus.json "
+                  "(contempt, which FER2013 lacks, is left out; --contempt neutral scores it as neutral, as the design did)",
+    }
+
+
 def build_card(ckpt: dict[str, Any], model, onnx_path: str | os.PathLike, *, name: str, opset: int,
                tta: bool, max_abs_diff: float | None) -> dict[str, Any]:
     """The model card of an exported checkpoint (see docs/CONTRACTS.md)."""
@@ -260,6 +269,7 @@ def build_card(ckpt: dict[str, Any], model, onnx_path: str | os.PathLike, *, nam
                          "params": count_params(model), "flops": flops * (2 if tta else 1)},
         "training": training_info(ckpt),
         "metrics": {},
+        "evaluation": evaluation_commands(Path(onnx_path).name),
         "limitations": list(LIMITATIONS),
         "export": {"date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                    "torch": version("torch"), "onnx": version("onnx"), "onnxruntime": version("onnxruntime"),
