@@ -128,6 +128,25 @@ def test_official_split_names_case_insensitive(capsys, kaggle_zip, checkpoint):
     assert json.loads(out)["dataset"]["format"] == "fer2013"
 
 
+def test_split_file_scores_the_validation_images_a_run_held_out(capsys, tmp_path, folder, checkpoint):
+    from nasfer.data import read_dataset
+    from nasfer.data.splits import sample_keys, write_split_file
+
+    data = read_dataset(folder)
+    keys = sample_keys(data.sources, str(folder))
+    roles = np.where(np.arange(len(keys)) % 7 == 0, "val", "train")
+    split_file = tmp_path / "splits.json"
+    write_split_file(split_file, keys, roles)
+    code, out, _ = run_cli(capsys, "--data", folder, "--model", checkpoint, "--split-file", split_file,
+                           "--split", "val", "--json", "-")
+    assert code == 0
+    report = json.loads(out)
+    assert report["split"] == "val" and report["n"] == int((roles == "val").sum())
+    write_split_file(split_file, keys[1:], roles[1:])  # a split written for another dataset
+    code, _, err = run_cli(capsys, "--data", folder, "--model", checkpoint, "--split-file", split_file, "--split", "val")
+    assert code == 2 and "not in it" in err
+
+
 def test_unknown_split_is_a_clean_error(capsys, folder, checkpoint):
     code, _, err = run_cli(capsys, "--data", folder, "--model", checkpoint, "--split", "PrivateTest")
     assert code == 2 and "nasfer evaluate: error:" in err and "not found" in err

@@ -37,6 +37,9 @@ class EvalConfig:
     split: Optional[str] = option(
         None, "split to score: Training, PublicTest, PrivateTest (any case), a folder split such as test, or all "
               "(default: PublicTest if present, else test, else all)")
+    split_file: Optional[str] = option(
+        None, "a training run's splits.json: its roles (train, val, test, ...) replace the dataset's splits, so "
+              "`--split val` scores exactly the validation images that run held out (model selection)")
     model: Optional[str] = option(None, "model to score: FILE.onnx (with its model card) or a training checkpoint "
                                         "FILE.pt, or a shipped model by name (default, fast) (default: default)")
     contempt: Literal["exclude", "neutral"] = option("exclude", "what CK+ 'contempt' images become: left out, or "
@@ -232,7 +235,7 @@ def predict_batches(predict: Callable[[np.ndarray], np.ndarray], images: np.ndar
 def evaluate(cfg: EvalConfig, *, progress: bool = False,
              log: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
     """Read, predict, score; write --json FILE (not '-') and --plots; return the report."""
-    from .data import detect_kind, read_dataset
+    from .data import FaceDataset, detect_kind, read_dataset
     from .metrics import classification_report
 
     if not cfg.data:
@@ -249,6 +252,13 @@ def evaluate(cfg: EvalConfig, *, progress: bool = False,
     canonical = is_canonical_label_set(model.labels) or kind == "fer2013-csv"
     dataset = read_dataset(data_path, dataset=kind, contempt=cfg.contempt, strict=cfg.strict,
                            label_set="canonical" if canonical else "folders", size=model.preprocessing.size)
+    if cfg.split_file:
+        from .data.splits import apply_split_file, read_split_file, sample_keys
+
+        roles = apply_split_file(read_split_file(cfg.split_file), sample_keys(dataset.sources, str(data_path)),
+                                 where=cfg.split_file)
+        dataset = FaceDataset(images=dataset.images, labels=dataset.labels, splits=roles, sources=dataset.sources,
+                              label_names=dataset.label_names, skipped=dataset.skipped, notes=dataset.notes)
     split = cfg.split or default_split(dataset.split_names())
     part = dataset.select_split(split)
     notes = list(dataset.notes)
