@@ -31,9 +31,11 @@ import time
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
+
+from common import timeit
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_YUNET = ROOT.parent / "shared" / "models" / "face_detection_yunet.onnx"
@@ -50,19 +52,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: all cores)")
     p.add_argument("--first-runs", type=int, default=3, help="new processes timed for first-result latency")
     return p.parse_args(argv)
-
-
-def timeit(fn: Callable[[], Any], seconds: float, min_runs: int = 5) -> dict[str, float]:
-    """Median / min seconds per call of `fn` after two warm-up calls."""
-    fn()
-    fn()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < min_runs or time.perf_counter() - start < seconds:
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return {"median_s": statistics.median(times), "min_s": min(times), "runs": len(times)}
 
 
 def pkg_version(name: str) -> str | None:

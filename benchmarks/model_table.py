@@ -17,27 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from common import write_result
-
-
-def per_call_seconds(fn: Callable[[], Any], seconds: float, min_runs: int = 5) -> float:
-    """Median seconds per call of `fn` after two warm-up calls."""
-    fn()
-    fn()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < min_runs or time.perf_counter() - start < seconds:
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+from common import timeit, write_result
 
 
 def search_cost(run: Path) -> dict[str, Any]:
@@ -60,8 +46,8 @@ def measure(path: Path, threads: int, seconds: float, split: str) -> dict[str, A
     metrics = (card.get("metrics") or {}).get(split) or {}
     rng = np.random.default_rng(0)
     one, batch = (rng.integers(0, 256, (n, 48, 48), dtype=np.uint8) for n in (1, 64))
-    s1 = per_call_seconds(lambda: clf.predict(one), seconds)
-    s64 = per_call_seconds(lambda: clf.predict(batch), seconds)
+    s1 = timeit(lambda: clf.predict(one), seconds)["median_s"]
+    s64 = timeit(lambda: clf.predict(batch), seconds)["median_s"]
     return {
         "model": str(path), "name": card.get("name"), "architecture": arch.get("name"),
         "genotype": arch.get("genotype") is not None, "params": arch.get("params"), "flops": arch.get("flops"),
