@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -85,8 +86,6 @@ def main() -> None:
         print(f"| {row['name']} | {acc}% | {fmt(row['macro_f1'], '.3f')} | {row['params']:,} | "
               f"{row['flops'] / 1e6:.1f} M | {row['ms_per_face_batch_1']:.2f} | {row['faces_per_s_batch_64']:,.0f} | "
               f"{cost} |")
-    import platform
-
     write_result({"benchmark": "model_table", "threads": args.threads or "all cores", "machine": platform.platform(),
                   "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "models": rows}, args.out)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional, Sequence
 
@@ -67,16 +67,11 @@ class LoadedModel:
 # ---------------------------------------------------------------------------- model
 
 
-def resolve_model_path(model: str | None) -> Path:
-    """The --model path, a shipped model's name, or the shipped default when absent (`weights.resolve_model`)."""
-    from .weights import resolve_model
-
-    return resolve_model(model)
-
-
 def load_model(model: str | None, threads: int = 0) -> LoadedModel:
     """An .onnx model through `nasfer.engine` or a .pt checkpoint through torch, behind one `predict`."""
-    path = resolve_model_path(model)
+    from .weights import resolve_model
+
+    path = resolve_model(model)
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         return _load_onnx(path, threads)
@@ -235,7 +230,7 @@ def predict_batches(predict: Callable[[np.ndarray], np.ndarray], images: np.ndar
 def evaluate(cfg: EvalConfig, *, progress: bool = False,
              log: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
     """Read, predict, score; write --json FILE (not '-') and --plots; return the report."""
-    from .data import FaceDataset, detect_kind, read_dataset
+    from .data import detect_kind, read_dataset
     from .metrics import classification_report
 
     if not cfg.data:
@@ -257,8 +252,7 @@ def evaluate(cfg: EvalConfig, *, progress: bool = False,
 
         roles = apply_split_file(read_split_file(cfg.split_file), sample_keys(dataset.sources, str(data_path)),
                                  where=cfg.split_file)
-        dataset = FaceDataset(images=dataset.images, labels=dataset.labels, splits=roles, sources=dataset.sources,
-                              label_names=dataset.label_names, skipped=dataset.skipped, notes=dataset.notes)
+        dataset = replace(dataset, splits=roles)
     split = cfg.split or default_split(dataset.split_names())
     part = dataset.select_split(split)
     notes = list(dataset.notes)
@@ -359,5 +353,5 @@ def format_summary(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["EvalConfig", "LoadedModel", "evaluate", "load_model", "resolve_model_path", "label_index_map", "map_labels",
+__all__ = ["EvalConfig", "LoadedModel", "evaluate", "load_model", "label_index_map", "map_labels",
            "is_canonical_label_set", "default_split", "predict_batches", "write_plots", "to_json", "format_summary"]
