@@ -116,3 +116,59 @@ def test_grouped_convs_train_contiguous_plain_convs_channels_last():
 
     assert memory_format_for(create_model("vgg", width=4)) == torch.channels_last
     assert memory_format_for(create_model("mini-xception", width=4)) == torch.contiguous_format
+
+
+def test_random_erasing_is_seeded_keeps_shape_and_erases_a_rectangle():
+    from nasfer.data.augment import random_erasing
+
+    x = torch.full((16, 1, 48, 48), 7.0)
+    a = random_erasing(x, 1.0, torch.Generator().manual_seed(5))
+    b = random_erasing(x, 1.0, torch.Generator().manual_seed(5))
+    assert a.shape == x.shape and a.dtype == x.dtype and torch.equal(a, b)
+    for img in a[:, 0]:
+        changed = img != 7.0
+        rows, cols = changed.any(1).nonzero(), changed.any(0).nonzero()
+        area = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+        assert 0.01 * 48 * 48 <= area <= 0.45 * 48 * 48  # one box of 2-40% of the image (rounding aside)
+        assert float(img.min()) >= 0.0 and float(img.max()) <= 255.0
+    assert torch.equal(random_erasing(x, 0.0, torch.Generator().manual_seed(5)), x)
+
+
+@pytest.mark.slow
+def test_ema_weights_differ_are_validated_beside_raw_and_resume_exactly(learnable_folder, tmp_path, monkeypatch):
+    data_cfg = DataConfig(data=str(learnable_folder))
+    cfg = dict(epochs=3, ema_decay=0.9, random_erasing=0.5)
+    run = fit(small_cfg(tmp_path / "straight", **cfg), data_cfg, progress=False)
+    history = json.loads((run / "history.json").read_text())
+    assert all("val_acc_ema" in h and "val_acc" in h for h in history)
+    last = torch.load(run / "last.pt", weights_only=False)
+    ema = {k[len("module."):]: v for k, v in last["ema_state_dict"].items() if k.startswith("module.")}
+    assert set(ema) == set(last["state_dict"])
+    assert any(not torch.equal(ema[k], last["state_dict"][k]) for k in ema)
+    best = torch.load(run / "best.pt", weights_only=False)
+    assert best["weights"] in ("raw", "ema")
+    expected = max(max(h["val_acc"], h["val_acc_ema"]) for h in history)
+    assert best["metrics"]["val_accuracy"] == pytest.approx(expected)
+
+    calls = {"n": 0}
+    original = Trainer._validate
+
+    def interrupt_on_second_epoch(self, model=None):
+        calls["n"] += 1
+        if calls["n"] == 3:  # epoch 2's raw validation (epoch 1 validated raw and EMA)
+            raise KeyboardInterrupt
+        return original(self, model)
+
+    monkeypatch.setattr(Trainer, "_validate", interrupt_on_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        fit(small_cfg(tmp_path / "resumed", **cfg), data_cfg, progress=False)
+    monkeypatch.setattr(Trainer, "_validate", original)
+    fit(small_cfg(tmp_path / "resumed", **cfg), data_cfg, progress=False)
+    resumed = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)
+    for key, value in last["ema_state_dict"].items():
+        assert torch.equal(value, resumed["ema_state_dict"][key]), key
+
+
+def test_long_preset_turns_on_erasing_and_ema():
+    long = apply_preset(TrainConfig(preset="long"))
+    assert long.epochs >= 120 and long.random_erasing > 0 and 0 < long.ema_decay < 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -179,6 +180,21 @@ def build_model(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, str, dic
     return create_model(name, **kwargs), name, kwargs
 
 
+def make_ema(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
+    """Exponential moving average of the weights and buffers (torch's AveragedModel), or None when decay is 0.
+
+    After each optimizer step, ema = decay * ema + (1 - decay) * weights (Polyak & Juditsky, 1992);
+    BatchNorm running statistics are averaged the same way (use_buffers=True).
+    """
+    if not decay:
+        return None
+    if not 0.0 < decay < 1.0:
+        raise ValueError(f"--ema-decay must be in (0, 1), got {decay}")
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 # ---------------------------------------------------------------------------- the loop
 
 
@@ -239,7 +255,9 @@ class Trainer:
             self.model, self.model_name, self.model_kwargs = build_model(self.cfg, len(self.label_names))
         self.memory_format = memory_format_for(self.model)
         self.model.to(self.cfg.device, memory_format=self.memory_format)
-        self.augment = Augment(self.cfg.crop_padding, self.cfg.flip, self.cfg.rotation, self.cfg.scale, self.cfg.cutout)
+        self.augment = Augment(self.cfg.crop_padding, self.cfg.flip, self.cfg.rotation, self.cfg.scale, self.cfg.cutout,
+                               self.cfg.random_erasing)
+        self.ema = make_ema(self.model, self.cfg.ema_decay)
         weights = class_weights(data.labels[fit_idx], len(self.label_names), self.cfg.class_weighting)
         self.loss_fn = nn.CrossEntropyLoss(
             weight=None if weights is None else weights.to(self.cfg.device), label_smoothing=self.cfg.label_smoothing)
@@ -262,15 +280,20 @@ class Trainer:
         self.start_epoch = 0
 
     # -- state
-    def _checkpoint(self, epoch: int, val_acc: float) -> dict[str, Any]:
+    def _checkpoint(self, epoch: int, val_acc: float, weights: str = "raw") -> dict[str, Any]:
+        """Checkpoint of the raw weights, or of the EMA weights (`weights="ema"`); last.pt carries both."""
+        model = self.ema.module if weights == "ema" else self.model
+        extra: dict[str, Any] = {"weights": weights}
+        if self.ema is not None:
+            extra["ema_state_dict"] = {k: v.detach().cpu() for k, v in self.ema.state_dict().items()}
         return make_checkpoint(
-            model=self.model, model_name=self.model_name, model_kwargs=self.model_kwargs,
+            model=model, model_name=self.model_name, model_kwargs=self.model_kwargs,
             labels=self.label_names, preprocessing=self.preprocessing,
             config={"train": to_dict(self.cfg), "data": to_dict(self.data_cfg)},
             epoch=epoch, metrics={"val_accuracy": val_acc, "best_val_accuracy": max(self.best_val, val_acc)},
             history=self.history, optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
             n_train=int(len(self.train_y)), n_val=int(len(self.val_y)), skipped=self.skipped,
-            **({"finetune": self.transfer} if self.transfer else {}),
+            **({"finetune": self.transfer} if self.transfer else {}), **extra,
         )
 
     def _resume(self) -> None:
@@ -281,6 +304,10 @@ class Trainer:
         if ckpt["model"]["name"] != self.model_name or ckpt["model"]["kwargs"] != self.model_kwargs:
             raise ModelError(f"{last} holds a different model ({ckpt['model']['name']}); use a new --out")
         self.model.load_state_dict(ckpt["state_dict"])
+        if self.ema is not None:
+            if "ema_state_dict" not in ckpt:
+                raise ModelError(f"{last} was trained without --ema-decay; resume it without, or use a new --out")
+            self.ema.load_state_dict(ckpt["ema_state_dict"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.history = list(ckpt.get("history", []))
@@ -301,7 +328,7 @@ class Trainer:
             set_backbone_frozen(self.model, self.head_params, frozen=epoch < self.cfg.freeze_epochs)
         total_loss = total_correct = seen = 0.0
         bar = tqdm(range(self.steps_per_epoch), desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
-                   disable=not self.progress, leave=False, unit="batch")
+                   disable=not (self.progress and sys.stderr.isatty()), leave=False, unit="batch")
         for step in bar:
             idx = order[step * self.cfg.batch_size:(step + 1) * self.cfg.batch_size]
             x = self.augment(self.train_x[idx], gen)
@@ -315,6 +342,8 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
             self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
             n = len(y)
             total_loss += loss.item() * n
             total_correct += (logits.argmax(1) == y).sum().item()
@@ -338,8 +367,9 @@ class Trainer:
             loss = loss + 0.4 * self.loss_fn(aux, y)
         return loss.float(), logits
 
-    def _validate(self) -> tuple[float, float]:
-        probs = evaluate_model(self.model, self.val_x, self.preprocessing, tta=self.cfg.tta, device=self.cfg.device)
+    def _validate(self, model: nn.Module | None = None) -> tuple[float, float]:
+        """(loss, accuracy) of `model` (default: the raw weights) on the validation split."""
+        probs = evaluate_model(model or self.model, self.val_x, self.preprocessing, tta=self.cfg.tta, device=self.cfg.device)
         y = torch.from_numpy(self.val_y)
         p = torch.from_numpy(probs).clamp_min(1e-8)
         return float(F.nll_loss(p.log(), y).item()), float((p.argmax(1) == y).float().mean().item())
@@ -347,6 +377,10 @@ class Trainer:
     def run(self) -> Path:
         self.out.mkdir(parents=True, exist_ok=True)
         self._resume()
+        if self.progress:
+            state = f"resuming after epoch {self.start_epoch}" if self.start_epoch else "new run"
+            print(f"run directory {self.out} ({state}); checkpoints every epoch: if this run is interrupted, "
+                  f"the same command continues it", flush=True)
         (self.out / "config.json").write_text(json.dumps(
             {"train": to_dict(self.cfg), "data": to_dict(self.data_cfg), "model": self.model_name,
              "model_kwargs": self.model_kwargs, "labels": list(self.label_names),
@@ -358,23 +392,27 @@ class Trainer:
             started = time.perf_counter()
             train_loss, train_acc = self._train_epoch(epoch)
             val_loss, val_acc = self._validate()
+            record = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
+                      "val_acc": val_acc}
+            weights, score = "raw", val_acc
+            if self.ema is not None:
+                record["val_loss_ema"], record["val_acc_ema"] = self._validate(self.ema.module)
+                if record["val_acc_ema"] >= val_acc:
+                    weights, score = "ema", record["val_acc_ema"]
             seconds = time.perf_counter() - started
-            self.history.append({
-                "epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
-                "val_acc": val_acc, "lr": self.optimizer.param_groups[0]["lr"], "seconds": seconds,
-                "images_per_second": len(self.train_y) / seconds,
-            })
-            improved = val_acc > self.best_val
-            ckpt = self._checkpoint(epoch, val_acc)
-            self.best_val = max(self.best_val, val_acc)
+            self.history.append({**record, "lr": self.optimizer.param_groups[0]["lr"], "seconds": seconds,
+                                 "images_per_second": len(self.train_y) / seconds})
+            improved = score > self.best_val
             if improved:
-                save_checkpoint(self.out / "best.pt", ckpt)
-            save_checkpoint(self.out / "last.pt", ckpt)
+                save_checkpoint(self.out / "best.pt", self._checkpoint(epoch, score, weights))
+            self.best_val = max(self.best_val, score)
+            save_checkpoint(self.out / "last.pt", self._checkpoint(epoch, val_acc))
             self._write_history()
             if self.progress:
+                ema = f"  ema acc {record['val_acc_ema']:.3f}" if self.ema is not None else ""
                 print(f"epoch {epoch + 1}/{self.cfg.epochs}  train loss {train_loss:.3f} acc {train_acc:.3f}  "
-                      f"val loss {val_loss:.3f} acc {val_acc:.3f}{'  *best' if improved else ''}  ({seconds:.0f}s)",
-                      flush=True)
+                      f"val loss {val_loss:.3f} acc {val_acc:.3f}{ema}{'  *best (' + weights + ')' if improved else ''}"
+                      f"  ({seconds:.0f}s)", flush=True)
         if len(self.test_y):
             self._write_test_report()
         return self.out

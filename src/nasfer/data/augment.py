@@ -1,4 +1,4 @@
-"""Batch augmentation on tensors: one affine warp (crop-shift, flip, rotation, zoom) plus cutout.
+"""Batch augmentation on tensors: one affine warp (crop-shift, flip, rotation, zoom), cutout and random erasing.
 
 Done on whole batches with a single `grid_sample`, so augmentation costs little next to the
 forward pass on a 2-core CPU, and is driven by an explicit torch.Generator so a resumed run
@@ -21,10 +21,12 @@ class Augment:
     rotation: float = 10.0
     scale: float = 0.1
     cutout: int = 0
+    random_erasing: float = 0.0
 
     @property
     def is_identity(self) -> bool:
-        return not (self.crop_padding or self.flip or self.rotation or self.scale or self.cutout)
+        return not (self.crop_padding or self.flip or self.rotation or self.scale or self.cutout
+                    or self.random_erasing)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """uint8 or float batch (N,C,H,W) in 0..255 -> augmented float batch in 0..255."""
@@ -50,6 +52,8 @@ class Augment:
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
         if self.cutout:
             x = cutout(x, self.cutout, generator)
+        if self.random_erasing:
+            x = random_erasing(x, self.random_erasing, generator)
         return x
 
 
@@ -63,3 +67,29 @@ def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tens
     half = size // 2
     inside = ((ys - cy.view(n, 1, 1)).abs() <= half) & ((xs - cx.view(n, 1, 1)).abs() <= half)
     return x.masked_fill(inside.unsqueeze(1), 0.0)
+
+
+def random_erasing(x: torch.Tensor, p: float, generator: torch.Generator, area: tuple[float, float] = (0.02, 0.4),
+                   ratio: tuple[float, float] = (0.3, 3.3)) -> torch.Tensor:
+    """Random erasing (Zhong et al., 2017, "Random Erasing Data Augmentation", Alg. 1).
+
+    With probability `p` per image, one rectangle covering a uniform fraction `area` of the image, with
+    aspect ratio (height/width) log-uniform in `ratio`, is filled with uniform noise in 0..255.
+    x: float (N, C, H, W) in 0..255; returns a new tensor of the same shape and dtype. Deterministic for a
+    given generator state.
+    """
+    n, c, h, w = x.shape
+    apply = torch.rand(n, generator=generator) < p
+    target = (torch.rand(n, generator=generator) * (area[1] - area[0]) + area[0]) * (h * w)
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    aspect = torch.exp(torch.rand(n, generator=generator) * (log_hi - log_lo) + log_lo)
+    eh = torch.sqrt(target * aspect).round().clamp(1, h)
+    ew = torch.sqrt(target / aspect).round().clamp(1, w)
+    y0 = (torch.rand(n, generator=generator) * (h - eh + 1)).floor()
+    x0 = (torch.rand(n, generator=generator) * (w - ew + 1)).floor()
+    ys = torch.arange(h, dtype=x.dtype).view(1, h, 1)
+    xs = torch.arange(w, dtype=x.dtype).view(1, 1, w)
+    inside = ((ys >= y0.view(n, 1, 1)) & (ys < (y0 + eh).view(n, 1, 1))
+              & (xs >= x0.view(n, 1, 1)) & (xs < (x0 + ew).view(n, 1, 1)) & apply.view(n, 1, 1))
+    noise = torch.rand(x.shape, generator=generator, dtype=x.dtype) * 255.0
+    return torch.where(inside.unsqueeze(1), noise, x)
