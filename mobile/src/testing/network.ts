@@ -1,0 +1,65 @@
+/**
+ * The network boundary for tests: a fake `fetch` that answers from responses recorded from a real
+ * `nasfer serve` (src/api/__fixtures__, written by scripts/record_fixtures.py).
+ */
+import astronaut from '../api/__fixtures__/emotions_astronaut.json';
+import custom from '../api/__fixtures__/emotions_custom.json';
+import noface from '../api/__fixtures__/emotions_noface.json';
+import uncertain from '../api/__fixtures__/emotions_uncertain.json';
+import error400 from '../api/__fixtures__/error_400.json';
+import error413 from '../api/__fixtures__/error_413.json';
+import error415 from '../api/__fixtures__/error_415.json';
+import error422 from '../api/__fixtures__/error_422.json';
+import error503 from '../api/__fixtures__/error_503.json';
+import healthz from '../api/__fixtures__/healthz.json';
+import model from '../api/__fixtures__/model.json';
+import modelCustom from '../api/__fixtures__/model_custom.json';
+
+export interface Recorded {
+  status: number;
+  headers: Record<string, string | null>;
+  body: unknown;
+}
+
+export const recorded = {
+  astronaut, custom, noface, uncertain, error400, error413, error415, error422, error503, healthz, model, modelCustom,
+} as Record<string, Recorded>;
+
+/** A fetch Response built from a recorded answer (or any status and raw text). */
+export function responseOf(rec: Recorded | { status: number; text: string; headers?: Record<string, string> }): Response {
+  const text = 'text' in rec ? rec.text : JSON.stringify(rec.body);
+  const headers = Object.fromEntries(Object.entries(rec.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
+  return {
+    status: rec.status,
+    ok: rec.status >= 200 && rec.status < 300,
+    headers: { get: (name: string) => headers[name.toLowerCase()] ?? null },
+    text: async () => text,
+    json: async () => JSON.parse(text),
+  } as unknown as Response;
+}
+
+type Answer = Recorded | Error | 'hang';
+
+/**
+ * A fake fetch: `routes` maps "METHOD /path" to the answers given in turn (the last one repeats);
+ * an Error is thrown as a network failure, 'hang' waits until the request is aborted.
+ */
+export function fakeFetch(routes: Record<string, Answer | Answer[]>) {
+  const served: Record<string, number> = {};
+  return jest.fn(async (url: string, init: RequestInit = {}) => {
+    const key = `${init.method ?? 'GET'} ${new URL(url).pathname}`;
+    const answers = routes[key];
+    if (!answers) throw new Error(`unexpected request ${key}`);
+    const list = Array.isArray(answers) ? answers : [answers];
+    const n = served[key] ?? 0;
+    served[key] = n + 1;
+    const answer = list[Math.min(n, list.length - 1)];
+    if (answer === 'hang') {
+      return new Promise<Response>((_, reject) => {
+        init.signal?.addEventListener('abort', () => reject(new Error('aborted')));
+      });
+    }
+    if (answer instanceof Error) throw answer;
+    return responseOf(answer);
+  });
+}
