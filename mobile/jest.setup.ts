@@ -5,4 +5,4 @@ jest.mock('@react-native-async-storage/async-storage', () =>
 
 // On Android and iOS the app runs with React Native's FormData (a {uri, name, type} object is a file
 // part); Jest's Node environment would otherwise supply Node's, which only takes Blobs.
-global.FormData = require('react-native/Libraries/Network/FormData').default;
+globalThis.FormData = require('react-native/Libraries/Network/FormData').default;

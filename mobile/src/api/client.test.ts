@@ -28,7 +28,7 @@ describe('detectEmotions', () => {
     const result = await detectEmotions(photo, config(fetchImpl), { threshold: 0.4 });
 
     expect(fetchImpl).toHaveBeenCalledTimes(1);
-    const [url, init] = fetchImpl.mock.calls[0];
+    const [url, init = {}] = fetchImpl.mock.calls[0];
     expect(url).toBe(`${BASE}/v1/emotions`);
     expect(init.method).toBe('POST');
     const form = init.body as FormData;

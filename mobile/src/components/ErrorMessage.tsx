@@ -5,7 +5,7 @@ import { colors } from './theme';
 /** An error shown in place, announced by screen readers. */
 export function ErrorMessage({ message }: { message: string }) {
   return (
-    <View accessibilityRole="alert" accessibilityLiveRegion="polite" style={styles.box} testID="error-message">
+    <View accessible accessibilityRole="alert" accessibilityLiveRegion="polite" style={styles.box} testID="error-message">
       <Text style={styles.text}>{message}</Text>
     </View>
   );

@@ -28,7 +28,7 @@ export function FacePhoto({ uri, response, maxHeight = 480 }: Props) {
   const drawnH = imageH * scale;
 
   return (
-    <View onLayout={(e: LayoutChangeEvent) => setAvailable(e.nativeEvent.layout.width)} style={styles.frame}>
+    <View onLayout={(e: LayoutChangeEvent) => setAvailable(e.nativeEvent.layout.width)} style={styles.frame} testID="face-photo-frame">
       {scale > 0 && (
         <View
           style={{ width: drawnW, height: drawnH }}

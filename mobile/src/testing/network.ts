@@ -46,8 +46,8 @@ type Answer = Recorded | Error | 'hang';
  */
 export function fakeFetch(routes: Record<string, Answer | Answer[]>) {
   const served: Record<string, number> = {};
-  return jest.fn(async (url: string, init: RequestInit = {}) => {
-    const key = `${init.method ?? 'GET'} ${new URL(url).pathname}`;
+  const fetchFake = jest.fn(async (input: RequestInfo | URL, init: RequestInit = {}) => {
+    const key = `${init.method ?? 'GET'} ${new URL(String(input)).pathname}`;
     const answers = routes[key];
     if (!answers) throw new Error(`unexpected request ${key}`);
     const list = Array.isArray(answers) ? answers : [answers];
@@ -62,4 +62,5 @@ export function fakeFetch(routes: Record<string, Answer | Answer[]>) {
     if (answer instanceof Error) throw answer;
     return responseOf(answer);
   });
+  return fetchFake as typeof fetchFake & typeof fetch;
 }
