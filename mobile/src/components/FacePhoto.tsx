@@ -4,6 +4,8 @@ import { Image, LayoutChangeEvent, StyleSheet, Text, View } from 'react-native';
 import type { EmotionsResponse } from '../api/types';
 import { faceColor } from './theme';
 
+const CAPTION_HEIGHT = 20;
+
 /** "happy 90%", with a question mark when the face is uncertain. */
 export function faceCaption(label: string, confidence: number, uncertain: boolean): string {
   return `${label} ${Math.round(confidence * 100)}%${uncertain ? ' ?' : ''}`;
@@ -41,22 +43,25 @@ export function FacePhoto({ uri, response, maxHeight = 480 }: Props) {
           {response.faces.map((face, i) => {
             const [x, y, w, h] = face.box;
             const color = faceColor(i);
+            const left = x * scale;
             const top = y * scale;
-            const labelAbove = top >= 22;
+            const right = (x + w) * scale;
+            // the caption sits above the box (inside it at the top edge), anchored to the side with more room
+            const anchor = left + right > drawnW ? { right: drawnW - right, maxWidth: right } : { left, maxWidth: drawnW - left };
             return (
-              <View
-                key={i}
-                testID={`face-box-${i + 1}`}
-                pointerEvents="none"
-                style={[
-                  styles.box,
-                  { left: x * scale, top, width: w * scale, height: h * scale, borderColor: color },
-                  face.uncertain && styles.uncertainBox,
-                ]}
-              >
+              <View key={i} pointerEvents="none" style={StyleSheet.absoluteFill}>
+                <View
+                  testID={`face-box-${i + 1}`}
+                  style={[
+                    styles.box,
+                    { left, top, width: w * scale, height: h * scale, borderColor: color },
+                    face.uncertain && styles.uncertainBox,
+                  ]}
+                />
                 <Text
+                  testID={`face-caption-${i + 1}`}
                   numberOfLines={1}
-                  style={[styles.caption, { backgroundColor: color }, labelAbove ? styles.captionAbove : styles.captionInside]}
+                  style={[styles.caption, anchor, { top: top >= CAPTION_HEIGHT ? top - CAPTION_HEIGHT : top, backgroundColor: color }]}
                 >
                   {`${i + 1} ${faceCaption(face.label, face.confidence, face.uncertain)}`}
                 </Text>
@@ -75,14 +80,12 @@ const styles = StyleSheet.create({
   uncertainBox: { borderStyle: 'dashed' },
   caption: {
     position: 'absolute',
-    left: -3,
+    height: CAPTION_HEIGHT,
+    lineHeight: CAPTION_HEIGHT,
     color: '#000',
     fontSize: 13,
     fontWeight: '700',
     paddingHorizontal: 4,
-    paddingVertical: 1,
     overflow: 'hidden',
   },
-  captionAbove: { top: -22 },
-  captionInside: { top: 0 },
 });
