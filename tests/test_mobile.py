@@ -157,7 +157,7 @@ def _post_photo(base: str, path: Path) -> dict:
     return response.json()
 
 
-def test_web_build_shows_the_face_boxed_with_its_label(web_origin, service, astronaut):
+def test_web_build_shows_the_face_boxed_with_its_label(web_origin, service, astronaut, tmp_path):
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
@@ -166,6 +166,8 @@ def test_web_build_shows_the_face_boxed_with_its_label(web_origin, service, astr
     label = expected["faces"][0]["label"]
     model = json.loads(urllib.request.urlopen(f"{service}/v1/model", timeout=10).read())
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    not_a_photo = tmp_path / "notes.jpg"
+    not_a_photo.write_text("these are notes, not a photo")
 
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
@@ -185,8 +187,14 @@ def test_web_build_shows_the_face_boxed_with_its_label(web_origin, service, astr
             page.get_by_text(f"Labels: {', '.join(model['labels'])}").wait_for()
             page.screenshot(path=str(ARTIFACTS / "mobile-web-settings.png"))
 
-            # Capture: the gallery path is a file chooser in a browser.
+            # Capture: the gallery path is a file chooser in a browser. A file that is not a picture
+            # is refused on the device with a clear message.
             page.get_by_role("tab", name="Capture").click()
+            page.screenshot(path=str(ARTIFACTS / "mobile-web-capture.png"))
+            with page.expect_file_chooser() as chooser:
+                page.get_by_role("button", name="Pick from gallery").click()
+            chooser.value.set_files(str(not_a_photo))
+            page.get_by_role("alert").get_by_text("could not be opened on the device", exact=False).wait_for(timeout=20_000)
             with page.expect_file_chooser() as chooser:
                 page.get_by_role("button", name="Pick from gallery").click()
             chooser.value.set_files(str(astronaut))
@@ -218,6 +226,69 @@ def test_web_build_shows_the_face_boxed_with_its_label(web_origin, service, astr
             page.get_by_role("tab", name="History").click()
             page.get_by_role("button", name=f"1 face: {label}", exact=False).first.wait_for()
             page.screenshot(path=str(ARTIFACTS / "mobile-web-history.png"))
+            assert not errors, errors
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def astronaut_video(astronaut, tmp_path_factory) -> Path:
+    """A Y4M clip of the astronaut photo, fed to chromium as its fake camera."""
+    import numpy as np
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(astronaut).convert("RGB"), dtype=np.float32)
+    h, w = rgb.shape[:2]
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = (0.257 * r + 0.504 * g + 0.098 * b + 16).clip(0, 255).astype(np.uint8)
+    u = (-0.148 * r - 0.291 * g + 0.439 * b + 128).reshape(h // 2, 2, w // 2, 2).mean((1, 3)).clip(0, 255)
+    v = (0.439 * r - 0.368 * g - 0.071 * b + 128).reshape(h // 2, 2, w // 2, 2).mean((1, 3)).clip(0, 255)
+    frame = b"FRAME\n" + y.tobytes() + u.astype(np.uint8).tobytes() + v.astype(np.uint8).tobytes()
+    path = tmp_path_factory.mktemp("camera") / "astronaut.y4m"
+    path.write_bytes(f"YUV4MPEG2 W{w} H{h} F10:1 Ip A1:1 C420jpeg\n".encode() + frame * 10)
+    return path
+
+
+def test_web_build_camera_path(web_origin, service, astronaut_video):
+    """Take a photo with the (fake) camera: permission, preview, front/back switch, shutter, result."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    camera_args = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                   f"--use-file-for-fake-video-capture={astronaut_video}"]
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[*LAUNCH_ARGS, *camera_args])
+        try:
+            context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True,
+                                          permissions=["camera"])
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(web_origin)
+            page.get_by_role("tab", name="Settings").click()
+            page.get_by_label("Service address").fill(service)
+            page.get_by_role("button", name="Save and check connection").click()
+            page.get_by_text("Connected").wait_for(timeout=20_000)
+
+            page.get_by_role("tab", name="Capture").click()
+            page.get_by_role("button", name="Take a photo").click()
+            allow = page.get_by_role("button", name="Allow camera")
+            shutter = page.get_by_role("button", name="Take photo")
+            allow.or_(shutter).first.wait_for(timeout=20_000)
+            if allow.is_visible():
+                allow.click()
+            page.get_by_label("Camera preview, back camera").wait_for(timeout=20_000)
+            page.get_by_role("button", name="Switch to the front camera").click()
+            page.get_by_label("Camera preview, front camera").wait_for()
+            page.wait_for_function("() => { const v = document.querySelector('video'); "
+                                   "return v && v.readyState >= 2 && v.videoWidth > 0; }", timeout=20_000)
+            page.wait_for_function("() => { const b = [...document.querySelectorAll('[role=button]')]"
+                                   ".find(e => e.getAttribute('aria-label') === 'Take photo');"
+                                   "return b && b.getAttribute('aria-disabled') !== 'true'; }", timeout=20_000)
+            page.screenshot(path=str(ARTIFACTS / "mobile-web-camera.png"))
+            shutter.click()
+            page.get_by_text("1 face:", exact=False).wait_for(timeout=60_000)
+            page.get_by_test_id("face-box-1").wait_for()
             assert not errors, errors
         finally:
             browser.close()

@@ -5,14 +5,15 @@ import { Linking } from 'react-native';
 import { renderOnPhone } from '../testing/render';
 import { CameraPanel } from './CameraPanel';
 
-// expo-camera is native: a fake CameraView reports ready and takes a "photo"; permissions are set per test.
+// expo-camera is native: a fake CameraView reports ready once when mounted (as the web one does) and
+// takes a "photo"; permissions are set per test.
 jest.mock('expo-camera', () => {
   const { forwardRef, useEffect, useImperativeHandle } = require('react');
   const { View } = require('react-native');
   const CameraView = forwardRef((props: any, ref: any) => {
     useImperativeHandle(ref, () => ({ takePictureAsync: async () => ({ uri: `file:///camera/${props.facing}.jpg` }) }));
-    useEffect(() => props.onCameraReady?.(), [props.facing]);
-    return <View accessibilityLabel={props.accessibilityLabel} testID={props.testID} />;
+    useEffect(() => props.onCameraReady?.(), []);
+    return <View testID={`camera-${props.facing}`} />;
   });
   return { CameraView, useCameraPermissions: jest.fn() };
 });

@@ -54,15 +54,20 @@ export function CameraPanel({ onPhoto, onClose }: Props) {
 
   return (
     <View>
-      <View style={styles.preview}>
+      <View
+        style={styles.preview}
+        accessible
+        accessibilityLabel={`Camera preview, ${facing === 'back' ? 'back' : 'front'} camera`}
+        testID="camera-preview"
+      >
+        {/* a new camera view per side: onCameraReady fires once per mount (not on a switch, on the web) */}
         <CameraView
+          key={facing}
           ref={camera}
           style={StyleSheet.absoluteFill}
           facing={facing}
           onCameraReady={() => setReady(true)}
           onMountError={(e) => setError(`The camera could not start: ${e.message}`)}
-          accessibilityLabel={`Camera preview, ${facing === 'back' ? 'back' : 'front'} camera`}
-          testID="camera-preview"
         />
       </View>
       {error && <ErrorMessage message={error} />}
