@@ -148,6 +148,21 @@ def astronaut(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def sideways_astronaut(tmp_path_factory) -> Path:
+    """A 512 x 384 crop of the astronaut stored sideways (384 x 512 pixels) with EXIF orientation 6,
+    as phone cameras save portrait shots: upright only when the orientation is applied."""
+    from PIL import Image
+    from skimage import data
+
+    upright = Image.fromarray(data.astronaut()[:384])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    path = tmp_path_factory.mktemp("photos") / "sideways.jpg"
+    upright.transpose(Image.Transpose.ROTATE_90).save(path, "JPEG", quality=90, exif=exif)
+    return path
+
+
 def _post_photo(base: str, path: Path) -> dict:
     import requests
 
@@ -157,7 +172,7 @@ def _post_photo(base: str, path: Path) -> dict:
     return response.json()
 
 
-def test_web_build_shows_the_face_boxed_with_its_label(web_origin, service, astronaut, tmp_path):
+def test_web_build_shows_the_face_boxed_with_its_label(web_origin, service, astronaut, sideways_astronaut, tmp_path):
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
@@ -226,6 +241,16 @@ def test_web_build_shows_the_face_boxed_with_its_label(web_origin, service, astr
             page.get_by_role("tab", name="History").click()
             page.get_by_role("button", name=f"1 face: {label}", exact=False).first.wait_for()
             page.screenshot(path=str(ARTIFACTS / "mobile-web-history.png"))
+
+            # A phone-style photo stored sideways with EXIF orientation 6 is sent and shown upright.
+            page.get_by_role("tab", name="Capture").click()
+            with page.expect_file_chooser() as chooser:
+                page.get_by_role("button", name="Pick from gallery").click()
+            chooser.value.set_files(str(sideways_astronaut))
+            page.get_by_text(f"1 face: {label}").wait_for(timeout=60_000)
+            page.get_by_test_id("face-box-1").wait_for()
+            shown = page.get_by_test_id("face-photo").bounding_box()
+            assert abs(shown["width"] / shown["height"] - 512 / 384) < 0.02, shown
             assert not errors, errors
         finally:
             browser.close()
