@@ -1,8 +1,8 @@
 """The Flask service through its test client: every route, every kind of bad input.
 
 Most tests inject `FakeRecognizer` (no model needed, fast); the `real_app` tests run the real
-`nasfer.api.EmotionRecognizer` with the Haar detector on a real face photo and skip cleanly when no
-model (tiny_onnx fixture or the shipped default) or no `nasfer.api` is available yet.
+`nasfer.api.EmotionRecognizer` (the shipped default model, or $NASFER_TEST_MODEL) with the Haar
+detector on scikit-image's public-domain astronaut photo (examples/astronaut.jpg), who smiles.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import re
 import struct
 import subprocess
 import sys
-import zipfile
 import zlib
 from pathlib import Path
 
@@ -86,59 +85,25 @@ def png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
-def face_photo(fer2013_zip: Path, size=(640, 480), face_px=240) -> bytes:
-    """JPEG of a real FER2013 face (scaled up) on a plain background: the first PublicTest 'happy'
-    face that OpenCV's Haar detector finds exactly once, so tests with the real detector are stable."""
-    import cv2
-
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
-    with zipfile.ZipFile(fer2013_zip) as zf:
-        names = sorted(n for n in zf.namelist() if n.startswith("test/happy/") and n.endswith(".jpg"))
-        for name in names[:50]:
-            face = np.array(Image.open(io.BytesIO(zf.read(name))).convert("L"))
-            canvas = np.full((size[1], size[0]), 128, np.uint8)
-            big = cv2.resize(face, (face_px, face_px), interpolation=cv2.INTER_CUBIC)
-            y0, x0 = (size[1] - face_px) // 2, (size[0] - face_px) // 2
-            canvas[y0:y0 + face_px, x0:x0 + face_px] = big
-            if len(cascade.detectMultiScale(canvas, 1.1, 5, minSize=(30, 30))) == 1:
-                buf = io.BytesIO()
-                Image.fromarray(canvas).convert("RGB").save(buf, format="JPEG", quality=92)
-                return buf.getvalue()
-    pytest.skip("no FER2013 face that Haar detects exactly once")
+ASTRONAUT = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
 
 
-def model_path_from(value) -> Path | None:
-    """The .onnx path inside whatever the tiny_onnx fixture returns (a path, a tuple or a dict)."""
-    if isinstance(value, (str, Path)):
-        return Path(value)
-    if isinstance(value, (tuple, list)) and value:
-        return model_path_from(value[0])
-    if isinstance(value, dict):
-        for key in ("onnx", "model", "path"):
-            if key in value:
-                return model_path_from(value[key])
-    return getattr(value, "onnx", None) or getattr(value, "path", None)
+def face_photo() -> bytes:
+    """JPEG of scikit-image's astronaut (Eileen Collins, NASA, public domain; 512x512): one face,
+    smiling, that the Haar detector finds exactly once."""
+    return ASTRONAUT.read_bytes()
 
 
-def find_model(request) -> Path:
-    """A real ONNX model for the service, or skip: $NASFER_TEST_MODEL if set, else the shipped default
-    (src/nasfer/weights/default.onnx, a trained model), else the tiny_onnx fixture (random weights)."""
-    pytest.importorskip("nasfer.api", reason="nasfer.api is not available yet")
+def find_model() -> Path:
+    """The real ONNX model for the service tests: $NASFER_TEST_MODEL if set, else the shipped default."""
     override = os.environ.get("NASFER_TEST_MODEL")
     if override:
         if not Path(override).is_file():
             pytest.fail(f"NASFER_TEST_MODEL={override}: no such file")
         return Path(override)
-    default = Path(__file__).resolve().parents[1] / "src" / "nasfer" / "weights" / "default.onnx"
-    if default.is_file():
-        return default
-    try:
-        path = model_path_from(request.getfixturevalue("tiny_onnx"))
-        if path and Path(path).is_file():
-            return Path(path)
-    except pytest.FixtureLookupError:
-        pass
-    pytest.skip("no ONNX model: neither src/nasfer/weights/default.onnx nor the tiny_onnx fixture")
+    from nasfer.weights import resolve_model
+
+    return Path(resolve_model(None))
 
 
 def error_of(response) -> dict:
@@ -646,7 +611,8 @@ def _oas30_to_json_schema(node):
 
 def schema_validator(spec: dict, name: str):
     """A validator (`.validate(instance)` raises on mismatch) for components/schemas/`name`."""
-    jsonschema_rs = pytest.importorskip("jsonschema_rs", reason="jsonschema_rs comes with schemathesis (dev extra)")
+    import jsonschema_rs  # comes with schemathesis (dev extra)
+
     schema = {"$ref": f"#/components/schemas/{name}", "components": _oas30_to_json_schema(spec["components"])}
     return jsonschema_rs.Draft4Validator(schema)
 
@@ -664,10 +630,11 @@ def test_schema_validator_catches_mismatches(client, jpeg):
 def test_openapi_document_is_valid_and_lists_every_route(client):
     spec = client.get("/openapi.json").get_json()
     assert spec["openapi"].startswith("3.")
-    assert set(spec["paths"]) == {"/v1/emotions", "/v1/model", "/healthz", "/readyz", "/metrics",
-                                  "/openapi.json", "/docs"}
-    validator = pytest.importorskip("openapi_spec_validator")
-    validator.validate(spec)
+    from openapi_spec_validator import validate
+
+    served = {re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule) for rule in client.application.url_map.iter_rules()}
+    assert set(spec["paths"]) == served  # every route, the web client's files included
+    validate(spec)
 
 
 def test_openapi_schemas_match_real_responses(client, make_app, jpeg):
@@ -688,7 +655,7 @@ def test_docs_page_documents_every_route_and_needs_no_cdn(client):
     assert r.status_code == 200 and r.content_type.startswith("text/html")
     for path in ("/v1/emotions", "/v1/model", "/healthz", "/readyz", "/metrics", "/openapi.json"):
         assert path in html
-    assert "curl -s -F image=@photo.jpg http://localhost/v1/emotions" in html
+    assert "curl -s -F image=@photo.jpg http://127.0.0.1:8000/v1/emotions" in html
     assert not re.search(r'(src|href)="(https?:)?//', html), "external asset on /docs"
     for ref in re.findall(r'(?:src|href)="([^"#]+)"', html):
         if not ref.startswith(("http", "mailto")):
@@ -774,8 +741,8 @@ def test_gunicorn_options():
 
     opts = gunicorn_options(ServeConfig(workers=3, threads=2, timeout=20, port=8123))
     assert opts["bind"] == ["127.0.0.1:8123"] and opts["workers"] == 3 and opts["threads"] == 2
-    assert opts["worker_class"] == "gthread" and opts["timeout"] == 20
-    assert gunicorn_options(ServeConfig(threads=1))["worker_class"] == "sync"
+    assert opts["worker_class"] == "nasfer.service.worker.WaitressWorker" and opts["timeout"] == 20
+    assert gunicorn_options(ServeConfig(threads=1))["worker_class"] == opts["worker_class"]
     assert gunicorn_options(ServeConfig(workers=0))["workers"] >= 1
     assert bind_address("::1", 80) == "[::1]:80"
 
@@ -908,18 +875,18 @@ def test_pool_lends_each_recognizer_to_one_thread_at_a_time():
 
 
 # ------------------------------------------------------------------------------------------------
-# The real recognizer (skips when no model or nasfer.api is available)
+# The real recognizer and model
 # ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def real_app(request):
-    model = find_model(request)
+def real_app():
+    model = find_model()
     app = create_app(ServeConfig(model=str(model), threads=1), metrics=Metrics())
     return app
 
 
 @pytest.fixture(scope="module")
-def face_jpeg(fer2013_zip):
-    return face_photo(fer2013_zip)
+def face_jpeg():
+    return face_photo()
 
 
 def test_real_recognizer_finds_and_classifies_a_face(real_app, face_jpeg):
@@ -927,16 +894,18 @@ def test_real_recognizer_finds_and_classifies_a_face(real_app, face_jpeg):
     r = post_multipart(client, face_jpeg)
     assert r.status_code == 200, r.get_data(as_text=True)
     body = r.get_json()
-    assert body["image"] == {"width": 640, "height": 480}
+    assert body["image"] == {"width": 512, "height": 512}
     assert len(body["faces"]) == 1
     face = body["faces"][0]
     labels = body["model"]["labels"]
-    assert face["label"] in labels and set(face["scores"]) == set(labels)
+    assert face["label"] == "happy" and not face["uncertain"]  # she smiles
+    assert set(face["scores"]) == set(labels)
     assert math.isclose(sum(face["scores"].values()), 1.0, abs_tol=1e-3)
     assert face["confidence"] == pytest.approx(max(face["scores"].values()), abs=1e-6)
     box = face["box"]
     x, y, w, h = (box["x"], box["y"], box["w"], box["h"]) if isinstance(box, dict) else box
-    assert 0 <= x and 0 <= y and x + w <= 640 and y + h <= 480 and w > 100
+    assert 0 <= x and 0 <= y and x + w <= 512 and y + h <= 512 and w > 60
+    assert x < 256 < x + w + 100 and y < 140 < y + h  # her face, not the flag or the suit
     spec = client.get("/openapi.json").get_json()
     schema_validator(spec, "EmotionsResponse").validate(body)
     schema_validator(spec, "ModelCard").validate(client.get("/v1/model").get_json())

@@ -7,16 +7,14 @@ operation so the whole module runs in well under a minute.
 
 from __future__ import annotations
 
-import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis import checks
 
-schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not installed (dev extra)")
-from hypothesis import HealthCheck, settings  # noqa: E402
-from schemathesis import checks  # noqa: E402
-
-from nasfer.service.app import create_app  # noqa: E402
-from nasfer.service.config import ServeConfig  # noqa: E402
-from nasfer.service.metrics import Metrics  # noqa: E402
-from test_service import FakeFace, FakeRecognizer  # noqa: E402
+from nasfer.service.app import create_app
+from nasfer.service.config import ServeConfig
+from nasfer.service.metrics import Metrics
+from test_service import FakeFace, FakeRecognizer
 
 FACES = [FakeFace((4, 4, 20, 20), "happy", 0.9), FakeFace((30, 2, 12, 12), "sad", 0.2)]
 

@@ -25,7 +25,7 @@ from PIL import Image
 from nasfer.service.app import create_app
 from nasfer.service.config import ServeConfig
 from nasfer.service.metrics import Metrics
-from test_service import LABELS, FakeFace, face_photo, find_model, image_bytes
+from test_service import LABELS, face_photo, find_model, image_bytes
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,34 +42,9 @@ if not CHROMIUM.exists():
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 
 
-class HaarRecognizer:
-    """Real OpenCV Haar detection with fixed scores: the stand-in until nasfer.api exists."""
-
-    labels = LABELS
-    card = {"name": "haar-with-fixed-scores", "labels": LABELS}
-
-    def __init__(self, detector="haar"):
-        import cv2
-
-        self.cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
-
-    def detect(self, image, color="rgb"):
-        import cv2
-
-        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        boxes = self.cascade.detectMultiScale(gray, 1.1, 5, minSize=(30, 30))
-        return [FakeFace(tuple(int(v) for v in b), "happy", 0.81) for b in boxes]
-
-
 @pytest.fixture(scope="module")
-def app_under_test(request):
-    try:
-        model = find_model(request)
-    except pytest.skip.Exception as reason:
-        app = create_app(ServeConfig(threads=2), recognizer=HaarRecognizer(),
-                         recognizer_factory=HaarRecognizer, metrics=Metrics())
-        app.config["NASFER_TEST_MODEL"] = f"Haar + fixed scores ({reason})"
-        return app
+def app_under_test():
+    model = find_model()
     app = create_app(ServeConfig(model=str(model), threads=2), metrics=Metrics())
     app.config["NASFER_TEST_MODEL"] = str(model)
     return app
@@ -93,8 +68,8 @@ def live_server(app_under_test):
 
 
 @pytest.fixture(scope="module")
-def face_jpeg(fer2013_zip):
-    return face_photo(fer2013_zip)
+def face_jpeg():
+    return face_photo()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ than `max_pixels` (decompression bombs) is an ImageError with a one-line reason.
 
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import images
 from .errors import ImageError
 
 #: Default largest accepted picture (width x height): a 50 MP photo decodes to 150 MB of RGB.
@@ -30,55 +30,8 @@ THRESHOLD = 0.25
 
 
 # ------------------------------------------------------------------------------------------------ images
-def _check_pixels(width: int, height: int, max_pixels: int) -> None:
-    if width <= 0 or height <= 0:
-        raise ImageError("the image is empty (no pixels)")
-    if width * height > max_pixels:
-        raise ImageError(f"the image has too many pixels ({width}x{height} = {width * height / 1e6:.1f} MP; "
-                         f"the limit is {max_pixels / 1e6:g} MP)")
-
-
-def _from_pil(img, max_pixels: int) -> np.ndarray:
-    """Upright RGB uint8 from a PIL image (EXIF orientation applied, alpha composited on white)."""
-    from PIL import Image, ImageOps
-
-    _check_pixels(img.width, img.height, max_pixels)
-    try:
-        img.load()
-        try:
-            img = ImageOps.exif_transpose(img) or img
-        except Exception:  # a damaged EXIF block: keep the picture as stored rather than refuse it
-            pass
-        if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit / float gray: scale, don't clip
-            arr = np.asarray(img, dtype=np.float64)
-            hi = float(arr.max()) if arr.size else 0.0
-            img = Image.fromarray((arr * (255.0 / hi) if hi > 255 else arr).clip(0, 255).astype(np.uint8))
-        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-            rgba = img.convert("RGBA")
-            img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-        return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
-    except ImageError:
-        raise
-    except MemoryError:
-        raise ImageError("the image is too large to decode") from None
-    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, struct.error, ...
-        raise ImageError(f"cannot decode the image (truncated or corrupt): {_short(exc)}") from None
-
-
-def _from_bytes(data: bytes, max_pixels: int) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    if not data:
-        raise ImageError("the image is empty (0 bytes)")
-    try:
-        img = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise ImageError("not an image format that can be read (JPEG, PNG, WebP, BMP, TIFF, GIF, ...)") from None
-    except Image.DecompressionBombError:
-        raise ImageError(f"the image has too many pixels (the limit is {max_pixels / 1e6:g} MP)") from None
-    except Exception as exc:
-        raise ImageError(f"cannot decode the image (truncated or corrupt): {_short(exc)}") from None
-    return _from_pil(img, max_pixels)
+# One decoder for the API, the CLI and the HTTP service: nasfer.images.
+_check_pixels, _from_pil, _from_bytes = images.check_pixels, images.from_pil, images.decode
 
 
 def _from_array(arr: np.ndarray, color: str, max_pixels: int) -> np.ndarray:
@@ -125,11 +78,6 @@ def load_image(image: Any, color: str = "rgb", max_pixels: int = MAX_PIXELS) -> 
     if type(image).__module__.startswith("PIL."):
         return _from_pil(image, max_pixels)
     raise ImageError(f"cannot use a {type(image).__name__} as an image (give a path, bytes, PIL image or ndarray)")
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
 # ------------------------------------------------------------------------------------------------ faces

@@ -1,7 +1,9 @@
 """Serve the emotion API and the mobile web client over HTTP.
 
-Runs gunicorn (one model copy per worker process) unless --dev is given, which runs Flask's
-development server (one process; for trying things out, never for production).
+Runs gunicorn (one model copy per worker process) with nasfer's waitress-based worker class: each
+worker reads and buffers whole requests in an I/O loop before its threads run the app, so slow
+clients cannot starve it. --dev runs Flask's development server instead (one process; for trying
+things out, never for production).
 
 Examples:
   nasfer serve                                   # http://127.0.0.1:8000, one worker per core
@@ -25,7 +27,7 @@ from .. import config
 from ..service.config import ServeConfig
 
 NAME = "serve"
-HELP = "run the HTTP API and web client (gunicorn; --dev for Flask's server)"
+HELP = "run the HTTP API and web client (gunicorn + waitress workers; --dev for Flask's server)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,20 +44,15 @@ def gunicorn_options(cfg: ServeConfig) -> dict[str, Any]:
         "bind": [bind_address(cfg.host, cfg.port)],
         "workers": cfg.worker_count,
         "threads": cfg.threads,
-        "worker_class": "gthread" if cfg.threads > 1 else "sync",
+        # Requests are read whole by waitress's I/O loop in each worker (nasfer.service.worker).
+        "worker_class": WORKER_CLASS,
+        # Heartbeat limit: a worker whose I/O loop stops turning this long is restarted.
         "timeout": cfg.timeout,
         "graceful_timeout": max(5, min(cfg.timeout, 30)),
-        "keepalive": 5,
         "loglevel": cfg.log_level,
         "errorlog": "-",
         "accesslog": None,  # the app logs each request itself, with its request id
         "proc_name": "nasfer",
-        # Header limits; the body limit is the app's (MAX_CONTENT_LENGTH -> 413).
-        "limit_request_line": 8190,
-        "limit_request_fields": 100,
-        "limit_request_field_size": 8190,
-        # X-Forwarded-Proto/For are trusted from a reverse proxy on this host only.
-        "forwarded_allow_ips": "127.0.0.1,::1",
         # gunicorn >= 25 opens a control socket under ~/.gunicorn by default; several servers on
         # one host would share it, and a read-only home breaks it. Not needed: disable.
         "control_socket_disable": True,
@@ -63,6 +60,9 @@ def gunicorn_options(cfg: ServeConfig) -> dict[str, Any]:
     if Path("/dev/shm").is_dir() and os.access("/dev/shm", os.W_OK):
         options["worker_tmp_dir"] = "/dev/shm"  # heartbeat files off a possibly slow container disk
     return options
+
+
+WORKER_CLASS = "nasfer.service.worker.WaitressWorker"
 
 
 def limit_native_threads(n: int = 1) -> None:
@@ -75,13 +75,15 @@ def limit_native_threads(n: int = 1) -> None:
         pass
 
 
-def make_server(app_factory: Callable[[], Any], options: dict[str, Any]):
-    """A gunicorn application that calls `app_factory()` in each worker after it forks."""
+def make_server(app_factory: Callable[[], Any], options: dict[str, Any], cfg: ServeConfig | None = None):
+    """A gunicorn application that calls `app_factory()` in each worker after it forks; its
+    `serve_config` is what the worker class reads (limits, timeouts)."""
     from gunicorn.app.base import BaseApplication
 
     class NasferGunicorn(BaseApplication):
         def __init__(self) -> None:
             self.options = options
+            self.serve_config = cfg or ServeConfig()
             super().__init__()
 
         def load_config(self) -> None:
@@ -126,7 +128,7 @@ def serve(cfg: ServeConfig, app_factory: Callable[[], Any] | None = None) -> int
     print(f"nasfer serve: http://{bind_address(cfg.host, cfg.port)}/ with {cfg.worker_count} worker(s) x "
           f"{cfg.threads} thread(s)", file=sys.stderr, flush=True)
     try:
-        make_server(worker_app, gunicorn_options(cfg)).run()
+        make_server(worker_app, gunicorn_options(cfg), cfg).run()
     except SystemExit as exc:  # gunicorn leaves through sys.exit; keep its status
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     finally:

@@ -6,6 +6,7 @@ after forking), never at import. Tests inject a recognizer (or a factory of them
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -30,6 +31,11 @@ HERE = Path(__file__).resolve().parent
 FILE_FREE_DETECTORS = ("haar", "none")
 #: Routes polled by machines: their access lines are logged at DEBUG, not INFO.
 QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+#: Longest request target (path and query) accepted; longer: 414.
+MAX_TARGET_CHARS = 8190
+#: Largest text field of a multipart form (the options are short; only the image may be large).
+MAX_FORM_FIELD_BYTES = 1024 * 1024
 
 #: Status code -> error code for HTTP errors raised by Flask/Werkzeug themselves.
 HTTP_ERROR_CODES = {
@@ -105,7 +111,7 @@ def create_app(config: ServeConfig | None = None, recognizer: Recognizer | None 
     app = Flask(__name__, static_folder=str(HERE / "static"), template_folder=str(HERE / "templates"))
     app.config.update(
         MAX_CONTENT_LENGTH=cfg.max_upload_bytes,
-        MAX_FORM_MEMORY_SIZE=min(cfg.max_upload_bytes, 1024 * 1024),  # text fields: options only
+        MAX_FORM_MEMORY_SIZE=min(cfg.max_upload_bytes, MAX_FORM_FIELD_BYTES),  # text fields: options only
     )
     app.json.sort_keys = False  # keep documented field order
     app.json.compact = True
@@ -161,6 +167,8 @@ def _install_hooks(app: Flask, cfg: ServeConfig) -> None:
     def _start() -> None:
         g.start = time.perf_counter()
         g.request_id = request_id_from(request.headers.get("X-Request-ID"))
+        if len(request.full_path) > MAX_TARGET_CHARS:
+            raise ApiError(414, "uri_too_long", f"the request target is longer than {MAX_TARGET_CHARS} characters")
 
     @app.after_request
     def _finish(response: Response) -> Response:
@@ -170,6 +178,8 @@ def _install_hooks(app: Flask, cfg: ServeConfig) -> None:
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         if origins:
             _cors(response, origins)
+        if response.status_code in (301, 302, 307, 308) and response.mimetype == "text/html":
+            _json_redirect(response)  # Werkzeug's own redirects (e.g. // in a path) are HTML
         elapsed = time.perf_counter() - getattr(g, "start", time.perf_counter())
         route = _route_label()
         method = request.method if request.method in ("GET", "POST", "HEAD", "OPTIONS") else "other"
@@ -182,6 +192,15 @@ def _install_hooks(app: Flask, cfg: ServeConfig) -> None:
                        _printable(target, 300), response.status_code, response.content_length or 0,
                        elapsed * 1000)
         return response
+
+
+def _json_redirect(response: Response) -> None:
+    """Give a redirect raised by the routing layer the service's JSON error body."""
+    location = response.headers.get("Location", "")
+    body = {"error": {"code": "moved_permanently" if response.status_code in (301, 308) else "redirect",
+                      "message": f"this resource is at {location}"}}
+    response.set_data(json.dumps(body, separators=(",", ":")))
+    response.mimetype = "application/json"
 
 
 def _client_address() -> str:
@@ -256,6 +275,10 @@ def _http_message(exc: HTTPException, status: int) -> str:
     except Exception:  # pragma: no cover - outside an app context
         pass
     if status == 413 and cfg is not None:
+        if request.content_length is not None and request.content_length <= cfg.max_upload_bytes:
+            # The body is within the limit: Werkzeug's form parser refused one text field or too many parts.
+            return (f"a form text field is larger than {MAX_FORM_FIELD_BYTES // 1024} KB, or the form has too many "
+                    f"parts; send the picture as file field 'image' and options as short text fields")
         return f"the request body is larger than the {cfg.max_upload_mb:g} MB limit"
     if status == 404:
         return f"no such endpoint: {request.path} (see /docs)"

@@ -48,8 +48,12 @@ class ServeConfig:
     host: str = option("127.0.0.1", "address to listen on (0.0.0.0: all interfaces, e.g. inside a container)")
     port: int = option(8000, "TCP port to listen on")
     workers: int = option(0, "gunicorn worker processes, each with its own model copy (0: one per CPU core, container quota respected)")
-    threads: int = option(2, "threads per worker; each one serves one request at a time")
-    timeout: int = option(30, "seconds a request may take before gunicorn restarts the worker")
+    threads: int = option(2, "application threads per worker; each one serves one whole request at a time "
+                             "(requests are read by the worker's I/O loop, not by these threads)")
+    timeout: int = option(30, "seconds a connection may stay silent (idle keep-alive or a stalled upload) before "
+                              "it is closed; also the longest a request waits for a free model (then 503)")
+    read_timeout: int = option(60, "seconds a client may take to send one whole request, headers and body "
+                                   "(slower: HTTP 408)")
     model: Optional[str] = option(None, "ONNX model with its card (.json) beside it, or a shipped model by name: default, fast (default: default)")
     detector: str = option("haar", "default face detector: haar, yunet (needs --detector-model) or none")
     detector_model: Optional[str] = option(None, "face-detector model file (YuNet's .onnx for --detector yunet)")
@@ -69,6 +73,7 @@ class ServeConfig:
             (self.workers >= 0, f"--workers must be >= 0, got {self.workers}"),
             (self.threads >= 1, f"--threads must be >= 1, got {self.threads}"),
             (self.timeout >= 1, f"--timeout must be >= 1 second, got {self.timeout}"),
+            (self.read_timeout >= 1, f"--read-timeout must be >= 1 second, got {self.read_timeout}"),
             (0.0 <= self.threshold <= 1.0, f"--threshold must be within 0..1, got {self.threshold}"),
             (self.max_faces >= 0, f"--max-faces must be >= 0, got {self.max_faces}"),
             (self.max_upload_mb > 0, f"--max-upload-mb must be > 0, got {self.max_upload_mb}"),

@@ -10,6 +10,7 @@ it reaches. Counters of workers that exited stay in the sum, keeping counters mo
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import tempfile
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Iterable
 
 ENV_DIR = "NASFER_METRICS_DIR"
+
+log = logging.getLogger("nasfer.service.metrics")
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 FACE_BUCKETS = (0, 1, 2, 3, 5, 10, 20, 50)
@@ -35,6 +38,8 @@ DEFINITIONS: dict[str, tuple[str, str, tuple[float, ...] | None]] = {
         "histogram", "Face detection plus emotion classification time per image, by detector.", LATENCY_BUCKETS),
     "nasfer_predictions_total": ("counter", "Faces by predicted emotion.", None),
     "nasfer_model_info": ("gauge", "The loaded emotion model (value is always 1).", None),
+    "nasfer_metrics_flush_errors_total": (
+        "counter", "Failed writes of this server's metrics snapshots (e.g. a full disk); see the log.", None),
 }
 
 LabelKey = tuple[tuple[str, str], ...]
@@ -59,6 +64,7 @@ class Metrics:
         self._file: Path | None = None
         self._flusher: threading.Thread | None = None
         self._stop = threading.Event()
+        self.flush_errors = 0
 
     @classmethod
     def from_environment(cls) -> "Metrics":
@@ -114,7 +120,8 @@ class Metrics:
             }
 
     def flush(self) -> None:
-        """Write this process's snapshot (atomically) where the other workers can read it."""
+        """Write this process's snapshot (atomically) where the other workers can read it.
+        Raises OSError (the temporary file is removed) when it cannot be written."""
         if self.directory is None:
             return
         with self._lock:
@@ -129,10 +136,13 @@ class Metrics:
                 fh.write(data)
             os.replace(tmp, path)
         except OSError:
+            with self._lock:
+                self._dirty = True  # try again next time
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
+            raise
 
     def _own_file(self) -> Path:
         if self._file is None or self._pid != os.getpid():
@@ -155,15 +165,26 @@ class Metrics:
             self._flusher.start()
 
     def _flush_loop(self) -> None:
+        """Flush every `flush_interval` s. A failure never kills the worker: it is counted
+        (nasfer_metrics_flush_errors_total) and logged, the first time and then every 60th time."""
         while not self._stop.wait(self.flush_interval):
             try:
                 self.flush()
-            except Exception:  # never let a full disk kill the worker
-                pass
+            except Exception as exc:
+                self.flush_errors += 1
+                with self._lock:
+                    k = ("nasfer_metrics_flush_errors_total", ())
+                    self._counters[k] = self._counters.get(k, 0.0) + 1
+                if self.flush_errors % 60 == 1:
+                    log.warning("cannot write the metrics snapshot to %s (%d failure(s) so far): %s",
+                                self.directory, self.flush_errors, exc)
 
     def close(self) -> None:
         self._stop.set()
-        self.flush()
+        try:
+            self.flush()
+        except OSError as exc:
+            log.warning("cannot write the last metrics snapshot to %s: %s", self.directory, exc)
 
     def _others(self) -> Iterable[dict]:
         if self.directory is None or not self.directory.is_dir():

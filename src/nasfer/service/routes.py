@@ -15,7 +15,9 @@ from typing import Any, Mapping
 
 from flask import Blueprint, Response, current_app, g, jsonify, render_template, request, send_from_directory
 from markupsafe import Markup, escape
+import numpy as np
 
+from ..commands.serve import bind_address
 from .app import ApiError
 from .config import ServeConfig
 from .imaging import MIME_TYPES, ImageRejected, decode_image
@@ -29,6 +31,8 @@ bp = Blueprint("nasfer", __name__)
 OPTIONS = ("detector", "threshold", "max_faces")
 RAW_TYPES = (*MIME_TYPES, "application/octet-stream")
 MAX_FACES_CAP = 100  # the most a request may ask for when the server sets no limit
+#: /readyz answers 503 (saturated) when more requests than this many per thread wait in the worker.
+SATURATED_QUEUE_PER_THREAD = 8
 STATIC = Path(__file__).resolve().parent / "static"
 
 
@@ -111,7 +115,27 @@ def _read_multipart() -> tuple[bytes, dict[str, Any]]:
     return files["image"].read(), options
 
 
+#: Deepest JSON nesting accepted. The documented body is a flat object; a little slack lets a
+#: wrong option value such as `[1]` get its precise message.
+MAX_JSON_DEPTH = 4
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+
+
+def json_depth(raw: bytes) -> int:
+    """Deepest nesting of arrays/objects in JSON text `raw` (strings skipped; not validated).
+    Linear time in C (regex + numpy), so a 10 MB body of brackets costs milliseconds."""
+    if raw.count(b"[") + raw.count(b"{") <= 1:
+        return int(b"[" in raw or b"{" in raw)
+    structure = np.frombuffer(_JSON_STRING.sub(b'""', raw), dtype=np.uint8)
+    steps = np.isin(structure, (ord("["), ord("{"))).astype(np.int32) - np.isin(structure, (ord("]"), ord("}")))
+    return int(np.cumsum(steps).max(initial=0))
+
+
 def _read_json() -> tuple[bytes, dict[str, Any]]:
+    raw = request.get_data(cache=True)
+    if json_depth(raw) > MAX_JSON_DEPTH:
+        raise _bad('the JSON body is nested too deeply; it must be an object such as {"image_base64": "..."}',
+                   "invalid_json")
     body = request.get_json(silent=True)
     if body is None:
         raise _bad("the body is not valid JSON", "invalid_json")
@@ -184,7 +208,13 @@ def _parse_options(body_options: Mapping[str, Any], cfg: ServeConfig, detectors:
     return Options(detector=detector, threshold=float(threshold), max_faces=max_faces)
 
 
+_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+
+
 def _number(value: Any, name: str, kind: type) -> float:
+    """`value` as a float / int: a JSON number, or text in plain ASCII decimal notation (no `1_0`,
+    no non-ASCII digits, no `nan`/`inf`: Python's int()/float() accept all of those)."""
     if isinstance(value, bool):
         raise _bad(f"{name} must be a number, not a boolean", "invalid_option")
     if isinstance(value, (int, float)):
@@ -193,12 +223,10 @@ def _number(value: Any, name: str, kind: type) -> float:
         return float(value) if kind is float else int(value)
     if isinstance(value, str):
         text = value.strip()
-        try:
+        if (_INTEGER if kind is int else _DECIMAL).fullmatch(text):
             return float(text) if kind is float else int(text, 10)
-        except ValueError:
-            pass
     kind_name = "an integer" if kind is int else "a number"
-    raise _bad(f"{name} must be {kind_name}; got {str(value)[:40]!r}", "invalid_option")
+    raise _bad(f"{name} must be {kind_name} in decimal digits; got {str(value)[:40]!r}", "invalid_option")
 
 
 def _box_area(face: Mapping[str, Any]) -> float:
@@ -283,6 +311,10 @@ def readyz() -> Response:
     loaded = pools.loaded()
     if cfg.detector not in loaded:
         raise ApiError(503, "not_ready", f"the model with detector {cfg.detector!r} is not loaded yet")
+    queued = int(request.environ.get("nasfer.queued_requests", 0))
+    if queued > SATURATED_QUEUE_PER_THREAD * cfg.threads:
+        raise ApiError(503, "saturated", f"{queued} requests are waiting for this worker's {cfg.threads} "
+                                         f"thread(s); send new work elsewhere for now", {"Retry-After": "1"})
     card = getattr(pools.any(cfg.detector), "card", None) or {}
     return jsonify({
         "status": "ready",
@@ -317,7 +349,14 @@ def docs() -> Response:
     from .openapi import curl_examples
 
     return _html(render_template("docs.html", spec=_spec(), version=_asset_version(),
-                                 curls=curl_examples(request.host_url.rstrip("/"))))
+                                 curls=curl_examples(_public_base(_config()))))
+
+
+def _public_base(cfg: ServeConfig) -> str:
+    """The server's own address for the /docs examples: from its configuration, never from the
+    request's Host header (a reflected header would let a link or cache poison the page)."""
+    host = "127.0.0.1" if cfg.host in ("0.0.0.0", "") else "[::1]" if cfg.host == "::" else cfg.host
+    return f"http://{bind_address(host, cfg.port)}"
 
 
 @bp.app_template_filter("md")
