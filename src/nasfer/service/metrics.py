@@ -130,18 +130,20 @@ class Metrics:
             self._dirty = False
         path = self._own_file()
         data = json.dumps(self.snapshot(), separators=(",", ":"))
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
+        tmp = None
         try:
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
             with os.fdopen(fd, "w") as fh:
                 fh.write(data)
             os.replace(tmp, path)
         except OSError:
             with self._lock:
                 self._dirty = True  # try again next time
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
             raise
 
     def _own_file(self) -> Path:
