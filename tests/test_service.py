@@ -714,7 +714,7 @@ def test_icons_script_reproduces_the_committed_icons(tmp_path):
 # Configuration, factory and command line
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("field,value", [("port", 70000), ("threads", 0), ("threshold", 1.5), ("max_faces", -1),
-                                         ("max_upload_mb", 0), ("max_pixels", 0), ("timeout", 0),
+                                         ("max_upload_mb", 0), ("max_pixels", 0), ("timeout", 0), ("read_timeout", 0),
                                          ("workers", -1), ("detector", " ")])
 def test_config_validation(field, value):
     with pytest.raises(ValueError, match=field.replace("_", "-")):
@@ -726,12 +726,13 @@ def test_cli_flags_map_to_serve_config():
     from nasfer.config import from_args
 
     args = build_parser().parse_args(["serve", "--host", "0.0.0.0", "--port", "9001", "--workers", "3",
-                                      "--threads", "4", "--timeout", "12", "--model", "m.onnx",
+                                      "--threads", "4", "--timeout", "12", "--read-timeout", "40", "--model", "m.onnx",
                                       "--detector", "yunet", "--detector-model", "y.onnx", "--threshold", "0.4",
                                       "--max-faces", "5", "--max-upload-mb", "2.5", "--max-pixels", "1000",
                                       "--cors-origins", "*", "--dev", "--log-level", "debug"])
     cfg = from_args(ServeConfig, args)
-    assert cfg == ServeConfig(host="0.0.0.0", port=9001, workers=3, threads=4, timeout=12, model="m.onnx",
+    assert cfg == ServeConfig(host="0.0.0.0", port=9001, workers=3, threads=4, timeout=12, read_timeout=40,
+                              model="m.onnx",
                               detector="yunet", detector_model="y.onnx", threshold=0.4, max_faces=5,
                               max_upload_mb=2.5, max_pixels=1000, cors_origins="*", dev=True, log_level="debug")
 

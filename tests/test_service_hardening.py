@@ -65,7 +65,7 @@ def test_deeply_nested_json_is_a_400_before_parsing(client, caplog):
 
 
 def test_json_depth_ignores_brackets_inside_strings():
-    from nasfer.service.routes import json_depth
+    from nasfer.service.inputs import json_depth
 
     assert json_depth(b'{"image_base64": "[[[[[[{{{{", "detector": "a\\"[["}') == 1
     assert json_depth(b'{"max_faces": [1]}') == 2

@@ -39,7 +39,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium) to run "
                 f"the browser tests", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+from playwright import sync_api  # noqa: E402  (dev extra; only the browser may be absent)
 
 
 @pytest.fixture(scope="module")
