@@ -167,7 +167,7 @@ def test_chunked_oversize_body_is_413_like_content_length(server):
     (b"GET /v1//model HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 308, "moved_permanently"),
     (b"DELETE /v1/model HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 405, "method_not_allowed"),
     (b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 404, "not_found"),
-])
+], ids=["garbage", "huge-header", "gzip-transfer-coding", "long-target", "double-slash", "delete", "unknown-path"])
 def test_every_server_layer_error_is_json(server, payload, status, code):
     got_status, error = json_error(raw_exchange(server, payload))
     assert (got_status, error["code"]) == (status, code), error
