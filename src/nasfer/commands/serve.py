@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import config
-from ..service.config import ServeConfig
+from ..service.config import ServeConfig, bind_address
 
 NAME = "serve"
 HELP = "run the HTTP API and web client (gunicorn + waitress workers; --dev for Flask's server)"
@@ -32,10 +32,6 @@ HELP = "run the HTTP API and web client (gunicorn + waitress workers; --dev for 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     config.add_arguments(parser, ServeConfig)
-
-
-def bind_address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
 def gunicorn_options(cfg: ServeConfig) -> dict[str, Any]:

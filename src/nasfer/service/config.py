@@ -41,6 +41,11 @@ def _cgroup_cpu_quota(root: str = "/sys/fs/cgroup") -> float | None:
         return None
 
 
+def bind_address(host: str, port: int) -> str:
+    """`host:port`, with an IPv6 host in brackets."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
 @dataclass
 class ServeConfig:
     """How the HTTP service runs: server processes, model, detector and input limits."""

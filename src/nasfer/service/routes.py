@@ -12,9 +12,8 @@ from typing import Any, Mapping
 from flask import Blueprint, Response, current_app, g, jsonify, render_template, request, send_from_directory
 from markupsafe import Markup, escape
 
-from ..commands.serve import bind_address
 from .app import ApiError
-from .config import ServeConfig
+from .config import ServeConfig, bind_address
 from .imaging import ImageRejected, decode_image
 from .inputs import max_faces_cap, parse_options, read_input
 from .metrics import Metrics
