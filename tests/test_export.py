@@ -50,9 +50,14 @@ def test_card_follows_the_contract(tiny_onnx, tiny_checkpoint):
     assert arch["name"] == "vgg" and arch["kwargs"]["width"] == 8 and arch["genotype"] is None
     assert arch["params"] == count_params(model) and arch["flops"] == count_flops(model, 48)
     training = card["training"]
-    assert training["epochs"] == 2 and training["val_accuracy"] == 0.31 and training["data"] == "fer2013.zip"
-    assert training["command"].startswith("nasfer train --data fer2013.zip")
-    assert "--epochs 2" in training["command"] and "--width 8" in training["command"]
+    assert training["val_accuracy"] == 0.31 and training["data"] == "fer2013.zip"
+    # the tiny checkpoint holds epoch 2 of a 2-epoch schedule: best epoch, scheduled and completed agree
+    assert (training["best_epoch"], training["scheduled_epochs"], training["epochs_completed"]) == (2, 2, 2)
+    assert training["completed"] is True and "epochs" not in training
+    (command,) = training["commands"]
+    assert command.startswith("nasfer train --data fer2013.zip")
+    assert "--epochs 2" in command and "--width 8" in command
+    assert card["export"]["command"].startswith("nasfer export --checkpoint ")
     assert len(training["history"]) == 2 and training["config"]["train"]["arch"] == "vgg"
     assert card["metrics"] == {} and card["export"]["parity_max_abs_diff"] <= 1e-4
     assert "--model tiny.onnx" in card["evaluation"]["fer2013"] and "--split PublicTest" in card["evaluation"]["fer2013"]

@@ -75,5 +75,17 @@ def test_ensemble_card_says_how_to_reproduce_it():
 
     member = {"train": {"arch": "vgg", "out": "/tmp/runs/a", "epochs": 3}, "data": {"data": "/x/fer2013.zip"}}
     info = training_info({"config": {"ensemble_of": ["a", "b"], "members": [member, member]}})
-    assert info["command"].count("nasfer train --data fer2013.zip") == 2
-    assert info["command"].endswith("nasfer ensemble --checkpoints a/best.pt a/best.pt --out ensemble.pt")
+    assert info["commands"][:2] == ["nasfer train --data fer2013.zip --out a --epochs 3"] * 2
+    assert info["commands"][2] == "nasfer ensemble --checkpoints a/best.pt a/best.pt --out ensemble.pt"
+
+
+def test_ensemble_refuses_a_num_classes_its_members_do_not_have():
+    members = EXAMPLE_KWARGS["ensemble"]["members"]
+    assert create_model("ensemble", members=members, num_classes=5)(torch.zeros(1, 1, 48, 48)).shape == (1, 5)
+    with pytest.raises(ValueError, match="num_classes=7, but member 0 \\(vgg\\) has num_classes=5"):
+        create_model("ensemble", members=members, num_classes=7)
+    # members that leave a setting out get the ensemble's: a 3-channel ensemble takes 3-channel input
+    assert create_model("ensemble", members=members, in_channels=3)(torch.zeros(1, 3, 48, 48)).shape == (1, 5)
+    with pytest.raises(ValueError, match="in_channels=1, but member 1"):
+        create_model("ensemble", in_channels=1, members=[members[0], {**members[1], "kwargs": {
+            **members[1]["kwargs"], "in_channels": 3}}])

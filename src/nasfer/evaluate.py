@@ -20,9 +20,11 @@ from typing import Any, Callable, Literal, Optional, Sequence
 import numpy as np
 
 from .config import option
+from .record import command_line
 from .errors import DataError, ModelError, NasferError
 from .labels import canonical_name, normalize_name
 from .preprocessing import Preprocessing
+from .tta import averaged, builtin_tta, five_crop_views, ten_crop_views
 
 #: How many skip reasons the report lists (the count is always complete).
 SKIPPED_EXAMPLES = 20
@@ -46,7 +48,13 @@ class EvalConfig:
                                                                  "scored as neutral (the original design)")
     json: Optional[str] = option(None, "write the JSON report to FILE ('-': stdout, instead of the summary table)")
     plots: Optional[str] = option(None, "write confusion.png, roc.png and reliability.png into this folder")
-    tta: bool = option(False, "test-time augmentation: average the probabilities with the mirrored image's")
+    tta: bool = option(False, "flip test-time augmentation: average the probabilities with the mirrored image's "
+                              "(refused for a model whose card says its graph already does TTA)")
+    ten_crop: bool = option(False, "ten-crop test-time augmentation: mean over 4 corner and the centre views "
+                                   "(shifted 4 px, edges repeated, as in training) and their mirror images")
+    record: bool = option(False, "store this score in the .onnx model's card under the split's name, with the "
+                                 "date and command (a released model's PublicTest score is recorded once)")
+    overwrite_record: bool = option(False, "with --record: replace a score the card already holds for this split")
     batch_size: int = option(256, "images per inference batch")
     strict: bool = option(False, "fail on the first unreadable row or image instead of skipping and counting it")
     threads: int = option(0, "CPU threads for inference (0: the runtime's default)")
@@ -62,6 +70,7 @@ class LoadedModel:
     labels: tuple[str, ...]
     preprocessing: Preprocessing
     predict: Callable[[np.ndarray], np.ndarray]  # uint8 (N,S,S) -> probs (N,K)
+    builtin_tta: Optional[str] = None  # TTA inside an exported graph: None, "flip" or "ten-crop"
 
 
 # ---------------------------------------------------------------------------- model
@@ -91,7 +100,8 @@ def _load_onnx(path: Path, threads: int) -> LoadedModel:
     if not isinstance(prep, Preprocessing):
         prep = Preprocessing.from_dict(dict(prep))
     return LoadedModel(path=str(path), name=str(card.get("name") or path.stem), format="onnx",
-                       labels=tuple(clf.labels), preprocessing=prep, predict=clf.predict)
+                       labels=tuple(clf.labels), preprocessing=prep, predict=clf.predict,
+                       builtin_tta=builtin_tta(card))
 
 
 def _load_checkpoint(path: Path, threads: int) -> LoadedModel:
@@ -205,31 +215,61 @@ def map_labels(dataset_labels: Sequence[str], labels: np.ndarray, model: LoadedM
 
 
 def predict_batches(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, batch_size: int,
-                    tta: bool = False, progress: bool = False) -> np.ndarray:
-    """Probabilities for all images, batch by batch; `tta` averages with the horizontally mirrored batch."""
+                    tta: bool | str | None = False, progress: bool = False) -> np.ndarray:
+    """Probabilities float64 (N, K) for uint8 crops (N, S, S), batch by batch, with optional TTA.
+
+    tta: False/None (one pass), True or "flip" (mean with the mirrored batch), "ten-crop" (mean over
+    `nasfer.tta.ten_crop_views`) or "five-crop" (the five windows without mirrors, for a graph that mirrors
+    itself). ValueError for a batch size below 1 or an unknown kind.
+    """
     from tqdm import tqdm
 
     if batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+    kind = "flip" if tta is True else (tta or None)
+    views_of = {None: lambda b: b[None], "flip": lambda b: np.stack([b, b[:, :, ::-1]]),
+                "ten-crop": ten_crop_views, "five-crop": five_crop_views}
+    if kind not in views_of:
+        raise ValueError(f"unknown TTA {tta!r}; expected one of {', '.join(k for k in views_of if k)}")
     out = []
     with tqdm(total=len(images), unit="img", desc="evaluate", file=sys.stderr, disable=not progress,
               dynamic_ncols=True) as bar:
         for start in range(0, len(images), batch_size):
             batch = np.ascontiguousarray(images[start:start + batch_size])
-            probs = np.asarray(predict(batch), dtype=np.float64)
-            if tta:
-                probs = 0.5 * (probs + np.asarray(predict(np.ascontiguousarray(batch[:, :, ::-1])), dtype=np.float64))
-            out.append(probs)
+            out.append(averaged(predict, views_of[kind](batch)))
             bar.update(len(batch))
     return np.concatenate(out) if out else np.zeros((0, 0))
+
+
+def tta_plan(model: LoadedModel, flip: bool, ten_crop: bool) -> tuple[str | None, list[str]]:
+    """The views evaluation adds to what the model's graph already does: (predict_batches kind, notes).
+
+    ModelError for TTA the graph already does (the same answer at twice the cost or more) and for
+    --tta with --ten-crop (ten-crop includes the mirror images).
+    """
+    if flip and ten_crop:
+        raise ModelError("--tta and --ten-crop together: ten-crop already averages the mirror images; choose one")
+    inside = model.builtin_tta
+    where = f"model {model.name!r} ({model.path}) has {inside} TTA built into its graph (card: onnx.tta)"
+    if inside == "ten-crop" and (flip or ten_crop):
+        raise ModelError(f"{where}; leave out --tta/--ten-crop")
+    if inside == "flip" and flip:
+        raise ModelError(f"{where}: --tta would mirror again for the same answer at twice the cost; leave it out")
+    if inside == "flip" and ten_crop:
+        return "five-crop", ["ten-crop: the five windows are evaluated here, the graph adds their mirror images"]
+    return ("ten-crop" if ten_crop else "flip" if flip else None), []
 
 
 # ---------------------------------------------------------------------------- the evaluation
 
 
-def evaluate(cfg: EvalConfig, *, progress: bool = False,
-             log: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
-    """Read, predict, score; write --json FILE (not '-') and --plots; return the report."""
+def evaluate(cfg: EvalConfig, *, progress: bool = False, log: Callable[[str], None] = lambda msg: None,
+             command: str | None = None) -> dict[str, Any]:
+    """Read, predict, score; write --json FILE (not '-') and --plots; with --record store the score in the
+    model's card (`command`: the command line recorded with it, default: rebuilt from `cfg`); return the report.
+
+    Errors: DataError (dataset), ModelError (model, TTA the graph already does, a score already recorded).
+    """
     from .data import detect_kind, read_dataset
     from .metrics import classification_report
 
@@ -238,6 +278,11 @@ def evaluate(cfg: EvalConfig, *, progress: bool = False,
     if cfg.plots:
         _require_matplotlib()  # fail before the work, not after it
     model = load_model(cfg.model, cfg.threads)  # before the dataset: a bad --model fails in a second
+    tta_kind, tta_notes = tta_plan(model, cfg.tta, cfg.ten_crop)
+    if cfg.record:
+        from .record import check_recordable
+
+        check_recordable(model.path, cfg.split, cfg.overwrite_record, extra_tta=cfg.tta or cfg.ten_crop)
 
     started = time.perf_counter()
     data_path = Path(cfg.data).expanduser()
@@ -259,7 +304,7 @@ def evaluate(cfg: EvalConfig, *, progress: bool = False,
 
     index, contempt_state, mapping_notes = map_labels(part.label_names, part.labels, model, cfg.contempt,
                                                       canonical=canonical, dataset_notes=dataset.notes)
-    notes.extend(mapping_notes)
+    notes.extend(mapping_notes + tta_notes)
     keep = index[part.labels] >= 0
     part = part.subset(keep)
     if not len(part):
@@ -269,7 +314,7 @@ def evaluate(cfg: EvalConfig, *, progress: bool = False,
 
     # -- predict and score
     started = time.perf_counter()
-    probs = predict_batches(model.predict, part.images, cfg.batch_size, cfg.tta, progress)
+    probs = predict_batches(model.predict, part.images, cfg.batch_size, tta_kind, progress)
     seconds = time.perf_counter() - started
     if probs.shape != (len(part), len(model.labels)):
         raise ModelError(f"{model.path}: predicted shape {probs.shape}, expected ({len(part)}, {len(model.labels)})")
@@ -283,6 +328,8 @@ def evaluate(cfg: EvalConfig, *, progress: bool = False,
         "contempt": contempt_state,
         "notes": notes,
         "tta": bool(cfg.tta),
+        "ten_crop": bool(cfg.ten_crop),
+        "builtin_tta": model.builtin_tta,
         "seconds": round(seconds, 4),
         "images_per_second": round(len(part) / seconds, 1) if seconds > 0 else 0.0,
         "read_seconds": round(read_seconds, 4),
@@ -294,6 +341,11 @@ def evaluate(cfg: EvalConfig, *, progress: bool = False,
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(to_json(report) + "\n")
         log(f"report written to {path}")
+    if cfg.record:
+        from .record import record_metrics
+
+        card = record_metrics(model.path, report, command or command_line("evaluate", cfg), cfg.overwrite_record)
+        log(f"{split} score recorded in {card}")
     return report
 
 
@@ -328,7 +380,8 @@ def format_summary(report: dict[str, Any]) -> str:
     """A readable table: per-class precision/recall/F1/support, then accuracy and averages."""
     width = max([len(label) for label in report["labels"]] + [12])
     lines = [f"{report['model']['name']} ({report['model']['path']}) on {report['dataset']['path']} "
-             f"[{report['split']}]: {report['n']} images" + (", flip TTA" if report.get("tta") else ""), ""]
+             f"[{report['split']}]: {report['n']} images" + (", flip TTA" if report.get("tta") else "")
+             + (", ten-crop TTA" if report.get("ten_crop") else ""), ""]
     lines.append(f"{'':<{width}}  {'precision':>9}  {'recall':>9}  {'f1':>9}  {'support':>8}  {'auc':>6}")
     for label in report["labels"]:
         pc = report["per_class"][label]

@@ -5,6 +5,13 @@ Examples:
   nasfer evaluate --data fer2013.zip --split PrivateTest --model runs/vgg/model.onnx --tta
   nasfer evaluate --data fer2013.csv --model runs/vgg/best.pt --json report.json --plots figures/
   nasfer evaluate --data CK+48.zip --contempt neutral --json -  # JSON on stdout (progress stays on stderr)
+  nasfer evaluate --data fer2013.zip --model runs/vgg/best.pt --ten-crop   # ten-crop TTA
+  nasfer evaluate --data fer2013.zip --split PublicTest --model model.onnx --record   # once per released model
+
+Protocol: select models on the validation split (--split-file RUN/splits.json --split val); score a
+released model on PublicTest once, with --record, which stores the score, date and command in its card
+and refuses to replace an existing one without --overwrite-record. --tta/--ten-crop are refused where the
+model's graph already does that TTA (its card says so).
 
 Dataset labels are matched to the model's labels by name; CK+ 'contempt' is left out unless
 --contempt neutral, and the report always says which. Unreadable images are skipped and counted

@@ -28,15 +28,37 @@ class Ensemble(nn.Module):
 
 @register_model
 def ensemble(members: list[dict[str, Any]], num_classes: int | None = None, in_channels: int | None = None) -> nn.Module:
-    """`members`: [{"name": registered model, "kwargs": {...}}, ...] (num_classes/in_channels come from them)."""
-    return Ensemble(members)
+    """`members`: [{"name": registered model, "kwargs": {...}}, ...]; the ensemble maps (N, C, S, S) float
+    images to (N, K) log mean probabilities.
+
+    num_classes/in_channels, where given (as the registry's callers do), are passed to members whose
+    kwargs leave them out and must equal those of members that set them, else ValueError: an ensemble
+    cannot change its members' heads or stems.
+    """
+    built = []
+    for i, member in enumerate(members):
+        kwargs = dict(member.get("kwargs") or {})
+        for key, wanted in (("num_classes", num_classes), ("in_channels", in_channels)):
+            if wanted is None:
+                continue
+            if key in kwargs and kwargs[key] is not None and int(kwargs[key]) != int(wanted):
+                raise ValueError(f"ensemble {key}={wanted}, but member {i} ({member.get('name')}) has "
+                                 f"{key}={kwargs[key]}; an ensemble takes these from its members")
+            kwargs.setdefault(key, wanted)
+        built.append({**member, "kwargs": kwargs})
+    return Ensemble(built)
 
 
 def ensemble_checkpoint(paths: list[str]) -> dict[str, Any]:
     """One checkpoint holding several trained checkpoints as an `ensemble` model.
 
     The members must agree on labels and preprocessing, or averaging their outputs is meaningless.
+    Each member's best/scheduled/completed epochs and validation accuracy are kept (`members_training`)
+    for the model card.
     """
+    from pathlib import Path
+
+    from ..card import epochs_info
     from ..checkpoint import build_model, load_checkpoint, make_checkpoint, preprocessing_of
     from ..errors import ModelError
 
@@ -56,4 +78,6 @@ def ensemble_checkpoint(paths: list[str]) -> dict[str, Any]:
         preprocessing=preprocessing_of(first),
         config={"ensemble_of": [str(p) for p in paths], "members": [ck.get("config", {}) for ck in ckpts]},
         metrics={"members": [ck.get("metrics", {}) for ck in ckpts]},
+        members_training=[{**epochs_info(ck, Path(p).parent), "val_accuracy": (ck.get("metrics") or {}).get("val_accuracy")}
+                          for p, ck in zip(paths, ckpts)],
     )

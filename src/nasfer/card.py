@@ -1,0 +1,223 @@
+"""The model card of an exported model: build it from a checkpoint, merge metrics, list its commands.
+
+The card (format in docs/CONTRACTS.md) carries everything a user of the .onnx needs: labels,
+preprocessing, tensor names, SHA-256, architecture size, how it was trained (the commands, the best and
+completed epochs), measured metrics with how they were recorded, and known limitations. No torch here
+beyond what `build_card` needs to count parameters (imported inside it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+from .engine import CARD_FORMAT, sha256_file
+from .errors import ModelError
+
+#: Network passes per face for each TTA a graph can have built in.
+VIEWS = {False: 1, True: 2, "flip": 2, "ten-crop": 10}
+
+LIMITATIONS = [
+    "Trained on FER2013, whose labels are noisy: human agreement on its test images is only about 65%, "
+    "so individual predictions are often wrong, especially for disgust and fear (few, ambiguous examples).",
+    "Sees a 48x48 grayscale crop: colour, fine detail, context, body language and speech are ignored.",
+    "FER2013 is web-scraped faces: mostly frontal, posed or staged expressions, with uneven coverage of "
+    "age, skin tone, gender presentation and culture; accuracy differs between groups and has not been audited.",
+    "Expressions are not feelings: the model labels facial movements, not what a person experiences.",
+    "Not for high-stakes decisions (hiring, education, policing, health, credit, border control) "
+    "or for monitoring people without their informed consent.",
+    "Depends on the face detector: missed, partial, small (< ~40 px), profile or rolled faces degrade or drop results.",
+]
+
+
+_PATH_KEYS = {"data", "out", "init_from", "genotype", "split_file"}
+
+
+def _public(value: Any, key: str = "") -> Any:
+    """Config values safe to publish: path-valued settings keep only their file name."""
+    if isinstance(value, dict):
+        return {k: _public(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_public(v, key) for v in value]
+    if key in _PATH_KEYS and isinstance(value, str) and value:
+        return Path(value).name
+    return value
+
+
+def train_command(config: dict[str, Any]) -> Optional[str]:
+    """The `nasfer train` command line that reproduces a checkpoint's config (non-default flags only)."""
+    from .config import DataConfig, TrainConfig
+
+    sections = [(config.get("data"), DataConfig), (config.get("train"), TrainConfig)]
+    if not all(isinstance(values, dict) for values, _ in sections):
+        return None
+    parts = ["nasfer", "train"]
+    for values, cls in sections:
+        defaults = cls()
+        for f in dataclasses.fields(cls):
+            if f.name not in values:
+                continue
+            value, default = values[f.name], getattr(defaults, f.name)
+            if isinstance(default, tuple):
+                default = list(default)
+            if value == default or value is None:
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            if isinstance(value, bool):
+                parts.append(flag if value else "--no-" + f.name.replace("_", "-"))
+            elif isinstance(value, (list, tuple)):
+                parts += [flag, *(str(v) for v in value)]
+            else:
+                parts += [flag, str(value)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def epochs_info(ckpt: dict[str, Any], run_dir: Path | None = None) -> dict[str, Any]:
+    """How long a checkpoint's run trained: best_epoch, scheduled_epochs, epochs_completed, completed.
+
+    best_epoch: the epoch (1-based) whose weights the checkpoint holds; scheduled_epochs: the run's
+    --epochs; epochs_completed: epochs the run finished, from `history.json` in the run directory (a
+    best.pt's own history stops at its best epoch, so it cannot say), None where that file is absent;
+    completed: epochs_completed == scheduled_epochs, None when unknown.
+    """
+    train = ((ckpt.get("config") or {}).get("train") or {})
+    scheduled = train.get("epochs")
+    best = int(ckpt["epoch"]) + 1 if "epoch" in ckpt else None
+    done = None
+    history = run_dir / "history.json" if run_dir is not None else None
+    if history is not None and history.is_file():
+        try:
+            done = len(json.loads(history.read_text()))
+        except (OSError, ValueError):
+            done = None
+    if done is None and best is not None and scheduled is not None and best == scheduled:
+        done = best  # the best epoch was the last scheduled one
+    return {"best_epoch": best, "scheduled_epochs": scheduled, "epochs_completed": done,
+            "completed": None if done is None or scheduled is None else done >= scheduled}
+
+
+def training_info(ckpt: dict[str, Any], run_dir: Path | None = None) -> dict[str, Any]:
+    """The card's `training` section from a checkpoint's config, history and metrics.
+
+    `commands`: the command lines that reproduce the checkpoint (one per training run, then `nasfer
+    ensemble` for an ensemble); `run_dir`: the run directory (for `epochs_info`).
+    """
+    config = _public(dict(ckpt.get("config") or {}))
+    history = list(ckpt.get("history") or [])
+    metrics = dict(ckpt.get("metrics") or {})
+    members = config.get("members")
+    if isinstance(members, list):  # reproduced by training each member, then `nasfer ensemble` over their best.pt
+        commands = [c or "(member trained outside nasfer train)" for c in (train_command(m) for m in members)]
+        commands.append("nasfer ensemble --checkpoints " + " ".join(
+            f"{(m.get('train') or {}).get('out', 'run')}/best.pt" for m in members) + " --out ensemble.pt")
+    else:
+        commands = [c for c in [train_command(config)] if c]
+    info: dict[str, Any] = {
+        "commands": commands,
+        "config": config,
+        "data": (config.get("data") or {}).get("data") if isinstance(config.get("data"), dict) else None,
+        **epochs_info(ckpt, run_dir),
+        "val_accuracy": metrics.get("val_accuracy"),
+        "best_val_accuracy": metrics.get("best_val_accuracy"),
+    }
+    if isinstance(ckpt.get("members_training"), list):
+        info["members"] = ckpt["members_training"]
+    for key in ("n_train", "n_val", "skipped", "finetune"):
+        if key in ckpt:
+            info[key] = _public(ckpt[key]) if isinstance(ckpt[key], dict) else ckpt[key]
+    if history:
+        info["history"] = [{k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}
+                           for row in history if isinstance(row, dict)]
+    return info
+
+
+def reproduce_commands(card: dict[str, Any]) -> list[str]:
+    """Every command that made the card's model and its recorded test score, in order.
+
+    Training (`training.commands`), export (`export.command`), quantization (`quantization.command`)
+    and each recorded score's command (`metrics.<split>.recorded.command`).
+    """
+    steps = list((card.get("training") or {}).get("commands") or [])
+    steps += [c for c in [(card.get("export") or {}).get("command"), (card.get("quantization") or {}).get("command")] if c]
+    for entry in (card.get("metrics") or {}).values():
+        command = (entry.get("recorded") or {}).get("command") if isinstance(entry, dict) else None
+        if command:
+            steps.append(command)
+    return steps
+
+
+def evaluation_commands(onnx_file: str) -> dict[str, str]:
+    """How to reproduce the card's metrics, and to cross-check on CK+ (the design's second dataset)."""
+    return {
+        "fer2013": f"nasfer evaluate --data fer2013.zip --split PublicTest --model {onnx_file} --json metrics.json",
+        "ckplus": f"nasfer evaluate --data CK+48 --model {onnx_file} --json ckplus.json "
+                  "(contempt, which FER2013 lacks, is left out; --contempt neutral scores it as neutral, as the design did)",
+    }
+
+
+def build_card(ckpt: dict[str, Any], model, onnx_path: str | os.PathLike, *, name: str, opset: int,
+               tta: bool | str | None, max_abs_diff: float | None, command: str | None = None,
+               run_dir: Path | None = None) -> dict[str, Any]:
+    """The model card of an exported checkpoint (see docs/CONTRACTS.md)."""
+    from importlib.metadata import version
+
+    from .checkpoint import preprocessing_of
+    from .models.baselines import count_flops, count_params
+
+    spec = preprocessing_of(ckpt)
+    kwargs = dict(ckpt["model"]["kwargs"])
+    genotype = kwargs.pop("genotype", None)
+    flops = count_flops(model, size=spec.size, in_channels=spec.channels)
+    return {
+        "format": CARD_FORMAT,
+        "name": name,
+        "labels": list(ckpt["labels"]),
+        "preprocessing": spec.to_dict(),
+        "onnx": {"file": Path(onnx_path).name, "input": "input", "output": "probs", "opset": opset,
+                 "sha256": sha256_file(onnx_path), "tta": True if tta in (True, "flip") else (tta or False)},
+        "architecture": {"name": ckpt["model"]["name"], "kwargs": kwargs, "genotype": genotype,
+                         "params": count_params(model), "flops": flops * VIEWS[tta or False]},
+        "training": training_info(ckpt, run_dir),
+        "metrics": {},
+        "evaluation": evaluation_commands(Path(onnx_path).name),
+        "limitations": list(LIMITATIONS),
+        "export": {"date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                   "torch": version("torch"), "onnx": version("onnx"), "onnxruntime": version("onnxruntime"),
+                   "parity_max_abs_diff": max_abs_diff, "command": command},
+    }
+
+
+def load_metrics(path: str | os.PathLike) -> dict[str, Any]:
+    """An evaluation JSON file as a dict (ModelError if it is not one)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"{path}: metrics file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: not a readable metrics JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: metrics JSON must be an object (the output of `nasfer evaluate --json`)")
+    return data
+
+
+def merge_metrics(card: dict[str, Any], metrics: dict[str, Any], split: str | None = None) -> dict[str, Any]:
+    """`card` with `metrics` stored under `split` (default: the metrics' own 'split' field, else 'test')."""
+    split = split or str(metrics.get("split") or "test")
+    return {**card, "metrics": {**(card.get("metrics") or {}), split: metrics}}
+
+
+def write_card(path: str | os.PathLike, card: dict[str, Any]) -> None:
+    """Write the card atomically (readers never see half a card)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+__all__ = ["LIMITATIONS", "VIEWS", "build_card", "epochs_info", "evaluation_commands", "load_metrics",
+           "merge_metrics", "reproduce_commands", "train_command", "training_info", "write_card"]

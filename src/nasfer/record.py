@@ -1,0 +1,103 @@
+"""Recording a released model's test score in its model card, once, with the date and the command.
+
+The project's protocol: models are selected on the validation split carved out of Training; a final
+test score (FER2013 PublicTest) is measured once per released model and stored in its card. This module
+makes that mechanical: `nasfer evaluate --split PublicTest --record` writes the report into the card
+under the split's name with `recorded: {date, command}`, and refuses when the card already holds a
+score for that split unless `--overwrite-record` says so (the old record is then kept under
+`previous_records` so the history stays visible).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+from .errors import ModelError
+
+
+def command_line(command: str, *configs: Any, positional: Iterable[str] = ()) -> str:
+    """`nasfer COMMAND` with the flags of dataclass configs that differ from their defaults.
+
+    Flags follow `nasfer.config.add_arguments`: `--field-name VALUE`, `--x`/`--no-x` for booleans, lists
+    as several values. Values are shell-quoted, so the line can be pasted back into a shell.
+    """
+    parts = ["nasfer", command, *positional]
+    for cfg in configs:
+        defaults = type(cfg)()
+        for f in dataclasses.fields(cfg):
+            value, default = getattr(cfg, f.name), getattr(defaults, f.name)
+            if value == default or value is None:
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            if isinstance(value, bool):
+                parts.append(flag if value else "--no-" + f.name.replace("_", "-"))
+            elif isinstance(value, (list, tuple)):
+                parts += [flag, *(str(v) for v in value)]
+            else:
+                parts += [flag, str(value)]
+    return shlex.join(parts)
+
+
+def _card_of(model_path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
+    from .engine import card_path, read_card
+
+    path = Path(model_path)
+    if path.suffix.lower() != ".onnx":
+        raise ModelError(f"{path}: --record stores the score in an exported model's card; export the "
+                         "checkpoint first (nasfer export) and evaluate the .onnx")
+    return card_path(path), read_card(path)
+
+
+def check_recordable(model_path: str | os.PathLike, split: str | None, overwrite: bool = False,
+                     extra_tta: bool = False) -> None:
+    """ModelError unless a score for `split` may be recorded in the card of `model_path` (.onnx).
+
+    Called before the evaluation so a refused record costs nothing. `extra_tta`: the evaluation adds TTA
+    the graph does not do, so its score is not the released model's own.
+    """
+    if not split:
+        raise ModelError("--record needs an explicit --split (e.g. --split PublicTest)")
+    if extra_tta:
+        raise ModelError("--record stores the released model's own score: leave out --tta/--ten-crop (build TTA "
+                         "into the graph with `nasfer export --tta` or `--ten-crop` instead)")
+    path, card = _card_of(model_path)
+    existing = (card.get("metrics") or {}).get(split)
+    if existing and not overwrite:
+        when = (existing.get("recorded") or {}).get("date", "an earlier run")
+        raise ModelError(f"{path} already records a {split} score (accuracy {existing.get('accuracy', float('nan')):.4f}, "
+                         f"{when}); a released model is scored on {split} once. Pass --overwrite-record to replace it "
+                         "(the old score is kept under previous_records)")
+
+
+def record_metrics(model_path: str | os.PathLike, report: dict[str, Any], command: str,
+                   overwrite: bool = False) -> Path:
+    """Store `report` (a `nasfer evaluate` report) in the card under report['split']; return the card's path.
+
+    Adds `recorded: {date (UTC, ISO 8601), command}`. ModelError as `check_recordable`.
+    """
+    from .card import write_card
+
+    split = str(report["split"])
+    check_recordable(model_path, split, overwrite)
+    path, card = _card_of(model_path)
+    metrics = dict(card.get("metrics") or {})
+    entry = {**report, "recorded": {"date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                    "command": command}}
+    if split in metrics:
+        previous = list(card.get("previous_records") or [])
+        old = metrics[split]
+        previous.append({"split": split, "accuracy": old.get("accuracy"), "macro_f1": old.get("macro_f1"),
+                         "recorded": old.get("recorded")})
+        card["previous_records"] = previous
+    metrics[split] = entry
+    card["metrics"] = metrics
+    write_card(path, card)
+    return path
+
+
+__all__ = ["command_line", "check_recordable", "record_metrics"]

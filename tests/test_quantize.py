@@ -1,0 +1,116 @@
+"""`nasfer export --quantize int8`: static QDQ quantization, validation parity gate, card, engine runs it as is."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nasfer.cli import main
+
+
+def card_of(path: Path) -> dict:
+    return json.loads(path.with_suffix(".json").read_text())
+
+
+def quantize(capsys, *argv) -> tuple[int, str, str]:
+    code = main(["export", "--quantize", "int8", *map(str, argv)])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+def test_int8_from_an_onnx_export_is_static_qdq_with_its_parity_in_the_card(capsys, tmp_path, tiny_onnx, kaggle_zip):
+    import onnx
+
+    from nasfer.engine import Classifier, sha256_file
+
+    out = tmp_path / "tiny-int8.onnx"
+    code, stdout, _ = quantize(capsys, "--onnx", tiny_onnx, "--calibration-data", kaggle_zip, "--out", out,
+                               "--calibration-images", 10, "--max-accuracy-drop", 100)
+    assert code == 0 and "int8" in stdout and "validation" in stdout
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # QDQ format, not dynamic (no DynamicQuantizeLinear)
+    assert "DynamicQuantizeLinear" not in ops and "MatMulInteger" not in ops and "ConvInteger" not in ops
+    weights = [t for t in onnx.load(str(out)).graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert any(len(t.dims) == 4 for t in weights)  # conv weights stored as int8
+    card = card_of(out)
+    quant = card["quantization"]
+    assert quant["format"] == "int8" and "per-channel" in quant["method"] and "QDQ" in quant["method"]
+    assert quant["source"] == {"file": "tiny.onnx", "sha256": sha256_file(tiny_onnx), "metrics": {}}
+    # calibration on the training role, parity on the validation role of the same split as `nasfer train` draws
+    assert quant["calibration"]["n_calibration"] == 10 and quant["calibration"]["n_validation"] == 7
+    parity = quant["parity"]
+    assert parity["split"] == "validation" and parity["n"] == 7 and 0 <= parity["top1_agreement"] <= 1
+    assert parity["accuracy_drop_points"] == pytest.approx(100 * (parity["fp32_accuracy"] - parity["int8_accuracy"]),
+                                                          abs=1e-3)
+    assert card["onnx"]["sha256"] == sha256_file(out) and card["metrics"] == {}
+    assert "--quantize int8" in quant["command"] and "--onnx" in quant["command"]
+    # the engine runs it unchanged, close to the fp32 model
+    crops = np.random.default_rng(0).integers(0, 256, (6, 48, 48), dtype=np.uint8)
+    q, f = Classifier(out).predict(crops), Classifier(tiny_onnx).predict(crops)
+    assert q.shape == f.shape and np.allclose(q.sum(1), 1, atol=1e-5) and np.abs(q - f).max() < 0.2
+    assert out.stat().st_size < tiny_onnx.stat().st_size
+    # quantizing an int8 model again is refused
+    code, _, err = quantize(capsys, "--onnx", out, "--calibration-data", kaggle_zip, "--out", tmp_path / "again.onnx")
+    assert code == 2 and "quantized already" in err
+
+
+def test_parity_failure_refuses_and_writes_nothing(capsys, tmp_path, tiny_onnx, kaggle_zip):
+    out = tmp_path / "refused.onnx"
+    # a negative allowance makes even a perfect int8 model fail the gate
+    code, _, err = quantize(capsys, "--onnx", tiny_onnx, "--calibration-data", kaggle_zip, "--out", out,
+                            "--max-accuracy-drop", -1000)
+    assert code == 2 and "int8 quantization refused" in err and "not written" in err
+    assert not out.exists() and not out.with_suffix(".json").exists()
+    assert not list(tmp_path.glob("*.tmp.onnx"))
+
+
+def test_from_a_checkpoint_keeps_the_fp32_export_beside_it(capsys, tmp_path, tiny_checkpoint, kaggle_zip):
+    out = tmp_path / "m.onnx"
+    code, _, _ = quantize(capsys, "--checkpoint", tiny_checkpoint, "--calibration-data", kaggle_zip, "--out", out,
+                          "--max-accuracy-drop", 100)
+    assert code == 0 and (tmp_path / "m-fp32.onnx").is_file() and card_of(out)["quantization"]["source"]["file"] == "m-fp32.onnx"
+    assert card_of(tmp_path / "m-fp32.onnx")["export"]["command"].startswith("nasfer export --checkpoint")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--calibration-data", "x.zip"], "exactly one source"),
+    (["--onnx", "a.onnx", "--checkpoint", "b.pt", "--calibration-data", "x.zip"], "exactly one source"),
+    (["--onnx", "a.onnx"], "needs --calibration-data"),
+    (["--onnx", "missing.onnx", "--calibration-data", "x.zip"], "model file not found"),
+])
+def test_bad_quantize_flags_are_one_line_errors(capsys, tmp_path, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = quantize(capsys, *argv, "--out", "q.onnx")
+    assert code == 2 and message in err
+
+
+def test_calibration_batches_normalise_like_the_engine():
+    from nasfer.preprocessing import Preprocessing, normalize
+    from nasfer.quantize import calibration_batches
+
+    images = np.random.default_rng(0).integers(0, 256, (70, 48, 48), dtype=np.uint8)
+    batches = list(calibration_batches(images, Preprocessing(), "input", batch_size=32))
+    assert [b["input"].shape[0] for b in batches] == [32, 32, 6]
+    np.testing.assert_array_equal(np.concatenate([b["input"] for b in batches]), normalize(images, Preprocessing()))
+
+
+def test_legacy_card_fields_become_generated_fields():
+    from nasfer.quantize import legacy_card
+
+    old = {"name": "m", "onnx": {"file": "m.onnx", "tta": True},
+           "training": {"command": "nasfer train --out a --epochs 30 && nasfer ensemble --checkpoints a/best.pt "
+                                   "b/best.pt --out ensemble.pt", "epochs": 26, "checkpoint_epoch": 26,
+                        "config": {"train": {"epochs": 30, "out": "a"}}, "note": "hand-written"}}
+    card = legacy_card(old)
+    training = card["training"]
+    assert training["commands"] == ["nasfer train --out a --epochs 30",
+                                    "nasfer ensemble --checkpoints a/best.pt b/best.pt --out ensemble.pt"]
+    assert (training["best_epoch"], training["scheduled_epochs"], training["epochs_completed"]) == (26, 30, None)
+    assert training["completed"] is None and "note" not in training and "epochs" not in training
+    assert card["export"] == {"command": "nasfer export --checkpoint ensemble.pt --out m.onnx --name m --tta",
+                              "command_rebuilt": True}
+    assert old["training"]["note"] == "hand-written"  # the input is not modified
