@@ -324,7 +324,7 @@ def test_record_stores_the_score_once_with_date_and_command(capsys, kaggle_zip, 
     card = json.loads(released.with_suffix(".json").read_text())
     entry = card["metrics"]["PublicTest"]
     assert entry["accuracy"] == report["accuracy"] and entry["n"] == 7 and entry["confusion"] == report["confusion"]
-    assert entry["recorded"]["date"].endswith("Z")
+    assert entry["recorded"]["date"].endswith("Z") and entry["model"]["path"] == "released.onnx"
     assert entry["recorded"]["command"] == (f"nasfer evaluate --data {kaggle_zip} --split PublicTest --model "
                                             f"{released} --json - --record")
     from nasfer.engine import Classifier

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import matplotlib  # noqa: F401  (the train extra: a missing install must fail, not skip)
 import numpy as np
 import pytest
+from PIL import Image
 
-pytest.importorskip("matplotlib")
-from PIL import Image  # noqa: E402
-
-from nasfer import metrics, plots  # noqa: E402
-from nasfer.labels import EMOTIONS  # noqa: E402
+from nasfer import metrics, plots
+from nasfer.labels import EMOTIONS
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

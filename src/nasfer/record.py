@@ -88,6 +88,7 @@ def record_metrics(model_path: str | os.PathLike, report: dict[str, Any], comman
     metrics = dict(card.get("metrics") or {})
     entry = {**report, "recorded": {"date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                                     "command": command}}
+    entry["model"] = {**report.get("model", {}), "path": Path(model_path).name}  # the file beside the card
     if split in metrics:
         previous = list(card.get("previous_records") or [])
         old = metrics[split]
