@@ -56,6 +56,8 @@ def describe(path: Path, split: str) -> dict[str, Any]:
         "quantization": (card.get("quantization") or {}).get("format") or "fp32", "builtin_tta": builtin_tta(card),
         "accuracy": metrics.get("accuracy"), "macro_f1": metrics.get("macro_f1"),
         "tta": metrics.get("tta"), "split": split if metrics else None,
+        "recorded": metrics.get("recorded"),
+        "validation_parity": (card.get("quantization") or {}).get("parity"),
         "training_command": "; ".join((card.get("training") or {}).get("commands") or [])
                             or (card.get("training") or {}).get("command"),
     }
