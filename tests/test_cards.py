@@ -1,0 +1,48 @@
+"""The shipped model cards: generated fields only, the protocol's record, and the README printing their commands."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from nasfer.card import reproduce_commands
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted((ROOT / "src" / "nasfer" / "weights").glob("*.json"))
+
+
+def readme_block(name: str) -> list[str]:
+    """The lines of the fenced block that follows `<!-- commands: NAME -->` in the README."""
+    text = (ROOT / "README.md").read_text()
+    match = re.search(rf"<!-- commands: {re.escape(name)} -->\s*```(?:bash)?\n(.*?)```", text, re.S)
+    assert match, f"README has no <!-- commands: {name} --> block"
+    return [line for line in match.group(1).splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("card_path", SHIPPED, ids=lambda p: p.stem)
+def test_readme_prints_the_cards_commands_verbatim(card_path):
+    card = json.loads(card_path.read_text())
+    commands = reproduce_commands(card)
+    assert readme_block(card_path.stem) == commands
+
+
+@pytest.mark.parametrize("card_path", SHIPPED, ids=lambda p: p.stem)
+def test_card_holds_generated_fields_and_one_recorded_test_score(card_path):
+    card = json.loads(card_path.read_text())
+    training = card["training"]
+    assert "note" not in training and "epochs" not in training  # no hand-written or ambiguous fields
+    assert {"best_epoch", "scheduled_epochs", "epochs_completed", "completed"} <= set(training)
+    if training["best_epoch"] is not None and training["scheduled_epochs"] is not None:
+        assert 1 <= training["best_epoch"] <= training["scheduled_epochs"]
+    if training["completed"] is not None:
+        assert training["completed"] == (training["epochs_completed"] >= training["scheduled_epochs"])
+    assert training["commands"] and all(c.startswith("nasfer ") for c in training["commands"])
+    assert card["export"]["command"].startswith("nasfer export ")
+    recorded = card["metrics"]["PublicTest"]["recorded"]
+    assert recorded["date"] and "--split PublicTest" in recorded["command"] and "--record" in recorded["command"]
+    if card.get("quantization"):
+        parity = card["quantization"]["parity"]
+        assert parity["split"] == "validation" and parity["accuracy_drop_points"] <= parity["max_drop_points"]
