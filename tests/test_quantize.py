@@ -114,3 +114,6 @@ def test_legacy_card_fields_become_generated_fields():
     assert card["export"] == {"command": "nasfer export --checkpoint ensemble.pt --out m.onnx --name m --tta",
                               "command_rebuilt": True}
     assert old["training"]["note"] == "hand-written"  # the input is not modified
+    assert legacy_card(card) == card  # idempotent: an upgraded card stays as it is
+    ensemble = legacy_card({"training": {"config": {"members": [{"train": {"epochs": 40}}, {"train": {"epochs": 12}}]}}})
+    assert [m["scheduled_epochs"] for m in ensemble["training"]["members"]] == [40, 12]

@@ -188,7 +188,8 @@ def legacy_card(card: dict[str, Any]) -> dict[str, Any]:
     `training.command` (one line joined by ' && ') becomes `commands`; the ambiguous `epochs` (the
     history length of the best checkpoint) becomes `best_epoch` beside `scheduled_epochs` (the run's
     --epochs); `epochs_completed`/`completed` stay None where the card cannot tell; a hand-written
-    `note` is dropped (the facts it stated are generated fields now); the export command is rebuilt
+    `note` is dropped (the facts it stated are generated fields now); an ensemble's `members` get their
+    scheduled epochs from the config (the rest unknown); the export command is rebuilt
     from the card's own name, TTA and file (`export.command_rebuilt: true` says so).
     """
     card = json.loads(json.dumps(card))
@@ -203,6 +204,10 @@ def legacy_card(card: dict[str, Any]) -> dict[str, Any]:
         done = best if best is not None and best == scheduled else None
         training.update({"best_epoch": best, "scheduled_epochs": scheduled, "epochs_completed": done,
                          "completed": None if done is None else True})
+    members = (training.get("config") or {}).get("members")
+    if isinstance(members, list) and "members" not in training:
+        training["members"] = [{"best_epoch": None, "scheduled_epochs": ((m or {}).get("train") or {}).get("epochs"),
+                                "epochs_completed": None, "completed": None} for m in members]
     export = card.setdefault("export", {})
     if not export.get("command"):
         commands = training.get("commands") or []
