@@ -1,6 +1,5 @@
 """Transfer learning and custom datasets: fine-tuning, new label sets, split files, the way to serving."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -279,22 +278,9 @@ def test_detect_faces_rejects_csv(fer_csv):
 # ---------------------------------------------------------------------------- to serving, unchanged
 
 
-def _missing(*modules: str) -> str | None:
-    for name in modules:
-        try:
-            if importlib.util.find_spec(name) is None:
-                return name
-        except ModuleNotFoundError:
-            return name
-    return None
-
-
 @pytest.fixture(scope="module")
 def custom_onnx(finetuned, tmp_path_factory) -> Path:
     """The fine-tuned alpha/beta/gamma model exported with `nasfer export` (ONNX + card)."""
-    missing = _missing("nasfer.export", "onnx", "onnxruntime")
-    if missing:
-        pytest.skip(f"{missing} is not available: nothing to export a custom-label model with")
     from nasfer.cli import main
 
     onnx = tmp_path_factory.mktemp("export") / "custom.onnx"
@@ -303,8 +289,6 @@ def custom_onnx(finetuned, tmp_path_factory) -> Path:
 
 
 def test_custom_labels_reach_the_model_card_and_the_engine(custom_onnx, finetuned, new_labels_folder):
-    if _missing("nasfer.engine"):
-        pytest.skip("nasfer.engine is not written yet")
     from nasfer.engine import Classifier
     from nasfer.train import evaluate_model
 
@@ -321,8 +305,6 @@ def test_custom_labels_reach_the_model_card_and_the_engine(custom_onnx, finetune
 
 
 def test_custom_labels_reach_predict_cli(custom_onnx, new_labels_folder, capsys):
-    if _missing("nasfer.commands.predict"):
-        pytest.skip("nasfer predict is not written yet")
     from nasfer.cli import main
 
     image = new_labels_folder / "beta" / "img_0000.png"
@@ -332,9 +314,6 @@ def test_custom_labels_reach_predict_cli(custom_onnx, new_labels_folder, capsys)
 
 
 def test_custom_labels_reach_the_service(custom_onnx, new_labels_folder):
-    missing = _missing("nasfer.service", "nasfer.api", "flask")
-    if missing:
-        pytest.skip(f"{missing} is not written yet")
     from nasfer.service import ServeConfig, create_app
 
     client = create_app(ServeConfig(model=str(custom_onnx), detector="none")).test_client()
