@@ -11,7 +11,6 @@ custom label set is scored correctly or refused with a message saying which labe
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,7 +23,7 @@ from .record import command_line
 from .errors import DataError, ModelError, NasferError
 from .labels import canonical_name, normalize_name
 from .preprocessing import Preprocessing
-from .tta import averaged, builtin_tta, five_crop_views, ten_crop_views
+from .tta import builtin_tta, predict_batches, tta_plan  # noqa: F401  (predict_batches: public here too)
 
 #: How many skip reasons the report lists (the count is always complete).
 SKIPPED_EXAMPLES = 20
@@ -209,55 +208,6 @@ def map_labels(dataset_labels: Sequence[str], labels: np.ndarray, model: LoadedM
         raise ModelError(f"model {model.name!r} ({model.path}) has no label for {', '.join(lacking)}; "
                          f"its labels are: {', '.join(model.labels)}")
     return index, state, notes
-
-
-# ---------------------------------------------------------------------------- prediction
-
-
-def predict_batches(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, batch_size: int,
-                    tta: bool | str | None = False, progress: bool = False) -> np.ndarray:
-    """Probabilities float64 (N, K) for uint8 crops (N, S, S), batch by batch, with optional TTA.
-
-    tta: False/None (one pass), True or "flip" (mean with the mirrored batch), "ten-crop" (mean over
-    `nasfer.tta.ten_crop_views`) or "five-crop" (the five windows without mirrors, for a graph that mirrors
-    itself). ValueError for a batch size below 1 or an unknown kind.
-    """
-    from tqdm import tqdm
-
-    if batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
-    kind = "flip" if tta is True else (tta or None)
-    views_of = {None: lambda b: b[None], "flip": lambda b: np.stack([b, b[:, :, ::-1]]),
-                "ten-crop": ten_crop_views, "five-crop": five_crop_views}
-    if kind not in views_of:
-        raise ValueError(f"unknown TTA {tta!r}; expected one of {', '.join(k for k in views_of if k)}")
-    out = []
-    with tqdm(total=len(images), unit="img", desc="evaluate", file=sys.stderr, disable=not progress,
-              dynamic_ncols=True) as bar:
-        for start in range(0, len(images), batch_size):
-            batch = np.ascontiguousarray(images[start:start + batch_size])
-            out.append(averaged(predict, views_of[kind](batch)))
-            bar.update(len(batch))
-    return np.concatenate(out) if out else np.zeros((0, 0))
-
-
-def tta_plan(model: LoadedModel, flip: bool, ten_crop: bool) -> tuple[str | None, list[str]]:
-    """The views evaluation adds to what the model's graph already does: (predict_batches kind, notes).
-
-    ModelError for TTA the graph already does (the same answer at twice the cost or more) and for
-    --tta with --ten-crop (ten-crop includes the mirror images).
-    """
-    if flip and ten_crop:
-        raise ModelError("--tta and --ten-crop together: ten-crop already averages the mirror images; choose one")
-    inside = model.builtin_tta
-    where = f"model {model.name!r} ({model.path}) has {inside} TTA built into its graph (card: onnx.tta)"
-    if inside == "ten-crop" and (flip or ten_crop):
-        raise ModelError(f"{where}; leave out --tta/--ten-crop")
-    if inside == "flip" and flip:
-        raise ModelError(f"{where}: --tta would mirror again for the same answer at twice the cost; leave it out")
-    if inside == "flip" and ten_crop:
-        return "five-crop", ["ten-crop: the five windows are evaluated here, the graph adds their mirror images"]
-    return ("ten-crop" if ten_crop else "flip" if flip else None), []
 
 
 # ---------------------------------------------------------------------------- the evaluation

@@ -17,9 +17,12 @@ One definition of the views: `crop_offsets` gives the windows; `ten_crop_views` 
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable
 
 import numpy as np
+
+from .errors import ModelError
 
 #: Pixels of shift on each side; the training augmentation's default `crop_padding`.
 TEN_CROP_PADDING = 4
@@ -55,6 +58,54 @@ def ten_crop_views(images: np.ndarray, padding: int = TEN_CROP_PADDING) -> np.nd
 def averaged(predict: Callable[[np.ndarray], np.ndarray], views: np.ndarray) -> np.ndarray:
     """Mean probabilities float64 (N, K) of `predict` over views (V, N, S, S)."""
     return np.mean([np.asarray(predict(np.ascontiguousarray(v)), dtype=np.float64) for v in views], axis=0)
+
+
+def predict_batches(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, batch_size: int,
+                    tta: bool | str | None = False, progress: bool = False) -> np.ndarray:
+    """Probabilities float64 (N, K) for uint8 crops (N, S, S), batch by batch, with optional TTA.
+
+    tta: False/None (one pass), True or "flip" (mean with the mirrored batch), "ten-crop" (mean over
+    `nasfer.tta.ten_crop_views`) or "five-crop" (the five windows without mirrors, for a graph that mirrors
+    itself). ValueError for a batch size below 1 or an unknown kind.
+    """
+    from tqdm import tqdm
+
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+    kind = "flip" if tta is True else (tta or None)
+    views_of = {None: lambda b: b[None], "flip": lambda b: np.stack([b, b[:, :, ::-1]]),
+                "ten-crop": ten_crop_views, "five-crop": five_crop_views}
+    if kind not in views_of:
+        raise ValueError(f"unknown TTA {tta!r}; expected one of {', '.join(k for k in views_of if k)}")
+    out = []
+    with tqdm(total=len(images), unit="img", desc="evaluate", file=sys.stderr, disable=not progress,
+              dynamic_ncols=True) as bar:
+        for start in range(0, len(images), batch_size):
+            batch = np.ascontiguousarray(images[start:start + batch_size])
+            out.append(averaged(predict, views_of[kind](batch)))
+            bar.update(len(batch))
+    return np.concatenate(out) if out else np.zeros((0, 0))
+
+
+def tta_plan(model: Any, flip: bool, ten_crop: bool) -> tuple[str | None, list[str]]:
+    """The views evaluation adds to what the model's graph already does: (predict_batches kind, notes).
+
+    model: anything with `name`, `path` and `builtin_tta` (`nasfer.evaluate.LoadedModel`).
+
+    ModelError for TTA the graph already does (the same answer at twice the cost or more) and for
+    --tta with --ten-crop (ten-crop includes the mirror images).
+    """
+    if flip and ten_crop:
+        raise ModelError("--tta and --ten-crop together: ten-crop already averages the mirror images; choose one")
+    inside = model.builtin_tta
+    where = f"model {model.name!r} ({model.path}) has {inside} TTA built into its graph (card: onnx.tta)"
+    if inside == "ten-crop" and (flip or ten_crop):
+        raise ModelError(f"{where}; leave out --tta/--ten-crop")
+    if inside == "flip" and flip:
+        raise ModelError(f"{where}: --tta would mirror again for the same answer at twice the cost; leave it out")
+    if inside == "flip" and ten_crop:
+        return "five-crop", ["ten-crop: the five windows are evaluated here, the graph adds their mirror images"]
+    return ("ten-crop" if ten_crop else "flip" if flip else None), []
 
 
 def builtin_tta(card: dict[str, Any] | None) -> str | None:
@@ -95,4 +146,4 @@ def ten_crop_module(net, padding: int = TEN_CROP_PADDING):
 
 
 __all__ = ["TEN_CROP_PADDING", "KINDS", "crop_offsets", "five_crop_views", "ten_crop_views", "averaged",
-           "builtin_tta", "ten_crop_module"]
+           "predict_batches", "tta_plan", "builtin_tta", "ten_crop_module"]
