@@ -81,6 +81,8 @@ def test_from_a_checkpoint_keeps_the_fp32_export_beside_it(capsys, tmp_path, tin
     (["--onnx", "a.onnx", "--checkpoint", "b.pt", "--calibration-data", "x.zip"], "exactly one source"),
     (["--onnx", "a.onnx"], "needs --calibration-data"),
     (["--onnx", "missing.onnx", "--calibration-data", "x.zip"], "model file not found"),
+    (["--onnx", "a.onnx", "--calibration-data", "x.zip", "--tta"], "keeps the TTA its graph has"),
+    (["--onnx", "a.onnx", "--calibration-data", "x.zip", "--calibration-images", "0"], "at least 1"),
 ])
 def test_bad_quantize_flags_are_one_line_errors(capsys, tmp_path, monkeypatch, argv, message):
     monkeypatch.chdir(tmp_path)

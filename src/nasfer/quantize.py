@@ -252,6 +252,9 @@ def export_quantized(cfg, images: np.ndarray | None = None):
     if not cfg.calibration_data:
         raise ValueError("--quantize int8 needs --calibration-data: the dataset the model was trained on "
                          "(training images calibrate, validation images check parity)")
+    if cfg.onnx and (cfg.tta or cfg.ten_crop):
+        raise ValueError("--tta/--ten-crop apply when exporting a checkpoint; an --onnx model keeps the TTA its "
+                         "graph has")
     if cfg.calibration_images < 1:
         raise ValueError(f"--calibration-images must be at least 1, got {cfg.calibration_images}")
     if cfg.checkpoint:
@@ -293,4 +296,5 @@ def export_quantized(cfg, images: np.ndarray | None = None):
     return ExportResult(out, card_path(out), card, None)
 
 
-__all__ = ["METHOD", "probability_nodes", "onnx_predict", "legacy_card", "export_quantized", "QuantData", "calibration_batches", "quantize_int8", "validation_parity", "split_images"]
+__all__ = ["METHOD", "QuantData", "calibration_batches", "quantize_int8", "probability_nodes", "validation_parity",
+           "split_images", "onnx_predict", "legacy_card", "export_quantized"]
