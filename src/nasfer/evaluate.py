@@ -19,10 +19,10 @@ from typing import Any, Callable, Literal, Optional, Sequence
 import numpy as np
 
 from .config import option
-from .record import command_line
 from .errors import DataError, ModelError, NasferError
 from .labels import canonical_name, normalize_name
 from .preprocessing import Preprocessing
+from .record import check_recordable, command_line, record_metrics
 from .tta import builtin_tta, predict_batches, tta_plan  # noqa: F401  (predict_batches: public here too)
 
 #: How many skip reasons the report lists (the count is always complete).
@@ -230,8 +230,6 @@ def evaluate(cfg: EvalConfig, *, progress: bool = False, log: Callable[[str], No
     model = load_model(cfg.model, cfg.threads)  # before the dataset: a bad --model fails in a second
     tta_kind, tta_notes = tta_plan(model, cfg.tta, cfg.ten_crop)
     if cfg.record:
-        from .record import check_recordable
-
         check_recordable(model.path, cfg.split, cfg.overwrite_record, extra_tta=cfg.tta or cfg.ten_crop)
 
     started = time.perf_counter()
@@ -292,8 +290,6 @@ def evaluate(cfg: EvalConfig, *, progress: bool = False, log: Callable[[str], No
         path.write_text(to_json(report) + "\n")
         log(f"report written to {path}")
     if cfg.record:
-        from .record import record_metrics
-
         card = record_metrics(model.path, report, command or command_line("evaluate", cfg), cfg.overwrite_record)
         log(f"{split} score recorded in {card}")
     return report
