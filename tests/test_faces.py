@@ -182,7 +182,8 @@ def test_box_geometry():
     s = Box(10, 20, 30, 40, 0.9, ((1.0, 2.0),)).scaled(2)
     assert s.as_tuple() == (20, 40, 60, 80) and s.landmarks == ((2.0, 4.0),) and s.score == 0.9
     assert Box(-5, 90, 20, 20).clipped(100, 100).as_tuple() == (0, 90, 15, 10)
-    assert eye_angle(None) == 0.0 and eye_angle([(10, 10), (0, 0)]) == pytest.approx(45)
+    assert eye_angle(None) == 0.0 and eye_angle([(0, 0), (10, 10)]) == pytest.approx(45)
+    assert eye_angle([(10, 10), (0, 0)]) == pytest.approx(-135)  # the person's right eye is on the image's right
 
 
 def test_registry_and_errors(tmp_path, monkeypatch):

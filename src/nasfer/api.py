@@ -119,6 +119,46 @@ class Face:
         }
 
 
+def check_max_faces(value: int | None) -> int | None:
+    """The one validation of a face limit (CLI, Python API and service): None or 0 mean no limit.
+
+    Returns None (no limit) or the positive limit; ValueError for negative or non-integer values.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"max_faces must be an integer >= 0 (0: no limit), got {value!r}")
+    if value < 0:
+        raise ValueError(f"max_faces must be >= 0 (0: no limit), got {value}")
+    return int(value) or None
+
+
+#: Largest side, in pixels, of an image that may be a face crop given to a face detector by mistake.
+CROP_HINT_MAX_SIDE = 160
+
+
+def crop_hint(width: int, height: int) -> str | None:
+    """What to tell when a detector finds no face in a width x height image that looks like a face crop.
+
+    Small, roughly square images (FER2013 is 48x48) are usually crops: a detector cannot find a face
+    that fills the whole picture, and the fix is to classify the image without detection.
+    """
+    if max(width, height) > CROP_HINT_MAX_SIDE or not 0.75 <= width / max(1, height) <= 1.34:
+        return None
+    return (f"no face found, but this small image ({width}x{height}) looks like a face crop already: "
+            "classify it without detection with detector 'none' (CLI: --detector none; Python: "
+            "EmotionRecognizer(detector='none'); HTTP: detector=none)")
+
+
+class Detections(list):
+    """The faces of one picture (a list of `Face`, largest first) and, when there is none, a `hint`
+    saying why that may be and what to do (see `crop_hint`); `hint` is None otherwise."""
+
+    def __init__(self, faces: Sequence["Face"] = (), hint: str | None = None):
+        super().__init__(faces)
+        self.hint = hint
+
+
 @dataclass
 class EmotionRecognizer:
     """Face detector + emotion classifier.
@@ -126,8 +166,10 @@ class EmotionRecognizer:
     model: .onnx path (None: the shipped default). detector: a name in nasfer.faces.DETECTORS or a
     detector object. detector_model: the detector's model file (YuNet's .onnx). threshold: faces
     below this confidence are `uncertain`. threads: ONNX Runtime threads (None: all cores).
-    max_faces: keep the largest N faces. One instance serves one thread at a time (OpenCV
-    detectors keep per-call state); make one per thread.
+    max_faces: keep the largest N faces (None or 0: all; ValueError if negative). min_face: smallest
+    face looked for, in original pixels (default `nasfer.faces.MIN_FACE`, 40), at any image size.
+    One instance may be shared by several threads: the detectors keep one OpenCV object per thread
+    and ONNX Runtime sessions are thread-safe, so the results are those of serial calls.
     """
 
     model: str | os.PathLike | None = None
@@ -138,6 +180,7 @@ class EmotionRecognizer:
     max_faces: int | None = None
     max_pixels: int = MAX_PIXELS
     align: bool = True
+    min_face: int | None = None
     classifier: Any = field(init=False, repr=False)
     face_detector: Any = field(init=False, repr=False)
 
@@ -147,9 +190,13 @@ class EmotionRecognizer:
 
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must be within 0..1, got {self.threshold}")
+        self.max_faces = check_max_faces(self.max_faces)
+        if self.min_face is not None and self.min_face < 1:
+            raise ValueError(f"min_face must be >= 1 pixel, got {self.min_face}")
         self.classifier = Classifier(self.model, threads=self.threads)
         if isinstance(self.detector, str):
-            self.face_detector = create_detector(self.detector, model_path=self.detector_model)
+            kw = {"min_face": self.min_face} if self.min_face and self.detector in ("haar", "yunet") else {}
+            self.face_detector = create_detector(self.detector, model_path=self.detector_model, **kw)
         else:
             self.face_detector = self.detector
 
@@ -176,47 +223,52 @@ class EmotionRecognizer:
         gray = to_gray(rgb)
         return np.stack([crop_face(gray, box, size, align=self.align) for box in boxes])
 
-    def detect(self, image: Any, color: str = "rgb") -> list[Face]:
-        """Faces in `image` (path, bytes, PIL image or ndarray), largest first, each with its emotion."""
+    def detect(self, image: Any, color: str = "rgb") -> Detections:
+        """Faces in `image` (path, bytes, PIL image or ndarray), largest first, each with its emotion.
+
+        Returns a `Detections` list; when it is empty, `.hint` may say why (e.g. a face crop given to
+        a face detector). ImageError when the picture cannot be used.
+        """
         rgb = load_image(image, color, self.max_pixels)
         return self.detect_rgb(rgb)
 
-    def detect_rgb(self, rgb: np.ndarray) -> list[Face]:
-        """`detect` for an already decoded RGB uint8 array (no copy, no checks)."""
+    def detect_rgb(self, rgb: np.ndarray) -> Detections:
+        """`detect` for an already decoded RGB uint8 (H, W, 3) array (no copy, no checks)."""
+        from .faces import WholeImageDetector
+
         boxes = self.boxes(rgb)
         probs = self.classifier.predict(self.crops(rgb, boxes))
         height, width = rgb.shape[:2]
         faces = []
         for box, p in zip(boxes, probs):
             shown = box.clipped(width, height)
-            faces.append(Face.from_probs(shown.as_tuple(), p, self.labels, self.threshold,
-                                         box.score, box.landmarks))
-        return faces
+            face = Face.from_probs(shown.as_tuple(), p, self.labels, self.threshold, box.score, box.landmarks)
+            if getattr(box, "upright", None) is False:  # the detector could not tell which way is up
+                face.uncertain = True
+            faces.append(face)
+        hint = None
+        if not faces and not isinstance(self.face_detector, WholeImageDetector):
+            hint = crop_hint(width, height)
+        return Detections(faces, hint)
 
-    def classify(self, crops: Any) -> np.ndarray:
-        """Probabilities (N, K) for face crops: a uint8 array (N, S, S) or a list of images of any size
-        (gray or RGB; resized to the model's S x S)."""
-        import cv2
+    def classify(self, crops: Any, color: str = "rgb") -> np.ndarray:
+        """Probabilities float32 (N, K), K = len(self.labels), for N face crops (no detection).
 
-        size = self.classifier.size
-        if isinstance(crops, np.ndarray) and crops.dtype == np.uint8 and crops.ndim == 3 \
-                and crops.shape[1:] == (size, size):
-            return self.classifier.predict(crops)
-        if isinstance(crops, np.ndarray) and crops.ndim == 2:
-            crops = [crops]
-        batch = []
-        for crop in crops:
-            arr = load_image(crop) if not isinstance(crop, np.ndarray) or crop.ndim == 3 else crop
-            if arr.dtype != np.uint8:
-                raise ImageError(f"expected uint8 crops, got {arr.dtype}")
-            gray = cv2.cvtColor(arr, cv2.COLOR_RGB2GRAY) if arr.ndim == 3 else arr
-            if gray.shape != (size, size):
-                interp = cv2.INTER_AREA if max(gray.shape) > size else cv2.INTER_LINEAR
-                gray = cv2.resize(gray, (size, size), interpolation=interp)
-            batch.append(gray)
-        if not batch:
+        Accepted (see `as_crops`): one crop as an (H, W) gray or (H, W, 3|4|1) colour array; a batch
+        as an (N, H, W) gray array (N >= 1, and H, W not in {1, 3, 4}: an (H, W, 3) array is always one
+        colour crop) or an (N, H, W, 3|4|1) array; or a list of crops of any sizes (arrays, paths,
+        bytes, PIL images). Crops of any size are converted to the model's input: grayscale (ITU-R
+        601 luma), resized to S x S (the card's size; INTER_AREA down, INTER_LINEAR up), as the
+        detector path does. dtypes: uint8 0..255; other integer types holding 0..255; float in 0..1
+        (scaled by 255). Anything else raises ImageError saying what was expected.
+        """
+        from .crops import as_crops
+
+        batch = as_crops(crops, self.classifier.size, color)
+        if not len(batch):
             return np.zeros((0, len(self.labels)), np.float32)
-        return self.classifier.predict(np.stack(batch))
+        return self.classifier.predict(batch)
 
 
-__all__ = ["EmotionRecognizer", "Face", "load_image", "MAX_PIXELS", "THRESHOLD"]
+__all__ = ["EmotionRecognizer", "Face", "Detections", "load_image", "check_max_faces", "crop_hint",
+           "MAX_PIXELS", "THRESHOLD"]

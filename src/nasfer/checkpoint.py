@@ -51,17 +51,37 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> None
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and validate a checkpoint; a wrong or damaged file is a ModelError, not a traceback."""
+def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
+    """`torch.load(path, weights_only=True)`: tensors and plain Python values only, so a file from
+    anywhere cannot run code while it is read (pickle's arbitrary objects are refused).
+
+    ModelError when the file is damaged, not a torch file, or holds other objects (saying so).
+    Every file nasfer writes (training checkpoints with optimizer state, search states) is plain.
+    """
+    import pickle
+
     import torch
 
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = [line.strip() for line in str(exc).splitlines()]
+        unsafe = next((line for line in lines if "GLOBAL" in line or "global" in line.split(" ")[:3]), None)
+        if unsafe:
+            raise ModelError(f"{path}: refused: this {what} holds Python objects other than tensors and plain "
+                             f"values, which could run code when loaded; nasfer never writes such files "
+                             f"({unsafe[:200]})") from None
+        raise ModelError(f"{path}: not a readable {what} (damaged, or not a file torch.save wrote)") from None
+    except Exception as exc:  # torch raises many types for damaged/foreign files
+        raise ModelError(f"{path}: not a readable {what} ({type(exc).__name__}: {str(exc)[:300]})") from None
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate a checkpoint; a wrong, damaged or unsafe file is a ModelError, not a traceback."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises many types for damaged/foreign files
-        raise ModelError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    ckpt = safe_torch_load(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ModelError(f"{path}: not a nasfer checkpoint (expected format {FORMAT!r})")
     return ckpt

@@ -14,6 +14,17 @@ import sys
 from . import commands
 from .errors import NasferError
 
+#: Optional dependency (top-level module) -> the extra that installs it.
+EXTRAS = {"torch": "train", "torchvision": "train", "onnx": "train", "onnxscript": "train", "matplotlib": "plots"}
+
+
+def missing_extra_hint(exc: ImportError) -> str | None:
+    """One line naming the extra to install when `exc` is a missing optional dependency, else None."""
+    name = (getattr(exc, "name", None) or "").split(".")[0]
+    if not isinstance(exc, ModuleNotFoundError) or name not in EXTRAS:
+        return None
+    return f"this needs {name}, which is not installed: pip install 'nasfer[{EXTRAS[name]}]'"
+
 
 def _command_modules():
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
@@ -58,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (NasferError, FileNotFoundError, ValueError) as exc:
         print(f"nasfer {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ImportError as exc:
+        hint = missing_extra_hint(exc)
+        if hint is None:
+            raise
+        print(f"nasfer {args.command}: {hint}", file=sys.stderr)
         return 2
 
 

@@ -47,8 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude: tuple[
         flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": f.metadata.get("help", "")}
-        if default is not None and tp is not bool:
-            kwargs["help"] += f" (default: {default})"
+        if default not in (None, "", (), [], {}) and tp is not bool and "(default:" not in kwargs["help"]:
+            shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+            kwargs["help"] += f" (default: {shown})"
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(tp) is Literal:

@@ -19,6 +19,8 @@ from .errors import ModelError
 from .preprocessing import Preprocessing, normalize
 
 CARD_FORMAT = "nasfer-model-card/1"
+#: Suffixes of training checkpoints (torch), which the runtime does not run.
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
 
 def card_path(model_path: str | os.PathLike) -> Path:
@@ -60,6 +62,9 @@ def read_card(model_path: str | os.PathLike, verify: bool = True) -> dict[str, A
 class Classifier:
     """Batched emotion classifier over uint8 face crops, on ONNX Runtime's CPU provider.
 
+    Thread-safe: `predict` may be called from several threads at once (ONNX Runtime's
+    InferenceSession.run is; nothing else here changes after construction).
+
     model_path: the .onnx, or a shipped model's name (default: the shipped default). threads: intra-op threads (None: ONNX
     Runtime's default, all cores; a server with several workers wants 1). max_batch: crops per
     run; bigger inputs are split so memory stays bounded.
@@ -70,6 +75,10 @@ class Classifier:
         from .weights import resolve_model
 
         self.model_path = resolve_model(model_path)
+        if self.model_path.suffix.lower() in CHECKPOINT_SUFFIXES:
+            raise ModelError(f"{self.model_path} is a training checkpoint; the runtime runs exported .onnx models "
+                             f"(no torch needed): nasfer export --checkpoint {self.model_path} --out model.onnx, "
+                             "then use model.onnx")
         self.card = read_card(self.model_path)
         self.labels: tuple[str, ...] = tuple(self.card["labels"])
         self.preprocessing = Preprocessing.from_dict(self.card["preprocessing"])

@@ -1,8 +1,9 @@
 """Face detectors behind one protocol, and the one way a detected face becomes a model-sized crop.
 
-Detectors take an RGB (or grayscale) uint8 image and return `Box`es in that image's pixels. Large
-images are detected on a downscaled copy (`max_side`) and the boxes mapped back, so a 24 MP phone
-photo costs what a 640 px one does. Registry `DETECTORS` (name -> factory) keeps the choice a
+Detectors take an RGB (or grayscale) uint8 image and return `Box`es in that image's pixels. Every
+detector finds faces down to `MIN_FACE` (40) original pixels at any image size: the image is shrunk
+before detection only as far as keeps such a face at the detector's smallest window
+(`detection_scale`), and the boxes are mapped back. Detectors may be shared between threads. Registry `DETECTORS` (name -> factory) keeps the choice a
 lookup: `haar` (OpenCV's bundled cascade, always offline), `yunet` (cv2.FaceDetectorYN; its .onnx
 is passed in or fetched once with `nasfer models fetch yunet`), `none` (the whole image is the face).
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Protocol, Sequence, runtime_checkable
@@ -33,8 +35,10 @@ YUNET_FILENAME = "face_detection_yunet_2023mar.onnx"
 class Box:
     """A face in image pixels (x, y = top left), with the detector's score and landmarks if it has them.
 
-    YuNet's five landmarks are: the eye on the image's left, the other eye, nose tip, the mouth
-    corner on the image's left, the other mouth corner.
+    YuNet's five landmarks are, for an upright face: the eye on the image's left (the person's right
+    eye), the other eye, nose tip, the mouth corner on the image's left, the other mouth corner; for a
+    turned face they turn with it. `upright`: True when the face's orientation was checked (YuNet),
+    False when that check could not tell (the face is then reported `uncertain`), None when unchecked.
     """
 
     x: int
@@ -43,6 +47,7 @@ class Box:
     h: int
     score: float | None = None
     landmarks: tuple[tuple[float, float], ...] | None = None
+    upright: bool | None = None
 
     def as_tuple(self) -> tuple[int, int, int, int]:
         return (self.x, self.y, self.w, self.h)
@@ -53,11 +58,7 @@ class Box:
 
     def iou(self, other: "Box") -> float:
         """Intersection over union with `other` (0 when either is empty)."""
-        ix = max(0, min(self.x + self.w, other.x + other.w) - max(self.x, other.x))
-        iy = max(0, min(self.y + self.h, other.y + other.h) - max(self.y, other.y))
-        inter = ix * iy
-        union = self.area + other.area - inter
-        return inter / union if union > 0 else 0.0
+        return iou(self.as_tuple(), other.as_tuple())
 
     def scaled(self, factor: float) -> "Box":
         """This box (and its landmarks) in an image `factor` times as large."""
@@ -72,6 +73,15 @@ class Box:
         x0, y0 = min(max(self.x, 0), width), min(max(self.y, 0), height)
         x1, y1 = min(max(self.x + self.w, 0), width), min(max(self.y + self.h, 0), height)
         return replace(self, x=x0, y=y0, w=x1 - x0, h=y1 - y0)
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two (x, y, w, h) rectangles; 0 when either is empty."""
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = max(0, a[2]) * max(0, a[3]) + max(0, b[2]) * max(0, b[3]) - inter
+    return inter / union if union > 0 else 0.0
 
 
 @runtime_checkable
@@ -111,20 +121,6 @@ def to_bgr(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
 
 
-def downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
-    """(image no larger than max_side on its longer side, factor that maps its boxes back)."""
-    import cv2
-
-    h, w = image.shape[:2]
-    longest = max(h, w)
-    if max_side <= 0 or longest <= max_side:
-        return image, 1.0
-    scale = max_side / longest
-    size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
-    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    return small, w / size[0]
-
-
 def _square_region(gray: np.ndarray, cx: float, cy: float, side: int) -> np.ndarray:
     """The side x side square centred on (cx, cy); parts outside the image repeat its edge pixels.
 
@@ -149,12 +145,14 @@ def _square_region(gray: np.ndarray, cx: float, cy: float, side: int) -> np.ndar
 
 
 def eye_angle(landmarks: Sequence[tuple[float, float]] | None) -> float:
-    """Degrees the face is rolled (0 = eyes level), from the first two landmarks (the eyes)."""
+    """Degrees (-180..180) the face is rolled (0 = upright, eyes level), from the first two landmarks.
+
+    The landmarks' order says which eye is which (YuNet: the person's right eye first), so a face
+    turned by 90 or 180 degrees gives 90 or 180, not a level-looking angle.
+    """
     if not landmarks or len(landmarks) < 2:
         return 0.0
     (ax, ay), (bx, by) = landmarks[0], landmarks[1]
-    if ax > bx:  # order the eyes left to right in the image
-        (ax, ay), (bx, by) = (bx, by), (ax, ay)
     return math.degrees(math.atan2(by - ay, bx - ax))
 
 
@@ -163,7 +161,8 @@ def crop_face(gray: np.ndarray, box: Box | Sequence[int], size: int = 48, margin
     """uint8 (size, size) crop of the face in `gray` (H, W) — what the classifier sees.
 
     The square has side max(w, h) * (1 + margin), centred on the box. With landmarks and `align`,
-    the crop is rotated about the face centre so the eyes are level (FER2013 faces are upright).
+    the crop is rotated about the face centre so the face is upright with level eyes (FER2013
+    faces are upright); this also turns a face found sideways (see `YuNetDetector`) upright.
     `box` may be a Box or an (x, y, w, h) sequence.
     """
     import cv2
@@ -198,38 +197,117 @@ def crop_face(gray: np.ndarray, box: Box | Sequence[int], size: int = 48, margin
 
 
 # ------------------------------------------------------------------------------------------------ detectors
+#: Smallest face, in original-image pixels, that every detector must find at any image size.
+MIN_FACE = 40
+
+
+def detection_scale(min_face: int, window: int) -> float:
+    """Factor to shrink an image by before detection so a `min_face`-pixel face still fills `window` px.
+
+    Never above 1 (no upscaling): a detector whose smallest face is `window` pixels finds faces of
+    `min_face` original pixels at this scale, whatever the image size. Shrinking further to save time
+    (a fixed longest side) would move that floor up with the image size, which is what missed the
+    100-150 px faces of 3000x2000 group photos.
+    """
+    if min_face <= 0:
+        raise ValueError(f"min_face must be > 0 pixels, got {min_face}")
+    return min(1.0, window / float(min_face))
+
+
+def resize_by(image: np.ndarray, scale: float) -> tuple[np.ndarray, float]:
+    """(image shrunk by `scale` with INTER_AREA, factor that maps its boxes back to `image`)."""
+    import cv2
+
+    if scale >= 1.0:
+        return image, 1.0
+    h, w = image.shape[:2]
+    size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), w / size[0]
+
+
+class _PerThread:
+    """One OpenCV object per thread, built by `factory`: cv2.CascadeClassifier and cv2.FaceDetectorYN keep
+    per-call state and crash or raise when one instance is used by several threads at once."""
+
+    def __init__(self, factory: Callable[[], object]):
+        self.factory = factory
+        self.local = threading.local()
+        self.local.value = factory()  # built once here, so a bad model fails in the constructor
+
+    def get(self):
+        value = getattr(self.local, "value", None)
+        if value is None:
+            value = self.local.value = self.factory()
+        return value
+
+
 class HaarDetector:
     """OpenCV's frontal-face Haar cascade (ships with opencv-python): no model file, no network.
 
     Tuned for few false positives: on 120 face-free 640x480 scenes and 200 FER2013 faces pasted at
     60-200 px, scaleFactor 1.15 / minNeighbors 8 gave 5 false boxes (1.1 / 6: 31) for 139 faces
     found exactly once (1.1 / 6: 143). No histogram equalisation: it cost a third of the recall
-    there. Gives no score or landmarks.
+    there. Gives no score or landmarks. `min_face` (original pixels) is the smallest face looked
+    for: the image is shrunk so such a face is `window` px, never further (so not at all for the
+    default 40 px: a 6 MP photo takes about 0.7 s here). Boxes smaller than `verify_below` x
+    `min_face` must also be found by the `alt` cascade (see `_confirmed`). Safe to share between
+    threads (one cascade per thread).
     """
 
-    def __init__(self, scale_factor: float = 1.15, min_neighbors: int = 8, min_size: float = 0.075,
-                 max_side: int = 640, cascade: str | None = None):
+    #: Detection-image size of a `min_face` face. The cascade's window is 24 px, but on shrunk copies
+    #: it misses small faces: on a 3000x2000 group photo with astronaut faces of 40-100 px it found
+    #: 4 of 11 at 24 px, 6 at 28, 8 at 32, 10 at 36 and all 11 at 40 px (no shrinking).
+    window = 40
+
+    def __init__(self, scale_factor: float = 1.15, min_neighbors: int = 8, min_face: int = MIN_FACE,
+                 cascade: str | None = None, verify_below: float = 4.0):
         import cv2
 
         path = cascade or os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml")
-        self.cascade = cv2.CascadeClassifier(path)
-        if self.cascade.empty():
-            raise ModelError(f"cannot load the Haar cascade {path}")
+        self._cascade = _PerThread(lambda: _load_cascade(path))
+        self._verifier = _PerThread(lambda: _load_cascade(
+            os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_alt.xml")))
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
-        self.min_size = min_size  # fraction of the shorter side of the detection image (>= 24 px)
-        self.max_side = max_side
+        self.min_face = int(min_face)
+        self.scale = detection_scale(self.min_face, self.window)
+        self.verify_below = verify_below
 
     def detect(self, image: np.ndarray) -> list[Box]:
-        small, factor = downscale(to_gray(image), self.max_side)
+        gray = to_gray(image)
+        small, factor = resize_by(gray, self.scale)
         h, w = small.shape[:2]
-        if min(h, w) < 24:  # below the cascade's window
+        side = max(24, int(round(self.min_face / factor)))
+        if min(h, w) < side:  # no face of the minimum size fits
             return []
-        side = max(24, int(round(min(h, w) * self.min_size)))
-        found = self.cascade.detectMultiScale(small, scaleFactor=self.scale_factor,
-                                              minNeighbors=self.min_neighbors, minSize=(side, side))
+        found = self._cascade.get().detectMultiScale(small, scaleFactor=self.scale_factor,
+                                                     minNeighbors=self.min_neighbors, minSize=(side, side))
         boxes = [Box(int(x), int(y), int(bw), int(bh)) for x, y, bw, bh in np.asarray(found).reshape(-1, 4)]
-        return [b.scaled(factor) for b in boxes] if factor != 1.0 else boxes
+        boxes = [b.scaled(factor) for b in boxes] if factor != 1.0 else boxes
+        return [b for b in boxes if max(b.w, b.h) >= self.verify_below * self.min_face or self._confirmed(gray, b)]
+
+    def _confirmed(self, gray: np.ndarray, box: Box) -> bool:
+        """Whether OpenCV's second frontal cascade (`alt`) also finds a face in a 64 px copy of the box.
+
+        Looking for 40 px faces in a large photo tests many windows, and the default cascade's rare
+        false hits add up (3 in a 2048 px upscaled astronaut photo); none of them passed this second
+        cascade there, while all 13 astronaut faces of 40-200 px in a 3000x2000 group photo did.
+        """
+        import cv2
+
+        region = _square_region(gray, box.x + box.w / 2.0, box.y + box.h / 2.0, int(round(max(box.w, box.h) * 1.4)))
+        region = cv2.resize(region, (64, 64), interpolation=cv2.INTER_AREA if region.shape[0] > 64 else cv2.INTER_LINEAR)
+        return len(self._verifier.get().detectMultiScale(region, scaleFactor=1.05, minNeighbors=2,
+                                                         minSize=(30, 30))) > 0
+
+
+def _load_cascade(path: str):
+    import cv2
+
+    cascade = cv2.CascadeClassifier(path)
+    if cascade.empty():
+        raise ModelError(f"cannot load the Haar cascade {path}")
+    return cascade
 
 
 class YuNetDetector:
@@ -238,10 +316,32 @@ class YuNetDetector:
     `model_path` defaults to the copy `nasfer models fetch yunet` stores in the user cache; nothing
     is ever downloaded here. Score threshold 0.7: on the set described for Haar it found 167 of
     200 faces exactly once with 5 false boxes (0.9, OpenCV's demo value: 85 faces, 0 false boxes).
+    The image is shrunk so a `min_face` face is `window` px, never further. Pictures larger than that
+    at `max_side` are searched as a bounded two-level pyramid: all faces on a copy at most `max_side`
+    px long, and faces too small for that copy on the `window` copy, where each must also be found
+    again by the orientation check below (which removes false hits at small sizes).
+
+    Faces turned by 90 or 180 degrees (a sideways photo without an EXIF tag) are found by YuNet with
+    landmarks laid out as if upright, so aligning on them keeps the crop sideways. `check_orientation`
+    re-detects each face in a square around it turned by 0, 90, 180 and 270 degrees; YuNet scores
+    the upright copy highest (measured: the astronaut 0.93 upright against 0.84-0.86 turned), so a
+    turned copy that scores higher than the unturned one replaces the box and its landmarks (mapped
+    back: the crop is then rotated upright). When the turned and unturned scores are within
+    `orientation_margin`, the box is kept and marked `upright=False` (the API marks the face uncertain).
+    Safe to share between threads (one network per thread).
     """
 
+    #: Detection-image size of a `min_face` face. YuNet's smallest anchors are 10-16 px, but shrinking
+    #: costs recall well before that: 97 FER2013 faces pasted at 160 px on 400 px canvases were found
+    #: 95 times unshrunk, 90 at 0.8 (32 px), 85 at 0.5 (20 px).
+    window = 32
+    #: Side of the square (in px, and as a multiple of the face box) re-detected for the orientation check
+    #: (96 px: as right as 128 px on 61 FER2013 faces and the astronaut turned 4 ways, 0.5 ms less).
+    check_size, check_context = 96, 2.0
+
     def __init__(self, model_path: str | os.PathLike | None = None, score_threshold: float = 0.7,
-                 nms_threshold: float = 0.3, max_side: int = 640):
+                 nms_threshold: float = 0.3, min_face: int = MIN_FACE, check_orientation: bool = True,
+                 orientation_margin: float = 0.02, max_side: int = 640):
         import cv2
 
         path = Path(model_path) if model_path else yunet_cache_path()
@@ -250,30 +350,117 @@ class YuNetDetector:
                 raise ModelError(f"YuNet model {path}: no such file")
             raise ModelError(f"the yunet detector needs its model: run `nasfer models fetch yunet` "
                              f"(stores {path}) or pass --detector-model FILE.onnx")
-        try:
-            self.net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, nms_threshold, 5000)
-        except cv2.error as exc:
-            raise ModelError(f"{path}: not a YuNet model OpenCV can load ({str(exc).strip()[:200]})") from None
+
+        def build(size=(320, 320)):
+            try:
+                return _SizedNet(cv2.FaceDetectorYN.create(str(path), "", size, score_threshold,
+                                                           nms_threshold, 5000))
+            except cv2.error as exc:
+                raise ModelError(f"{path}: not a YuNet model OpenCV can load "
+                                 f"({str(exc).strip()[:200]})") from None
+
+        self._net = _PerThread(build)
+        self._check_net = _PerThread(lambda: build((self.check_size, self.check_size)))
         self.model_path = path
+        self.min_face = int(min_face)
+        self.scale = detection_scale(self.min_face, self.window)
+        self.check_orientation = check_orientation
+        self.orientation_margin = orientation_margin
         self.max_side = max_side
-        self._input_size: tuple[int, int] | None = None
 
     def detect(self, image: np.ndarray) -> list[Box]:
-        small, factor = downscale(image, self.max_side)
-        h, w = small.shape[:2]
-        if min(h, w) < 10:  # nothing face-sized fits
-            return []
-        if self._input_size != (w, h):
+        longest = max(image.shape[:2])
+        coarse = min(1.0, self.max_side / max(1, longest))
+        if self.scale * longest <= self.max_side or coarse >= self.scale:
+            passes: list[tuple[float, float | None]] = [(self.scale, None)]
+        else:  # coarse pass for large faces, fine pass only for the small faces it cannot see
+            passes = [(coarse, None), (self.scale, 1.25 * self.window / coarse)]
+        net = self._net.get()
+        boxes: list[tuple[Box, bool]] = []
+        for scale, below in passes:
+            small, factor = resize_by(image, scale)
+            if min(small.shape[:2]) < 10:  # nothing face-sized fits
+                continue
+            found = [b.scaled(factor) if factor != 1.0 else b for b in net.run(to_bgr(small))]
+            found = [b for b in found if max(b.w, b.h) >= 0.8 * self.min_face]
+            if below is not None:
+                found = [b for b in found if max(b.w, b.h) < below and all(b.iou(o) < 0.3 for o, _ in boxes)]
+            boxes += [(b, below is not None) for b in found]
+        if not self.check_orientation:
+            return [b for b, _ in boxes]
+        checked = [(self._upright(image, b), fine) for b, fine in boxes]
+        # A fine-pass face must be found again in its surroundings: looking for small faces in a large
+        # picture tests many windows, and YuNet's rare false hits there (a galaxy in the Hubble deep
+        # field) are not found again at twice the context.
+        return [b for b, fine in checked if not (fine and b.upright is None)]
+
+    def _upright(self, image: np.ndarray, box: Box) -> Box:
+        """`box`, or the same face re-detected in a turned copy when that scores higher (see the class doc).
+
+        `upright` of the result: True (checked), False (turned and unturned scores too close to tell),
+        None (the face was not found again around the box).
+        """
+        side = max(box.w, box.h) * self.check_context
+        cx, cy = box.x + box.w / 2.0, box.y + box.h / 2.0
+        region = _square_region(image, cx, cy, int(round(side)))
+        n = self.check_size
+        region = to_bgr(_resize_square(region, n))
+        net = self._check_net.get()
+        best: list[tuple[float, int, Box | None]] = []
+        for turns in range(4):
+            found = net.run(np.ascontiguousarray(np.rot90(region, turns)))
+            central = [b for b in found if abs(b.x + b.w / 2 - n / 2) < n / 4 and abs(b.y + b.h / 2 - n / 2) < n / 4]
+            top = max(central, key=lambda b: b.score or 0.0, default=None)
+            best.append((top.score if top is not None else 0.0, turns, top))
+        base = best[0][0]
+        score, turns, found_box = max(best[1:], key=lambda t: t[0])
+        if found_box is None or score < base - self.orientation_margin:
+            return replace(box, upright=True) if base > 0 else box
+        if score < base + self.orientation_margin:
+            return replace(box, upright=False)
+        # Map the turned copy's box and landmarks back to image pixels.
+        scale = side / n
+        x0, y0 = cx - side / 2.0, cy - side / 2.0
+
+        def back(px: float, py: float) -> tuple[float, float]:
+            for _ in range(turns):  # undo np.rot90 (counter-clockwise) one quarter at a time
+                px, py = n - py, px
+            return x0 + px * scale, y0 + py * scale
+
+        corners = [back(found_box.x, found_box.y), back(found_box.x + found_box.w, found_box.y + found_box.h)]
+        xs, ys = [c[0] for c in corners], [c[1] for c in corners]
+        marks = tuple(back(px, py) for px, py in (found_box.landmarks or ()))
+        return Box(int(round(min(xs))), int(round(min(ys))), int(round(max(xs) - min(xs))),
+                   int(round(max(ys) - min(ys))), score=found_box.score, landmarks=marks or None, upright=True)
+
+
+class _SizedNet:
+    """A cv2.FaceDetectorYN that changes its input size only when the image size changes."""
+
+    def __init__(self, net):
+        self.net = net
+        self.size: tuple[int, int] | None = None
+
+    def run(self, bgr: np.ndarray) -> list[Box]:
+        h, w = bgr.shape[:2]
+        if self.size != (w, h):
             self.net.setInputSize((w, h))
-            self._input_size = (w, h)
-        _, rows = self.net.detect(to_bgr(small))
+            self.size = (w, h)
+        _, rows = self.net.detect(bgr)
         boxes = []
         for row in ([] if rows is None else rows):
             x, y, bw, bh = (float(v) for v in row[:4])
             marks = tuple((float(row[4 + 2 * i]), float(row[5 + 2 * i])) for i in range(5))
             boxes.append(Box(int(round(x)), int(round(y)), int(round(bw)), int(round(bh)),
                              score=float(row[14]), landmarks=marks))
-        return [b.scaled(factor) for b in boxes] if factor != 1.0 else boxes
+        return boxes
+
+
+def _resize_square(region: np.ndarray, n: int) -> np.ndarray:
+    import cv2
+
+    interp = cv2.INTER_AREA if region.shape[0] > n else cv2.INTER_LINEAR
+    return cv2.resize(region, (n, n), interpolation=interp)
 
 
 class WholeImageDetector:
@@ -316,4 +503,5 @@ def create_detector(name: str, model_path: str | os.PathLike | None = None, **kw
 
 
 __all__ = ["Box", "FaceDetector", "DETECTORS", "create_detector", "crop_face", "HaarDetector",
-           "YuNetDetector", "WholeImageDetector", "cache_dir", "yunet_cache_path", "eye_angle"]
+           "YuNetDetector", "WholeImageDetector", "cache_dir", "yunet_cache_path", "eye_angle", "iou",
+           "MIN_FACE", "detection_scale"]

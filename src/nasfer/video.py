@@ -4,8 +4,8 @@ Every K-th frame (`every`) is analysed; a greedy IoU tracker gives each face an 
 short detector misses (`max_age` analysed frames), and each face's probabilities are smoothed with
 an exponential moving average (`smoothing` = weight of the newest frame), so a label does not
 flicker between frames. Frames that are not analysed reuse the last result when annotating.
-Outputs: an annotated video (OpenCV VideoWriter, mp4v) and a CSV with one row per face per
-analysed frame. No torch.
+Outputs: an annotated video (OpenCV VideoWriter, mp4v), a CSV with one row per face per analysed
+frame and its companion JSON (per-face summary, see `nasfer.timeline`), and a timeline plot. No torch.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import numpy as np
 
 from .config import option
 from .errors import DataError
+from .faces import iou
+from .timeline import FaceSummary, Timeline, companion_json
 
 Rect = tuple[int, int, int, int]
 
@@ -32,7 +34,10 @@ class VideoConfig:
     path: Optional[str] = option(None, "video file to analyse")
     webcam: Optional[int] = option(None, "read camera N (e.g. 0) instead of a file; stop with Ctrl-C or --max-frames")
     out: Optional[str] = option(None, "annotated video to write (.mp4, mp4v codec)")
-    csv: Optional[str] = option(None, "per-face timeline CSV to write (one row per face per analysed frame)")
+    csv: Optional[str] = option(None, "per-face timeline CSV to write (one row per face per analysed frame); "
+                                      "a per-face summary goes to the same name with .json")
+    plot: Optional[str] = option(None, "timeline plot to write (PNG: one panel per face, probabilities over time; "
+                                       "needs pip install 'nasfer[plots]')")
     every: int = option(1, "analyse every K-th frame; the others reuse the last result (faster)")
     smoothing: float = option(0.5, "weight of the newest analysed frame in each face's moving average of "
                                    "probabilities (1: no smoothing)")
@@ -44,18 +49,11 @@ class VideoConfig:
     detector_model: Optional[str] = option(None, "face-detector model file (YuNet's .onnx for --detector yunet)")
     threshold: float = option(0.25, "faces whose top probability is below this are marked uncertain")
     threads: int = option(0, "ONNX Runtime threads (0: all cores)")
-    progress: bool = option(True, "show a progress bar on stderr")
+    min_face: int = option(40, "smallest face looked for, in pixels of the original frame")
+    progress: bool = option(True, "show progress on stderr (a bar on a terminal, a line every 10%% otherwise)")
 
 
 # ------------------------------------------------------------------------------------------------ tracking
-def iou(a: Rect, b: Rect) -> float:
-    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
-
-
 @dataclass
 class Track:
     id: int
@@ -175,16 +173,6 @@ def timeline_rows(result: FrameResult, labels: Sequence[str]) -> list[list[Any]]
 
 
 @dataclass
-class FaceSummary:
-    id: int
-    first_s: float
-    last_s: float
-    frames: int
-    label: str
-    mean_scores: dict[str, float]
-
-
-@dataclass
 class VideoSummary:
     frames: int = 0
     analysed: int = 0
@@ -194,35 +182,12 @@ class VideoSummary:
     faces: list[FaceSummary] = field(default_factory=list)
     out: Optional[str] = None
     csv: Optional[str] = None
+    summary_json: Optional[str] = None
+    plot: Optional[str] = None
 
     @property
     def frames_per_second(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
-
-
-class _FaceStats:
-    """Running per-id totals for the summary."""
-
-    def __init__(self, labels: Sequence[str]):
-        self.labels = list(labels)
-        self.data: dict[int, dict[str, Any]] = {}
-
-    def add(self, result: FrameResult) -> None:
-        for face_id, face in zip(result.ids, result.faces):
-            entry = self.data.setdefault(face_id, {"first": result.time_s, "frames": 0,
-                                                   "sum": np.zeros(len(self.labels))})
-            entry["last"] = result.time_s
-            entry["frames"] += 1
-            entry["sum"] += [face.scores[k] for k in self.labels]
-
-    def summaries(self) -> list[FaceSummary]:
-        out = []
-        for face_id, e in sorted(self.data.items()):
-            mean = e["sum"] / max(1, e["frames"])
-            out.append(FaceSummary(face_id, round(e["first"], 3), round(e["last"], 3), e["frames"],
-                                   self.labels[int(np.argmax(mean))],
-                                   {k: round(float(v), 4) for k, v in zip(self.labels, mean)}))
-        return out
 
 
 def open_capture(path: Optional[str], webcam: Optional[int]):
@@ -256,19 +221,26 @@ def process_video(cfg: VideoConfig, recognizer: Any = None) -> VideoSummary:
     Ctrl-C stops early and still closes the outputs properly.
     """
     import cv2
-    from tqdm import tqdm
 
     from .annotate import draw_faces
+    from .progress import progress_bar
 
     if cfg.every < 1:
         raise ValueError(f"--every must be >= 1, got {cfg.every}")
     if not 0.0 < cfg.smoothing <= 1.0:
         raise ValueError(f"--smoothing must be within (0, 1], got {cfg.smoothing}")
+    if cfg.plot:
+        try:
+            import matplotlib  # noqa: F401  (fail before the video is analysed, not after)
+        except ImportError:
+            from .timeline import PLOTS_HINT
+
+            raise DataError(PLOTS_HINT) from None
     if recognizer is None:
         from .api import EmotionRecognizer
 
         recognizer = EmotionRecognizer(cfg.model, cfg.detector, cfg.detector_model, cfg.threshold,
-                                       threads=cfg.threads or None)
+                                       threads=cfg.threads or None, min_face=cfg.min_face)
     cap = open_capture(cfg.path, cfg.webcam)
     fps = cap.get(cv2.CAP_PROP_FPS)
     fps = fps if fps and math.isfinite(fps) and 0 < fps < 1000 else 25.0
@@ -276,14 +248,15 @@ def process_video(cfg: VideoConfig, recognizer: Any = None) -> VideoSummary:
     if cfg.max_frames:
         total = min(total, cfg.max_frames) if total > 0 else cfg.max_frames
     labels = list(recognizer.labels)
-    summary = VideoSummary(fps=fps, out=cfg.out, csv=cfg.csv)
-    stats = _FaceStats(labels)
+    summary = VideoSummary(fps=fps, out=cfg.out, csv=cfg.csv, plot=cfg.plot,
+                           summary_json=str(companion_json(cfg.csv)) if cfg.csv else None)
+    stats = Timeline(labels)
     writer = None
     csv_file = open(cfg.csv, "w", newline="", encoding="utf-8") if cfg.csv else None
     rows = csv.writer(csv_file) if csv_file else None
     if rows:
         rows.writerow(timeline_header(labels))
-    bar = tqdm(total=total or None, unit="frame", desc="video", disable=not cfg.progress, leave=False)
+    bar = progress_bar(total=total or None, unit="frames", desc="video", show=cfg.progress)
     start = time.perf_counter()
     results = analyse_frames(_frames(cap, cfg.max_frames), recognizer, color="bgr", fps=fps, every=cfg.every,
                              smoothing=cfg.smoothing, iou_threshold=cfg.iou, max_age=cfg.max_age)
@@ -312,6 +285,13 @@ def process_video(cfg: VideoConfig, recognizer: Any = None) -> VideoSummary:
             csv_file.close()
     summary.seconds = time.perf_counter() - start
     summary.faces = stats.summaries()
+    source = cfg.path if cfg.path is not None else f"camera {cfg.webcam}"
+    if summary.summary_json:
+        stats.write_json(summary.summary_json, video=source, fps=round(fps, 3), frames=summary.frames,
+                         analysed=summary.analysed, every=cfg.every, smoothing=cfg.smoothing,
+                         interrupted=summary.interrupted)
+    if cfg.plot:
+        stats.plot(cfg.plot, title=f"{source}: emotions per tracked face (smoothed)")
     return summary
 
 
@@ -325,5 +305,5 @@ def _writer(path: str, fps: float, width: int, height: int):
     return writer
 
 
-__all__ = ["VideoConfig", "VideoSummary", "FrameResult", "IoUTracker", "Smoother", "analyse_frames",
-           "process_video", "timeline_header", "timeline_rows", "open_capture", "iou"]
+__all__ = ["VideoConfig", "VideoSummary", "FaceSummary", "FrameResult", "IoUTracker", "Smoother", "analyse_frames",
+           "process_video", "timeline_header", "timeline_rows", "open_capture"]

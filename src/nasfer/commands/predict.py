@@ -7,7 +7,11 @@ status 2 at the first unreadable file).
 Output: a table (default) or one JSON object per picture (--json):
   {"file": ..., "image": {"width": W, "height": H}, "faces": [{"box": [x, y, w, h], "detector_score": ...,
    "landmarks": ..., "scores": {label: p}, "label": ..., "confidence": ..., "uncertain": ...}]}
+  {"file": ..., "image": ..., "faces": [], "hint": "no face found, but this small image ... looks like a face crop ..."}
   {"file": ..., "error": "why it could not be read"}
+
+Faces down to --min-face pixels (default 40) are looked for at every image size. The model must be an
+exported .onnx with its card (`nasfer export` makes one from a training checkpoint).
 
 Examples:
   nasfer predict photo.jpg
@@ -51,6 +55,7 @@ class PredictConfig:
     model: Optional[str] = option(None, "ONNX emotion model with its card beside it, or a shipped model by name: default, fast (default: default)")
     threshold: float = option(0.25, "faces whose top probability is below this are marked uncertain")
     max_faces: int = option(0, "keep at most this many faces per image, largest first (0: all)")
+    min_face: int = option(40, "smallest face looked for, in pixels of the original image")
     threads: int = option(0, "ONNX Runtime threads (0: all cores)")
     strict: bool = option(False, "stop at the first file that cannot be read (exit status 2)")
 
@@ -119,8 +124,11 @@ def analyse(items: list[Item], recognizer: Any, cfg: PredictConfig) -> Iterator[
             continue
         if cfg.annotate:
             _save(draw_faces(rgb, faces), _annotated_path(Path(cfg.annotate), item))
-        yield {"file": item.shown, "image": {"width": int(rgb.shape[1]), "height": int(rgb.shape[0])},
-               "faces": [f.to_dict() for f in faces]}
+        record = {"file": item.shown, "image": {"width": int(rgb.shape[1]), "height": int(rgb.shape[0])},
+                  "faces": [f.to_dict() for f in faces]}
+        if getattr(faces, "hint", None):
+            record["hint"] = faces.hint
+        yield record
 
 
 class Table:
@@ -138,7 +146,8 @@ class Table:
         if "error" in record:
             return [f"{name:<{self.width}}  {'-':>4}  error: {record['error']}"]
         if not record["faces"]:
-            return [f"{name:<{self.width}}  {'-':>4}  no face found"]
+            hint = "  (looks like a face crop: classify it with --detector none)" if record.get("hint") else ""
+            return [f"{name:<{self.width}}  {'-':>4}  no face found{hint}"]
         lines = []
         for n, face in enumerate(record["faces"], 1):
             box = ",".join(str(v) for v in face["box"])
@@ -157,28 +166,27 @@ def csv_rows(record: dict[str, Any], labels: list[str]) -> list[list[Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from ..api import EmotionRecognizer
+    from ..api import EmotionRecognizer, check_max_faces
+    from ..progress import progress_bar
 
     cfg: PredictConfig = config.from_args(PredictConfig, args)
+    check_max_faces(cfg.max_faces)
     items = collect(cfg.inputs)
     if not items:
         print(f"nasfer predict: no images found in {', '.join(cfg.inputs)}", file=sys.stderr)
         return 1
     recognizer = EmotionRecognizer(cfg.model, cfg.detector, cfg.detector_model, cfg.threshold,
-                                   threads=cfg.threads or None, max_faces=cfg.max_faces or None)
+                                   threads=cfg.threads or None, max_faces=cfg.max_faces, min_face=cfg.min_face)
     labels = list(recognizer.labels)
     table = None if cfg.json else Table(items)
     csv_file = open(cfg.csv, "w", newline="", encoding="utf-8") if cfg.csv else None
     writer = csv.writer(csv_file) if csv_file else None
     if writer:
         writer.writerow(["file", "face", "x", "y", "w", "h", "label", "confidence", "uncertain", *labels, "error"])
-    bar = tqdm(total=len(items), unit="img", file=sys.stderr, leave=False,
-               disable=True if len(items) < PROGRESS_FROM else None)
+    bar = progress_bar(total=len(items), desc="predict", unit="img", show=len(items) >= PROGRESS_FROM)
 
     def out(line: str) -> None:
-        tqdm.write(line, file=sys.stdout)
+        bar.write(line, file=sys.stdout)
 
     read = errors = faces = 0
     try:

@@ -9,9 +9,9 @@ best_genotype.json, summary.json and best_normal.png / best_reduction.png.
 
 Examples (on FER2013 the shared weights do not leave the class-prior plateau within a CPU budget:
 children trained from scratch are the evaluator that gives signal there, see nasfer.nas.search):
-  nasfer search --data fer2013.zip --budget-minutes 75 --strategy reinforce-full --image-size 24 \
+  nasfer search --data fer2013.zip --budget-minutes 75 --strategy reinforce-full --image-size 24 \\
       --controller-lr 0.01 --threads 2 --out runs/search
-  nasfer search --data fer2013.zip --budget-minutes 75 --strategy random --evaluator scratch \
+  nasfer search --data fer2013.zip --budget-minutes 75 --strategy random --evaluator scratch \\
       --image-size 24 --threads 2 --out runs/search-random          # the same-budget control
   nasfer search --data fer2013.zip --budget-minutes 75 --out runs/search-enas     # shared weights (ENAS)
   nasfer search ... --target-ms 5          # latency-aware reward (MnasNet): acc * (ms / 5) ** -0.07

@@ -6,7 +6,7 @@ Examples:
   nasfer train --data fer2013.zip --arch vgg --preset paper --out runs/paper   # the original recipe
 
 Your own data (see docs/custom-data.md):
-  nasfer train --data my_faces/ --label-set folders --init-from runs/vgg/best.pt --freeze-epochs 2 \
+  nasfer train --data my_faces/ --label-set folders --init-from runs/vgg/best.pt --freeze-epochs 2 \\
       --epochs 10 --lr 1e-3 --out runs/mine        # fine-tune on <class>/<image> folders, new labels
   nasfer train --data my_faces/ ... --split-file runs/mine/splits.json --out runs/mine-again   # same split
 """

@@ -4,8 +4,12 @@ Each face keeps an id while it stays in view (IoU tracking); its probabilities a
 time so labels do not flicker. --every K analyses every K-th frame only (the others reuse the last
 result), trading time resolution for speed.
 
+--csv also writes a per-face summary beside the CSV (timeline.json: share of the analysed time under
+each smoothed label, mean confidence, mean probabilities); --plot draws each face's probabilities over
+time (needs pip install 'nasfer[plots]').
+
 Examples:
-  nasfer video clip.mp4 --out annotated.mp4 --csv timeline.csv
+  nasfer video clip.mp4 --out annotated.mp4 --csv timeline.csv --plot timeline.png
   nasfer video clip.mp4 --csv timeline.csv --every 3 --detector yunet --detector-model yunet.onnx
   nasfer video --webcam 0 --out webcam.mp4 --max-frames 300
 """
@@ -41,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
         top = sorted(face.mean_scores.items(), key=lambda kv: -kv[1])[:3]
         print(f"face #{face.id}: {face.first_s:.2f}-{face.last_s:.2f} s, {face.frames} analysed frames, "
               f"mostly {face.label} (" + ", ".join(f"{k} {v:.0%}" for k, v in top) + ")")
-    for kind, path in (("annotated video", summary.out), ("timeline", summary.csv)):
+    for kind, path in (("annotated video", summary.out), ("timeline", summary.csv),
+                       ("per-face summary", summary.summary_json), ("timeline plot", summary.plot)):
         if path:
             print(f"{kind}: {path}")
     return 0

@@ -245,10 +245,9 @@ class SearchRun:
         path = self.out / STATE_FILE
         if not path.exists():
             return False
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # torch raises many types for damaged files
-            raise ModelError(f"{path}: cannot read the search state ({type(exc).__name__}: {exc})") from None
+        from ..checkpoint import safe_torch_load  # weights_only=True; ModelError when unreadable
+
+        state = safe_torch_load(path, "search state")
         saved, now = state["config"], to_dict(self.cfg)
         changed = [k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]]
         if changed:
