@@ -208,3 +208,86 @@ def test_annotation_draws_boxes_labels_and_bars_in_the_emotion_colour(whole):
     assert uncertain.uncertain and (draw_faces(img, [uncertain]) == 128).all(axis=2).any()
     assert label_color("beta") == label_color("beta") and len(label_color("beta")) == 3
     assert draw_faces(np.zeros((20, 20), np.uint8), []).shape == (20, 20, 3)
+
+
+# ------------------------------------------------------------------------------------------------ classify contract
+def test_one_colour_or_one_channel_crop_is_one_row_not_h_rows(whole):
+    """Before: a (120, 120, 3) crop gave 120 rows and a (96, 96, 1) crop 96 rows, without complaint."""
+    rng = np.random.default_rng(2)
+    gray = rng.integers(0, 256, (120, 120), dtype=np.uint8)
+    colour = np.repeat(gray[:, :, None], 3, axis=2)
+    assert whole.classify(colour).shape == (1, 7)
+    assert whole.classify(gray[:96, :96, None]).shape == (1, 7)
+    np.testing.assert_allclose(whole.classify(colour), whole.classify(gray), atol=1e-6)
+    rgba = np.concatenate([colour, np.full((120, 120, 1), 255, np.uint8)], axis=2)
+    np.testing.assert_allclose(whole.classify(rgba), whole.classify(gray), atol=1e-6)
+    batch = np.stack([colour, colour[::-1]])  # (N, H, W, 3)
+    assert whole.classify(batch).shape == (2, 7)
+    bgr = colour.copy()
+    bgr[:, :, 0] = 0
+    np.testing.assert_allclose(whole.classify(bgr, color="bgr"), whole.classify(bgr[:, :, ::-1].copy()), atol=1e-6)
+
+
+def test_gray_batches_of_any_square_size_are_resized(whole):
+    crops = np.random.default_rng(3).integers(0, 256, (4, 96, 96), dtype=np.uint8)
+    assert whole.classify(crops).shape == (4, 7)
+    assert whole.classify(crops[:, :60, :80]).shape == (4, 7)  # (N, H, W), W not 1/3/4: a batch
+
+
+def test_float_and_other_integer_crops_are_converted_or_refused(whole):
+    crops = np.random.default_rng(4).integers(0, 256, (2, 48, 48), dtype=np.uint8)
+    want = whole.classify(crops)
+    np.testing.assert_allclose(whole.classify(crops / 255.0), want, atol=1e-5)
+    np.testing.assert_allclose(whole.classify(crops.astype(np.int64)), want, atol=1e-6)
+    with pytest.raises(ImageError, match=r"within 0\.\.1"):
+        whole.classify(crops.astype(np.float32))  # 0..255 floats: ambiguous, refused
+    with pytest.raises(ImageError, match="NaN"):
+        whole.classify(np.full((48, 48), np.nan))
+    with pytest.raises(ImageError, match=r"0\.\.255"):
+        whole.classify(np.full((48, 48), 300, np.int32))
+    with pytest.raises(ImageError, match="boolean"):
+        whole.classify(np.ones((48, 48), bool))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 48, 48), (48,), (1, 2, 3, 4, 5), (0, 48)])
+def test_shapes_that_mean_nothing_are_refused(whole, shape):
+    with pytest.raises(ImageError):
+        whole.classify(np.zeros(shape, np.uint8))
+
+
+def test_lists_of_files_bytes_and_pil_images(whole, tmp_path):
+    from PIL import Image
+
+    crop = np.random.default_rng(5).integers(0, 256, (48, 48), dtype=np.uint8)
+    (tmp_path / "c.png").write_bytes(encode(np.repeat(crop[:, :, None], 3, axis=2)))
+    probs = whole.classify([tmp_path / "c.png", encode(np.repeat(crop[:, :, None], 3, axis=2)),
+                            Image.fromarray(crop), crop])
+    assert probs.shape == (4, 7)
+    np.testing.assert_allclose(probs, np.repeat(probs[-1:], 4, axis=0), atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ hints, limits
+def test_no_face_in_a_small_square_image_hints_at_detector_none(haar):
+    faces = haar.detect(np.full((48, 48), 120, np.uint8))
+    assert faces == [] and "--detector none" in faces.hint
+    assert haar.detect(np.full((480, 640), 120, np.uint8)).hint is None  # a photo without faces: no hint
+    assert haar.detect(np.full((48, 200), 120, np.uint8)).hint is None  # not crop-shaped
+
+
+@pytest.mark.parametrize("value", [-1, -5, 1.5, "3", True])
+def test_max_faces_is_validated_once_for_every_caller(tiny_onnx, value):
+    from nasfer.api import check_max_faces
+
+    with pytest.raises(ValueError, match="max_faces"):
+        check_max_faces(value)
+    with pytest.raises(ValueError, match="max_faces"):
+        EmotionRecognizer(tiny_onnx, max_faces=value)
+    assert check_max_faces(0) is None and check_max_faces(None) is None and check_max_faces(3) == 3
+
+
+def test_a_training_checkpoint_is_not_an_onnx_model(tmp_path):
+    from nasfer.errors import ModelError
+
+    (tmp_path / "best.pt").write_bytes(b"x")
+    with pytest.raises(ModelError, match=r"nasfer export --checkpoint .*best\.pt"):
+        EmotionRecognizer(tmp_path / "best.pt")

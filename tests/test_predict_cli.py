@@ -121,3 +121,39 @@ def test_progress_bar_for_many_files_stays_off_stdout(tiny_onnx, tmp_path, capsy
     code, out, _ = run(capsys, tmp_path, "--json", "--detector", "none", "--model", tiny_onnx)
     assert code == 0 and len(out.splitlines()) == 12
     assert all(json.loads(line)["faces"] for line in out.splitlines())
+
+
+def test_a_face_crop_given_to_the_detector_says_how_to_classify_it(tiny_onnx, tmp_path, capsys):
+    """Before: "no face found" and nothing else for a 48x48 crop."""
+    crop = tmp_path / "crop.png"
+    crop.write_bytes(png_bytes(np.full((48, 48), 128, np.uint8)))
+    code, out, _ = run(capsys, crop, "--model", tiny_onnx)
+    assert code == 0 and "no face found" in out and "--detector none" in out
+    code, out, _ = run(capsys, crop, "--model", tiny_onnx, "--json")
+    record = json.loads(out)
+    assert record["faces"] == [] and "detector" in record["hint"] and "none" in record["hint"]
+    code, out, _ = run(capsys, crop, "--model", tiny_onnx, "--json", "--detector", "none")
+    assert len(json.loads(out)["faces"]) == 1 and "hint" not in json.loads(out)
+
+
+@pytest.mark.parametrize("value", ["-1", "-3"])
+def test_negative_max_faces_is_an_error_not_an_empty_result(folder, tiny_onnx, capsys, value):
+    """Before: --max-faces -1 silently dropped every face."""
+    code, out, err = run(capsys, folder, "--max-faces", value, "--model", tiny_onnx)
+    assert code == 2 and "max_faces must be >= 0" in err and out == ""
+
+
+def test_predict_with_a_checkpoint_says_to_export_it(folder, tmp_path, capsys):
+    (tmp_path / "best.pt").write_bytes(b"x")
+    code, _, err = run(capsys, folder, "--model", tmp_path / "best.pt")
+    assert code == 2 and "nasfer export --checkpoint" in err and ".onnx" in err and "SHA-256" not in err
+
+
+def test_progress_off_a_terminal_is_a_few_lines_not_bar_frames(tiny_onnx, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for i in range(30):
+        (tmp_path / f"{i:02d}.png").write_bytes(png_bytes(pattern_image(i % 7, rng)))
+    code, out, err = run(capsys, tmp_path, "--json", "--detector", "none", "--model", tiny_onnx)
+    assert code == 0 and len(out.splitlines()) == 30
+    progress = [line for line in err.splitlines() if line.startswith("predict: ")]
+    assert "\r" not in err and 3 <= len(progress) <= 11 and progress[-1].startswith("predict: 30/30 img")

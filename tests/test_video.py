@@ -137,3 +137,68 @@ def test_analyse_frames_smooths_and_reuses_skipped_frames(tiny_onnx):
     expected = {k: 0.5 * raw[2][k] + 0.5 * raw[0][k] for k in EMOTIONS}
     assert results[2].faces[0].scores == pytest.approx(expected, abs=1e-6)
     assert all(r.ids == [1] for r in results)
+
+
+def test_timeline_plot_and_per_face_summary_json(clip, tiny_onnx, tmp_path, capsys):
+    import json
+
+    table, plot = tmp_path / "timeline.csv", tmp_path / "timeline.png"
+    code = main(["video", str(clip), "--csv", str(table), "--plot", str(plot), "--every", "2",
+                 "--model", str(tiny_onnx), "--threads", "1", "--no-progress"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    summary = json.loads((tmp_path / "timeline.json").read_text())
+    assert summary["frames"] == FRAMES and summary["analysed"] == FRAMES // 2 and summary["labels"] == list(EMOTIONS)
+    (face,) = summary["faces"]
+    assert face["id"] == 1 and face["frames"] == FRAMES // 2
+    assert set(face["time_share"]) == set(EMOTIONS) and abs(sum(face["time_share"].values()) - 1) < 1e-3
+    rows = list(csv.DictReader(table.open()))
+    labels = [r["label"] for r in rows]  # the CSV's smoothed labels give the same shares
+    for k in EMOTIONS:
+        assert face["time_share"][k] == pytest.approx(labels.count(k) / len(labels), abs=1e-3)
+    assert face["mean_confidence"] == pytest.approx(np.mean([float(r["confidence"]) for r in rows]), abs=1e-3)
+    assert face["last_s"] == pytest.approx((FRAMES - 2) / FPS, abs=1e-3)
+    from PIL import Image
+
+    with Image.open(plot) as img:
+        assert img.width >= 600 and img.height >= 200
+        pixels = np.asarray(img.convert("RGB"))
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20  # curves, band and text, not a blank canvas
+    assert "timeline plot" in out and "per-face summary" in out
+
+
+def test_timeline_panels_one_per_face(tmp_path):
+    from types import SimpleNamespace
+
+    from nasfer.timeline import Timeline
+
+    tl = Timeline(EMOTIONS)
+    for i in range(10):
+        faces = [SimpleNamespace(scores={k: (1.0 if k == ("happy" if i < 6 else "sad") else 0.0) for k in EMOTIONS})
+                 for _ in range(2)]
+        tl.add(SimpleNamespace(ids=[1, 2] if i < 8 else [1], faces=faces[: 2 if i < 8 else 1], time_s=i * 0.5))
+    (one, two) = tl.summaries()
+    assert one.time_share["happy"] == pytest.approx(0.6) and one.time_share["sad"] == pytest.approx(0.4)
+    assert two.frames == 8 and two.last_s == pytest.approx(3.5) and one.mean_confidence == pytest.approx(1.0)
+    single = tl.plot(tmp_path / "a.png")
+    from PIL import Image
+
+    with Image.open(single) as img:
+        assert img.height > 2.6 * 100 * 2 * 0.9  # two panels of 2.6 in at 100 dpi
+
+
+def test_plot_without_matplotlib_is_a_one_line_hint(clip, tiny_onnx, tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    code = main(["video", str(clip), "--plot", str(tmp_path / "p.png"), "--model", str(tiny_onnx), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "pip install 'nasfer[plots]'" in err and not (tmp_path / "p.png").exists()
+
+
+def test_video_progress_off_a_terminal_is_lines(clip, tiny_onnx, capsys):
+    code = main(["video", str(clip), "--model", str(tiny_onnx), "--threads", "1"])
+    err = capsys.readouterr().err
+    assert code == 0 and "\r" not in err
+    lines = [line for line in err.splitlines() if line.startswith("video: ")]
+    assert 2 <= len(lines) <= 11 and lines[-1].startswith(f"video: {FRAMES}/{FRAMES} frames")

@@ -46,7 +46,7 @@ class Progress:
             total = len(iterable)  # type: ignore[arg-type]
         self.iterable, self.total, self.desc, self.unit, self.file, self.mode = iterable, total, desc, unit, file, mode
         self.n = 0
-        self.every = max(1, int(every)) if every else (max(1, (total or 0) // 10) if total else 100)
+        self.every = max(1, int(every)) if every else (max(1, -(-total // 10)) if total else 100)
         self._next_line = self.every
         self._start = time.perf_counter()
         self._closed = False
