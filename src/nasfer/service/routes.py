@@ -103,6 +103,7 @@ def emotions() -> Response:
     total = time.perf_counter() - g.start
     return jsonify({
         "faces": faces,
+        **({"hint": found.hint} if not faces and getattr(found, "hint", None) else {}),  # nasfer.api.Detections
         "image": {"width": image.width, "height": image.height},
         "detector": options.detector,
         "threshold": options.threshold,
