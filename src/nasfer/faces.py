@@ -249,7 +249,7 @@ class HaarDetector:
     found exactly once (1.1 / 6: 143). No histogram equalisation: it cost a third of the recall
     there. Gives no score or landmarks. `min_face` (original pixels) is the smallest face looked
     for: the image is shrunk so such a face is `window` px, never further (so not at all for the
-    default 40 px: a 6 MP photo takes about 0.7 s here). Boxes smaller than `verify_below` x
+    default 40 px). Boxes smaller than `verify_below` x
     `min_face` must also be found by the `alt` cascade (see `_confirmed`). Safe to share between
     threads (one cascade per thread).
     """
