@@ -202,3 +202,11 @@ def test_video_progress_off_a_terminal_is_lines(clip, tiny_onnx, capsys):
     assert code == 0 and "\r" not in err
     lines = [line for line in err.splitlines() if line.startswith("video: ")]
     assert 2 <= len(lines) <= 11 and lines[-1].startswith(f"video: {FRAMES}/{FRAMES} frames")
+
+
+def test_one_iou_definition():
+    import nasfer.faces
+    import nasfer.video
+
+    assert nasfer.video.iou is nasfer.faces.iou
+    assert nasfer.faces.iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)

@@ -94,9 +94,8 @@ def download(url: str, sha256: str, destination: Path, timeout: float = 60.0, pr
     import urllib.error
     import urllib.request
 
-    from tqdm import tqdm
-
     from ..errors import ModelError
+    from ..progress import progress_bar
 
     if not url.lower().startswith(("https://", "http://")):
         raise ValueError(f"--url must be an http(s) URL, got {url!r}")
@@ -108,8 +107,7 @@ def download(url: str, sha256: str, destination: Path, timeout: float = 60.0, pr
         request = urllib.request.Request(url, headers={"User-Agent": "nasfer"})
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=destination.name, file=sys.stderr,
-                      disable=not progress, leave=False) as bar:
+            with progress_bar(total=total, unit="B", desc=destination.name, show=progress) as bar:
                 for chunk in iter(lambda: response.read(1 << 16), b""):
                     size += len(chunk)
                     if size > MAX_BYTES:
