@@ -3,6 +3,7 @@
 Measured (median over repeated runs after a warm-up):
 - classifier throughput, faces/s, at batch 1 and batch 64 (nasfer: `Classifier.predict`);
 - end-to-end milliseconds per 640x480 photo with one face (decode excluded, detect + crop + classify),
+  timed in alternation with `fer`'s (one call of each per round, so load changes hit both alike),
   for each detector: haar, and yunet where its model is available, with a profile of the parts
   (JPEG decode, colour conversion, detection, crop + alignment, classification);
 - first-result latency: seconds from starting a new Python process to the first result for that photo;
@@ -176,7 +177,8 @@ def first_result(code: str, runs: int) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------ nasfer
-def bench_nasfer(model: Path, photo: Path, yunet: Path | None, args: argparse.Namespace) -> dict[str, Any]:
+def bench_nasfer(model: Path, photo: Path, yunet: Path | None, args: argparse.Namespace,
+                 e2e: dict[str, Any]) -> dict[str, Any]:
     from nasfer.api import EmotionRecognizer, load_image
     from nasfer.engine import Classifier
 
@@ -195,10 +197,9 @@ def bench_nasfer(model: Path, photo: Path, yunet: Path | None, args: argparse.Na
     out["recall_floor"] = {"photo": "3000x2000, astronaut face at " + ", ".join(str(s) for *_, s in where) + " px"}
     for name, det_model in detectors.items():
         rec = EmotionRecognizer(model, detector=name, detector_model=det_model, threads=threads)
-        t = timeit(lambda: rec.detect(rgb), args.seconds)
-        out["end_to_end_ms"][name] = {"median": 1000 * t["median_s"], "min": 1000 * t["min_s"], "runs": t["runs"]}
         out["faces_found"][name] = len(rec.detect(rgb))
         out["profile_ms"][name] = profile(rec, rgb, args.seconds / 2)
+        e2e[f"nasfer/{name}"] = (lambda r: lambda: r.detect(rgb))(rec)
         boxes = rec.face_detector.detect(group)
         found = [s for cx, cy, s in where
                  if any(abs(b.x + b.w / 2 - cx) < s / 3 and abs(b.y + b.h / 2 - cy) < s / 3 for b in boxes)]
@@ -225,7 +226,7 @@ def profile(rec, rgb: np.ndarray, seconds: float) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------------------------------ fer
-def bench_fer(photo: Path, args: argparse.Namespace) -> dict[str, Any]:
+def bench_fer(photo: Path, args: argparse.Namespace, e2e: dict[str, Any]) -> dict[str, Any]:
     try:
         import cv2
 
@@ -257,14 +258,30 @@ def bench_fer(photo: Path, args: argparse.Namespace) -> dict[str, Any]:
         out["classify"]["method"] = "detect_emotions(img, face_rectangles=boxes)"
     except TypeError as exc:  # an old fer without face_rectangles
         out["classify"] = {"error": f"face_rectangles unsupported ({exc})"}
-    t = timeit(lambda: detector.detect_emotions(bgr), args.seconds)
-    out["end_to_end_ms"]["haar"] = {"median": 1000 * t["median_s"], "min": 1000 * t["min_s"], "runs": t["runs"]}
+    e2e["fer/haar"] = lambda: detector.detect_emotions(bgr)
     out["faces_found"] = {"haar": len(found)}
     code = ("import cv2; from fer.fer import FER; "
             f"r = FER(mtcnn=False).detect_emotions(cv2.imread({str(photo)!r})); "
             "print(max(r[0]['emotions'], key=r[0]['emotions'].get) if r else 'no face')")
     out["first_result_s"] = first_result(code, args.first_runs)
     return out
+
+
+def interleaved(fns: dict[str, Any], seconds: float, min_rounds: int = 20) -> dict[str, dict[str, float]]:
+    """Median / min ms per call of each function, timed in alternation (one call of each per round), so a
+    change in the machine's load during the run weighs on all of them alike."""
+    for fn in fns.values():
+        fn()
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    start = time.perf_counter()
+    while len(next(iter(times.values()))) < min_rounds or time.perf_counter() - start < seconds * len(fns):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {k: {"median": 1000 * statistics.median(v), "min": 1000 * min(v), "runs": len(v), "interleaved": True}
+            for k, v in times.items()}
 
 
 def ratios(nasfer: dict[str, Any], fer: dict[str, Any]) -> dict[str, Any]:
@@ -334,8 +351,12 @@ def main(argv: list[str] | None = None) -> int:
             "photo": {"source": photo_source, "size": "640x480"},
             "yunet_model": str(yunet) if yunet else None,
         }
-        result["nasfer"] = bench_nasfer(model, photo, yunet, args)
-        result["fer"] = bench_fer(photo, args)
+        e2e: dict[str, Any] = {}
+        result["nasfer"] = bench_nasfer(model, photo, yunet, args, e2e)
+        result["fer"] = bench_fer(photo, args, e2e)
+        for key, value in interleaved(e2e, args.seconds).items():  # end to end: all tools side by side
+            tool, detector = key.split("/")
+            result[tool]["end_to_end_ms"][detector] = value
         result["ratios"] = ratios(result["nasfer"], result["fer"])
         result["load_average_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     out = Path(args.out)
