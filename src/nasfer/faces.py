@@ -216,14 +216,19 @@ def detection_scale(min_face: int, window: int) -> float:
 
 
 def resize_by(image: np.ndarray, scale: float) -> tuple[np.ndarray, float]:
-    """(image shrunk by `scale` with INTER_AREA, factor that maps its boxes back to `image`)."""
+    """(image shrunk by `scale`, factor that maps its boxes back to `image`).
+
+    INTER_AREA (no aliasing) below half size; above, bilinear, which aliases little there and costs a
+    fifth (0.8x of a 640x480 photo: 1.5 ms of INTER_AREA, most of what YuNet's own run adds to it).
+    """
     import cv2
 
     if scale >= 1.0:
         return image, 1.0
     h, w = image.shape[:2]
     size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), w / size[0]
+    interp = cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR
+    return cv2.resize(image, size, interpolation=interp), w / size[0]
 
 
 class _PerThread:
