@@ -155,12 +155,12 @@ def group_photo(sizes=(40, 48, 64, 80, 100, 125, 150, 200, 300)) -> tuple[np.nda
 def busy_processes(limit: int = 6) -> list[str]:
     """The busiest processes other than this one (`ps`), to say in the JSON what else ran."""
     try:
-        out = subprocess.run(["ps", "-eo", "pcpu,etime,args", "--sort=-pcpu"], capture_output=True, text=True,
+        out = subprocess.run(["ps", "-eo", "pid,pcpu,etime,args", "--sort=-pcpu"], capture_output=True, text=True,
                              timeout=10).stdout.splitlines()[1:]
     except (OSError, subprocess.SubprocessError):
         return []
-    mine = str(os.getpid())
-    return [" ".join(line.split())[:160] for line in out if mine not in line and "ps -eo" not in line][:limit]
+    rows = [line.split(None, 1) for line in out if line.strip()]
+    return [" ".join(rest.split())[:160] for pid, rest in rows if pid != str(os.getpid()) and "ps -eo" not in rest][:limit]
 
 
 def first_result(code: str, runs: int) -> dict[str, Any]:
