@@ -291,3 +291,16 @@ def test_a_training_checkpoint_is_not_an_onnx_model(tmp_path):
     (tmp_path / "best.pt").write_bytes(b"x")
     with pytest.raises(ModelError, match=r"nasfer export --checkpoint .*best\.pt"):
         EmotionRecognizer(tmp_path / "best.pt")
+
+
+def test_per_call_threshold_and_orientation_doubt_make_faces_uncertain(tiny_onnx):
+    class Doubtful:
+        def detect(self, image):
+            return [Box(0, 0, 40, 40, upright=False), Box(50, 50, 40, 40, upright=True)]
+
+    rec = EmotionRecognizer(tiny_onnx, detector=Doubtful(), threads=1)
+    doubtful, checked = rec.detect(np.zeros((100, 100, 3), np.uint8), threshold=0.0)
+    assert doubtful.uncertain and not checked.uncertain  # turned-or-not could not be told: never confident
+    assert all(f.uncertain for f in rec.detect(np.zeros((100, 100, 3), np.uint8), threshold=1.0))
+    with pytest.raises(ValueError, match="threshold"):
+        rec.detect(np.zeros((100, 100, 3), np.uint8), threshold=2)

@@ -223,18 +223,23 @@ class EmotionRecognizer:
         gray = to_gray(rgb)
         return np.stack([crop_face(gray, box, size, align=self.align) for box in boxes])
 
-    def detect(self, image: Any, color: str = "rgb") -> Detections:
+    def detect(self, image: Any, color: str = "rgb", threshold: float | None = None) -> Detections:
         """Faces in `image` (path, bytes, PIL image or ndarray), largest first, each with its emotion.
 
         Returns a `Detections` list; when it is empty, `.hint` may say why (e.g. a face crop given to
-        a face detector). ImageError when the picture cannot be used.
+        a face detector). `threshold` overrides the instance's for this call (a per-request setting).
+        ImageError when the picture cannot be used.
         """
         rgb = load_image(image, color, self.max_pixels)
-        return self.detect_rgb(rgb)
+        return self.detect_rgb(rgb, threshold)
 
-    def detect_rgb(self, rgb: np.ndarray) -> Detections:
+    def detect_rgb(self, rgb: np.ndarray, threshold: float | None = None) -> Detections:
         """`detect` for an already decoded RGB uint8 (H, W, 3) array (no copy, no checks)."""
         from .faces import WholeImageDetector
+
+        threshold = self.threshold if threshold is None else float(threshold)
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be within 0..1, got {threshold}")
 
         boxes = self.boxes(rgb)
         probs = self.classifier.predict(self.crops(rgb, boxes))
@@ -242,7 +247,7 @@ class EmotionRecognizer:
         faces = []
         for box, p in zip(boxes, probs):
             shown = box.clipped(width, height)
-            face = Face.from_probs(shown.as_tuple(), p, self.labels, self.threshold, box.score, box.landmarks)
+            face = Face.from_probs(shown.as_tuple(), p, self.labels, threshold, box.score, box.landmarks)
             if getattr(box, "upright", None) is False:  # the detector could not tell which way is up
                 face.uncertain = True
             faces.append(face)
