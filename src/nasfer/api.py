@@ -215,13 +215,12 @@ class EmotionRecognizer:
 
     def crops(self, rgb: np.ndarray, boxes: Sequence) -> np.ndarray:
         """uint8 (N, S, S) model-ready crops of `boxes` in `rgb`."""
-        from .faces import crop_face, to_gray
+        from .faces import crop_face
 
         size = self.classifier.size
         if not boxes:
             return np.zeros((0, size, size), np.uint8)
-        gray = to_gray(rgb)
-        return np.stack([crop_face(gray, box, size, align=self.align) for box in boxes])
+        return np.stack([crop_face(rgb, box, size, align=self.align) for box in boxes])  # gray per face only
 
     def detect(self, image: Any, color: str = "rgb", threshold: float | None = None) -> Detections:
         """Faces in `image` (path, bytes, PIL image or ndarray), largest first, each with its emotion.

@@ -159,7 +159,8 @@ def eye_angle(landmarks: Sequence[tuple[float, float]] | None) -> float:
 
 def crop_face(gray: np.ndarray, box: Box | Sequence[int], size: int = 48, margin: float = 0.0,
               align: bool = True) -> np.ndarray:
-    """uint8 (size, size) crop of the face in `gray` (H, W) — what the classifier sees.
+    """uint8 (size, size) crop of the face in `gray` (H, W), or in an RGB (H, W, 3) image (only the face's
+    region is converted to grayscale) — what the classifier sees.
 
     The square has side max(w, h) * (1 + margin), centred on the box. With landmarks and `align`,
     the crop is rotated about the face centre so the face is upright with level eyes (FER2013
@@ -168,8 +169,6 @@ def crop_face(gray: np.ndarray, box: Box | Sequence[int], size: int = 48, margin
     """
     import cv2
 
-    if gray.ndim != 2:
-        gray = to_gray(gray)
     if isinstance(box, Box):
         x, y, w, h = box.as_tuple()
         landmarks = box.landmarks
@@ -180,13 +179,13 @@ def crop_face(gray: np.ndarray, box: Box | Sequence[int], size: int = 48, margin
     cx, cy = x + w / 2.0, y + h / 2.0
     angle = eye_angle(landmarks) if align else 0.0
     if abs(angle) < 1.0:
-        region = _square_region(gray, cx, cy, side)
+        region = to_gray(_square_region(gray, cx, cy, side))
         interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
         return cv2.resize(region, (size, size), interpolation=interp)
     # Rotating needs the corners too: take a 1.5x square, shrink it first (INTER_AREA keeps detail
     # without aliasing), rotate about its centre, and keep the middle size x size.
     big = int(math.ceil(side * 1.5))
-    region = _square_region(gray, cx, cy, big)
+    region = to_gray(_square_region(gray, cx, cy, big))
     work = int(round(size * 1.5))
     interp = cv2.INTER_AREA if big > work else cv2.INTER_LINEAR
     region = cv2.resize(region, (work, work), interpolation=interp)
