@@ -99,7 +99,7 @@ class Timeline:
 
         ids = sorted(self.faces)
         n = max(1, len(ids))
-        fig, axes = plt.subplots(n, 1, figsize=(10, 2.6 * n + 0.6), squeeze=False, sharex=True)
+        fig, axes = plt.subplots(n, 1, figsize=(10, 2.6 * n + 1.2), squeeze=False, sharex=True)
         colors = {k: tuple(c / 255 for c in label_color(k)) for k in self.labels}
         for ax, face_id in zip(axes[:, 0], ids):
             times, probs = self.series(face_id)
@@ -118,13 +118,15 @@ class Timeline:
             axes[0, 0].text(0.5, 0.5, "no face found", ha="center", va="center", transform=axes[0, 0].transAxes)
         axes[-1, 0].set_xlabel("time (s)")
         handles, names = axes[0, 0].get_legend_handles_labels()
-        if handles:
-            fig.legend(handles, names, loc="upper right", ncol=len(names), fontsize="small", frameon=False)
+        if handles:  # below the panels; the band above each panel uses the same colours
+            fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize="small", frameon=False,
+                       title="probability (lines) and smoothed label (band above each panel)",
+                       title_fontsize="small")
         if title:
             fig.suptitle(title, x=0.01, ha="left", fontsize="medium")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.tight_layout(rect=(0, 0, 1, 0.96))
+        fig.tight_layout(rect=(0, 0.1 / n + 0.04, 1, 0.97))
         fig.savefig(path, dpi=100)
         plt.close(fig)
         return path
