@@ -86,6 +86,7 @@ THREAD_SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["haar", "yunet", "none"])
 def test_one_recognizer_shared_by_8_threads_gives_the_serial_results(name, yunet_onnx, astronaut):
     """Before: YuNet crashed the process (SIGSEGV) and Haar raised cv2.error; run apart so a crash is a failure."""
@@ -99,6 +100,7 @@ def test_one_recognizer_shared_by_8_threads_gives_the_serial_results(name, yunet
 
 
 # ------------------------------------------------------------------------------------------------ small faces
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["haar", "yunet"])
 def test_every_face_of_40_px_or_more_is_found_in_a_3000x2000_group_photo(name, yunet_onnx, astronaut):
     """Before: Haar's floor was 7.5% of the shorter side (150 px here) and it found 2 of these 9 faces."""
@@ -112,6 +114,7 @@ def test_every_face_of_40_px_or_more_is_found_in_a_3000x2000_group_photo(name, y
     assert len(boxes) == len(sizes), [b.as_tuple() for b in boxes]  # and nothing else
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["haar", "yunet"])
 @pytest.mark.parametrize("shape", [(480, 640), (1200, 1600), (4000, 6000)])
 def test_the_floor_holds_in_original_pixels_at_every_image_size(name, shape, yunet_onnx, astronaut):
