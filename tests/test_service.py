@@ -36,16 +36,21 @@ LABELS = list(EMOTIONS)
 # Fakes and image helpers (also imported by the other test_service_* / test_web_client modules)
 # ------------------------------------------------------------------------------------------------
 class FakeFace:
-    def __init__(self, box, label="happy", confidence=0.8):
+    """`unclear`: the detector could not tell which way is up (uncertain whatever the threshold)."""
+
+    def __init__(self, box, label="happy", confidence=0.8, unclear=False):
         self.box = tuple(box)
         self.label = label
         self.confidence = confidence
+        self.unclear = unclear
+        self.threshold = 0.25
 
     def to_dict(self):
         rest = (1.0 - self.confidence) / (len(LABELS) - 1)
         scores = {name: (self.confidence if name == self.label else rest) for name in LABELS}
         return {"box": list(self.box), "detector_score": 0.9, "landmarks": None, "scores": scores,
-                "label": self.label, "confidence": self.confidence, "uncertain": self.confidence < 0.25}
+                "label": self.label, "confidence": self.confidence,
+                "uncertain": self.unclear or self.confidence < self.threshold}
 
 
 class FakeRecognizer:
@@ -61,11 +66,13 @@ class FakeRecognizer:
         self.card = {"format": "nasfer-model-card/1", "name": "fake-model", "labels": LABELS,
                      "preprocessing": {"size": 48, "channels": 1, "mean": 0.5, "std": 0.25}}
 
-    def detect(self, image, color="rgb"):
+    def detect(self, image, color="rgb", threshold=None):
         assert isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
         self.calls.append((image.shape, color))
         if self.raises is not None:
             raise self.raises
+        for face in self.faces:
+            face.threshold = 0.25 if threshold is None else threshold
         return list(self.faces)
 
 
@@ -217,6 +224,13 @@ def test_options_in_query_form_and_json(make_app, jpeg):
                                           "threshold": 1, "detector": "haar"})
     assert r.status_code == 200 and len(r.get_json()["faces"]) == 3
     assert all(f["uncertain"] for f in r.get_json()["faces"])
+
+
+def test_a_face_of_unclear_orientation_stays_uncertain_at_any_threshold(make_app, jpeg):
+    faces = [FakeFace((0, 0, 30, 30), confidence=0.9, unclear=True)]
+    app, client, built = make_app(recognizer=FakeRecognizer(faces=faces))
+    r = client.post("/v1/emotions?threshold=0.1", data=jpeg, content_type="image/jpeg")
+    assert r.status_code == 200 and r.get_json()["faces"][0]["uncertain"] is True
 
 
 def test_detector_per_request_caches_one_recognizer_per_detector(make_app, jpeg):

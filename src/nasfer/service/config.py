@@ -80,7 +80,6 @@ class ServeConfig:
             (self.timeout >= 1, f"--timeout must be >= 1 second, got {self.timeout}"),
             (self.read_timeout >= 1, f"--read-timeout must be >= 1 second, got {self.read_timeout}"),
             (0.0 <= self.threshold <= 1.0, f"--threshold must be within 0..1, got {self.threshold}"),
-            (self.max_faces >= 0, f"--max-faces must be >= 0, got {self.max_faces}"),
             (self.max_upload_mb > 0, f"--max-upload-mb must be > 0, got {self.max_upload_mb}"),
             (self.max_pixels > 0, f"--max-pixels must be > 0, got {self.max_pixels}"),
             (bool(self.detector.strip()), "--detector must not be empty"),
@@ -88,6 +87,12 @@ class ServeConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        from ..api import check_max_faces  # the one face-limit rule of CLI, Python API and service
+
+        try:
+            check_max_faces(self.max_faces)
+        except ValueError as exc:
+            raise ValueError(f"--max-faces: {exc}") from None
         return self
 
     @property

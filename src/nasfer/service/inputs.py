@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import numpy as np
 from flask import request
 
+from ..api import check_max_faces
 from .app import ApiError
 from .config import ServeConfig
 from .imaging import MIME_TYPES
@@ -168,7 +169,11 @@ def parse_options(body_options: Mapping[str, Any], cfg: ServeConfig, detectors: 
     cap = max_faces_cap(cfg)
     max_faces = cap
     if "max_faces" in raw:
-        max_faces = int(_number(raw["max_faces"], "max_faces", int))
+        try:  # the one face-limit rule (nasfer.api.check_max_faces), then this server's per-request cap
+            limit = check_max_faces(int(_number(raw["max_faces"], "max_faces", int)))
+        except ValueError:
+            limit = None
+        max_faces = limit or 0
         if not 1 <= max_faces <= cap:
             raise _bad(f"max_faces must be an integer within 1..{cap}; got {raw['max_faces']!r}",
                        "invalid_option")

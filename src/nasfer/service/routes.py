@@ -75,7 +75,7 @@ def emotions() -> Response:
     try:
         with pools.lease(options.detector) as recognizer:
             t_detect = time.perf_counter()
-            found = recognizer.detect(image.rgb, color="rgb")
+            found = recognizer.detect(image.rgb, color="rgb", threshold=options.threshold)
             t_done = time.perf_counter()
             labels = [str(label) for label in recognizer.labels]
             card = getattr(recognizer, "card", None) or {}
@@ -85,10 +85,7 @@ def emotions() -> Response:
         log.error("%s", exc)
         raise ApiError(503, "detector_unavailable", str(exc)) from None
 
-    faces = [face.to_dict() for face in found]
-    for face in faces:
-        if isinstance(face.get("confidence"), (int, float)):
-            face["uncertain"] = bool(face["confidence"] < options.threshold)
+    faces = [face.to_dict() for face in found]  # `uncertain` from the recognizer: threshold or unclear orientation
     faces.sort(key=_box_area, reverse=True)  # largest first; stable for equal sizes
     faces = faces[: options.max_faces]
 
