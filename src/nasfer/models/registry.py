@@ -29,7 +29,7 @@ def register_model(fn: Callable[..., Any] | None = None, *, name: str | None = N
 
 def _load_builtin() -> None:
     # Importing the model modules runs their @register_model decorators.
-    from . import baselines, ensemble, nasnet  # noqa: F401
+    from . import baselines, ensemble, macro, nasnet  # noqa: F401
 
 
 def list_models() -> list[str]:

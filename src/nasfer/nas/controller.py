@@ -1,10 +1,11 @@
-"""The NASNet/ENAS controller: an LSTM that writes a genotype one decision at a time.
+"""The NASNet/ENAS controller, generalised: an LSTM that writes any declared sequence of decisions.
 
-For each block of the normal cell, then of the reduction cell, it picks input A, input B, op A, op B
-(NASNet's order; the combination is always addition). Each decision's embedding is the next step's
-input, so later choices are conditioned on earlier ones. Logits are divided by a temperature and
-squashed with `c * tanh` (ENAS), which keeps the policy from collapsing early. No I/O, no optimizer:
-the strategy owns those.
+At step t the LSTM reads the embedding of decision t-1's chosen value (a learned start vector at
+t = 0), and a softmax head gives decision t's distribution; so later choices are conditioned on
+earlier ones (Zoph & Le 2017; Zoph et al. 2018). Decisions with the same `group` share head and
+embedding, as ENAS shares them across a cell's blocks. Logits are divided by a temperature and squashed
+with `c * tanh` (ENAS), which keeps the policy from collapsing early. No I/O, no optimizer: the strategy
+owns those. `values` are tuples of choice indices, one per decision (see `nasfer.nas.space`).
 """
 
 from __future__ import annotations
@@ -14,28 +15,32 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .genotype import CELL_TYPES, OP_NAMES, Block, Genotype
-
-#: Decision kinds per block, in sampling order, and where each lands in the block tuple.
-_DECISIONS = (("input", 0), ("input", 2), ("op", 1), ("op", 3))
+from .space import Decision
 
 
 class Controller(nn.Module):
-    def __init__(self, blocks: int = 5, ops: Sequence[str] = OP_NAMES, hidden: int = 100,
-                 temperature: float = 5.0, tanh_constant: float = 2.5):
+    """LSTM policy over `decisions`. Raises ValueError when a group mixes choice counts."""
+
+    def __init__(self, decisions: Sequence[Decision], hidden: int = 100, temperature: float = 5.0,
+                 tanh_constant: float = 2.5):
         super().__init__()
-        if blocks < 1:
-            raise ValueError(f"a cell needs at least one block, got {blocks}")
-        self.blocks = blocks
-        self.op_names = tuple(ops)
+        if not decisions:
+            raise ValueError("a controller needs at least one decision")
+        self.decisions = tuple(decisions)
         self.temperature = float(temperature)
         self.tanh_constant = float(tanh_constant)
+        groups: dict[str, int] = {}
+        self.group_of: list[str] = []
+        for i, d in enumerate(self.decisions):
+            g = d.group or f"#{i}"
+            if groups.setdefault(g, d.size) != d.size:
+                raise ValueError(f"decision group {g!r} mixes {groups[g]} and {d.size} choices")
+            self.group_of.append(g.replace(".", "_"))
+        sizes = {g.replace(".", "_"): n for g, n in groups.items()}
         self.lstm = nn.LSTMCell(hidden, hidden)
         self.start = nn.Parameter(torch.zeros(1, hidden))
-        self.op_embed = nn.Embedding(len(self.op_names), hidden)
-        self.input_embed = nn.Embedding(blocks + 1, hidden)
-        self.op_head = nn.ModuleDict({kind: nn.Linear(hidden, len(self.op_names)) for kind in CELL_TYPES})
-        self.input_head = nn.ModuleDict({kind: nn.Linear(hidden, blocks + 1) for kind in CELL_TYPES})
+        self.embed = nn.ModuleDict({g: nn.Embedding(n, hidden) for g, n in sizes.items()})
+        self.head = nn.ModuleDict({g: nn.Linear(hidden, n) for g, n in sizes.items()})
         for p in self.parameters():  # ENAS: small uniform init, so the first policy is near uniform
             nn.init.uniform_(p, -0.1, 0.1)
 
@@ -43,71 +48,43 @@ class Controller(nn.Module):
         logits = raw / self.temperature
         return self.tanh_constant * torch.tanh(logits) if self.tanh_constant > 0 else logits
 
-    def _run(self, forced: Genotype | None, generator: torch.Generator | None,
-             greedy: bool) -> tuple[Genotype, torch.Tensor, torch.Tensor]:
+    def _run(self, forced: Sequence[int] | None, generator: torch.Generator | None,
+             greedy: bool) -> tuple[tuple[int, ...], torch.Tensor, torch.Tensor]:
         hidden = self.start.shape[1]
         h = c = torch.zeros(1, hidden, device=self.start.device)
         x = self.start
         log_prob = torch.zeros((), device=x.device)
         entropy = torch.zeros((), device=x.device)
-        cells: dict[str, list[Block]] = {}
-        for kind in CELL_TYPES:
-            blocks: list[Block] = []
-            for i in range(self.blocks):
-                block: list = [0, "", 0, ""]
-                for decision, slot in _DECISIONS:
-                    h, c = self.lstm(x, (h, c))
-                    if decision == "input":
-                        logits = self._logits(self.input_head[kind](h)[0, : i + 2])
-                    else:
-                        logits = self._logits(self.op_head[kind](h)[0])
-                    log_p = torch.log_softmax(logits, dim=-1)
-                    if forced is not None:
-                        value = forced.cell(kind)[i][slot]
-                        action = value if decision == "input" else self.op_names.index(value)
-                    elif greedy:
-                        action = int(log_p.argmax())
-                    else:
-                        action = int(torch.multinomial(log_p.exp(), 1, generator=generator))
-                    log_prob = log_prob + log_p[action]
-                    entropy = entropy - (log_p.exp() * log_p).sum()
-                    index = torch.tensor([action], device=x.device)
-                    if decision == "input":
-                        block[slot] = action
-                        x = self.input_embed(index)
-                    else:
-                        block[slot] = self.op_names[action]
-                        x = self.op_embed(index)
-                blocks.append(tuple(block))  # type: ignore[arg-type]
-            cells[kind] = blocks
-        return Genotype(**cells), log_prob, entropy
+        values = []
+        for t, group in enumerate(self.group_of):
+            h, c = self.lstm(x, (h, c))
+            log_p = torch.log_softmax(self._logits(self.head[group](h)[0]), dim=-1)
+            if forced is not None:
+                action = int(forced[t])
+            elif greedy:
+                action = int(log_p.argmax())
+            else:
+                action = int(torch.multinomial(log_p.exp(), 1, generator=generator))
+            log_prob = log_prob + log_p[action]
+            entropy = entropy - (log_p.exp() * log_p).sum()
+            values.append(action)
+            x = self.embed[group](torch.tensor([action], device=h.device))
+        return tuple(values), log_prob, entropy
 
     def sample(self, generator: torch.Generator | None = None,
-               greedy: bool = False) -> tuple[Genotype, torch.Tensor, torch.Tensor]:
-        """(genotype, sum of log-probs of its decisions, sum of the decisions' entropies); differentiable."""
+               greedy: bool = False) -> tuple[tuple[int, ...], torch.Tensor, torch.Tensor]:
+        """(values, sum of log-probs of its decisions, sum of the decisions' entropies in nats); differentiable."""
         return self._run(None, generator, greedy)
 
-    def log_prob(self, genotype: Genotype) -> tuple[torch.Tensor, torch.Tensor]:
-        """(log-prob, entropy) of the policy producing `genotype` (teacher-forced; differentiable)."""
-        if len(genotype.normal) != self.blocks or len(genotype.reduction) != self.blocks:
-            raise ValueError(f"genotype has {len(genotype.normal)}/{len(genotype.reduction)} blocks; "
-                             f"this controller writes {self.blocks}")
-        bad = [op for op in genotype.ops() if op not in self.op_names]
-        if bad:
-            raise ValueError(f"genotype uses op {bad[0]!r}, not in this controller's op set")
-        _, log_prob, entropy = self._run(genotype, None, False)
+    def log_prob(self, values: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log-prob, entropy) of the policy producing `values` (teacher-forced; differentiable).
+
+        Raises ValueError when `values` does not fit the decisions.
+        """
+        if len(values) != len(self.decisions):
+            raise ValueError(f"expected {len(self.decisions)} values, got {len(values)}")
+        for v, d in zip(values, self.decisions):
+            if not 0 <= int(v) < d.size:
+                raise ValueError(f"decision {d.name!r}: index {v} out of range 0..{d.size - 1}")
+        _, log_prob, entropy = self._run(values, None, False)
         return log_prob, entropy
-
-
-def random_genotype(blocks: int = 5, ops: Sequence[str] = OP_NAMES,
-                    generator: torch.Generator | None = None) -> Genotype:
-    """A genotype with every decision uniform: the honest control for a search strategy."""
-
-    def pick(n: int) -> int:
-        return int(torch.randint(n, (1,), generator=generator))
-
-    cells = {
-        kind: [(pick(i + 2), ops[pick(len(ops))], pick(i + 2), ops[pick(len(ops))]) for i in range(blocks)]
-        for kind in CELL_TYPES
-    }
-    return Genotype(**cells)
