@@ -85,3 +85,23 @@ def test_cell_reduces_and_concatenates():
     assert out.shape == (2, 3 * 8, 5, 5) and cell.multiplier == 3
     after = Cell(NASNET_A.normal, 12, 24, 8, reduction=False, reduction_prev=True)  # h[i-2] is twice the size
     assert after(torch.randn(2, 12, 10, 10), torch.randn(2, 24, 5, 5)).shape == (2, 5 * 8, 5, 5)
+
+
+def test_child_training_uses_contiguous_memory_for_grouped_convs(monkeypatch):
+    """Fault 6: the search's children train in the memory format nasfer train chooses."""
+    import numpy as np
+
+    from nasfer import train
+    from nasfer.nas.data import SearchData
+    from nasfer.nas.fidelity import Fidelity, Recipe, train_child
+    from nasfer.nas.macro import mini_xception_spec
+
+    formats = []
+    real = train.memory_format_for
+    monkeypatch.setattr(train, "memory_format_for", lambda m: formats.append(real(m)) or formats[-1])
+    rng = np.random.default_rng(0)
+    data = SearchData(rng.integers(0, 255, (20, 48, 48), dtype=np.uint8), np.arange(20) % 7,
+                      rng.integers(0, 255, (14, 48, 48), dtype=np.uint8), np.arange(14) % 7, tuple("abcdefg"))
+    acc = train_child("macro", {"spec": mini_xception_spec(4)}, data, Fidelity.parse("2s@16"),
+                      recipe=Recipe(batch_size=8, precision="fp32"))
+    assert formats == [torch.contiguous_format] and 0.0 <= acc <= 1.0

@@ -1,4 +1,5 @@
-"""The search loop: toy rewards, a tiny end-to-end search on generated faces, resume, and the CLI."""
+"""The search loop: toy rewards through successive halving, a one-minute search on generated faces that
+resumes after an interruption, the budget, and the CLI."""
 
 import json
 
@@ -9,17 +10,25 @@ from fixtures_data import pattern_image
 from nasfer.cli import main
 from nasfer.data import FaceDataset
 from nasfer.errors import ModelError
-from nasfer.nas.evaluators import mnas_reward
-from nasfer.nas.genotype import Genotype
-from nasfer.nas.search import LOG_FILE, STATE_FILE, SearchConfig, load_search_data, make_evaluator, search
+from nasfer.nas.config import SearchConfig
+from nasfer.nas.fidelity import Fidelity
+from nasfer.nas.latency import mnas_reward
+from nasfer.nas.macro import vgg_spec
+from nasfer.nas.search import LOG_FILE, STATE_FILE, SearchRun, search
 
-TINY = dict(image_size=16, F=4, N=1, B=3, batch_size=16, eval_batch=32, subset=0, val_size=42,
-            shared_steps=4, controller_steps=5, top_k=2, progress=False)
+TINY = dict(rungs=("3s@16", "6s@16"), eta=2, child_batch=16, blocks=2, progress=False, latency_target_ms=0.0,
+            val_fraction=0.2, precision="fp32")
 
 
-def _toy(genotype: Genotype) -> float:
-    ops = genotype.ops()
-    return sum(op == "sep_conv_3x3" for op in ops) / len(ops)
+def _macro_toy(spec: dict, fidelity: Fidelity) -> float:
+    """Separable stages are good; higher fidelities add a little (deterministic)."""
+    sep = sum(s["block"] == "sep" for s in spec["stages"]) / len(spec["stages"])
+    return 0.5 * sep + 0.1 * fidelity.amount / 100
+
+
+def _fake_latency(name: str, kwargs: dict) -> dict:
+    widths = sum(s["width"] for s in kwargs["spec"]["stages"])
+    return {"ms_per_face_b1": widths / 100, "ms_per_face_b64": widths / 400, "params": widths * 100}
 
 
 @pytest.fixture(scope="module")
@@ -38,96 +47,138 @@ def _lines(out):
     return [json.loads(line) for line in (out / LOG_FILE).read_text().splitlines()]
 
 
-def test_search_with_a_toy_reward_learns_and_random_does_not(tmp_path):
-    common = dict(budget_minutes=5.0, max_steps=240, controller_lr=0.02, B=3, top_k=3, progress=False)
-    learned = search(SearchConfig(out=str(tmp_path / "rl"), strategy="reinforce", **common), reward_fn=_toy)
-    control = search(SearchConfig(out=str(tmp_path / "rnd"), strategy="random", **common), reward_fn=_toy)
-    s, c = learned.summary, control.summary
-    assert s["steps"] == c["steps"] == 240 and s["shared_steps"] == 0  # no data, no shared weights
-    assert s["reward_mean_last_quarter"] > s["reward_mean_first_quarter"] + 0.3
-    assert c["reward_mean_last_quarter"] < c["reward_mean_first_quarter"] + 0.1
-    assert learned.score > control.score and _toy(learned.best) >= 0.8
-    assert Genotype.load(tmp_path / "rl" / "best_genotype.json") == learned.best
+@pytest.mark.parametrize("strategy", ["reinforce", "random", "evolution"])
+def test_every_strategy_searches_the_same_declaration_with_successive_halving(tmp_path, strategy):
+    cfg = SearchConfig(out=str(tmp_path / strategy), strategy=strategy, budget_minutes=5, max_children=27,
+                       rungs=("150s@24", "1e@48", "3e@48"), eta=3, blocks=2, reinforce_batch=4, population=8,
+                       tournament=3, latency_target_ms=2.0, progress=False)
+    run = SearchRun(cfg, _macro_toy, latency=_fake_latency)
+    result = run.run()
+    s = result.summary
+    assert s["children"] == 27 and s["children_per_rung"][0] == 27
+    sh = run.scheduler  # ASHA with eta = 3: once the children are in, the top third of each rung moved up
+    assert set(sh.top(0, 9)) <= set(sh.scores(1)) and set(sh.top(1, len(sh.scores(1)) // 3)) <= set(sh.scores(2))
+    assert 9 <= s["children_per_rung"][1] < 27 and 3 <= s["children_per_rung"][2] < s["children_per_rung"][1]
+    assert s["best"]["rung"] == 2 and s["best"]["fidelity"] == "3e@48"
+    # the best child at rung 0, wherever in the search it came, was promoted and re-scored
+    lines = _lines(tmp_path / strategy)
+    children = [r for r in lines if r["kind"] == "child"]
+    best0 = max(children, key=lambda r: (r["reward"], -r["child"]))
+    assert any(r["kind"] == "promotion" and r["child"] == best0["child"] for r in lines)
+    for r in children:  # reward = MnasNet objective on the ONNX latency
+        assert r["reward"] == pytest.approx(mnas_reward(r["accuracy"], r["latency"]["ms_per_face_b1"], 2.0, -0.07))
+    archive = json.loads((tmp_path / strategy / "pareto.json").read_text())
+    front = archive["rungs"][0]["front"]
+    assert front and all(a["ms_per_face"] < b["ms_per_face"] and a["accuracy"] < b["accuracy"]
+                         for a, b in zip(front, front[1:]))
+    assert (tmp_path / strategy / "pareto.png").is_file()
+    assert json.loads((tmp_path / strategy / "best_arch.json").read_text())["stages"] == s["best"]["spec"]["stages"]
 
 
-def test_search_stops_at_the_time_budget(tmp_path):
-    result = search(SearchConfig(out=str(tmp_path / "t"), budget_minutes=0.03, B=2, progress=False), reward_fn=_toy)
-    assert 1.8 <= result.summary["elapsed_s"] < 10 and result.summary["steps"] > 10
+def test_the_best_early_child_is_promoted_even_if_the_rest_of_the_search_is_worse(tmp_path):
+    """Fault 1: re-scoring once covered only the second half of the search."""
+    seen = []
+
+    def first_is_best(spec, fidelity):
+        seen.append(json.dumps(spec))
+        return 0.9 if seen[0] == json.dumps(spec) else 0.3
+
+    cfg = SearchConfig(out=str(tmp_path / "s"), strategy="random", budget_minutes=5, max_children=12,
+                       rungs=("10s@24", "20s@24"), eta=3, latency_target_ms=0.0, progress=False)
+    result = search(cfg, first_is_best)
+    assert result.best["id"] == 0 and "1" in result.best["scores"]
 
 
-def test_search_data_holds_out_validation_from_training_only(faces):
-    data = load_search_data(SearchConfig(**TINY), faces)
-    assert len(data.train_y) + len(data.val_y) == 210 and len(data.val_y) == 42
-    assert data.train_x.shape[1:] == (1, 16, 16) and data.val_x.max() < 255
-    assert sorted(np.bincount(data.val_y.numpy()).tolist()) == [6] * 7  # stratified
+def test_the_budget_is_respected_and_jobs_that_would_overrun_are_not_started(tmp_path):
+    import time
+
+    def slow(spec, fidelity):
+        time.sleep(0.05 * fidelity.amount)
+        return 0.5
+
+    cfg = SearchConfig(out=str(tmp_path / "b"), strategy="random", budget_minutes=0.05, rungs=("1s@24", "40s@24"),
+                       eta=2, latency_target_ms=0.0, progress=False)
+    result = search(cfg, slow)
+    assert result.summary["elapsed_s"] <= 3.0 + 0.1  # a 2 s promotion is not started near the end
+    assert result.summary["children"] > 5
 
 
-def test_end_to_end_search_writes_log_and_genotype_and_resumes(tmp_path, faces):
+def test_one_minute_search_on_faces_writes_a_valid_result_and_resumes(tmp_path, faces):
     out = tmp_path / "search"
-    cfg = SearchConfig(out=str(out), budget_minutes=2.0, max_steps=7, **TINY)  # stops inside epoch 2
-    first = search(cfg, dataset=faces)
-    assert first.summary["steps"] == 7 and first.summary["shared_steps"] == 8
-    records = _lines(out)
-    controller = [r for r in records if r["kind"] == "controller"]
-    assert [r["step"] for r in controller] == list(range(1, 8))
-    for key in ("reward", "baseline", "entropy", "genotype", "elapsed", "accuracy"):
-        assert key in controller[0]
-    assert all(0.0 <= r["reward"] <= 1.0 for r in controller)
-    for name in ("best_genotype.json", "summary.json", STATE_FILE, "best_normal.png", "best_reduction.png"):
+    cfg = SearchConfig(out=str(out), budget_minutes=1.0, max_children=3, reinforce_batch=2, **TINY)
+    first = search(cfg, dataset=faces, latency=_fake_latency)
+    assert first.summary["children"] == 3 and first.summary["n_train"] + first.summary["n_val"] == 210
+    lines = _lines(out)
+    assert [r["job"] for r in lines] == list(range(1, len(lines) + 1))
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in lines if "accuracy" in r)
+    for name in ("best_arch.json", "summary.json", STATE_FILE, "pareto.json", "config.json"):
         assert (out / name).is_file(), name
-    best = Genotype.load(out / "best_genotype.json")
-    assert len(best.normal) == 3 and best == first.best
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["n_train"] + summary["n_val"] == 210 and len(summary["top_k"]) >= 2
+    from nasfer.models import create_model
+    from nasfer.nas.space import model_from_file
 
-    # A step written after the last saved state (an interruption) is dropped and redone on resume.
+    name, kwargs = model_from_file(out / "best_arch.json")
+    assert name == "macro" and create_model(name, **kwargs) is not None
+
+    # A job written after the last saved state (an interruption) is dropped and redone on resume.
     with open(out / LOG_FILE, "a") as f:
-        f.write(json.dumps({"kind": "controller", "step": 8, "lost": True}) + "\n")
-    resumed = search(SearchConfig(out=str(out), budget_minutes=2.0, max_steps=20, **TINY), dataset=faces)
-    controller = [r for r in _lines(out) if r["kind"] == "controller"]
-    assert [r["step"] for r in controller] == list(range(1, 21)) and not any("lost" in r for r in controller)
-    # epoch 2 went on where it stopped (no second shared phase): 4 epochs of 4 shared + 5 controller steps
-    assert resumed.summary["steps"] == 20 and resumed.summary["shared_steps"] == 16
-    assert len(_lines(out)) == 4 + 20
+        f.write(json.dumps({"kind": "child", "job": 999, "lost": True}) + "\n")
+    resumed = search(SearchConfig(out=str(out), budget_minutes=1.0, max_children=5, reinforce_batch=2, **TINY),
+                     dataset=faces, latency=_fake_latency)
+    lines = _lines(out)
+    assert not any("lost" in r for r in lines) and [r["job"] for r in lines] == list(range(1, len(lines) + 1))
+    assert resumed.summary["children"] == 5
+    first_children = [r["key"] for r in lines if r["kind"] == "child"][:3]
+    assert first_children == [t["key"] for t in sorted(first.summary["top_k"], key=lambda t: t["child"])][:3]
 
-    again = search(SearchConfig(out=str(out), budget_minutes=2.0, max_steps=20, **TINY), dataset=faces)
-    assert again.summary["steps"] == 20 and len(_lines(out)) == 4 + 20  # finished: nothing is redone
-
-    with pytest.raises(ModelError, match=r"other settings \(F: 4 -> 6\)"):
-        search(SearchConfig(out=str(out), budget_minutes=2.0, max_steps=30, **{**TINY, "F": 6}), dataset=faces)
-
-
-def test_from_scratch_strategy_and_latency_aware_reward(tmp_path, faces):
-    cfg = SearchConfig(out=str(tmp_path / "full"), strategy="reinforce-full", budget_minutes=2.0, max_steps=2,
-                       child_steps=2, **{**TINY, "controller_steps": 2, "top_k": 1})
-    result = search(cfg, dataset=faces)
-    assert result.summary["steps"] == 2 and result.summary["shared_steps"] == 0
-    assert 0.0 <= result.summary["accuracy"] <= 1.0
-    # common random numbers: a child's score depends on the child only, so differences are architecture
-    evaluator = make_evaluator(cfg, load_search_data(cfg, faces))
-    child = Genotype.from_dict(_lines(tmp_path / "full")[0]["genotype"])
-    assert evaluator(child) == evaluator(child) == _lines(tmp_path / "full")[0]["accuracy"]
-
-    assert mnas_reward(0.6, 10.0, 10.0, -0.07) == pytest.approx(0.6)
-    assert mnas_reward(0.6, 20.0, 10.0, -0.07) == pytest.approx(0.6 * 2 ** -0.07)
-    assert mnas_reward(0.6, None, 0.0, -0.07) == 0.6
-    lat = search(SearchConfig(out=str(tmp_path / "lat"), budget_minutes=2.0, max_steps=2, B=5, top_k=1,
-                              controller_steps=2, target_ms=5.0, progress=False), reward_fn=_toy)
-    record = _lines(tmp_path / "lat")[0]
-    assert record["latency_ms"] > 0
-    assert record["reward"] == pytest.approx(mnas_reward(record["accuracy"], record["latency_ms"], 5.0, -0.07))
-    assert lat.summary["latency_ms"] > 0
+    with pytest.raises(ModelError, match=r"other settings \(eta: 2 -> 3\)"):
+        search(SearchConfig(out=str(out), budget_minutes=1.0, max_children=5, reinforce_batch=2, **{**TINY, "eta": 3}),
+               dataset=faces, latency=_fake_latency)
 
 
-def test_cli_search(tmp_path, learnable_folder, capsys):
+def test_interrupted_search_continues_where_it_stopped(tmp_path, faces):
+    """A kill between jobs: the resumed search gives the children an uninterrupted one gives."""
+    kw = dict(budget_minutes=1.0, reinforce_batch=2, **TINY)
+    whole = search(SearchConfig(out=str(tmp_path / "whole"), max_children=4, **kw), dataset=faces, latency=_fake_latency)
+    search(SearchConfig(out=str(tmp_path / "cut"), max_children=2, **kw), dataset=faces, latency=_fake_latency)
+    cut = search(SearchConfig(out=str(tmp_path / "cut"), max_children=4, **kw), dataset=faces, latency=_fake_latency)
+    keys = lambda out: [r["key"] for r in _lines(out) if r["kind"] == "child"]  # noqa: E731
+    assert keys(tmp_path / "whole") == keys(tmp_path / "cut")
+    assert whole.summary["best"]["accuracy"] == cut.summary["best"]["accuracy"]
+
+
+def test_the_nasnet_space_searches_at_retraining_depth(tmp_path, faces):
+    cfg = SearchConfig(out=str(tmp_path / "n"), space="nasnet", F=4, N=2, budget_minutes=1.0, max_children=2,
+                       **{**TINY, "rungs": ("2s@16",)})
+    result = search(cfg, dataset=faces, latency=lambda name, kw: {"ms_per_face_b1": 1.0, "ms_per_face_b64": 0.5})
+    assert (tmp_path / "n" / "best_genotype.json").is_file() and result.summary["children"] == 2
+
+
+def test_default_mode_trains_children_from_scratch_and_reads_no_test_images(tmp_path, learnable_folder, capsys):
+    """Fault 7: the default must be the mode that works on a CPU (children trained from scratch)."""
+    defaults = SearchConfig()
+    assert defaults.space == "macro" and defaults.strategy == "reinforce" and defaults.latency_target_ms > 0
     out = tmp_path / "cli"
     code = main(["search", "--data", str(learnable_folder), "--out", str(out), "--budget-minutes", "1",
-                 "--max-steps", "3", "--image-size", "16", "--filters", "4", "--cells", "1", "--blocks", "2",
-                 "--val-size", "35", "--shared-steps", "2", "--controller-steps", "3", "--top-k", "1",
-                 "--no-progress"])
+                 "--max-children", "2", "--rungs", "2s@16", "--child-batch", "16", "--blocks", "2",
+                 "--val-fraction", "0.2", "--precision", "fp32", "--no-progress"])
     assert code == 0
-    assert "best genotype" in capsys.readouterr().out
+    assert "best child" in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_train"] + summary["n_val"] == 280  # train/ only: test/ is never read
+    latency = summary["best"]["latency"]  # measured for real on the exported ONNX graph
+    assert latency["ms_per_face_b1"] > 0 and latency["ms_per_face_b64"] > 0 and latency["params"] > 0
+    assert json.loads((out / "latency_cache.json").read_text())["entries"]
     assert main(["search", "--out", str(tmp_path / "x")]) == 2
     assert "--data is required" in capsys.readouterr().err
+    assert main(["search", "--data", str(learnable_folder), "--out", str(tmp_path / "y"), "--rungs", "fast"]) == 2
+    assert "fidelity 'fast'" in capsys.readouterr().err
+
+
+def test_train_builds_a_searched_macro_spec(tmp_path, learnable_folder):
+    spec = tmp_path / "arch.json"
+    spec.write_text(json.dumps(vgg_spec(8)))
+    code = main(["train", "--data", str(learnable_folder), "--genotype", str(spec), "--out", str(tmp_path / "t"),
+                 "--epochs", "1", "--batch-size", "32", "--precision", "fp32"])
+    assert code == 0
+    ckpt = json.loads((tmp_path / "t" / "config.json").read_text())
+    assert ckpt["model"] == "macro" and ckpt["model_kwargs"]["spec"]["stem"]["width"] == 8

@@ -3,8 +3,10 @@
 import torch
 
 from nasfer.nas.cells import Cell
-from nasfer.nas.controller import random_genotype
+import random
+
 from nasfer.nas.genotype import Genotype
+from nasfer.nas.nasnet_space import NasnetSpace
 from nasfer.nas.supernet import SharedCell, SuperNet
 
 G = Genotype(normal=[(0, "sep_conv_3x3", 1, "identity"), (2, "max_pool_3x3", 1, "conv_1x3_3x1"),
@@ -16,10 +18,10 @@ G = Genotype(normal=[(0, "sep_conv_3x3", 1, "identity"), (2, "max_pool_3x3", 1, 
 def test_supernet_runs_sampled_children():
     torch.manual_seed(0)
     net = SuperNet(F=4, N=1, blocks=3, num_classes=3)
-    gen = torch.Generator().manual_seed(0)
+    space, rng = NasnetSpace(blocks=3), random.Random(0)
     x = torch.randn(4, 1, 16, 16)
     for _ in range(4):
-        child = random_genotype(3, generator=gen)
+        child = Genotype.from_dict(space.decode(space.sample(rng)))
         out = net(x, child)
         assert out.shape == (4, 3) and torch.isfinite(out).all()
         out.sum().backward()
@@ -57,3 +59,17 @@ def test_shared_cell_computes_the_standalone_cell():
         assert torch.allclose(kept, cell(s0, s1), atol=1e-5)
         dropped = [k for k in range(2, 5) if k not in cell.concat]
         assert all(wide[:, (k - 2) * C:(k - 1) * C].abs().sum() == 0 for k in dropped)
+
+
+def test_shared_weight_evaluator_uses_contiguous_memory_for_grouped_convs():
+    """Fault 6: channels_last with grouped convs crashed torch 2.13's CPU backward (train.memory_format_for)."""
+    from nasfer.nas.evaluators import SharedWeights
+
+    torch.manual_seed(0)
+    net = SuperNet(F=4, N=1, blocks=3, num_classes=3)
+    x, y = torch.randint(0, 256, (12, 1, 16, 16)).float(), torch.randint(0, 3, (12,))
+    evaluator = SharedWeights(net, x, y, x, y, batch_size=4, eval_batch=6, lr=0.01, seed=0)
+    assert evaluator.memory_format == torch.contiguous_format
+    assert evaluator._input(x[:2]).is_contiguous()
+    loss, _ = evaluator.train_step(G)
+    assert loss > 0 and 0.0 <= evaluator.full(G) <= 1.0

@@ -166,11 +166,11 @@ def evaluate_model(model: nn.Module, images: np.ndarray | torch.Tensor, preproce
 def build_model(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, str, dict[str, Any]]:
     """(model, registered name, kwargs) from --arch or --genotype."""
     kwargs: dict[str, Any] = {"num_classes": num_classes, "in_channels": 1}
-    if cfg.genotype:
-        from .nas.genotype import Genotype
+    if cfg.genotype:  # a NASNet genotype or a macro-space spec (nasfer search's best_arch.json)
+        from .nas.space import model_from_file
 
-        name = "nasnet"
-        kwargs["genotype"] = Genotype.load(cfg.genotype).to_dict()
+        name, arch = model_from_file(cfg.genotype)
+        kwargs.update(arch)
     else:
         name = cfg.arch
     if cfg.width:

@@ -1,21 +1,21 @@
-"""Search a cell architecture (NASNet-style) under a time budget; an existing --out directory is resumed.
+"""Search an architecture under a time budget (resumable): successive halving over fidelities, a latency-aware
+objective, and one of three strategies on a declared search space.
 
-The reward is the accuracy of sampled children on a part held out of Training (never the test split).
-Strategies: reinforce (LSTM controller + shared weights, ENAS), random (uniform sampling, same budget:
-the control), reinforce-full (each child trained briefly from scratch, as the original NASNet).
+Spaces: macro (default; MnasNet-style stages of plain 3x3 / depthwise-separable / NASNet-cell blocks, VGG and
+mini-Xception are points of it) or nasnet (the design's NASNet cells, searched at the depth they are retrained at).
+Strategies: reinforce (LSTM controller, batched REINFORCE), random (the control), evolution (regularized evolution).
+Every child is trained from scratch at the cheapest rung (its reward); ASHA promotes the best third to each
+next rung. Reward: validation accuracy (held out of Training, never the test split) * (ms per face /
+--latency-target-ms) ** --latency-w, latency of the exported ONNX graph in ONNX Runtime, 1 thread.
 
-Writes <out>/search_log.jsonl (one line per controller step), search_state.pt (resume),
-best_genotype.json, summary.json and best_normal.png / best_reduction.png.
+Writes <out>/search_log.jsonl (one line per job), search_state.pt (resume: run the same command again),
+best_arch.json (nasfer train --genotype), pareto.json + pareto.png, summary.json, latency_cache.json.
 
-Examples (on FER2013 the shared weights do not leave the class-prior plateau within a CPU budget:
-children trained from scratch are the evaluator that gives signal there, see nasfer.nas.search):
-  nasfer search --data fer2013.zip --budget-minutes 75 --strategy reinforce-full --image-size 24 \\
-      --controller-lr 0.01 --threads 2 --out runs/search
-  nasfer search --data fer2013.zip --budget-minutes 75 --strategy random --evaluator scratch \\
-      --image-size 24 --threads 2 --out runs/search-random          # the same-budget control
-  nasfer search --data fer2013.zip --budget-minutes 75 --out runs/search-enas     # shared weights (ENAS)
-  nasfer search ... --target-ms 5          # latency-aware reward (MnasNet): acc * (ms / 5) ** -0.07
-  nasfer train --data fer2013.zip --genotype runs/search/best_genotype.json --out runs/nas
+Examples:
+  nasfer search --data fer2013.zip --budget-minutes 120 --out runs/search-macro
+  nasfer search --data fer2013.zip --strategy evolution --seed 1 --out runs/search-evo-s1
+  nasfer search --data fer2013.zip --space nasnet --rungs 150s@24 1e@48 --out runs/search-cells
+  nasfer train --data fer2013.zip --genotype runs/search-macro/best_arch.json --out runs/macro
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import argparse
 from .. import config
 
 NAME = "search"
-HELP = "search a cell architecture under a time budget (resumable)"
+HELP = "search an architecture under a time budget (resumable)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,19 +36,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import DataError
-    from ..nas.search import SearchConfig, search
+    from ..nas.config import SearchConfig
+    from ..nas.search import search
 
     cfg = config.from_args(SearchConfig, args)
     if not cfg.data:
         raise DataError("--data is required (a dataset zip, folder or fer2013.csv)")
     result = search(cfg)
-    s = result.summary
-    print(f"best genotype: {result.best}")
-    latency = f", {s['latency_ms']:.1f} ms/face" if s.get("latency_ms") is not None else ""
-    how = ("with the supernet's shared weights" if s["evaluator"] == "shared"
-           else f"after {cfg.child_steps} steps from scratch (mean of 2 seeds)")
-    print(f"proxy validation accuracy {s['accuracy']:.4f} {how}{latency}; "
-          f"{s['steps']} controller steps in {s['elapsed_s'] / 60:.1f} min")
-    print(f"wrote {result.out / 'best_genotype.json'} and {result.out / 'summary.json'}; train it with: "
-          f"nasfer train --data {cfg.data} --genotype {result.out / 'best_genotype.json'} --out runs/nas")
+    best = result.summary["best"]
+    latency = best["latency"] or {}
+    ms = f", {latency['ms_per_face_b1']:.3f} ms/face (batch 1, ONNX Runtime, 1 thread)" if latency else ""
+    print(f"best child #{best['child']}: validation accuracy {best['accuracy']:.4f} at {best['fidelity']}{ms}; "
+          f"{result.summary['children']} children in {result.summary['elapsed_s'] / 60:.1f} min")
+    print(f"wrote {result.out / 'best_arch.json'}, pareto.json/png and summary.json; train it with: "
+          f"nasfer train --data {cfg.data} --genotype {result.out / 'best_arch.json'} --out runs/searched")
     return 0

@@ -10,47 +10,50 @@ from ..config import option
 
 @dataclass
 class SearchConfig:
-    """Everything `nasfer search` needs; the proxy settings (image size, F, N, subset) trade fidelity for steps."""
+    """Everything `nasfer search` needs: space, strategy, fidelities (successive halving), objective, budget."""
 
     data: str = option("", "dataset path (zip, folder or fer2013.csv); only its Training part is read")
     out: str = option("runs/search", "output directory; an existing search there is resumed")
-    budget_minutes: float = option(60.0, "wall-clock budget of the search loop (re-scoring adds a little)")
-    strategy: Literal["reinforce", "random", "reinforce-full"] = option(
-        "reinforce", "reinforce: controller + shared weights (ENAS); random: uniform sampling, same budget "
-                     "(control); reinforce-full: controller, each child trained from scratch (NASNet)")
-    evaluator: Literal["auto", "shared", "scratch"] = option(
-        "auto", "how a child is scored: shared (supernet weights, ENAS), scratch (trained from scratch for "
-                "--child-steps, NASNet); auto: scratch for reinforce-full, else shared. `--strategy random "
-                "--evaluator scratch` is the same-budget control of reinforce-full")
-    subset: int = option(0, "training images for the weights, a stratified subset (0: all of Training but "
-                            "the held-out part; a step costs the same either way, more images overfit less)")
-    val_size: int = option(2000, "images held out of Training for rewards and the final re-scoring")
-    image_size: int = option(32, "proxy image size: faces are resized to this for the search")
-    F: int = option(8, "proxy filters of the first stack (doubles after each reduction)", flag="--filters")
-    N: int = option(1, "proxy normal cells per stack", flag="--cells")
-    B: int = option(5, "blocks per cell", flag="--blocks")
-    batch_size: int = option(64, "batch size of shared-weight (and from-scratch) training")
-    eval_batch: int = option(128, "validation images per reward")
-    shared_lr: float = option(0.05, "peak SGD learning rate of the shared weights (cosine over the budget)")
-    shared_steps: int = option(50, "shared-weight training steps per epoch")
-    controller_lr: float = option(3.5e-3, "Adam learning rate of the controller")
-    controller_steps: int = option(20, "controller updates per epoch (each scores one sampled child)")
-    entropy_weight: float = option(1e-4, "entropy bonus of the policy loss")
-    baseline_decay: float = option(0.95, "decay of the moving-average reward baseline")
-    temperature: float = option(5.0, "controller softmax temperature")
-    tanh_constant: float = option(2.5, "controller logit clipping: c * tanh(logits)")
-    child_steps: int = option(300, "scratch evaluator: steps of each child trained from scratch")
-    child_optimizer: Literal["adam", "sgd"] = option(
-        "adam", "scratch evaluator: optimizer of each child (Adam leaves FER2013's class-prior plateau in "
-                "fewer steps than SGD, so short runs rank children instead of all scoring the majority class)")
-    child_lr: float = option(3e-3, "scratch evaluator: peak learning rate of each child (cosine to 0)")
-    child_augment: bool = option(False, "scratch evaluator: augment the children's batches (crop, flip); off by "
-                                        "default, since in a few hundred steps augmentation only slows learning")
-    target_ms: float = option(0.0, "latency-aware reward: target ms per face of the default `nasnet` "
-                                   "built from the child (0: accuracy only)")
-    latency_w: float = option(-0.07, "latency-aware reward exponent w in acc * (lat / target) ** w")
-    top_k: int = option(5, "genotypes re-scored on the whole validation part at the end")
-    max_steps: int = option(0, "also stop after this many controller steps (0: only the time budget)")
-    seed: int = option(0, "random seed (split, weights, sampling)")
-    threads: int = option(0, "torch CPU threads (0: torch's default)")
-    progress: bool = option(True, "show a progress bar")
+    budget_minutes: float = option(60.0, "wall-clock budget: no child is started that would not finish within it")
+    space: Literal["macro", "nasnet"] = option(
+        "macro", "search space: macro (MnasNet-style stages of plain / separable / NASNet-cell blocks; VGG and "
+                 "mini-Xception are points of it) or nasnet (the design's NASNet normal + reduction cells)")
+    strategy: Literal["reinforce", "random", "evolution"] = option(
+        "reinforce", "reinforce: LSTM controller, batched REINFORCE; random: uniform sampling (the control); "
+                     "evolution: regularized (aging) evolution")
+    blocks: int = option(5, "blocks per NASNet cell (B)")
+    F: int = option(16, "nasnet space: filters of the first stack, as retrained (nasfer train --width)", flag="--filters")
+    N: int = option(2, "nasnet space: normal cells per stack, as retrained (searching at the retraining depth)",
+                    flag="--cells")
+    rungs: tuple[str, ...] = option(
+        ("150s@24", "1e@48", "3e@48"),
+        "fidelities of successive halving, cheap to dear: <steps>s@<px> or <epochs>e@<px>; every child is "
+        "trained at the first (its reward), the best 1/eta of each rung at the next")
+    eta: int = option(3, "successive halving: 1/eta of each rung is promoted (ASHA)")
+    latency_target_ms: float = option(
+        0.3, "latency objective (MnasNet): reward = accuracy * (ms per face / target) ** w, ms per face in ONNX "
+             "Runtime CPU with 1 thread (0: accuracy only)")
+    latency_w: float = option(-0.07, "exponent w of the latency objective (MnasNet's soft constraint)")
+    latency_batch: Literal[1, 64] = option(1, "batch size of the latency in the objective (1: per-face latency; "
+                                              "64: throughput, ms per face at batch 64)")
+    latency_cache: str = option("", "JSON file of latency measurements by architecture hash, shared between "
+                                    "searches on this machine (default: <out>/latency_cache.json)")
+    split_file: str = option("", "split file (as nasfer train writes, <run>/splits.json): the validation part "
+                                 "that scores children (default: drawn from --seed and --val-fraction like nasfer train)")
+    val_fraction: float = option(0.1, "part of Training held out to score children (stratified, as nasfer train)")
+    subset: int = option(0, "training images children learn from, a stratified subset (0: all)")
+    reinforce_batch: int = option(8, "reinforce: children per controller update (advantages standardised within it)")
+    controller_lr: float = option(0.05, "reinforce: Adam learning rate of the controller")
+    entropy_weight: float = option(0.05, "reinforce: entropy bonus weight (per nat, on standardised advantages)")
+    temperature: float = option(5.0, "reinforce: controller softmax temperature")
+    tanh_constant: float = option(2.5, "reinforce: controller logit clipping c * tanh(logits)")
+    population: int = option(20, "evolution: population size (the oldest member dies)")
+    tournament: int = option(5, "evolution: tournament sample size")
+    child_lr: float = option(3e-3, "peak AdamW learning rate of each child (nasfer train's default)")
+    child_batch: int = option(128, "batch size of each child")
+    precision: Literal["bf16", "fp32"] = option("bf16", "autocast precision of the children's training steps")
+    max_children: int = option(0, "also stop after this many distinct children (0: only the time budget)")
+    top_k: int = option(5, "children listed in summary.json")
+    seed: int = option(0, "random seed (split, children's initialisation and batches, strategy)")
+    threads: int = option(1, "torch CPU threads for training children (latency is always timed on 1 thread)")
+    progress: bool = option(True, "show a progress bar (only on a terminal)")

@@ -1,245 +1,169 @@
-"""`search(cfg)`: NASNet-style architecture search under a wall-clock budget, resumable.
+"""`search(cfg)`: architecture search with successive halving under a wall-clock budget, resumable.
 
-One loop serves every strategy; only the parts plugged into it change:
+One loop, with the parts plugged in:
 
-- strategy (`nasfer.nas.strategy`): `reinforce` (LSTM controller + REINFORCE) or `random` (uniform);
-- evaluator (`nasfer.nas.evaluators`): shared weights (ENAS) for `reinforce` and `random`, training
-  each child from scratch (the original NASNet procedure) for `reinforce-full`; or any `reward_fn`
-  passed in (a toy reward in tests), in which case no data is read;
-- reward: the evaluator's accuracy on a validation part held out of Training (the test split is
-  never read), optionally times (latency / target) ** w (MnasNet).
+- space (`nasfer.nas.space`: `macro` or `nasnet`), a declaration the strategy samples from;
+- strategy (`nasfer.nas.strategy`: `reinforce`, `random`, `evolution`), ask/tell;
+- scheduler (`nasfer.nas.scheduler.SuccessiveHalving`, ASHA) over fidelities (`nasfer.nas.fidelity`);
+- evaluator: `fidelity.train_child` on the validation split `nasfer train` uses (or any `evaluate`
+  function passed in, e.g. a toy reward in tests);
+- objective: MnasNet's accuracy * (latency / target) ** w, latency of the exported ONNX graph in ONNX
+  Runtime, 1 thread (`nasfer.nas.latency`), cached by architecture hash.
 
-An epoch is `shared_steps` SGD steps of the shared weights on children the strategy samples, then
-`controller_steps` controller updates, each scoring one sampled child on one validation batch
-(`random` samples and scores exactly as many children: the same budget, no learning). Every
-controller step is a line of `search_log.jsonl`; every epoch ends with `search_state.pt` (shared
-weights, controller, optimizers, RNG and batch positions), from which an interrupted search resumes.
-At the budget, the best genotypes of the second half are re-scored on the whole validation part and
-the winner is written to `best_genotype.json` (for `nasfer train --genotype`) with `summary.json`.
-
-Measured on FER2013 (F=8, N=1 supernets, this op set): shared weights trained on uniformly sampled
-children stay at the class-prior loss (~1.82) for 3,000 steps at 16 px and 1,200 at 24 px, while any
-one fixed child starts learning within 50 steps; two choices per edge already delay it by hundreds. Children
-interfere too much for a supernet to leave that plateau in a 60-90 minute CPU budget, so there
-the scratch evaluator (`reinforce-full`, with `--strategy random --evaluator scratch` as its
-control) is the one whose rewards carry signal; shared weights remain the fast path for easier data.
+Each iteration runs one job: a promotion (ASHA: a child in the top 1/eta of its rung moves one rung
+up, highest rungs first) when its estimated time fits in what is left of the budget, else a new child
+at rung 0, whose objective is the strategy's reward (one fidelity for the controller). A job is only
+started when its estimated duration (the mean of its rung's past jobs, or rung 0's scaled by
+compute before any) fits in the budget, so the search ends within `--budget-minutes`. Every job is a
+line of `search_log.jsonl` and is followed by `search_state.pt` (strategy, scheduler, children,
+RNGs; read back with `weights_only=True`), so a killed search resumes after its last finished job.
+The result (`nasfer.nas.results`): the best child at the highest rung reached, `best_arch.json`, the
+Pareto archive (accuracy vs ms per face) and `summary.json`.
 """
 
 from __future__ import annotations
 
 import json
-import math
+import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from ..config import to_dict
 from ..errors import DataError, ModelError
 from .config import SearchConfig
-from .genotype import Genotype
+from .fidelity import Fidelity, Recipe
+from .latency import LatencyCache, mnas_reward
+from .scheduler import SuccessiveHalving
+from .space import SearchSpace, make_space
+from .strategy import make_strategy
 
 STATE_FILE = "search_state.pt"
 LOG_FILE = "search_log.jsonl"
-SAVE_EVERY_S = 60.0  # besides every epoch end: at most this much work is lost to an interruption
-
-
+STATE_FORMAT = "nasfer-search-state/2"
 #: Fields that may change when a search is resumed; any other difference is a different search.
-RESUMABLE_CHANGES = ("out", "budget_minutes", "max_steps", "threads", "progress", "top_k")
+RESUMABLE_CHANGES = ("out", "budget_minutes", "max_children", "threads", "progress", "top_k", "latency_cache")
+#: (spec, fidelity) -> validation accuracy; replaces training (toy rewards in tests).
+Evaluate = Callable[[dict, Fidelity], float]
+#: (model name, kwargs) -> {"ms_per_face_b1", "ms_per_face_b64", "params", ...}
+Latency = Callable[[str, dict], dict]
 
 
-@dataclass
-class SearchData:
-    """Training and held-out images in pixel units (float 0..255, (N, 1, S, S)), int64 labels."""
-
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    val_x: torch.Tensor
-    val_y: torch.Tensor
-    label_names: tuple[str, ...]
-    notes: list[str]
+def make_search_space(cfg: SearchConfig) -> SearchSpace:
+    options = {"blocks": cfg.blocks} if cfg.space == "macro" else {"blocks": cfg.blocks, "F": cfg.F, "N": cfg.N}
+    return make_space(cfg.space, **options)
 
 
-@dataclass
-class SearchResult:
-    out: Path
-    best: Genotype
-    score: float
-    summary: dict[str, Any]
+def make_search_strategy(cfg: SearchConfig, space: SearchSpace):
+    options: dict[str, Any] = {"seed": cfg.seed}
+    if cfg.strategy == "reinforce":
+        options.update(batch_size=cfg.reinforce_batch, lr=cfg.controller_lr, entropy_weight=cfg.entropy_weight,
+                       temperature=cfg.temperature, tanh_constant=cfg.tanh_constant)
+    elif cfg.strategy == "evolution":
+        options.update(population=cfg.population, sample_size=cfg.tournament)
+    return make_strategy(cfg.strategy, space, **options)
 
 
-# ---------------------------------------------------------------------------- data
-
-
-def _resize(images: np.ndarray, size: int) -> torch.Tensor:
-    x = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1).float()
-    if x.shape[-1] == size and x.shape[-2] == size:
-        return x
-    mode = "area" if size < x.shape[-1] else "bilinear"
-    return torch.nn.functional.interpolate(x, size=(size, size), mode=mode).clamp_(0, 255)
-
-
-def load_search_data(cfg: SearchConfig, dataset=None) -> SearchData:
-    """Training part of the dataset -> (stratified subset for the weights, stratified held-out part)."""
-    from ..data import read_dataset, stratified_split
-
-    ds = dataset if dataset is not None else read_dataset(cfg.data)
-    notes = list(getattr(ds, "notes", []))
-    lowered = np.char.lower(np.asarray(ds.splits).astype(str))
-    training = np.isin(lowered, ["training", "train"])
-    if training.any():
-        ds = ds.subset(training)
-    else:
-        notes.append(f"no Training split: searching on all {len(ds)} images (none of them may be test data)")
-    n = len(ds)
-    if not 0 < cfg.val_size < n:
-        raise DataError(f"--val-size {cfg.val_size} must be between 1 and the {n} training images minus some")
-    fit, val = stratified_split(ds.labels, cfg.val_size / n, cfg.seed)
-    if 0 < cfg.subset < len(fit):
-        _, keep = stratified_split(ds.labels[fit], cfg.subset / len(fit), cfg.seed)
-        fit = fit[keep]
-    return SearchData(
-        train_x=_resize(ds.images[fit], cfg.image_size), train_y=torch.from_numpy(ds.labels[fit]).long(),
-        val_x=_resize(ds.images[val], cfg.image_size), val_y=torch.from_numpy(ds.labels[val]).long(),
-        label_names=tuple(ds.label_names), notes=notes,
-    )
-
-
-# ---------------------------------------------------------------------------- parts
-
-
-def make_strategy(cfg: SearchConfig):
-    from .strategy import RandomStrategy, ReinforceStrategy
-
-    if cfg.strategy == "random":
-        return RandomStrategy(cfg.B, baseline_decay=cfg.baseline_decay, seed=cfg.seed)
-    return ReinforceStrategy(cfg.B, lr=cfg.controller_lr, entropy_weight=cfg.entropy_weight,
-                             baseline_decay=cfg.baseline_decay, temperature=cfg.temperature,
-                             tanh_constant=cfg.tanh_constant, seed=cfg.seed)
-
-
-def evaluator_kind(cfg: SearchConfig) -> str:
-    if cfg.evaluator == "auto":
-        return "scratch" if cfg.strategy == "reinforce-full" else "shared"
-    return cfg.evaluator
-
-
-def make_evaluator(cfg: SearchConfig, data: SearchData):
-    from ..data.augment import Augment
-    from ..preprocessing import Preprocessing
-    from .evaluators import FromScratch, SharedWeights
-    from .supernet import SuperNet
-
-    spec = Preprocessing()
-
-    def normalize(x: torch.Tensor) -> torch.Tensor:
-        return (x * (1.0 / 255.0) - spec.mean) / spec.std
-
-    augment = Augment(crop_padding=max(1, round(4 * cfg.image_size / 48)), flip=True, rotation=0.0, scale=0.0)
-    common = dict(batch_size=cfg.batch_size, eval_batch=cfg.eval_batch, seed=cfg.seed, augment=augment,
-                  normalize=normalize)
-    if evaluator_kind(cfg) == "scratch":
-        scratch = {**common, "augment": augment if cfg.child_augment else None}
-        return FromScratch(data.train_x, data.train_y, data.val_x, data.val_y, F=cfg.F, N=cfg.N,
-                           num_classes=len(data.label_names), steps=cfg.child_steps, lr=cfg.child_lr,
-                           optimizer=cfg.child_optimizer, **scratch)
-    with torch.random.fork_rng():
-        torch.manual_seed(cfg.seed)
-        net = SuperNet(F=cfg.F, N=cfg.N, blocks=cfg.B, num_classes=len(data.label_names))
-    return SharedWeights(net, data.train_x, data.train_y, data.val_x, data.val_y, lr=cfg.shared_lr, **common)
-
-
-def _check_config(cfg: SearchConfig) -> None:
-    positive = ("image_size", "F", "N", "B", "batch_size", "eval_batch", "controller_steps", "top_k")
-    for name in positive:
+def check_config(cfg: SearchConfig) -> list[Fidelity]:
+    """The parsed rungs; ValueError naming the flag for anything out of range."""
+    for name in ("blocks", "F", "N", "eta", "reinforce_batch", "population", "tournament", "child_batch", "top_k"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
     if cfg.budget_minutes <= 0:
         raise ValueError(f"--budget-minutes must be positive, got {cfg.budget_minutes}")
-    if cfg.F % 2:
-        raise ValueError(f"--filters must be even (factorized reductions halve it), got {cfg.F}")
-    if cfg.strategy == "reinforce-full" and cfg.evaluator == "shared":
-        raise ValueError("--strategy reinforce-full trains every child from scratch: it cannot use --evaluator shared")
-    if cfg.target_ms < 0:
-        raise ValueError(f"--target-ms must be >= 0, got {cfg.target_ms}")
-
-
-# ---------------------------------------------------------------------------- the loop
+    if cfg.latency_target_ms < 0:
+        raise ValueError(f"--latency-target-ms must be >= 0, got {cfg.latency_target_ms}")
+    if not 0 < cfg.val_fraction < 1:
+        raise ValueError(f"--val-fraction must be in (0, 1), got {cfg.val_fraction}")
+    if not cfg.rungs:
+        raise ValueError("--rungs needs at least one fidelity")
+    return [Fidelity.parse(r) for r in cfg.rungs]
 
 
 class SearchRun:
     """One search in one directory; `run()` resumes from `search_state.pt` when it exists."""
 
-    def __init__(self, cfg: SearchConfig, reward_fn: Callable[[Genotype], float] | None = None, *, dataset=None):
-        _check_config(cfg)
+    def __init__(self, cfg: SearchConfig, evaluate: Evaluate | None = None, *, dataset=None,
+                 latency: Latency | None = None):
+        self.fidelities = check_config(cfg)
         self.cfg = cfg
         self.out = Path(cfg.out)
         self.budget_s = cfg.budget_minutes * 60.0
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.strategy = make_strategy(cfg)
-        self.trainer = None
-        self.evaluator = None
-        if reward_fn is None:
+        self.space = make_search_space(cfg)
+        self.strategy = make_search_strategy(cfg, space=self.space)
+        self.scheduler = SuccessiveHalving(len(self.fidelities), cfg.eta)
+        self.notes: list[str] = []
+        self.n_train = self.n_val = 0
+        if evaluate is None:
             if dataset is None and not cfg.data:
                 raise DataError("--data is required (a dataset zip, folder or fer2013.csv)")
-            data = load_search_data(cfg, dataset)
-            self.notes = data.notes
-            self.evaluator = make_evaluator(cfg, data)
-            self.trainer = self.evaluator if hasattr(self.evaluator, "train_step") else None
-            self.reward_fn: Callable[[Genotype], float] = self.evaluator
-            self.rescore_fn: Callable[[Genotype], float] = self.evaluator.full
-            self.n_train, self.n_val = len(data.train_y), len(data.val_y)
-        else:
-            self.notes = []
-            self.reward_fn = self.rescore_fn = reward_fn
-            self.n_train = self.n_val = 0
-        # progress, restored on resume
-        self.epoch = self.step = self.shared_step = 0
-        self.epoch_step = 0  # controller steps already done in the current epoch
-        self.elapsed_before = 0.0
-        self.records: list[dict[str, Any]] = []  # one per controller step: step, reward, accuracy, latency, genotype
-        self.latency: dict[Genotype, float] = {}
-        self.log_lines = 0
-        self.bar = None
-        self.started = self.saved_at = time.monotonic()
-        self.search_elapsed = 0.0
-        self.timing = {"shared_s": 0.0, "shared_n": 0, "controller_s": 0.0, "controller_n": 0}
+            from .data import load_search_data
+            from .fidelity import train_child
 
-    # -- time
+            data = load_search_data(cfg.data, seed=cfg.seed, val_fraction=cfg.val_fraction,
+                                    split_file=cfg.split_file or None, subset=cfg.subset, dataset=dataset)
+            self.notes, self.n_train, self.n_val = data.notes, len(data.train_y), len(data.val_y)
+            recipe = Recipe(lr=cfg.child_lr, batch_size=cfg.child_batch, precision=cfg.precision)
+
+            def evaluate(spec: dict, fidelity: Fidelity) -> float:
+                name, kwargs = self.space.model(spec)
+                return train_child(name, kwargs, data, fidelity, seed=cfg.seed, recipe=recipe)
+
+        self.evaluate = evaluate
+        self.latency_fn = latency
+        self.latency_cache: LatencyCache | None = None
+        # progress, restored on resume
+        self.trials: dict[str, dict[str, Any]] = {}
+        self.jobs = 0
+        self.duplicates = 0
+        self.durations: dict[int, list[float]] = {}
+        self.elapsed_before = self.loop_elapsed = 0.0
+        self.log_lines = 0
+        self.started = time.monotonic()
+        self.bar = None
+
+    # -- time and budget
     def elapsed(self) -> float:
         return self.elapsed_before + (time.monotonic() - self.started)
 
-    def done(self) -> bool:
-        return self.elapsed() >= self.budget_s or (self.cfg.max_steps > 0 and self.step >= self.cfg.max_steps)
+    def estimate(self, rung: int) -> float:
+        """Expected seconds of a job at `rung`: its past mean, else rung 0's scaled by compute, else 0."""
+        if self.durations.get(rung):
+            return sum(self.durations[rung]) / len(self.durations[rung])
+        if rung and self.durations.get(0):
+            n = max(1, self.n_train)
+            ratio = self.fidelities[rung].cost(n, self.cfg.child_batch) / self.fidelities[0].cost(n, self.cfg.child_batch)
+            return self.estimate(0) * ratio
+        return 0.0
 
-    def progress_fraction(self) -> float:
-        frac = self.elapsed() / self.budget_s
-        if self.cfg.max_steps > 0:
-            frac = max(frac, self.step / self.cfg.max_steps)
-        return min(1.0, frac)
+    def next_job(self) -> tuple[str, int] | None:
+        """("promote", rung) / ("new", 0) / None (budget or child limit reached)."""
+        left = self.budget_s - self.elapsed()
+        if left <= 0:
+            return None
+        promotion = self.scheduler.promotion()
+        if promotion is not None and self.estimate(promotion[1]) <= left:
+            return promotion
+        at_limit = self.cfg.max_children > 0 and len(self.trials) >= self.cfg.max_children
+        if not at_limit and self.estimate(0) <= left:
+            return ("", 0)
+        return None
 
     # -- state
     def _state(self) -> dict[str, Any]:
-        return {
-            "format": "nasfer-search-state/1", "config": to_dict(self.cfg),
-            "epoch": self.epoch, "step": self.step, "shared_step": self.shared_step, "epoch_step": self.epoch_step,
-            "elapsed": self.elapsed(),
-            "log_lines": self.log_lines, "records": self.records,
-            "latency": [[g.to_dict(), ms] for g, ms in self.latency.items()],
-            "strategy": self.strategy.state_dict(),
-            "evaluator": self.evaluator.state_dict() if self.evaluator is not None else None,
-            "torch_rng": torch.get_rng_state(),
-        }
+        return {"format": STATE_FORMAT, "config": to_dict(self.cfg), "trials": self.trials, "jobs": self.jobs,
+                "duplicates": self.duplicates, "durations": {str(k): v for k, v in self.durations.items()},
+                "elapsed": self.elapsed(), "log_lines": self.log_lines, "strategy": self.strategy.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "torch_rng": torch.get_rng_state()}
 
     def save_state(self) -> None:
         from ..checkpoint import save_checkpoint  # atomic write
 
         save_checkpoint(self.out / STATE_FILE, self._state())
-        self.saved_at = time.monotonic()
 
     def resume(self) -> bool:
         path = self.out / STATE_FILE
@@ -248,27 +172,25 @@ class SearchRun:
         from ..checkpoint import safe_torch_load  # weights_only=True; ModelError when unreadable
 
         state = safe_torch_load(path, "search state")
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise ModelError(f"{path}: not a search state of this version; use a new --out")
         saved, now = state["config"], to_dict(self.cfg)
         changed = [k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]]
         if changed:
             diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in changed)
             raise ModelError(f"{self.out} holds a search with other settings ({diffs}); use a new --out "
                              f"(only {', '.join(RESUMABLE_CHANGES)} may change on resume)")
-        self.epoch, self.step, self.shared_step = state["epoch"], state["step"], state["shared_step"]
-        self.epoch_step = int(state["epoch_step"])
-        self.elapsed_before = float(state["elapsed"])
-        self.log_lines = int(state["log_lines"])
-        self.records = list(state["records"])
-        self.latency = {Genotype.from_dict(g): float(ms) for g, ms in state["latency"]}
+        self.trials, self.jobs, self.duplicates = dict(state["trials"]), int(state["jobs"]), int(state["duplicates"])
+        self.durations = {int(k): list(v) for k, v in state["durations"].items()}
+        self.elapsed_before, self.log_lines = float(state["elapsed"]), int(state["log_lines"])
         self.strategy.load_state_dict(state["strategy"])
-        if self.evaluator is not None and state["evaluator"] is not None:
-            self.evaluator.load_state_dict(state["evaluator"])
+        self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
         self._truncate_log()
         return True
 
     def _truncate_log(self) -> None:
-        """Drop log lines written after the saved state (the steps an interruption lost are redone)."""
+        """Drop log lines written after the saved state (the job an interruption lost is redone)."""
         log = self.out / LOG_FILE
         if log.exists():
             lines = log.read_text().splitlines(keepends=True)
@@ -280,179 +202,106 @@ class SearchRun:
             f.write(json.dumps(record) + "\n")
         self.log_lines += 1
 
-    # -- steps
-    def _latency_ms(self, genotype: Genotype) -> float | None:
-        if self.cfg.target_ms <= 0:
-            return None
-        if genotype not in self.latency:
-            from .evaluators import measure_latency_ms
+    # -- jobs
+    def latency(self, spec: dict) -> dict[str, Any] | None:
+        name, kwargs = self.space.model(spec)
+        if self.latency_fn is not None:
+            return self.latency_fn(name, kwargs)
+        if self.latency_cache is None:
+            self.latency_cache = LatencyCache(self.cfg.latency_cache or self.out / "latency_cache.json")
+        return self.latency_cache.get(name, kwargs)
 
-            self.latency[genotype] = measure_latency_ms(genotype)
-        return self.latency[genotype]
+    def objective(self, accuracy: float, trial: dict[str, Any]) -> float:
+        ms = trial["latency"].get(f"ms_per_face_b{self.cfg.latency_batch}") if trial["latency"] else None
+        return mnas_reward(accuracy, ms, self.cfg.latency_target_ms, self.cfg.latency_w)
 
-    def _shared_phase(self) -> dict[str, Any] | None:
-        if self.trainer is None or self.cfg.shared_steps <= 0:
-            return None
-        losses, accs = [], []
-        lr = self.cfg.shared_lr
-        for _ in range(self.cfg.shared_steps):
-            if self.done():
-                break
-            start = time.monotonic()
-            lr = 0.5 * self.cfg.shared_lr * (1.0 + math.cos(math.pi * self.progress_fraction()))
-            loss, acc = self.trainer.train_step(self.strategy.ask(), lr)
-            losses.append(loss)
-            accs.append(acc)
-            self.shared_step += 1
-            self.timing["shared_s"] += time.monotonic() - start
-            self.timing["shared_n"] += 1
-            self._tick()
-        if not losses:
-            return None
-        return {"kind": "shared", "epoch": self.epoch, "shared_steps": self.shared_step, "lr": lr,
-                "loss": float(np.mean(losses)), "train_acc": float(np.mean(accs)), "elapsed": round(self.elapsed(), 3)}
-
-    def _controller_step(self) -> dict[str, Any]:
-        from .evaluators import mnas_reward
-
+    def _score(self, trial: dict[str, Any], rung: int) -> dict[str, Any]:
         start = time.monotonic()
-        genotype = self.strategy.ask()
-        accuracy = float(self.reward_fn(genotype))
-        latency = self._latency_ms(genotype)
-        reward = mnas_reward(accuracy, latency, self.cfg.target_ms, self.cfg.latency_w)
-        stats = self.strategy.tell(genotype, reward)
-        self.step += 1
-        self.timing["controller_s"] += time.monotonic() - start
-        self.timing["controller_n"] += 1
-        record = {"kind": "controller", "step": self.step, "epoch": self.epoch, "reward": reward,
-                  "accuracy": accuracy, "latency_ms": latency, "baseline": stats["baseline"],
-                  "entropy": stats["entropy"], "advantage": stats["advantage"],
-                  "genotype": genotype.to_dict(), "elapsed": round(self.elapsed(), 3)}
-        self.records.append({k: record[k] for k in ("step", "reward", "accuracy", "latency_ms", "genotype")})
-        return record
+        accuracy = float(self.evaluate(trial["spec"], self.fidelities[rung]))
+        seconds = time.monotonic() - start
+        result = {"accuracy": accuracy, "objective": self.objective(accuracy, trial), "seconds": round(seconds, 2)}
+        trial["scores"][str(rung)] = result
+        self.scheduler.report(trial["key"], rung, result["objective"])
+        return result
 
-    def _tick(self, **postfix: Any) -> None:
-        if self.bar is None:
-            return
-        if postfix:
-            self.bar.set_postfix(postfix, refresh=False)
-        delta = min(int(self.elapsed()), int(self.budget_s)) - self.bar.n
-        if delta > 0:
-            self.bar.update(delta)  # tqdm redraws at most every `mininterval`, so logs stay readable
+    def new_child(self) -> dict[str, Any]:
+        start = time.monotonic()
+        values = self.strategy.ask()
+        if values is None:  # cannot happen sequentially (every child is told before the next ask)
+            raise RuntimeError(f"strategy {self.cfg.strategy} is waiting for rewards that were all told")
+        key = self.space.key(values)
+        if key in self.trials:  # seen before: the same reward again, no training (common random numbers)
+            trial = self.trials[key]
+            stats = self.strategy.tell(values, trial["scores"]["0"]["objective"])
+            self.duplicates += 1
+            return {"kind": "duplicate", "key": key, "child": trial["id"], "reward": trial["scores"]["0"]["objective"],
+                    **_floats(stats)}
+        spec = self.space.decode(values)
+        trial = {"id": len(self.trials), "key": key, "values": list(values), "spec": spec, "scores": {}}
+        trial["latency"] = self.latency(spec) if self.cfg.latency_target_ms > 0 or self.latency_fn else None
+        self.trials[key] = trial
+        result = self._score(trial, 0)
+        stats = self.strategy.tell(values, result["objective"])
+        self.durations.setdefault(0, []).append(time.monotonic() - start)
+        return {"kind": "child", "rung": 0, "fidelity": self.fidelities[0].name, "child": trial["id"], "key": key,
+                "reward": result["objective"], **result, "latency": trial["latency"], **_floats(stats), "spec": spec}
+
+    def promote(self, key: str, rung: int) -> dict[str, Any]:
+        start = time.monotonic()
+        trial = self.trials[key]
+        result = self._score(trial, rung)
+        self.durations.setdefault(rung, []).append(time.monotonic() - start)
+        return {"kind": "promotion", "rung": rung, "fidelity": self.fidelities[rung].name, "child": trial["id"],
+                "key": key, **result}
 
     # -- the whole search
-    def run(self) -> SearchResult:
+    def run(self):
         from tqdm import tqdm
+
+        from .results import finish
 
         self.out.mkdir(parents=True, exist_ok=True)
         resumed = self.resume()
         (self.out / "config.json").write_text(json.dumps(to_dict(self.cfg), indent=1) + "\n")
-        self.started = self.saved_at = time.monotonic()
+        self.started = time.monotonic()
+        show = self.cfg.progress and sys.stderr.isatty()
         self.bar = tqdm(total=int(self.budget_s), initial=min(int(self.elapsed_before), int(self.budget_s)),
-                        unit="s", disable=not self.cfg.progress, mininterval=1.0,
-                        desc=f"search ({self.cfg.strategy})" + (" resumed" if resumed else ""),
+                        unit="s", disable=not show, mininterval=1.0,
+                        desc=f"search ({self.cfg.space}, {self.cfg.strategy})" + (" resumed" if resumed else ""),
                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {n}/{total}s {postfix}")
         try:
-            for note in self.notes:
+            for note in self.notes if show else ():
                 self.bar.write(f"data: {note}")
-            while not self.done():
-                if self.epoch_step == 0:
-                    shared = self._shared_phase()
-                    if shared is not None:
-                        self._log(shared)
-                while self.epoch_step < self.cfg.controller_steps and not self.done():
-                    record = self._controller_step()
-                    self.epoch_step += 1
-                    self._log(record)
-                    self._tick(epoch=self.epoch, reward=f"{record['reward']:.3f}",
-                               baseline=f"{record['baseline']:.3f}", entropy=f"{record['entropy']:.1f}")
-                    if time.monotonic() - self.saved_at > SAVE_EVERY_S:  # slow steps (reinforce-full)
-                        self.save_state()
-                if self.epoch_step >= self.cfg.controller_steps:
-                    self.epoch, self.epoch_step = self.epoch + 1, 0
-                    self.save_state()
+            while (job := self.next_job()) is not None:
+                key, rung = job
+                record = self.promote(key, rung) if key else self.new_child()
+                self.jobs += 1
+                record.update(job=self.jobs, elapsed=round(self.elapsed(), 2))
+                self._log(record)
+                self.save_state()
+                if record["kind"] == "duplicate" and self.duplicates > 200 * max(1, len(self.trials)):
+                    self.notes.append("stopped early: the strategy only proposes children it has already scored")
+                    break
+                delta = min(int(self.elapsed()), int(self.budget_s)) - self.bar.n
+                self.bar.set_postfix(children=len(self.trials), rung=record.get("rung", 0),
+                                     acc=f"{record.get('accuracy', float('nan')):.3f}", refresh=False)
+                if delta > 0:
+                    self.bar.update(delta)
         finally:
             self.bar.close()
-        self.search_elapsed = self.elapsed()
         self.save_state()
-        return self.finish()
-
-    # -- the end
-    def candidates(self) -> list[Genotype]:
-        """Top-k distinct genotypes by reward in the second half (the shared weights are trained by then),
-        plus the controller's own most likely genotype."""
-        recent = self.records[len(self.records) // 2:]
-        ranked = sorted(recent, key=lambda r: (-r["reward"], r["step"]))
-        out: list[Genotype] = []
-        for record in ranked:
-            genotype = Genotype.from_dict(record["genotype"])
-            if genotype not in out:
-                out.append(genotype)
-            if len(out) == self.cfg.top_k:
-                break
-        guess = self.strategy.best_guess()
-        if guess is not None and guess not in out:
-            out.append(guess)
-        return out
-
-    def finish(self) -> SearchResult:
-        from .evaluators import mnas_reward
-
-        if not self.records:
-            raise ValueError("the budget ended before the first controller step: give a larger --budget-minutes")
-        scored = []
-        for genotype in self.candidates():
-            accuracy = float(self.rescore_fn(genotype))
-            latency = self._latency_ms(genotype)
-            score = mnas_reward(accuracy, latency, self.cfg.target_ms, self.cfg.latency_w)
-            rewards = [r["reward"] for r in self.records if r["genotype"] == genotype.to_dict()]
-            scored.append({"score": score, "accuracy": accuracy, "latency_ms": latency,
-                           "search_reward_mean": float(np.mean(rewards)) if rewards else None,
-                           "times_sampled": len(rewards), "genotype": genotype.to_dict()})
-        scored.sort(key=lambda s: -s["score"])
-        best = Genotype.from_dict(scored[0]["genotype"])
-        self._draw(best)
-        summary = self._summary(scored)
-        best.save(self.out / "best_genotype.json",
-                  search={k: summary[k] for k in ("strategy", "score", "accuracy", "latency_ms", "steps", "elapsed_s")})
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-        return SearchResult(out=self.out, best=best, score=scored[0]["score"], summary=summary)
-
-    def _summary(self, scored: list[dict[str, Any]]) -> dict[str, Any]:
-        rewards = np.array([r["reward"] for r in self.records])
-        quarter = max(1, len(rewards) // 4)
-        t = self.timing
-        return {
-            "strategy": self.cfg.strategy,
-            "evaluator": evaluator_kind(self.cfg) if self.evaluator is not None else "reward_fn",
-            "score": scored[0]["score"], "accuracy": scored[0]["accuracy"],
-            "latency_ms": scored[0]["latency_ms"], "genotype": scored[0]["genotype"],
-            "steps": self.step, "shared_steps": self.shared_step, "epochs": self.epoch,
-            "elapsed_s": round(self.search_elapsed, 1),
-            "reward_mean_first_quarter": float(rewards[:quarter].mean()),
-            "reward_mean_last_quarter": float(rewards[-quarter:].mean()),
-            "distinct_genotypes": len({json.dumps(r["genotype"]) for r in self.records}),
-            "seconds_per_shared_step": t["shared_s"] / t["shared_n"] if t["shared_n"] else None,
-            "seconds_per_controller_step": t["controller_s"] / t["controller_n"] if t["controller_n"] else None,
-            "n_train": self.n_train, "n_val": self.n_val,
-            "reward": "validation accuracy (held out of Training) of each child"
-                      + (f" * (latency / {self.cfg.target_ms} ms) ** {self.cfg.latency_w}" if self.cfg.target_ms > 0 else ""),
-            "top_k": scored, "config": to_dict(self.cfg), "notes": self.notes,
-        }
-
-    def _draw(self, best: Genotype) -> None:
-        from .plots import plot_genotype
-
-        try:
-            plot_genotype(best, self.out, prefix="best_")
-        except ImportError:  # matplotlib is optional (the `train` extra); the JSON is what matters
-            self.notes.append("matplotlib not installed: no cell diagrams drawn")
+        self.loop_elapsed = self.elapsed()  # the search itself, before the result files are drawn
+        return finish(self)
 
 
-def search(cfg: SearchConfig, reward_fn: Callable[[Genotype], float] | None = None, *, dataset=None) -> SearchResult:
-    """Run (or resume) the search described by `cfg` in `cfg.out`.
+def _floats(stats: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in stats.items()}
 
-    `reward_fn` replaces the data-driven evaluator (no data is read): any genotype -> float, e.g. a toy
-    reward whose optimum is known. `dataset` passes an in-memory `FaceDataset` instead of `cfg.data`.
+
+def search(cfg: SearchConfig, evaluate: Evaluate | None = None, *, dataset=None, latency: Latency | None = None):
+    """Run (or resume) the search described by `cfg` in `cfg.out`; a `nasfer.nas.results.SearchResult`.
+
+    `evaluate(spec, fidelity) -> accuracy` replaces training (no data is read); `latency(name, kwargs)`
+    replaces the ONNX Runtime measurement; `dataset` passes an in-memory `FaceDataset` instead of `cfg.data`.
     """
-    return SearchRun(cfg, reward_fn, dataset=dataset).run()
+    return SearchRun(cfg, evaluate, dataset=dataset, latency=latency).run()

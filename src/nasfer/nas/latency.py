@@ -1,0 +1,133 @@
+"""Latency of the network that ships: the exported ONNX graph timed in ONNX Runtime's CPU provider.
+
+`measure_latency(name, kwargs)` builds the registered model, exports it with `nasfer.export.export_onnx`
+(the same graph `nasfer export` writes: input (N, 1, 48, 48) float32, softmax output), and times it in
+an `onnxruntime.InferenceSession` with 1 intra-op and 1 inter-op thread, sequential execution, at batch
+1 and batch 64: `warmup` runs first, then the median of `runs_b1` (`runs_b64`) timed runs. Results
+are milliseconds per face (batch-64 time / 64 for the throughput figure).
+
+`LatencyCache` keeps them in a JSON file keyed by architecture hash (`space.spec_key` of the model
+name and kwargs), so a child is measured once per search, and a cache file can be shared across
+searches on the same machine. Timings depend on the machine and on what else runs on it: a search
+records the machine beside them.
+
+`mnas_reward` is MnasNet's soft latency objective (Tan et al. 2019): acc * (latency / target) ** w.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .space import spec_key
+
+LATENCY_BATCHES = (1, 64)
+
+
+def mnas_reward(accuracy: float, latency_ms: float | None, target_ms: float, w: float) -> float:
+    """accuracy * (latency / target) ** w; plain accuracy when target <= 0 or latency is None (w < 0 penalises slow)."""
+    if target_ms <= 0 or latency_ms is None:
+        return float(accuracy)
+    return float(accuracy) * (max(latency_ms, 1e-6) / target_ms) ** w
+
+
+def _time_session(session, x, warmup: int, runs: int) -> float:
+    feed = {session.get_inputs()[0].name: x}
+    for _ in range(warmup):
+        session.run(None, feed)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, feed)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def onnx_latency(onnx_path: str | os.PathLike, *, size: int = 48, channels: int = 1, warmup: int = 10,
+                 runs_b1: int = 100, runs_b64: int = 10) -> dict[str, float]:
+    """{"ms_per_face_b1", "ms_per_face_b64"} of an ONNX classifier in ONNX Runtime CPU, 1 thread."""
+    import numpy as np
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    out = {}
+    for batch, runs in zip(LATENCY_BATCHES, (runs_b1, runs_b64)):
+        x = rng.standard_normal((batch, channels, size, size), dtype=np.float32)
+        out[f"ms_per_face_b{batch}"] = _time_session(session, x, warmup, runs) / batch
+    return out
+
+
+def measure_latency(name: str, kwargs: dict[str, Any], *, num_classes: int = 7, **timing: Any) -> dict[str, Any]:
+    """Export the registered model `name(**kwargs)` to ONNX and time it (see `onnx_latency`).
+
+    Returns ms_per_face_b1, ms_per_face_b64, params and onnx_bytes.
+    """
+    import torch
+
+    from ..export import export_onnx
+    from ..models import create_model
+    from ..preprocessing import Preprocessing
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = create_model(name, num_classes=num_classes, in_channels=1, **kwargs).eval()
+    params = sum(p.numel() for p in model.parameters())
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        export_onnx(model, path, Preprocessing())
+        result = onnx_latency(path, **timing)
+        result["onnx_bytes"] = path.stat().st_size
+    return {**result, "params": int(params)}
+
+
+def architecture_key(name: str, kwargs: dict[str, Any]) -> str:
+    return spec_key({"model": name, "kwargs": kwargs})
+
+
+class LatencyCache:
+    """Latency measurements by architecture hash, persisted as JSON at `path` (None: in memory only)."""
+
+    def __init__(self, path: str | os.PathLike | None = None, **timing: Any):
+        self.path = Path(path) if path else None
+        self.timing = timing
+        self.entries: dict[str, dict[str, Any]] = {}
+        if self.path is not None and self.path.is_file():
+            try:
+                self.entries = json.loads(self.path.read_text()).get("entries", {})
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+                self.entries = {}  # a damaged cache is only lost time, never wrong numbers: re-measure
+
+    def get(self, name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        key = architecture_key(name, kwargs)
+        if key not in self.entries:
+            self.entries[key] = measure_latency(name, kwargs, **self.timing)
+            self.save()
+        return self.entries[key]
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"machine": machine(), "runtime": "onnxruntime CPU, 1 intra-op thread",
+                                   "entries": self.entries}, indent=0))
+        os.replace(tmp, self.path)
+
+
+def machine() -> dict[str, Any]:
+    import onnxruntime
+
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "onnxruntime": onnxruntime.__version__}

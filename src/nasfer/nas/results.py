@@ -1,0 +1,145 @@
+"""The end of a search: ranking, the Pareto archive (accuracy vs ms per face), and the files written.
+
+- ranking: children by the highest rung they reached, then by their objective there (scores are
+  only compared within a rung, as successive halving defines them); every child scored at rung 0 is
+  ranked, whenever in the search it appeared;
+- `pareto_front(points)`: the non-dominated (accuracy up, latency down) subset, per rung;
+- files in the search directory: `best_arch.json` (the winner's spec, for `nasfer train --genotype`;
+  for the nasnet space also `best_genotype.json` and cell diagrams), `pareto.json` and `pareto.png`,
+  `summary.json` (top-k children, settings, timing, notes).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..config import to_dict
+
+
+@dataclass
+class SearchResult:
+    out: Path
+    best: dict[str, Any]  # the winning child: id, key, spec, scores, latency
+    summary: dict[str, Any]
+
+
+def pareto_front(points: Sequence[dict[str, Any]], acc: str = "accuracy", cost: str = "ms_per_face") -> list[dict[str, Any]]:
+    """Points no other point beats on both accuracy (higher) and cost (lower), by ascending cost."""
+    ordered = sorted(points, key=lambda p: (p[cost], -p[acc]))
+    front, best = [], float("-inf")
+    for p in ordered:
+        if p[acc] > best:
+            front.append(p)
+            best = p[acc]
+    return front
+
+
+def ranking(run) -> list[dict[str, Any]]:
+    """Every child, best first: (highest rung reached, objective at that rung), ties by earlier child."""
+    rows = []
+    for trial in run.trials.values():
+        if not trial["scores"]:
+            continue
+        rung = max(int(r) for r in trial["scores"])
+        rows.append((rung, trial["scores"][str(rung)]["objective"], -trial["id"], trial))
+    rows.sort(key=lambda r: (r[0], r[1], r[2]), reverse=True)
+    return [r[3] for r in rows]
+
+
+def pareto_archive(run) -> dict[str, Any]:
+    batch = run.cfg.latency_batch
+    rungs = []
+    for rung, fidelity in enumerate(run.fidelities):
+        points = [{"child": t["id"], "accuracy": t["scores"][str(rung)]["accuracy"],
+                   "ms_per_face": t["latency"][f"ms_per_face_b{batch}"], "params": t["latency"].get("params"),
+                   "key": t["key"]}
+                  for t in run.trials.values() if str(rung) in t["scores"] and t["latency"]]
+        rungs.append({"rung": rung, "fidelity": fidelity.name, "points": points, "front": pareto_front(points)})
+    return {"latency": f"ms per face at batch {batch}, exported ONNX graph in ONNX Runtime CPU, 1 intra-op thread",
+            "accuracy": "validation accuracy at the rung's fidelity", "rungs": rungs}
+
+
+def plot_pareto(archive: dict[str, Any], path: Path) -> bool:
+    """Scatter of every child per rung with its front; False when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for rung in archive["rungs"]:
+        if not rung["points"]:
+            continue
+        xs = [p["ms_per_face"] for p in rung["points"]]
+        ys = [p["accuracy"] for p in rung["points"]]
+        dots = ax.scatter(xs, ys, s=14, alpha=0.45, label=f"rung {rung['rung']}: {rung['fidelity']}")
+        front = rung["front"]
+        ax.plot([p["ms_per_face"] for p in front], [p["accuracy"] for p in front], "-", color=dots.get_facecolor()[0],
+                alpha=1.0, linewidth=1.2, drawstyle="steps-post")
+    ax.set_xscale("log")
+    ax.set_xlabel("ms per face (ONNX Runtime CPU, 1 thread)")
+    ax.set_ylabel("validation accuracy at the rung's fidelity")
+    ax.set_title("Pareto archive of the search")
+    ax.grid(alpha=0.3)
+    if any(rung["points"] for rung in archive["rungs"]):
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def finish(run) -> SearchResult:
+    """Write the result files of `run` (a `SearchRun`); ValueError when no child was scored."""
+    ranked = ranking(run)
+    if not ranked:
+        raise ValueError("the budget ended before the first child was scored: give a larger --budget-minutes")
+    best = ranked[0]
+    rung = max(int(r) for r in best["scores"])
+    archive = pareto_archive(run)
+    (run.out / "pareto.json").write_text(json.dumps(archive, indent=1) + "\n")
+    plotted = plot_pareto(archive, run.out / "pareto.png")
+    top = [{"child": t["id"], "key": t["key"], "rung": max(int(r) for r in t["scores"]),
+            "scores": {run.fidelities[int(r)].name: s for r, s in sorted(t["scores"].items())},
+            "latency": t["latency"], "spec": t["spec"]} for t in ranked[: run.cfg.top_k]]
+    by_rung = [len(run.scheduler.scores(r)) for r in range(len(run.fidelities))]
+    rewards = [t["scores"]["0"]["objective"] for t in sorted(run.trials.values(), key=lambda t: t["id"])
+               if "0" in t["scores"]]
+    quarter = max(1, len(rewards) // 4)
+    summary = {
+        "space": run.cfg.space, "strategy": run.cfg.strategy,
+        "best": {"child": best["id"], "rung": rung, "fidelity": run.fidelities[rung].name,
+                 "accuracy": best["scores"][str(rung)]["accuracy"], "objective": best["scores"][str(rung)]["objective"],
+                 "latency": best["latency"], "spec": best["spec"]},
+        "children": len(run.trials), "children_per_rung": by_rung, "duplicates": run.duplicates, "jobs": run.jobs,
+        "elapsed_s": round(run.loop_elapsed, 1), "budget_s": run.budget_s,
+        "reward_mean_first_quarter": sum(rewards[:quarter]) / len(rewards[:quarter]),
+        "reward_mean_last_quarter": sum(rewards[-quarter:]) / len(rewards[-quarter:]),
+        "objective": "validation accuracy" + (f" * (ms per face at batch {run.cfg.latency_batch} / "
+                                              f"{run.cfg.latency_target_ms}) ** {run.cfg.latency_w}"
+                                              if run.cfg.latency_target_ms > 0 else ""),
+        "rungs": [f.name for f in run.fidelities], "eta": run.cfg.eta,
+        "n_train": run.n_train, "n_val": run.n_val, "top_k": top, "config": to_dict(run.cfg),
+        "notes": run.notes + ([] if plotted else ["matplotlib not installed: no pareto.png"]),
+    }
+    meta = {"search": {k: summary["best"][k] for k in ("fidelity", "accuracy", "objective", "latency")}
+            | {"space": run.cfg.space, "strategy": run.cfg.strategy, "run": str(run.out)}}
+    (run.out / "best_arch.json").write_text(json.dumps({**best["spec"], **meta}, indent=1) + "\n")
+    if run.cfg.space == "nasnet":
+        from .genotype import Genotype
+
+        genotype = Genotype.from_dict(best["spec"])
+        genotype.save(run.out / "best_genotype.json", **meta)
+        try:
+            from .plots import plot_genotype
+
+            plot_genotype(genotype, run.out, prefix="best_")
+        except ImportError:
+            summary["notes"].append("matplotlib not installed: no cell diagrams drawn")
+    (run.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return SearchResult(out=run.out, best=best, summary=summary)
