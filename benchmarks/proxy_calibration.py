@@ -1,0 +1,286 @@
+"""Proxy calibration: how well do cheap fidelities rank architectures the way full training does?
+
+Architectures: `--n-macro` points of the macro search space spread over `--latency-range` (ms per face,
+batch 1, exported ONNX graph in ONNX Runtime CPU with 1 thread; one per log-spaced latency bin, drawn
+with `--seed`), plus VGG-16 (`vgg --width 16`), mini-Xception and NASNet-A (`nasnet-a-mobile`).
+
+- reference: `nasfer train` with its standard recipe for `--ref-epochs` epochs at 48 px (best validation
+  accuracy, flip-TTA, as every run reports it); `--second-seed` of the models (spread over latency) are
+  trained again with seed 1: the seed-to-seed spread is the noise ceiling of any ranking;
+- proxies (`--proxies`, `nasfer.nas.fidelity` names, exactly what `nasfer search --rungs` runs):
+  e.g. 150 steps at 24 px, 1 and 3 epochs at 48 px, 3 epochs at 32 px; training-free: parameters and
+  multiply-adds;
+- per proxy: Kendall's tau-b with the reference and its bootstrap 95% CI (resampling architectures),
+  tau within the reference's top half, top-1 regret (reference accuracy lost by taking the proxy's
+  favourite), mean seconds per architecture; the cheapest proxy with tau >= 0.6 is named.
+
+All on the validation split of `--split-file` (the split the ensemble members use) or drawn like
+`nasfer train` draws it; test images are never read. Resumable: the chosen architectures are frozen in
+<work-dir>/models.json, every reference run checkpoints each epoch (`nasfer train` resumes it), every
+proxy score is saved when done, and the script skips whatever is finished, so the same command
+continues an interrupted calibration. The JSON is rewritten after every step, with `complete: false`
+and the counts done until everything is in. Usage (FER2013, one thread):
+
+    python benchmarks/proxy_calibration.py --data fer2013.zip --split-file runs/vgg32-long-s0/splits.json \
+        --work-dir runs/calibration --out benchmarks/results/proxy_calibration.json --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HAND = [("vgg16", "vgg", {"width": 16}), ("mini-xception", "mini-xception", {}),
+        ("nasnet-a", "nasnet-a-mobile", {})]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="dataset (fer2013.zip); only its Training part is read")
+    p.add_argument("--split-file", default="", help="split file (train/val roles) shared with the other runs")
+    p.add_argument("--work-dir", default="runs/calibration", help="models.json, one run directory per model")
+    p.add_argument("--out", default="benchmarks/results/proxy_calibration.json", help="results JSON")
+    p.add_argument("--n-macro", type=int, default=12, help="macro-space architectures (one per latency bin)")
+    p.add_argument("--latency-range", type=float, nargs=2, default=(0.05, 0.5), help="ms per face, batch 1")
+    p.add_argument("--max-candidates", type=int, default=400, help="macro specs tried to fill the latency bins")
+    p.add_argument("--blocks", type=int, default=5, help="blocks of the NASNet cells in macro specs")
+    p.add_argument("--ref-epochs", type=int, default=20, help="epochs of the reference training (48 px)")
+    p.add_argument("--second-seed", type=int, default=4, help="models trained again with seed 1 (noise ceiling)")
+    p.add_argument("--proxies", nargs="+", default=["150s@24", "1e@48", "3e@32", "3e@48"], help="fidelities scored")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--seed", type=int, default=0, help="seed of the architecture draw and of the split")
+    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the CIs")
+    p.add_argument("--no-hand", action="store_true", help="leave out VGG-16, mini-Xception and NASNet-A (tests)")
+    return p.parse_args(argv)
+
+
+def log(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
+
+
+# ---------------------------------------------------------------------------- the architectures
+
+
+def pick_models(args, work: Path) -> list[dict]:
+    """The frozen list in models.json, or a new draw (macro specs binned by latency + the hand designs)."""
+    path = work / "models.json"
+    if path.is_file():
+        return json.loads(path.read_text())["models"]
+    from nasfer.models import create_model
+    from nasfer.models.baselines import count_flops, count_params
+    from nasfer.nas.latency import measure_latency
+    from nasfer.nas.space import make_space
+
+    lo, hi = args.latency_range
+    edges = np.geomspace(lo, hi, args.n_macro + 1)
+    bins: list[dict | None] = [None] * args.n_macro
+    space, rng = make_space("macro", blocks=args.blocks), random.Random(args.seed)
+    for tried in range(1, args.max_candidates + 1):
+        spec = space.decode(space.sample(rng))
+        quick = measure_latency("macro", {"spec": spec}, runs_b1=30, runs_b64=2)["ms_per_face_b1"]
+        k = int(np.searchsorted(edges, quick, side="right")) - 1
+        if 0 <= k < args.n_macro and bins[k] is None:
+            bins[k] = {"id": f"macro-{k:02d}", "name": "macro", "kwargs": {"spec": spec}}
+            log(f"picked macro-{k:02d}: {quick:.3f} ms/face (bin {edges[k]:.3f}-{edges[k + 1]:.3f}), candidate {tried}")
+        if all(bins):
+            break
+    models = [b for b in bins if b is not None]
+    if len(models) < args.n_macro:
+        log(f"only {len(models)} of {args.n_macro} latency bins filled after {args.max_candidates} candidates")
+    if not args.no_hand:
+        models += [{"id": i, "name": n, "kwargs": k} for i, n, k in HAND]
+    for m in models:
+        net = create_model(m["name"], **m["kwargs"])
+        m["params"], m["flops"] = count_params(net), count_flops(net)
+        m["latency"] = measure_latency(m["name"], m["kwargs"])
+    by_latency = sorted(models, key=lambda m: m["latency"]["ms_per_face_b1"])
+    hand = [m for m in models if m["name"] != "macro"]
+    spread = [by_latency[round(q * (len(by_latency) - 1))] for q in (0.25, 0.75, 0.5, 0.0, 1.0)]
+    chosen = []
+    for m in hand + spread:
+        if m not in chosen and len(chosen) < args.second_seed:
+            chosen.append(m)
+    for m in models:
+        m["second_seed"] = m in chosen
+    order = random.Random(args.seed).sample(models, len(models))  # spread partial results over the range
+    work.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"drawn_with": vars(args), "models": order}, indent=1, default=str))
+    return order
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def reference(model: dict, args, work: Path, seed: int) -> float | None:
+    """Best validation accuracy of `nasfer train` for --ref-epochs (resumed when interrupted)."""
+    from nasfer.config import DataConfig, TrainConfig
+    from nasfer.train import fit
+
+    run = work / model["id"] / f"ref-s{seed}"
+    history = run / "history.json"
+    if history.is_file() and len(json.loads(history.read_text())) >= args.ref_epochs:
+        return best_val(history)
+    options = {"epochs": args.ref_epochs, "threads": args.threads, "seed": seed, "out": str(run),
+               "split_file": args.split_file or None}
+    if model["name"] == "macro":
+        spec_file = work / model["id"] / "spec.json"
+        spec_file.write_text(json.dumps(model["kwargs"]["spec"], indent=1))
+        options["genotype"] = str(spec_file)
+    else:
+        options.update(arch=model["name"], width=model["kwargs"].get("width", 0))
+    start = time.monotonic()
+    fit(TrainConfig(**options), DataConfig(data=args.data), progress=False)
+    acc = best_val(history)
+    log(f"{model['id']}: reference seed {seed}, {args.ref_epochs} epochs: val acc {acc:.4f} "
+        f"({(time.monotonic() - start) / 60:.1f} min)")
+    return acc
+
+
+def best_val(history: Path) -> float:
+    rows = json.loads(history.read_text())
+    return max(max(r["val_acc"], r.get("val_acc_ema", 0.0)) for r in rows)
+
+
+def proxy_scores(model: dict, args, work: Path, data) -> dict:
+    """{fidelity: {"accuracy", "seconds"}}, each computed once and saved in <model>/proxies.json."""
+    from nasfer.nas.fidelity import Fidelity, train_child
+
+    path = work / model["id"] / "proxies.json"
+    done = json.loads(path.read_text()) if path.is_file() else {}
+    for name in args.proxies:
+        if name in done:
+            continue
+        start = time.monotonic()
+        acc = train_child(model["name"], model["kwargs"], data, Fidelity.parse(name), seed=args.seed)
+        done[name] = {"accuracy": acc, "seconds": round(time.monotonic() - start, 1)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(done, indent=1))
+        log(f"{model['id']}: proxy {name}: val acc {acc:.4f} ({done[name]['seconds']:.0f} s)")
+    return done
+
+
+# ---------------------------------------------------------------------------- analysis
+
+
+def kendall(x, y) -> float:
+    from scipy.stats import kendalltau
+
+    if len(x) < 2 or len(set(x)) < 2 or len(set(y)) < 2:
+        return float("nan")
+    return float(kendalltau(x, y).statistic)
+
+
+def bootstrap_ci(x, y, n: int, seed: int = 0) -> list[float] | None:
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 4:
+        return None
+    rng = np.random.default_rng(seed)
+    taus = [kendall(x[i], y[i]) for i in (rng.integers(0, len(x), len(x)) for _ in range(n))]
+    taus = [t for t in taus if not math.isnan(t)]
+    return [float(np.percentile(taus, 2.5)), float(np.percentile(taus, 97.5))] if taus else None
+
+
+def score_proxy(values: list[float], ref: list[float], n_boot: int) -> dict:
+    ref_a, val_a = np.asarray(ref), np.asarray(values)
+    top = ref_a >= np.median(ref_a)
+    return {"n": len(ref), "kendall_tau": kendall(values, ref), "tau_ci95": bootstrap_ci(values, ref, n_boot),
+            "tau_top_half": kendall(val_a[top].tolist(), ref_a[top].tolist()),
+            "top1_regret": float(ref_a.max() - ref_a[int(np.argmax(val_a))]) if len(ref) else None}
+
+
+def analyse(models: list[dict], args) -> dict:
+    have = [m for m in models if m.get("reference", {}).get("0") is not None]
+    ref = [m["reference"]["0"] for m in have]
+    proxies = {}
+    for name in args.proxies:
+        rows = [(m["proxies"][name]["accuracy"], m["reference"]["0"], m["proxies"][name]["seconds"])
+                for m in have if name in m.get("proxies", {})]
+        stats = score_proxy([r[0] for r in rows], [r[1] for r in rows], args.bootstrap)
+        stats["mean_seconds"] = float(np.mean([r[2] for r in rows])) if rows else None
+        proxies[name] = stats
+    for name in ("params", "flops"):
+        proxies[f"training-free: {name}"] = {**score_proxy([float(m[name]) for m in have], ref, args.bootstrap),
+                                             "mean_seconds": 0.0}
+    pairs = [(m["reference"]["0"], m["reference"]["1"]) for m in have if m.get("reference", {}).get("1") is not None]
+    noise = {"n": len(pairs)}
+    if pairs:
+        d = np.array([b - a for a, b in pairs])
+        sd = float(np.sqrt(np.mean(d ** 2) / 2))
+        rng = np.random.default_rng(1)
+        r = np.asarray(ref)
+        sims = [kendall((r + rng.normal(0, sd, len(r))).tolist(), (r + rng.normal(0, sd, len(r))).tolist())
+                for _ in range(args.bootstrap)] if len(r) >= 2 else []
+        sims = [t for t in sims if not math.isnan(t)]
+        noise.update({"seed_sd": sd, "abs_diffs": [abs(float(x)) for x in d],
+                      "tau_seed0_vs_seed1": kendall([a for a, _ in pairs], [b for _, b in pairs]),
+                      "tau_ceiling_simulated": float(np.mean(sims)) if sims else None,
+                      "how": "seed_sd = sqrt(mean(diff^2) / 2) over the models trained twice; the ceiling is the "
+                             "mean tau between two noisy copies of the reference (sd = seed_sd) over all models"})
+    ok = [(v["mean_seconds"], k) for k, v in proxies.items() if not k.startswith("training-free")
+          and v["kendall_tau"] == v["kendall_tau"] and v["kendall_tau"] >= 0.6 and v["mean_seconds"] is not None]
+    return {"proxies": proxies, "noise_ceiling": noise, "cheapest_proxy_with_tau_0_6": min(ok)[1] if ok else None}
+
+
+def write(models: list[dict], args, started: float, complete: bool) -> None:
+    import platform
+
+    n_ref = sum(1 for m in models if m.get("reference", {}).get("0") is not None)
+    result = {
+        "benchmark": "proxy_calibration", "complete": complete,
+        "status": "complete" if complete else (f"PARTIAL: {n_ref} of {len(models)} architectures have their "
+                                               f"reference; statistics cover only those"),
+        "command": "python benchmarks/proxy_calibration.py " + " ".join(sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": platform.platform(),
+        "threads": args.threads, "reference": f"nasfer train, standard recipe, {args.ref_epochs} epochs at 48 px, "
+                                              "best validation accuracy (flip TTA)",
+        "proxy_recipe": "nasfer.nas.fidelity.train_child (nasfer train's recipe compressed to the fidelity), "
+                        "validation accuracy without TTA",
+        "latency": "ms per face, exported ONNX graph in ONNX Runtime CPU, 1 intra-op thread",
+        "split_file": args.split_file or None, "hours_this_invocation": round((time.monotonic() - started) / 3600, 2),
+        **analyse(models, args),
+        "models": [{k: m.get(k) for k in ("id", "name", "params", "flops", "latency", "second_seed", "reference",
+                                           "proxies")} | {"spec": m["kwargs"].get("spec")} for m in models],
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(out)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    from nasfer.nas.data import load_search_data
+
+    torch.set_num_threads(args.threads)
+    started = time.monotonic()
+    work = Path(args.work_dir)
+    models = pick_models(args, work)
+    log(f"{len(models)} architectures; work dir {work}; results {args.out}")
+    data = load_search_data(args.data, seed=args.seed, split_file=args.split_file or None)
+    for i, m in enumerate(models):
+        ms = m["latency"]["ms_per_face_b1"]
+        log(f"[{i + 1}/{len(models)}] {m['id']} ({ms:.3f} ms/face, {m['params']:,} params)")
+        m["proxies"] = proxy_scores(m, args, work, data)
+        m.setdefault("reference", {})["0"] = reference(m, args, work, 0)
+        write(models, args, started, complete=False)
+    for m in [m for m in models if m["second_seed"]]:
+        log(f"second seed: {m['id']}")
+        m["reference"]["1"] = reference(m, args, work, 1)
+        write(models, args, started, complete=False)
+    write(models, args, started, complete=True)
+    log(f"done: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

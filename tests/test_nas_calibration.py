@@ -1,0 +1,47 @@
+"""benchmarks/proxy_calibration.py end to end on tiny generated data: picks architectures by ONNX latency,
+trains references and proxies, writes honest statistics, and resumes without redoing finished work."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import proxy_calibration  # noqa: E402
+
+
+def test_score_proxy_statistics():
+    perfect = proxy_calibration.score_proxy([1, 2, 3, 4, 5, 6], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], 200)
+    assert perfect["kendall_tau"] == pytest.approx(1.0) and perfect["top1_regret"] == 0.0
+    assert perfect["tau_top_half"] == pytest.approx(1.0) and perfect["tau_ci95"] == [pytest.approx(1.0)] * 2
+    reversed_ = proxy_calibration.score_proxy([6, 5, 4, 3, 2, 1], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], 200)
+    assert reversed_["kendall_tau"] == pytest.approx(-1.0) and reversed_["top1_regret"] == pytest.approx(0.5)
+
+
+def test_calibration_end_to_end_and_resume(tmp_path, learnable_folder):
+    work, out = tmp_path / "work", tmp_path / "calibration.json"
+    argv = ["--data", str(learnable_folder), "--work-dir", str(work), "--out", str(out), "--n-macro", "2",
+            "--latency-range", "0.0001", "1000", "--max-candidates", "6", "--blocks", "2", "--ref-epochs", "1",
+            "--second-seed", "1", "--proxies", "2s@16", "3s@24", "--no-hand", "--bootstrap", "20"]
+    assert proxy_calibration.main(argv) == 0
+    result = json.loads(out.read_text())
+    assert result["complete"] is True and result["status"] == "complete"
+    models = result["models"]
+    assert len(models) == 2 and sum(m["second_seed"] for m in models) == 1
+    for m in models:
+        assert m["latency"]["ms_per_face_b1"] > 0 and m["params"] > 0
+        assert 0.0 <= m["reference"]["0"] <= 1.0 and set(m["proxies"]) == {"2s@16", "3s@24"}
+    twice = next(m for m in models if m["second_seed"])
+    assert 0.0 <= twice["reference"]["1"] <= 1.0 and result["noise_ceiling"]["n"] == 1
+    assert set(result["proxies"]) == {"2s@16", "3s@24", "training-free: params", "training-free: flops"}
+    assert result["proxies"]["2s@16"]["n"] == 2
+
+    # resume: nothing finished is trained again
+    histories = sorted(work.glob("*/ref-s*/history.json"))
+    stamps = [p.stat().st_mtime_ns for p in histories]
+    proxies = {p: p.read_text() for p in work.glob("*/proxies.json")}
+    assert proxy_calibration.main(argv) == 0
+    assert [p.stat().st_mtime_ns for p in histories] == stamps
+    assert {p: p.read_text() for p in work.glob("*/proxies.json")} == proxies
+    assert json.loads(out.read_text())["models"] == models
