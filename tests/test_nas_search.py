@@ -182,3 +182,33 @@ def test_train_builds_a_searched_macro_spec(tmp_path, learnable_folder):
     assert code == 0
     ckpt = json.loads((tmp_path / "t" / "config.json").read_text())
     assert ckpt["model"] == "macro" and ckpt["model_kwargs"]["spec"]["stem"]["width"] == 8
+
+
+def test_search_compare_summarises_runs_by_strategy(tmp_path, monkeypatch):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import search_compare
+
+    runs = []
+    for strategy in ("random", "evolution"):
+        for seed in (0, 1):
+            out = tmp_path / f"{strategy}-{seed}"
+            search(SearchConfig(out=str(out), strategy=strategy, seed=seed, budget_minutes=5, max_children=6,
+                                rungs=("10s@24", "20s@24"), eta=3, blocks=2, population=4, tournament=2,
+                                latency_target_ms=1.0, progress=False), _macro_toy, latency=_fake_latency)
+            runs.append(str(out))
+    retrain = tmp_path / "retrain"
+    retrain.mkdir()
+    (retrain / "history.json").write_text(json.dumps([{"val_acc": 0.5}, {"val_acc": 0.6, "val_acc_ema": 0.61}]))
+    (retrain / "config.json").write_text(json.dumps({"train": {"epochs": 2}}))
+    result_path = tmp_path / "compare.json"
+    monkeypatch.setattr(sys, "argv", ["search_compare.py", *runs, "--retrained", f"{runs[0]}={retrain}",
+                                      "--out", str(result_path)])
+    search_compare.main()
+    result = json.loads(result_path.read_text())
+    assert set(result["strategies"]) == {"random", "evolution"}
+    assert result["strategies"]["random"]["best_search_accuracy"]["n"] == 2
+    assert result["strategies"]["random"]["retrained_val_accuracy"] == {"n": 1, "mean": 0.61, "sd": None, "values": [0.61]}
+    assert all(r["children"] == 6 and r["cpu_hours"] > 0 for r in result["runs"])
