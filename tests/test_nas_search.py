@@ -17,7 +17,7 @@ from nasfer.nas.macro import vgg_spec
 from nasfer.nas.search import LOG_FILE, STATE_FILE, SearchRun, search
 
 TINY = dict(rungs=("3s@16", "6s@16"), eta=2, child_batch=16, blocks=2, progress=False, latency_target_ms=0.0,
-            val_fraction=0.2, precision="fp32")
+            max_latency_ms=0.0, val_fraction=0.2, precision="fp32")
 
 
 def _macro_toy(spec: dict, fidelity: Fidelity) -> float:
@@ -51,7 +51,7 @@ def _lines(out):
 def test_every_strategy_searches_the_same_declaration_with_successive_halving(tmp_path, strategy):
     cfg = SearchConfig(out=str(tmp_path / strategy), strategy=strategy, budget_minutes=5, max_children=27,
                        rungs=("150s@24", "1e@48", "3e@48"), eta=3, blocks=2, reinforce_batch=4, population=8,
-                       tournament=3, latency_target_ms=2.0, progress=False)
+                       tournament=3, latency_target_ms=2.0, max_latency_ms=0.0, progress=False)
     run = SearchRun(cfg, _macro_toy, latency=_fake_latency)
     result = run.run()
     s = result.summary
@@ -84,7 +84,7 @@ def test_the_best_early_child_is_promoted_even_if_the_rest_of_the_search_is_wors
         return 0.9 if seen[0] == json.dumps(spec) else 0.3
 
     cfg = SearchConfig(out=str(tmp_path / "s"), strategy="random", budget_minutes=5, max_children=12,
-                       rungs=("10s@24", "20s@24"), eta=3, latency_target_ms=0.0, progress=False)
+                       rungs=("10s@24", "20s@24"), eta=3, latency_target_ms=0.0, max_latency_ms=0.0, progress=False)
     result = search(cfg, first_is_best)
     assert result.best["id"] == 0 and "1" in result.best["scores"]
 
@@ -97,7 +97,7 @@ def test_the_budget_is_respected_and_jobs_that_would_overrun_are_not_started(tmp
         return 0.5
 
     cfg = SearchConfig(out=str(tmp_path / "b"), strategy="random", budget_minutes=0.05, rungs=("1s@24", "40s@24"),
-                       eta=2, latency_target_ms=0.0, progress=False)
+                       eta=2, latency_target_ms=0.0, max_latency_ms=0.0, progress=False)
     result = search(cfg, slow)
     assert result.summary["elapsed_s"] <= 3.0 + 0.1  # a 2 s promotion is not started near the end
     assert result.summary["children"] > 5
@@ -197,7 +197,8 @@ def test_search_compare_summarises_runs_by_strategy(tmp_path, monkeypatch):
             out = tmp_path / f"{strategy}-{seed}"
             search(SearchConfig(out=str(out), strategy=strategy, seed=seed, budget_minutes=5, max_children=6,
                                 rungs=("10s@24", "20s@24"), eta=3, blocks=2, population=4, tournament=2,
-                                latency_target_ms=1.0, progress=False), _macro_toy, latency=_fake_latency)
+                                latency_target_ms=1.0, max_latency_ms=0.0, progress=False), _macro_toy,
+                   latency=_fake_latency)
             runs.append(str(out))
     retrain = tmp_path / "retrain"
     retrain.mkdir()
@@ -212,3 +213,41 @@ def test_search_compare_summarises_runs_by_strategy(tmp_path, monkeypatch):
     assert result["strategies"]["random"]["best_search_accuracy"]["n"] == 2
     assert result["strategies"]["random"]["retrained_val_accuracy"] == {"n": 1, "mean": 0.61, "sd": None, "values": [0.61]}
     assert all(r["children"] == 6 and r["cpu_hours"] > 0 for r in result["runs"])
+
+
+def test_a_child_stopped_by_the_budget_is_not_counted_and_the_search_resumes_cleanly(tmp_path):
+    from nasfer.nas.fidelity import BudgetExceeded
+
+    calls = []
+
+    def stops_on_the_fourth(spec, fidelity):
+        calls.append(1)
+        if len(calls) == 4:
+            raise BudgetExceeded("budget")
+        return _macro_toy(spec, fidelity)
+
+    cfg = dict(out=str(tmp_path / "s"), strategy="reinforce", reinforce_batch=2, budget_minutes=5, blocks=2,
+               rungs=("10s@24",), latency_target_ms=0.0, max_latency_ms=0.0, progress=False)
+    first = search(SearchConfig(max_children=6, **cfg), stops_on_the_fourth)
+    assert first.summary["children"] == 3 and any("budget ended" in n for n in first.summary["notes"])
+    assert len(_lines(tmp_path / "s")) == 3
+    resumed = search(SearchConfig(max_children=6, **cfg), stops_on_the_fourth)  # no stale REINFORCE batch
+    assert resumed.summary["children"] == 6 and len(_lines(tmp_path / "s")) == 6
+
+
+def test_children_beyond_the_latency_limit_are_not_trained_and_get_reward_zero(tmp_path):
+    trained = []
+
+    def evaluate(spec, fidelity):
+        trained.append(_fake_latency("macro", {"spec": spec})["ms_per_face_b1"])
+        return 0.5
+
+    cfg = SearchConfig(out=str(tmp_path / "s"), strategy="random", budget_minutes=5, max_children=20, blocks=2,
+                       rungs=("10s@24", "20s@24"), latency_target_ms=2.0, max_latency_ms=2.5, progress=False)
+    result = search(cfg, evaluate, latency=_fake_latency)
+    lines = [r for r in _lines(tmp_path / "s") if r["kind"] == "child"]
+    slow = [r for r in lines if r["latency"]["ms_per_face_b1"] > 2.5]
+    assert slow and all(r["reward"] == 0.0 and r["infeasible"] for r in slow)
+    assert trained and max(trained) <= 2.5  # never trained, at any rung
+    assert result.summary["infeasible"] == len(slow)
+    assert all(p["ms_per_face"] <= 2.5 for p in json.loads((tmp_path / "s" / "pareto.json").read_text())["rungs"][0]["points"])

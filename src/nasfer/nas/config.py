@@ -36,6 +36,9 @@ class SearchConfig:
     latency_w: float = option(-0.07, "exponent w of the latency objective (MnasNet's soft constraint)")
     latency_batch: Literal[1, 64] = option(1, "batch size of the latency in the objective (1: per-face latency; "
                                               "64: throughput, ms per face at batch 64)")
+    max_latency_ms: float = option(
+        1.5, "hard limit: a child slower than this (ms per face, same batch) is not trained and gets reward 0, "
+             "so the budget is not spent on networks far beyond the target (0: no limit)")
     latency_cache: str = option("", "JSON file of latency measurements by architecture hash, shared between "
                                     "searches on this machine (default: <out>/latency_cache.json)")
     split_file: str = option("", "split file (as nasfer train writes, <run>/splits.json): the validation part "

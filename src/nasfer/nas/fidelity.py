@@ -22,6 +22,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+class BudgetExceeded(RuntimeError):
+    """Raised by `train_child` when its `deadline` passes before training ends."""
+
+
 _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([se])\s*@\s*(\d+)\s*$")
 
 
@@ -73,9 +77,11 @@ class Recipe:
 
 
 def train_child(name: str, kwargs: dict[str, Any], data, fidelity: Fidelity, *, seed: int = 0,
-                recipe: Recipe = Recipe()) -> float:
+                recipe: Recipe = Recipe(), deadline: float | None = None) -> float:
     """Train `create_model(name, **kwargs)` at `fidelity` on `data` (`nasfer.nas.data.SearchData`);
-    validation accuracy in [0, 1]."""
+    validation accuracy in [0, 1]. Raises BudgetExceeded once `time.monotonic()` passes `deadline`."""
+    import time
+
     import torch
     import torch.nn.functional as F
 
@@ -105,6 +111,8 @@ def train_child(name: str, kwargs: dict[str, Any], data, fidelity: Fidelity, *, 
         order, pos = torch.randperm(len(train_y), generator=generator), 0
         model.train()
         for step in range(steps):
+            if deadline is not None and time.monotonic() > deadline:
+                raise BudgetExceeded(f"stopped after {step} of {steps} steps: the budget ended")
             for group in optimizer.param_groups:
                 group["lr"] = recipe.lr * lr_multiplier(step, steps, per_epoch, schedule)
             if pos + batch > len(train_y):

@@ -56,7 +56,8 @@ def pareto_archive(run) -> dict[str, Any]:
         points = [{"child": t["id"], "accuracy": t["scores"][str(rung)]["accuracy"],
                    "ms_per_face": t["latency"][f"ms_per_face_b{batch}"], "params": t["latency"].get("params"),
                    "key": t["key"]}
-                  for t in run.trials.values() if str(rung) in t["scores"] and t["latency"]]
+                  for t in run.trials.values()
+                  if str(rung) in t["scores"] and t["latency"] and not t["scores"][str(rung)].get("infeasible")]
         rungs.append({"rung": rung, "fidelity": fidelity.name, "points": points, "front": pareto_front(points)})
     return {"latency": f"ms per face at batch {batch}, exported ONNX graph in ONNX Runtime CPU, 1 intra-op thread",
             "accuracy": "validation accuracy at the rung's fidelity", "rungs": rungs}
@@ -116,7 +117,8 @@ def finish(run) -> SearchResult:
         "best": {"child": best["id"], "rung": rung, "fidelity": run.fidelities[rung].name,
                  "accuracy": best["scores"][str(rung)]["accuracy"], "objective": best["scores"][str(rung)]["objective"],
                  "latency": best["latency"], "spec": best["spec"]},
-        "children": len(run.trials), "children_per_rung": by_rung, "duplicates": run.duplicates, "jobs": run.jobs,
+        "children": len(run.trials), "children_per_rung": by_rung,
+        "infeasible": sum(1 for t in run.trials.values() if t["scores"].get("0", {}).get("infeasible")), "duplicates": run.duplicates, "jobs": run.jobs,
         "elapsed_s": round(run.loop_elapsed, 1), "budget_s": run.budget_s,
         "reward_mean_first_quarter": sum(rewards[:quarter]) / len(rewards[:quarter]),
         "reward_mean_last_quarter": sum(rewards[-quarter:]) / len(rewards[-quarter:]),

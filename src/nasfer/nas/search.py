@@ -34,7 +34,7 @@ import torch
 from ..config import to_dict
 from ..errors import DataError, ModelError
 from .config import SearchConfig
-from .fidelity import Fidelity, Recipe
+from .fidelity import BudgetExceeded, Fidelity, Recipe
 from .latency import LatencyCache, mnas_reward
 from .scheduler import SuccessiveHalving
 from .space import SearchSpace, make_space
@@ -111,7 +111,7 @@ class SearchRun:
 
             def evaluate(spec: dict, fidelity: Fidelity) -> float:
                 name, kwargs = self.space.model(spec)
-                return train_child(name, kwargs, data, fidelity, seed=cfg.seed, recipe=recipe)
+                return train_child(name, kwargs, data, fidelity, seed=cfg.seed, recipe=recipe, deadline=self.deadline())
 
         self.evaluate = evaluate
         self.latency_fn = latency
@@ -129,6 +129,10 @@ class SearchRun:
     # -- time and budget
     def elapsed(self) -> float:
         return self.elapsed_before + (time.monotonic() - self.started)
+
+    def deadline(self) -> float:
+        """`time.monotonic()` at which the budget ends (a child still training then is stopped and not counted)."""
+        return self.started + self.budget_s - self.elapsed_before
 
     def estimate(self, rung: int) -> float:
         """Expected seconds of a job at `rung`: its past mean, else rung 0's scaled by compute, else 0."""
@@ -238,9 +242,16 @@ class SearchRun:
                     **_floats(stats)}
         spec = self.space.decode(values)
         trial = {"id": len(self.trials), "key": key, "values": list(values), "spec": spec, "scores": {}}
-        trial["latency"] = self.latency(spec) if self.cfg.latency_target_ms > 0 or self.latency_fn else None
+        measure = self.cfg.latency_target_ms > 0 or self.cfg.max_latency_ms > 0 or self.latency_fn
+        trial["latency"] = self.latency(spec) if measure else None
+        ms = (trial["latency"] or {}).get(f"ms_per_face_b{self.cfg.latency_batch}")
+        if self.cfg.max_latency_ms > 0 and ms is not None and ms > self.cfg.max_latency_ms:
+            # infeasible: not trained, reward 0, never promoted (a hard constraint next to MnasNet's soft one)
+            result = {"accuracy": 0.0, "objective": 0.0, "seconds": 0.0, "infeasible": True}
+            trial["scores"]["0"] = result
+        else:
+            result = self._score(trial, 0)
         self.trials[key] = trial
-        result = self._score(trial, 0)
         stats = self.strategy.tell(values, result["objective"])
         self.durations.setdefault(0, []).append(time.monotonic() - start)
         return {"kind": "child", "rung": 0, "fidelity": self.fidelities[0].name, "child": trial["id"], "key": key,
@@ -274,7 +285,17 @@ class SearchRun:
                 self.bar.write(f"data: {note}")
             while (job := self.next_job()) is not None:
                 key, rung = job
-                record = self.promote(key, rung) if key else self.new_child()
+                try:
+                    record = self.promote(key, rung) if key else self.new_child()
+                except BudgetExceeded:  # back to the state after the last finished job, with the budget spent
+                    spent = self.elapsed()
+                    saved = self.resume()
+                    self.elapsed_before, self.started = spent, time.monotonic()
+                    self.notes.append(f"the budget ended while a child was training at rung {rung}: it is not "
+                                      f"counted (a resume with a larger --budget-minutes redoes it)")
+                    if not saved:
+                        self.trials.clear()  # nothing finished: finish() says so
+                    break
                 self.jobs += 1
                 record.update(job=self.jobs, elapsed=round(self.elapsed(), 2))
                 self._log(record)
@@ -289,7 +310,8 @@ class SearchRun:
                     self.bar.update(delta)
         finally:
             self.bar.close()
-        self.save_state()
+        if self.trials:
+            self.save_state()
         self.loop_elapsed = self.elapsed()  # the search itself, before the result files are drawn
         return finish(self)
 
