@@ -73,7 +73,11 @@ def pick_models(args, work: Path) -> list[dict]:
     """The frozen list in models.json, or a new draw (macro specs binned by latency + the hand designs)."""
     path = work / "models.json"
     if path.is_file():
-        return json.loads(path.read_text())["models"]
+        saved = json.loads(path.read_text())
+        if sum(m["name"] == "macro" for m in saved["models"]) < args.n_macro:
+            saved["models"] += top_up(saved["models"], args)
+            path.write_text(json.dumps(saved, indent=1, default=str))
+        return saved["models"]
     from nasfer.models import create_model
     from nasfer.models.baselines import count_flops, count_params
     from nasfer.nas.latency import measure_latency
@@ -127,6 +131,44 @@ def pick_models(args, work: Path) -> list[dict]:
     work.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"drawn_with": vars(args), "models": order}, indent=1, default=str))
     return order
+
+
+def top_up(models: list[dict], args) -> list[dict]:
+    """Macro models for the latency bins the first draw left empty (another seed stream; small one-block-per-stage
+    draws for the fast half);
+    the one nearest (log latency) to an empty bin's centre is taken when none lands inside it."""
+    from nasfer.models import create_model
+    from nasfer.models.baselines import count_flops, count_params
+    from nasfer.nas.latency import measure_latency
+    from nasfer.nas.space import make_space
+
+    edges = np.geomspace(*args.latency_range, args.n_macro + 1)
+    taken = {m["id"] for m in models}
+    missing = [k for k in range(args.n_macro) if f"macro-{k:02d}" not in taken]
+    space, rng = make_space("macro", blocks=args.blocks), random.Random(args.seed + 1)
+    names = [d.name for d in space.decisions]
+    added = []
+    for k in missing:
+        centre, best = math.sqrt(edges[k] * edges[k + 1]), None
+        for tried in range(1, args.max_candidates // 4 + 1):
+            values = list(space.sample(rng))
+            if k < args.n_macro // 2:  # the fast bins: smallest stem, one block per stage
+                values[names.index("stem.stride")], values[names.index("stem.width")] = 1, 0
+                for name in ("stage0.depth", "stage1.depth", "stage2.depth", "stage3.depth"):
+                    values[names.index(name)] = 0
+            spec = space.decode(values)
+            ms = measure_latency("macro", {"spec": spec}, runs_b1=30, runs_b64=2)["ms_per_face_b1"]
+            if best is None or abs(math.log(ms / centre)) < abs(math.log(best[0] / centre)):
+                best = (ms, spec)
+            if edges[k] <= ms < edges[k + 1]:
+                break
+        m = {"id": f"macro-{k:02d}", "name": "macro", "kwargs": {"spec": best[1]}, "second_seed": False}
+        net = create_model("macro", spec=best[1])
+        m["params"], m["flops"] = count_params(net), count_flops(net)
+        m["latency"] = measure_latency("macro", m["kwargs"])
+        log(f"topped up macro-{k:02d}: {best[0]:.3f} ms/face (bin {edges[k]:.3f}-{edges[k + 1]:.3f}), {tried} tries")
+        added.append(m)
+    return added
 
 
 # ---------------------------------------------------------------------------- training

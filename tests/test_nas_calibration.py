@@ -45,3 +45,16 @@ def test_calibration_end_to_end_and_resume(tmp_path, learnable_folder):
     assert [p.stat().st_mtime_ns for p in histories] == stamps
     assert {p: p.read_text() for p in work.glob("*/proxies.json")} == proxies
     assert json.loads(out.read_text())["models"] == models
+
+
+def test_an_existing_draw_with_empty_latency_bins_is_topped_up(tmp_path):
+    args = proxy_calibration.parse_args(["--data", "x", "--n-macro", "2", "--latency-range", "0.0001", "1000",
+                                         "--max-candidates", "4", "--blocks", "2"])
+    work = tmp_path / "work"
+    work.mkdir()
+    first = {"id": "macro-01", "name": "macro", "kwargs": {"spec": None}, "second_seed": False}
+    (work / "models.json").write_text(json.dumps({"drawn_with": {}, "models": [first]}))
+    models = proxy_calibration.pick_models(args, work)
+    assert [m["id"] for m in models] == ["macro-01", "macro-00"]
+    assert models[1]["latency"]["ms_per_face_b1"] > 0 and models[1]["params"] > 0
+    assert json.loads((work / "models.json").read_text())["models"] == models  # frozen again

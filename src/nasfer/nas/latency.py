@@ -3,7 +3,8 @@
 `measure_latency(name, kwargs)` builds the registered model, exports it with `nasfer.export.export_onnx`
 (the same graph `nasfer export` writes: input (N, 1, 48, 48) float32, softmax output), and times it in
 an `onnxruntime.InferenceSession` with 1 intra-op and 1 inter-op thread, sequential execution, at batch
-1 and batch 64: `warmup` runs first, then the median of `runs_b1` (`runs_b64`) timed runs. Results
+1 and batch 64: `warmup` runs first, then the median of `runs_b1` (`runs_b64`) timed runs (fewer, at
+least 3, for a network so slow that they would take over `max_seconds`). Results
 are milliseconds per face (batch-64 time / 64 for the throughput figure).
 
 `LatencyCache` keeps them in a JSON file keyed by architecture hash (`space.spec_key` of the model
@@ -37,12 +38,18 @@ def mnas_reward(accuracy: float, latency_ms: float | None, target_ms: float, w: 
     return float(accuracy) * (max(latency_ms, 1e-6) / target_ms) ** w
 
 
-def _time_session(session, x, warmup: int, runs: int) -> float:
+def _time_session(session, x, warmup: int, runs: int, max_seconds: float) -> float:
+    """Median ms of `runs` timed runs after `warmup` ones; a very slow network stops after at least 3 timed
+    runs once `max_seconds` have passed, so timing it never costs more than a few seconds."""
     feed = {session.get_inputs()[0].name: x}
+    began = time.perf_counter()
     for _ in range(warmup):
         session.run(None, feed)
-    times = []
-    for _ in range(runs):
+        if time.perf_counter() - began > max_seconds / 4:
+            break
+    times: list[float] = []
+    began = time.perf_counter()
+    while len(times) < runs and (len(times) < 3 or time.perf_counter() - began < max_seconds):
         start = time.perf_counter()
         session.run(None, feed)
         times.append((time.perf_counter() - start) * 1e3)
@@ -50,7 +57,7 @@ def _time_session(session, x, warmup: int, runs: int) -> float:
 
 
 def onnx_latency(onnx_path: str | os.PathLike, *, size: int = 48, channels: int = 1, warmup: int = 10,
-                 runs_b1: int = 100, runs_b64: int = 10) -> dict[str, float]:
+                 runs_b1: int = 100, runs_b64: int = 10, max_seconds: float = 5.0) -> dict[str, float]:
     """{"ms_per_face_b1", "ms_per_face_b64"} of an ONNX classifier in ONNX Runtime CPU, 1 thread."""
     import numpy as np
     import onnxruntime as ort
@@ -65,7 +72,7 @@ def onnx_latency(onnx_path: str | os.PathLike, *, size: int = 48, channels: int 
     out = {}
     for batch, runs in zip(LATENCY_BATCHES, (runs_b1, runs_b64)):
         x = rng.standard_normal((batch, channels, size, size), dtype=np.float32)
-        out[f"ms_per_face_b{batch}"] = _time_session(session, x, warmup, runs) / batch
+        out[f"ms_per_face_b{batch}"] = _time_session(session, x, warmup, runs, max_seconds) / batch
     return out
 
 
