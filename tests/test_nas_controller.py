@@ -113,3 +113,20 @@ def test_strategies_resume_exactly_from_their_state(name):
     b = make_strategy(name, space, seed=99, **kwargs)
     b.load_state_dict(torch.load(buf, weights_only=True))
     assert run_strategy(a, toy, 6) == run_strategy(b, toy, 6)
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_a_failed_proposal_told_as_nan_is_dropped(name):
+    space = make_space("nasnet", blocks=2)
+    kwargs = {"batch_size": 2} if name == "reinforce" else {}
+    strategy = make_strategy(name, space, seed=0, **kwargs)
+    a, b = strategy.ask(), strategy.ask()
+    assert strategy.tell(a, float("nan"))["dropped"] == 1.0
+    c = strategy.ask()  # REINFORCE does not wait for the failed one
+    assert c is not None
+    strategy.tell(b, 0.5)
+    stats = strategy.tell(c, 0.7)
+    if name == "reinforce":
+        assert stats["updated"] == 1.0  # the batch is b and c
+    else:
+        assert strategy.best_guess() == c

@@ -9,6 +9,7 @@ and the *oldest* member leaves (aging, not the worst: a lucky noisy reward canno
 
 from __future__ import annotations
 
+import math
 import random
 from collections import deque
 from typing import Any, Sequence
@@ -42,6 +43,8 @@ class RegularizedEvolution:
 
     def tell(self, values: Sequence[int], reward: float) -> dict[str, float]:
         values = self.space.check(values)
+        if math.isnan(reward):
+            return {"entropy": self.entropy, "dropped": 1.0}
         self.population.append((values, float(reward)))
         if len(self.population) > self.population_size:
             self.population.popleft()  # the oldest dies

@@ -17,6 +17,8 @@ remember trial_id -> values, config = {"values": list(values), "spec": space.dec
 `on_trial_complete(trial_id, result)` -> `tell(values, result[metric])`. Rewards must come from one
 fidelity (the rung-0 proxy of `nasfer.nas.scheduler`), so a scheduler's promotions never reach `tell`.
 `tell` accepts values that `ask` did not propose (e.g. seeded points); they enter REINFORCE's batch too.
+A proposal that failed (an errored trial) is told with reward NaN: it is dropped (REINFORCE stops waiting
+for it; evolution and random ignore it) and the returned stats hold {"dropped": 1.0}.
 
 Strategies see no data or models, which is what lets them be tested on toy rewards with a known optimum:
 
@@ -107,6 +109,8 @@ class ReinforceStrategy:
     def tell(self, values: Sequence[int], reward: float) -> dict[str, float]:
         values = self.space.check(values)
         self.outstanding = max(0, self.outstanding - 1)
+        if math.isnan(reward):
+            return {"entropy": self.entropy, "updated": 0.0, "updates": float(self.updates), "dropped": 1.0}
         self.pending.append((values, float(reward)))
         stats: dict[str, float] = {"entropy": self.entropy, "updated": 0.0, "updates": float(self.updates)}
         if len(self.pending) >= self.batch_size:
@@ -169,6 +173,8 @@ class RandomStrategy:
 
     def tell(self, values: Sequence[int], reward: float) -> dict[str, float]:
         values = self.space.check(values)
+        if math.isnan(reward):
+            return {"entropy": self.entropy, "dropped": 1.0}
         if self.best is None or reward > self.best[1]:
             self.best = (values, float(reward))
         return {"entropy": self.entropy}
