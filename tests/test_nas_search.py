@@ -182,6 +182,9 @@ def test_train_builds_a_searched_macro_spec(tmp_path, learnable_folder):
     assert code == 0
     ckpt = json.loads((tmp_path / "t" / "config.json").read_text())
     assert ckpt["model"] == "macro" and ckpt["model_kwargs"]["spec"]["stem"]["width"] == 8
+    onnx = tmp_path / "macro.onnx"  # and it exports (ONNX Runtime parity is checked by export)
+    assert main(["export", "--checkpoint", str(tmp_path / "t" / "best.pt"), "--out", str(onnx)]) == 0
+    assert onnx.is_file() and json.loads(onnx.with_suffix(".json").read_text())
 
 
 def test_search_compare_summarises_runs_by_strategy(tmp_path, monkeypatch):
