@@ -215,7 +215,10 @@ def test_search_compare_summarises_runs_by_strategy(tmp_path, monkeypatch):
     assert set(result["strategies"]) == {"random", "evolution"}
     assert result["strategies"]["random"]["best_search_accuracy"]["n"] == 2
     assert result["strategies"]["random"]["retrained_val_accuracy"] == {"n": 1, "mean": 0.61, "sd": None, "values": [0.61]}
-    assert all(r["children"] == 6 and r["cpu_hours"] > 0 for r in result["runs"])
+    for r in result["runs"]:
+        assert r["children"] == 6 and len(r["rewards"]) == 6
+        assert r["cpu_hours"] == pytest.approx(r["minutes"] / 60)  # one thread
+    assert [c["b"] for c in result["comparison"]] == runs[1:] and "t" in result["comparison"][0]["welch"]
 
 
 def test_a_child_stopped_by_the_budget_is_not_counted_and_the_search_resumes_cleanly(tmp_path):
