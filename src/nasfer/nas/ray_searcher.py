@@ -1,0 +1,121 @@
+"""The project's search strategies as a Ray Tune `Searcher` (https://docs.ray.io/en/latest/tune/api/suggestion.html).
+
+`StrategySearcher` wraps any strategy of `nasfer.nas.strategy` through its ask/tell interface:
+
+- `suggest(trial_id)` -> `strategy.ask()`; the trial's config is {"values": [...], "spec": {...},
+  "child": n}. `ask()` returning None (batched REINFORCE with its batch out) makes `suggest` return
+  None, which tells Tune to ask again later: the batch's rewards come first.
+- `on_trial_result` -> `strategy.tell(values, reward)` on the trial's first result, the rung-0
+  (cheapest fidelity) score, so the strategy learns from one fidelity only; later results are the
+  scheduler's (ASHA) business. Every result, at every rung, is passed to `on_result` for the logs.
+- `on_trial_complete` without a rung-0 result (the trial failed) -> `tell(values, 0.0)`: a child
+  that cannot be trained scores nothing, and a REINFORCE batch never waits forever.
+- After `budget_s` of search time (summed over interrupted sessions) or `max_children` children,
+  `suggest` returns `Searcher.FINISHED`; running trials finish.
+- `save`/`restore`: the strategy's `state_dict`, the trials waiting for their reward and the clock,
+  so `Tuner.restore` continues the search where it stopped.
+
+This module imports Ray: only the Ray backend (`nasfer.nas.ray_backend`) imports it, when it runs.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from ray.tune.search import Searcher
+
+#: Name of the reported metric the strategy is told (higher is better).
+METRIC = "reward"
+#: Name of the reported rung index (0: the cheapest fidelity).
+RUNG = "rung"
+
+
+class StrategySearcher(Searcher):
+    """A search strategy as a Tune Searcher (see the module docstring).
+
+    strategy: a `nasfer.nas.strategy` Strategy; space: its SearchSpace (decodes values into specs);
+    budget_s: search time after which no more children are proposed (summed over sessions);
+    max_children: also stop after this many children (0: no limit); on_told(event) / on_result(event):
+    driver-side callbacks for the logs; picklable (Tune pickles the searcher with the experiment).
+    """
+
+    def __init__(self, strategy: Any, space: Any, *, budget_s: float, max_children: int = 0,
+                 on_told: Callable[[dict[str, Any]], None] | None = None,
+                 on_result: Callable[[dict[str, Any]], None] | None = None):
+        super().__init__(metric=METRIC, mode="max")
+        self.strategy, self.space = strategy, space
+        self.budget_s, self.max_children = float(budget_s), int(max_children)
+        self.on_told, self.on_result = on_told, on_result
+        self.waiting: dict[str, list[int]] = {}  # trial id -> values, until the rung-0 reward is told
+        self.children = 0  # proposed
+        self.told = 0
+        self.elapsed_before = 0.0
+        self.started = time.monotonic()
+        self.finished = False
+
+    # -- clock
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.started
+
+    def out_of_budget(self) -> bool:
+        return self.elapsed() >= self.budget_s or (0 < self.max_children <= self.children)
+
+    # -- Tune's interface
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self.out_of_budget():
+            self.finished = True
+            return Searcher.FINISHED
+        values = self.strategy.ask()
+        if values is None:
+            return None  # batched REINFORCE: wait for the batch's rewards
+        values = [int(v) for v in values]
+        self.waiting[trial_id] = values
+        self.children += 1
+        return {"values": values, "spec": self.space.decode(values), "child": self.children}
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        if self.on_result is not None:
+            self.on_result({"trial_id": trial_id, **result})
+        if trial_id in self.waiting and int(result.get(RUNG, 0)) == 0 and METRIC in result:
+            self._tell(trial_id, float(result[METRIC]), result)
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
+                          error: bool = False) -> None:
+        if trial_id in self.waiting:
+            self._tell(trial_id, 0.0, {**(result or {}), "error": True})
+
+    def _tell(self, trial_id: str, reward: float, result: dict[str, Any]) -> None:
+        values = self.waiting.pop(trial_id)
+        stats = self.strategy.tell(values, reward)
+        self.told += 1
+        if self.on_told is not None:
+            self.on_told({"trial_id": trial_id, "values": values, "reward": reward,
+                          "result": result, "stats": dict(stats or {}), "told": self.told,
+                          "elapsed_s": self.elapsed()})
+
+    # -- checkpoints (Tune calls these with its experiment checkpoints)
+    def state(self) -> dict[str, Any]:
+        return {"strategy": self.strategy.state_dict(), "waiting": dict(self.waiting),
+                "children": self.children, "told": self.told, "elapsed_s": self.elapsed(),
+                "finished": self.finished}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.strategy.load_state_dict(state["strategy"])
+        self.waiting = {k: list(v) for k, v in state["waiting"].items()}
+        self.children, self.told = int(state["children"]), int(state["told"])
+        self.elapsed_before, self.started = float(state["elapsed_s"]), time.monotonic()
+        self.finished = bool(state["finished"])
+
+    def save(self, checkpoint_path: str) -> None:
+        import torch
+
+        torch.save(self.state(), checkpoint_path)
+
+    def restore(self, checkpoint_path: str) -> None:
+        import torch
+
+        self.load_state(torch.load(checkpoint_path, weights_only=False))
+
+
+__all__ = ["METRIC", "RUNG", "StrategySearcher"]
