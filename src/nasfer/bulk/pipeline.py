@@ -37,6 +37,7 @@ def actor_count(bulk: BulkConfig, threads: int, ray: Any) -> int:
 def records(sources: list[Source], cfg: Any, bulk: BulkConfig, files: ModelFiles, ray: Any) -> Iterator[dict]:
     """One record per source, in order, computed by a pool of actors on the connected Ray."""
     import ray.data
+    import ray.exceptions
 
     threads = max(1, cfg.threads)
     cfg = dataclasses.replace(cfg, threads=threads)  # per actor; 0 would mean all of the node's cores
@@ -54,12 +55,16 @@ def records(sources: list[Source], cfg: Any, bulk: BulkConfig, files: ModelFiles
         batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=size), num_cpus=threads)
     # Ray Data restarts an actor that dies (e.g. out of memory) and retries its batch by default.
     expected = 0
-    for batch in results.iter_batches(batch_size=bulk.batch_size, batch_format="numpy"):
-        for index, text in zip(batch["index"], batch["record"]):
-            if int(index) != expected:
-                raise NasferError(f"Ray returned picture #{int(index)} where #{expected} was expected")
-            expected += 1
-            yield json.loads(text)
+    try:
+        for batch in results.iter_batches(batch_size=bulk.batch_size, batch_format="numpy"):
+            for index, text in zip(batch["index"], batch["record"]):
+                if int(index) != expected:
+                    raise NasferError(f"Ray returned picture #{int(index)} where #{expected} was expected")
+                expected += 1
+                yield json.loads(text)
+    except ray.exceptions.RayError as exc:  # e.g. an actor that cannot start on a node
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NasferError(f"the Ray job failed after {expected} of {len(sources)} pictures: {first}") from None
     if expected != len(sources):
         raise NasferError(f"Ray returned {expected} records for {len(sources)} pictures")
 
