@@ -53,8 +53,8 @@ class Recorder:
 
 
 def test_batched_strategy_waits_and_is_told_the_rung0_reward_once():
-    told = Recorder()
-    searcher = StrategySearcher(BatchedToy(batch=2), Space(), budget_s=3600, on_told=told)
+    told, results = Recorder(), Recorder()
+    searcher = StrategySearcher(BatchedToy(batch=2), Space(), budget_s=3600, on_told=told, on_result=results)
     a, b = searcher.suggest("a"), searcher.suggest("b")
     assert a == {"values": [1], "spec": {"ops": [1]}, "child": 1} and b["values"] == [2]
     assert searcher.suggest("c") is None  # the batch is out
@@ -62,10 +62,14 @@ def test_batched_strategy_waits_and_is_told_the_rung0_reward_once():
     searcher.on_trial_result("a", {METRIC: 0.9, RUNG: 1})  # a promotion's score is not the strategy's
     searcher.on_trial_complete("a", {METRIC: 0.9, RUNG: 1})
     assert searcher.strategy.told == [((1,), 0.4)]
+    assert [(e["trial_id"], e[RUNG]) for e in results.events] == [("a", 0), ("a", 1)]  # logged once each
     assert searcher.suggest("c")["values"] == [3]
     searcher.on_trial_complete("b", None, error=True)  # failed before any result: scored 0, not waited for
     assert searcher.strategy.told[-1] == ((2,), 0.0)
     assert [e["reward"] for e in told.events] == [0.4, 0.0] and told.events[1]["result"]["error"]
+    # ASHA stopping a trial on its rung-0 result: Tune hands that result to on_trial_complete only
+    searcher.on_trial_complete("c", {METRIC: 0.3, RUNG: 0})
+    assert searcher.strategy.told[-1] == ((3,), 0.3)
 
 
 def test_budget_and_child_limit_finish_the_search():

@@ -7,7 +7,8 @@
   None, which tells Tune to ask again later: the batch's rewards come first.
 - `on_trial_result` -> `strategy.tell(values, reward)` on the trial's first result, the rung-0
   (cheapest fidelity) score, so the strategy learns from one fidelity only; later results are the
-  scheduler's (ASHA) business. Every result, at every rung, is passed to `on_result` for the logs.
+  scheduler's (ASHA) business. Every result, at every rung, is passed to `on_result` for the logs
+  (the result on which ASHA stops a trial arrives through `on_trial_complete`: handled the same way).
 - `on_trial_complete` without a rung-0 result (the trial failed) -> `tell(values, 0.0)`: a child
   that cannot be trained scores nothing, and a REINFORCE batch never waits forever.
 - After `budget_s` of search time (summed over interrupted sessions) or `max_children` children,
@@ -48,6 +49,7 @@ class StrategySearcher(Searcher):
         self.budget_s, self.max_children = float(budget_s), int(max_children)
         self.on_told, self.on_result = on_told, on_result
         self.waiting: dict[str, list[int]] = {}  # trial id -> values, until the rung-0 reward is told
+        self.seen: dict[str, list[int]] = {}  # trial id -> rungs whose result was handled
         self.children = 0  # proposed
         self.told = 0
         self.elapsed_before = 0.0
@@ -75,15 +77,25 @@ class StrategySearcher(Searcher):
         return {"values": values, "spec": self.space.decode(values), "child": self.children}
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        if self.on_result is not None:
-            self.on_result({"trial_id": trial_id, **result})
-        if trial_id in self.waiting and int(result.get(RUNG, 0)) == 0 and METRIC in result:
-            self._tell(trial_id, float(result[METRIC]), result)
+        self._result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                           error: bool = False) -> None:
-        if trial_id in self.waiting:
+        # A result on which the scheduler stops the trial comes here, not through on_trial_result.
+        if result and METRIC in result and not error:
+            self._result(trial_id, result)
+        if trial_id in self.waiting:  # failed before its rung-0 result
             self._tell(trial_id, 0.0, {**(result or {}), "error": True})
+
+    def _result(self, trial_id: str, result: dict[str, Any]) -> None:
+        rung = int(result.get(RUNG, 0))
+        if rung in self.seen.setdefault(trial_id, []):
+            return  # a finished trial's last result comes again with on_trial_complete
+        self.seen[trial_id].append(rung)
+        if self.on_result is not None:
+            self.on_result({"trial_id": trial_id, **result})
+        if trial_id in self.waiting and rung == 0 and METRIC in result:
+            self._tell(trial_id, float(result[METRIC]), result)
 
     def _tell(self, trial_id: str, reward: float, result: dict[str, Any]) -> None:
         values = self.waiting.pop(trial_id)
@@ -96,13 +108,14 @@ class StrategySearcher(Searcher):
 
     # -- checkpoints (Tune calls these with its experiment checkpoints)
     def state(self) -> dict[str, Any]:
-        return {"strategy": self.strategy.state_dict(), "waiting": dict(self.waiting),
+        return {"strategy": self.strategy.state_dict(), "waiting": dict(self.waiting), "seen": dict(self.seen),
                 "children": self.children, "told": self.told, "elapsed_s": self.elapsed(),
                 "finished": self.finished}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.strategy.load_state_dict(state["strategy"])
         self.waiting = {k: list(v) for k, v in state["waiting"].items()}
+        self.seen = {k: list(v) for k, v in state["seen"].items()}
         self.children, self.told = int(state["children"]), int(state["told"])
         self.elapsed_before, self.started = float(state["elapsed_s"]), time.monotonic()
         self.finished = bool(state["finished"])
