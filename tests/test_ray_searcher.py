@@ -16,6 +16,9 @@ class Space:
     def decode(self, values):
         return {"ops": list(values)}
 
+    def key(self, values):
+        return "-".join(str(v % 100) for v in values)  # 1 and 101 are the same architecture
+
 
 class BatchedToy:
     """Proposes (n,) in order; like batched REINFORCE, waits once `batch` proposals are untold."""
@@ -56,7 +59,7 @@ def test_batched_strategy_waits_and_is_told_the_rung0_reward_once():
     told, results = Recorder(), Recorder()
     searcher = StrategySearcher(BatchedToy(batch=2), Space(), budget_s=3600, on_told=told, on_result=results)
     a, b = searcher.suggest("a"), searcher.suggest("b")
-    assert a == {"values": [1], "spec": {"ops": [1]}, "child": 1} and b["values"] == [2]
+    assert a == {"values": [1], "spec": {"ops": [1]}, "child": 0, "key": "1"} and b["values"] == [2]
     assert searcher.suggest("c") is None  # the batch is out
     searcher.on_trial_result("a", {METRIC: 0.4, RUNG: 0})
     searcher.on_trial_result("a", {METRIC: 0.9, RUNG: 1})  # a promotion's score is not the strategy's
@@ -96,3 +99,38 @@ def test_save_and_restore_continue_where_it_stopped(tmp_path):
     restored.on_trial_result("b", {METRIC: 0.7, RUNG: 0})
     assert restored.strategy.told[-1] == ((2,), 0.7)
     assert restored.elapsed() >= searcher.elapsed_before
+
+
+class Proposes:
+    """Proposes the given values in order, never waits."""
+
+    def __init__(self, *values):
+        self.values, self.told = list(values), []
+
+    def ask(self):
+        return (self.values.pop(0),)
+
+    def tell(self, values, reward):
+        self.told.append((tuple(values), reward))
+        return {}
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def test_known_architectures_are_told_their_reward_without_training():
+    told = Recorder()
+    searcher = StrategySearcher(Proposes(1, 101, 2, 102, 201, 3), Space(), budget_s=3600, on_told=told)
+    assert searcher.suggest("a")["values"] == [1]
+    assert searcher.suggest("b") is None  # 101 is 1's twin, still training: no second trial
+    searcher.on_trial_result("a", {METRIC: 0.5, RUNG: 0})
+    assert searcher.strategy.told == [((1,), 0.5), ((101,), 0.5)]  # the twin told with it
+    assert searcher.suggest("b")["values"] == [2]
+    searcher.on_trial_result("b", {METRIC: 0.6, RUNG: 0})
+    assert searcher.suggest("c")["values"] == [3]  # 102 and 201 were scored already: told, skipped
+    assert searcher.strategy.told[-2:] == [((102,), 0.6), ((201,), 0.5)]
+    assert searcher.duplicates == 3 and searcher.children == 3
+    assert [e["kind"] for e in told.events] == ["child", "duplicate", "child", "duplicate", "duplicate"]
