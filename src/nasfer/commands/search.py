@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 
 from .. import config
+from ..nas import ray_backend
 
 NAME = "search"
 HELP = "search a cell architecture under a time budget (resumable)"
@@ -32,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..nas.config import SearchConfig
 
     config.add_arguments(parser, SearchConfig)
+    ray_backend.add_arguments(parser)  # --backend ray and its flags (Ray is imported only when used)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = config.from_args(SearchConfig, args)
     if not cfg.data:
         raise DataError("--data is required (a dataset zip, folder or fer2013.csv)")
-    result = search(cfg)
+    result = ray_backend.search_from_args(cfg, args) if ray_backend.requested(args) else search(cfg)
+    if result is None:
+        return 130  # a Ray search was interrupted: the same command continues it
     s = result.summary
     print(f"best genotype: {result.best}")
     latency = f", {s['latency_ms']:.1f} ms/face" if s.get("latency_ms") is not None else ""

@@ -52,6 +52,7 @@ class TuneOutcome:
     trials: int
     errors: int
     path: Path
+    first_error: str = ""  # the first failed trial's exception, one line
 
 
 def child_trial(config: dict[str, Any], problem: Problem = None, threads: int = 1) -> None:
@@ -134,13 +135,14 @@ def run_tune(problem: Problem, make_searcher: Callable[[], Any], out: str | Path
                                         reuse_actors=True),  # a trial process imports torch once, not per child
             run_config=tune.RunConfig(
                 name=EXPERIMENT, storage_path=str(path.parent), verbose=verbose,
-                failure_config=tune.FailureConfig(max_failures=2),  # a lost node's trial is retried
+                failure_config=tune.FailureConfig(max_failures=1),  # a lost node's trial is retried once
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=None)))  # small JSON files
     with sigterm_as_sigint():
         grid = tuner.fit()
     ended = grid.num_terminated + grid.num_errors
+    first = next((str(e).strip().splitlines()[-1] for e in grid.errors if str(e).strip()), "")
     return TuneOutcome(finished=finished_marker.is_file() and ended == len(grid), trials=len(grid),
-                       errors=grid.num_errors, path=path)
+                       errors=grid.num_errors, path=path, first_error=first[:300])
 
 
 __all__ = ["EXPERIMENT", "FIDELITY", "Problem", "TuneOutcome", "asha", "can_restore", "child_trial",
