@@ -134,3 +134,20 @@ def test_known_architectures_are_told_their_reward_without_training():
     assert searcher.strategy.told[-2:] == [((102,), 0.6), ((201,), 0.5)]
     assert searcher.duplicates == 3 and searcher.children == 3
     assert [e["kind"] for e in told.events] == ["child", "duplicate", "child", "duplicate", "duplicate"]
+
+
+def test_batched_reinforce_waits_for_its_whole_batch():
+    from nasfer.nas.space import make_space
+    from nasfer.nas.strategy import make_strategy
+
+    space = make_space("macro", blocks=2)
+    searcher = StrategySearcher(make_strategy("reinforce", space, batch_size=3), space, budget_s=3600)
+    configs = [searcher.suggest(t) for t in "abc"]
+    assert all(c and c["spec"] == space.decode(c["values"]) for c in configs)
+    assert searcher.suggest("d") is None
+    searcher.on_trial_result("a", {METRIC: 0.3, RUNG: 0})
+    searcher.on_trial_result("b", {METRIC: 0.5, RUNG: 0})
+    assert searcher.suggest("d") is None  # two of three told: no update yet, no new child
+    assert searcher.strategy.updates == 0
+    searcher.on_trial_result("c", {METRIC: 0.4, RUNG: 0})
+    assert searcher.strategy.updates == 1 and searcher.suggest("d") is not None

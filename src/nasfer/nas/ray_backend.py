@@ -5,7 +5,8 @@ result files), executed by Ray Tune (`nasfer.nas.ray_tune`) on this machine or a
 
 - every child is a Tune trial reserving `--trial-cpus` CPUs (its torch threads) and `--trial-gpus`
   GPUs; it trains the child with `nasfer.nas.fidelity.train_child` at each rung it reaches and
-  measures its ONNX Runtime latency, as a local child;
+  measures its ONNX Runtime latency, as a local child (train_child has no device argument yet, so a
+  trial's GPU is reserved but the child trains on the trial's CPUs);
 - the strategy proposes children through `StrategySearcher` (ask/tell; batched REINFORCE waits for
   its batch) and is rewarded with rung-0 objectives only;
 - the `--rungs` schedule is Tune's ASHAScheduler (reduction factor `--eta`);
@@ -43,7 +44,8 @@ class RaySearchConfig:
     address: Optional[str] = option(None, "with --backend ray: the Ray cluster to use (auto: the one this machine "
                                           "belongs to; default: start Ray on this machine)")
     trial_cpus: float = option(1.0, "with --backend ray: CPUs each child trial reserves (its torch threads)")
-    trial_gpus: float = option(0.0, "with --backend ray: GPUs each child trial reserves")
+    trial_gpus: float = option(0.0, "with --backend ray: GPUs each child trial reserves (Ray schedules trials onto "
+                                    "GPU nodes; the children's trainer, nas.fidelity.train_child, itself runs on the CPU)")
     ray_cpus: int = option(0, "with --backend ray and no --address: CPUs the local Ray may use (0: all)")
 
     def validate(self) -> "RaySearchConfig":
