@@ -4,7 +4,7 @@
 
     python benchmarks/scale_out.py                      # both parts
     python benchmarks/scale_out.py --parts bulk --images 200
-    python benchmarks/scale_out.py --parts search --search-minutes 2
+    python benchmarks/scale_out.py --parts search --children 8
 
 Pictures are generated (scikit-image's public-domain astronaut pasted at random places and sizes on
 640x480 canvases); the search runs on a generated folder dataset. On one machine Ray cannot beat one
@@ -96,7 +96,63 @@ def bulk(args: argparse.Namespace) -> dict[str, Any]:
             "runs": runs}
 
 
-PARTS = {"bulk": bulk}
+# ------------------------------------------------------------------------------------------------ search
+def make_faces(folder: Path, per_class: int, seed: int = 0) -> None:
+    """A <class>/<image> folder of generated 48x48 faces whose bright bar encodes the class (as the tests')."""
+    import numpy as np
+    from PIL import Image
+
+    from nasfer.labels import EMOTIONS
+
+    rng = np.random.default_rng(seed)
+    for label, name in enumerate(EMOTIONS):
+        (folder / name).mkdir(parents=True)
+        for j in range(per_class):
+            img = rng.normal(90, 25, (48, 48))
+            band = 4 + label * 40 // len(EMOTIONS)
+            if label % 2:
+                img[:, band:band + 5] += 120
+            else:
+                img[band:band + 5, :] += 120
+            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(folder / name / f"{j:04d}.png")
+
+
+def search(args: argparse.Namespace) -> dict[str, Any]:
+    flags = ["--strategy", "random", "--rungs", *args.rungs, "--eta", "3", "--max-children", str(args.children),
+             "--child-batch", str(args.child_batch), "--blocks", "2",
+             "--budget-minutes", str(args.search_minutes), "--latency-target-ms", "0", "--no-progress"]
+    runs: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="nasfer-scale-") as tmp:
+        data = Path(tmp) / "faces"
+        make_faces(data, args.per_class)
+        variants = [("local, one process, --threads 1", ["--threads", "1"]),
+                    (f"local, one process, --threads {args.cpus}", ["--threads", str(args.cpus)]),
+                    (f"ray local mode, {args.cpus} CPUs, --trial-cpus 1",
+                     ["--backend", "ray", "--ray-cpus", str(args.cpus), "--trial-cpus", "1"])]
+        children: dict[str, list] = {}
+        for name, extra in variants:
+            out = Path(tmp) / f"run{len(runs)}"
+            wall, _ = nasfer("search", "--data", str(data), "--out", str(out), *flags, *extra)
+            summary = json.loads((out / "summary.json").read_text())
+            log = [json.loads(line) for line in (out / "search_log.jsonl").read_text().splitlines()]
+            rung0 = sorted((r["key"], r["accuracy"]) for r in log if r["kind"] == "child")
+            children[name] = rung0
+            runs[name] = {"wall_s": round(wall, 2), "search_s": summary["elapsed_s"], "children": summary["children"],
+                          "children_per_rung": summary["children_per_rung"],
+                          "child_seconds_rung0_mean": round(sum(r["seconds"] for r in log if r["kind"] == "child")
+                                                            / max(1, summary["children_per_rung"][0]), 2),
+                          "best_accuracy": summary["best"]["accuracy"], "best_fidelity": summary["best"]["fidelity"]}
+    first = next(iter(children.values()))
+    for name, run in runs.items():
+        run["same_children_and_rung0_accuracy_as_threads_1"] = children[name] == first
+    return {"command": f"python benchmarks/scale_out.py --parts search --children {args.children} "
+                       f"--per-class {args.per_class} --rungs {' '.join(args.rungs)} --child-batch {args.child_batch}",
+            "data": f"generated faces, 7 classes x {args.per_class}", "strategy": "random (same proposals in every run)",
+            "rungs": list(args.rungs), "max_children": args.children,
+            "wall_s_includes": "process start, data loading, Ray start for the Ray run, result files", "runs": runs}
+
+
+PARTS = {"bulk": bulk, "search": search}
 
 
 def main() -> None:
@@ -105,7 +161,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200, help="generated pictures for the bulk part")
     parser.add_argument("--model", default="default", help="model of the bulk part")
     parser.add_argument("--cpus", type=int, default=2, help="CPUs for Ray and for the one-process runs")
-    parser.add_argument("--search-minutes", type=float, default=2.0, help="budget of each search run")
+    parser.add_argument("--search-minutes", type=float, default=20.0, help="budget of each search run (a ceiling: "
+                                                                               "--children ends it first)")
+    parser.add_argument("--children", type=int, default=8, help="children of each search run")
+    parser.add_argument("--per-class", type=int, default=40, help="generated faces per class for the search")
+    parser.add_argument("--rungs", nargs="+", default=["20s@16", "60s@16"], help="fidelities of the search runs")
+    parser.add_argument("--child-batch", type=int, default=32, help="batch size of the children")
     parser.add_argument("--out", default=str(DEFAULT_OUT))
     args = parser.parse_args()
     out = Path(args.out)
