@@ -33,8 +33,8 @@ class BulkConfig:
                                       "(.jsonl like --json, .csv like --csv, or .parquet)")
     address: Optional[str] = option(None, "with --backend ray: the Ray cluster to use (auto: the one this machine "
                                           "belongs to; default: start Ray on this machine)")
-    actors: int = option(0, "with --backend ray: ONNX Runtime actors, each running --threads threads "
-                            "(0: as many as the cluster's CPUs hold)")
+    actors: int = option(0, "with --backend ray: ONNX Runtime actors, each running --threads threads on as "
+                            "many reserved CPUs (--threads 0 counts as 1 here; 0: as many actors as the CPUs hold)")
     batch_size: int = option(16, "with --backend ray: pictures per batch sent to an actor")
     ray_cpus: int = option(0, "with --backend ray and no --address: CPUs the local Ray may use (0: all)")
 
