@@ -70,7 +70,8 @@ def test_one_minute_ray_search_writes_the_local_backends_result(tmp_path, faces,
     from nasfer.nas.space import model_from_file
 
     out = tmp_path / "search"
-    cfg = SearchConfig(out=str(out), budget_minutes=1.0, max_children=6, latency_target_ms=2.0, **TINY)
+    cfg = SearchConfig(out=str(out), budget_minutes=1.0, max_children=6, latency_target_ms=2.0, max_latency_ms=2.5,
+                       **TINY)
     result = search(cfg, RaySearchConfig(backend="ray", trial_cpus=1), dataset=faces, latency=fake_latency)
     s = result.summary
     assert s["children"] == 6 and s["n_train"] + s["n_val"] == 210
@@ -85,8 +86,13 @@ def test_one_minute_ray_search_writes_the_local_backends_result(tmp_path, faces,
         assert 0.0 <= r["accuracy"] <= 1.0 and r["fidelity"] == "3s@16" and r["spec"]["stages"]
         assert r["reward"] == r["objective"] == pytest.approx(  # the MnasNet objective on the child's latency
             mnas_reward(r["accuracy"], r["latency"]["ms_per_face_b1"], 2.0, -0.07))
+    infeasible = {r["child"] for r in children if r["latency"]["ms_per_face_b1"] > 2.5}
+    for r in children:  # slower than --max-latency-ms: not trained, reward 0 (as the local backend)
+        assert bool(r.get("infeasible")) == (r["child"] in infeasible)
+        assert r["child"] not in infeasible or r["accuracy"] == r["reward"] == r["seconds"] == 0.0
     for r in (r for r in records if r["kind"] == "promotion"):
         assert r["rung"] == 1 and r["fidelity"] == "6s@16" and r["child"] in {c["child"] for c in children}
+        assert r["child"] not in infeasible
     name, kwargs = model_from_file(out / "best_arch.json")
     assert name == "macro" and create_model(name, num_classes=7, in_channels=1, **kwargs) is not None
     assert s["best"]["spec"] == json.loads((out / "summary.json").read_text())["best"]["spec"]

@@ -96,7 +96,8 @@ class ChildProblem:
 
     def evaluate(self, spec: dict[str, Any], rung: int, done: list[dict[str, Any]]) -> dict[str, Any]:
         """One rung of one child, as the local backend scores it: {"score" (the objective), "accuracy",
-        "objective", "seconds", "latency"} (latency measured at rung 0, then carried)."""
+        "objective", "seconds", "latency"} (latency measured at rung 0, then carried); a child slower than
+        `max_latency_ms` is {"score": 0, ..., "infeasible": True}, untrained."""
         import time
 
         from .fidelity import Fidelity
@@ -107,16 +108,21 @@ class ChildProblem:
         space = make_search_space(cfg)
         name, kwargs = space.model(spec)
         latency = done[0]["latency"] if done else None
-        if not done and (cfg.latency_target_ms > 0 or self.latency_fn is not None):
+        max_ms = float(cfg.max_latency_ms)
+        if not done and (cfg.latency_target_ms > 0 or max_ms > 0 or self.latency_fn is not None):
             latency = (self.latency_fn(name, kwargs) if self.latency_fn is not None
                        else LatencyCache(self.latency_path or None).get(name, kwargs))
+        ms = latency.get(f"ms_per_face_b{cfg.latency_batch}") if latency else None
+        if max_ms > 0 and ms is not None and ms > max_ms:
+            # infeasible, as in the local backend: not trained, reward 0, never promoted
+            return {"score": 0.0, "accuracy": 0.0, "objective": 0.0, "seconds": 0.0, "latency": latency,
+                    "infeasible": True}
         fidelity = Fidelity.parse(cfg.rungs[rung])
         start = time.monotonic()
         if self.evaluate_fn is not None:
             accuracy = float(self.evaluate_fn(spec, fidelity))
         else:
             accuracy = self._train(name, kwargs, fidelity)
-        ms = latency.get(f"ms_per_face_b{cfg.latency_batch}") if latency else None
         objective = mnas_reward(accuracy, ms, cfg.latency_target_ms, cfg.latency_w)
         return {"score": objective, "accuracy": accuracy, "objective": objective,
                 "seconds": round(time.monotonic() - start, 2), "latency": latency}
@@ -158,6 +164,7 @@ class SearchFiles:
         self._append({"kind": "child", "rung": 0, "fidelity": self.rungs[0], "child": event["child"],
                       "key": event["key"], "reward": event["reward"],
                       **{k: info.get(k) for k in ("accuracy", "objective", "seconds")},
+                      **({"infeasible": True} if info.get("infeasible") else {}),
                       "latency": info.get("latency"), **stats, "spec": event["spec"],
                       "trial_id": event["trial_id"], "error": bool(result.get("error", False)), "elapsed": elapsed})
 
@@ -189,6 +196,8 @@ def rebuild(run: Any, log_path: Path) -> None:
                      "latency": record["latency"], "scores": {}}
             trials[record["key"]] = by_id[trial["id"]] = trial
             trial["scores"]["0"] = {k: record[k] for k in ("accuracy", "objective", "seconds")}
+            if record.get("infeasible"):
+                trial["scores"]["0"]["infeasible"] = True
         elif record["kind"] == "promotion" and int(record["child"]) in by_id:
             by_id[int(record["child"])]["scores"][str(record["rung"])] = {
                 k: record[k] for k in ("accuracy", "objective", "seconds")}

@@ -79,6 +79,8 @@ def child_trial(config: dict[str, Any], problem: Problem = None, threads: int = 
             Path(folder, RUNGS_FILE).write_text(json.dumps(done))
             tune.report({"info": json.dumps(info), METRIC: float(info["score"]), RUNG: rung,
                          FIDELITY: problem.eta ** rung}, checkpoint=tune.Checkpoint.from_directory(folder))
+        if info.get("infeasible"):
+            return  # never promoted
 
 
 def asha(problem: Problem):
