@@ -151,3 +151,12 @@ def test_batched_reinforce_waits_for_its_whole_batch():
     assert searcher.strategy.updates == 0
     searcher.on_trial_result("c", {METRIC: 0.4, RUNG: 0})
     assert searcher.strategy.updates == 1 and searcher.suggest("d") is not None
+
+
+def test_a_trial_cut_by_the_budgets_end_is_not_counted():
+    told = Recorder()
+    searcher = StrategySearcher(BatchedToy(batch=4), Space(), budget_s=3600, on_told=told)
+    searcher.suggest("a")
+    searcher.budget_s = 0.0  # the budget ends while "a" trains; its trial ends without a result
+    searcher.on_trial_complete("a", None)
+    assert searcher.strategy.told == [] and told.events == [] and searcher.waiting == {}

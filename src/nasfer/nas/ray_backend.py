@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -33,6 +34,7 @@ from .. import config
 from ..config import option
 
 FINISHED_FILE = "ray_finished.json"
+CLOCK_FILE = "ray_clock.json"
 
 
 @dataclass
@@ -85,6 +87,7 @@ class ChildProblem:
     evaluate_fn: Any = None  # (spec, Fidelity) -> accuracy, replacing training (tests)
     latency_fn: Any = None  # (model name, kwargs) -> latency dict, replacing the measurement (tests)
     latency_path: str = ""
+    deadline: float = 0.0  # time.time() at which the search's budget ends (0: none)
 
     @property
     def n_rungs(self) -> int:
@@ -94,12 +97,11 @@ class ChildProblem:
     def eta(self) -> int:
         return int(self.cfg.eta)
 
-    def evaluate(self, spec: dict[str, Any], rung: int, done: list[dict[str, Any]]) -> dict[str, Any]:
+    def evaluate(self, spec: dict[str, Any], rung: int, done: list[dict[str, Any]]) -> dict[str, Any] | None:
         """One rung of one child, as the local backend scores it: {"score" (the objective), "accuracy",
         "objective", "seconds", "latency"} (latency measured at rung 0, then carried); a child slower than
-        `max_latency_ms` is {"score": 0, ..., "infeasible": True}, untrained."""
-        import time
-
+        `max_latency_ms` is {"score": 0, ..., "infeasible": True}, untrained; None when the search's
+        budget ends before or during the training (the rung is not counted, as in the local backend)."""
         from .fidelity import Fidelity
         from .latency import LatencyCache, mnas_reward
         from .search import make_search_space
@@ -119,19 +121,29 @@ class ChildProblem:
                     "infeasible": True}
         fidelity = Fidelity.parse(cfg.rungs[rung])
         start = time.monotonic()
+        # The budget's end, on this process' monotonic clock (trials may run on other machines).
+        deadline = start + (self.deadline - time.time()) if self.deadline else None
+        if deadline is not None and start >= deadline:
+            return None
         if self.evaluate_fn is not None:
             accuracy = float(self.evaluate_fn(spec, fidelity))
         else:
-            accuracy = self._train(name, kwargs, fidelity)
+            from .fidelity import BudgetExceeded
+
+            try:
+                accuracy = self._train(name, kwargs, fidelity, deadline)
+            except BudgetExceeded:
+                return None  # stopped at the budget's end and not counted, as in the local backend
         objective = mnas_reward(accuracy, ms, cfg.latency_target_ms, cfg.latency_w)
         return {"score": objective, "accuracy": accuracy, "objective": objective,
                 "seconds": round(time.monotonic() - start, 2), "latency": latency}
 
-    def _train(self, name: str, kwargs: dict[str, Any], fidelity: Any) -> float:
+    def _train(self, name: str, kwargs: dict[str, Any], fidelity: Any, deadline: float | None) -> float:
         from .fidelity import Recipe, train_child
 
         recipe = Recipe(lr=self.cfg.child_lr, batch_size=self.cfg.child_batch, precision=self.cfg.precision)
-        return float(train_child(name, kwargs, self.data, fidelity, seed=self.cfg.seed, recipe=recipe))
+        return float(train_child(name, kwargs, self.data, fidelity, seed=self.cfg.seed, recipe=recipe,
+                                 deadline=deadline))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -144,9 +156,17 @@ class SearchFiles:
     def __init__(self, out: Path, rungs: tuple[str, ...]):
         self.out, self.rungs = Path(out), tuple(rungs)
 
+    def clock(self, elapsed_s: float) -> None:
+        """Remember the search time spent so far (read back when an interrupted search continues)."""
+        path = self.out / CLOCK_FILE
+        previous = json.loads(path.read_text())["elapsed_s"] if path.is_file() else 0.0
+        path.write_text(json.dumps({"elapsed_s": max(previous, float(elapsed_s))}) + "\n")
+
     def _append(self, record: dict[str, Any]) -> None:
         from .search import LOG_FILE
 
+        if "elapsed" in record:
+            self.clock(record["elapsed"])
         path = self.out / LOG_FILE
         jobs = sum(1 for _ in open(path)) if path.exists() else 0
         with open(path, "a") as f:
@@ -175,7 +195,7 @@ class SearchFiles:
         info = json.loads(event["info"])
         self._append({"kind": "promotion", "rung": rung, "fidelity": self.rungs[rung], "child": event["child"],
                       "key": event["key"], **{k: info.get(k) for k in ("accuracy", "objective", "seconds")},
-                      "trial_id": event["trial_id"]})
+                      "trial_id": event["trial_id"], "elapsed": round(event["elapsed_s"], 2)})
 
     def finished(self) -> None:
         (self.out / FINISHED_FILE).write_text(json.dumps({"finished": True}) + "\n")
@@ -246,13 +266,17 @@ def search(cfg: Any, rcfg: RaySearchConfig, *, dataset=None, evaluate=None, late
         run.notes, run.n_train, run.n_val = data.notes, len(data.train_y), len(data.val_y)
     out.mkdir(parents=True, exist_ok=True)
     saved_cfg.write_text(json.dumps(to_dict(cfg), indent=1) + "\n")
+    spent = json.loads((out / CLOCK_FILE).read_text())["elapsed_s"] if (out / CLOCK_FILE).is_file() else 0.0
     problem = ChildProblem(dataclasses.replace(cfg, threads=max(1, int(rcfg.trial_cpus))), data, evaluate, latency,
-                           latency_path=cfg.latency_cache or str(out.resolve() / "latency_cache.json"))
+                           latency_path=cfg.latency_cache or str(out.resolve() / "latency_cache.json"),
+                           # 1 s after the searcher's own budget end, so a trial cut by it is seen as cut
+                           deadline=time.time() + max(0.0, run.budget_s - spent) + 1.0)
     files = SearchFiles(out.resolve(), tuple(cfg.rungs))
 
     def make_searcher():
         return StrategySearcher(run.strategy, run.space, budget_s=run.budget_s, max_children=cfg.max_children,
-                                on_told=files.told, on_result=files.result, on_finished=files.finished)
+                                on_told=files.told, on_result=files.result, on_finished=files.finished,
+                                on_save=files.clock)
 
     with ray_session(rcfg.address, rcfg.ray_cpus):
         if can_restore(out):

@@ -10,7 +10,8 @@
   scheduler's (ASHA) business. Every result, at every rung, is passed to `on_result` for the logs
   (the result on which ASHA stops a trial arrives through `on_trial_complete`: handled the same way).
 - `on_trial_complete` without a rung-0 result (the trial failed) -> `tell(values, 0.0)`: a child
-  that cannot be trained scores nothing, and a REINFORCE batch never waits forever.
+  that cannot be trained scores nothing, and a REINFORCE batch never waits forever. A trial that
+  ends without a result after the budget is spent was cut by the budget's end: it is not counted.
 - A child whose architecture was already scored (same `space.key`) is not trained again: the
   strategy is told the known reward at once (`on_told` with kind "duplicate"), as the local backend
   does; one proposed while its twin is still training is told when the twin's reward arrives.
@@ -44,17 +45,19 @@ class StrategySearcher(Searcher):
     budget_s: search time after which no more children are proposed (summed over sessions);
     max_children: also stop after this many children (0: no limit); on_told(event) / on_result(event) /
     on_finished(): driver-side callbacks for the logs, picklable (Tune pickles the searcher with the
-    experiment); on_finished is called once, when the budget is spent and no more children will come.
+    experiment); on_finished is called once, when the budget is spent and no more children will come;
+    on_save(elapsed_s) with every checkpoint Tune takes of the searcher.
     """
 
     def __init__(self, strategy: Any, space: Any, *, budget_s: float, max_children: int = 0,
                  on_told: Callable[[dict[str, Any]], None] | None = None,
                  on_result: Callable[[dict[str, Any]], None] | None = None,
-                 on_finished: Callable[[], None] | None = None):
+                 on_finished: Callable[[], None] | None = None,
+                 on_save: Callable[[float], None] | None = None):
         super().__init__(metric=METRIC, mode="max")
         self.strategy, self.space = strategy, space
         self.budget_s, self.max_children = float(budget_s), int(max_children)
-        self.on_told, self.on_result, self.on_finished = on_told, on_result, on_finished
+        self.on_told, self.on_result, self.on_finished, self.on_save = on_told, on_result, on_finished, on_save
         self.waiting: dict[str, list[int]] = {}  # trial id -> values, until the rung-0 reward is told
         self.keys: dict[str, str] = {}  # trial id -> architecture key, until told
         self.meta: dict[str, dict[str, Any]] = {}  # trial id -> {"child", "key"}, for every trial
@@ -115,7 +118,10 @@ class StrategySearcher(Searcher):
         # A result on which the scheduler stops the trial comes here, not through on_trial_result.
         if result and METRIC in result and not error:
             self._result(trial_id, result)
-        if trial_id in self.waiting:  # failed before its rung-0 result
+        if trial_id in self.waiting and self.out_of_budget():  # cut by the budget's end: not counted
+            self.waiting.pop(trial_id)
+            self.keys.pop(trial_id)
+        elif trial_id in self.waiting:  # failed before its rung-0 result
             self._tell(trial_id, 0.0, {**(result or {}), "error": True})
 
     def _result(self, trial_id: str, result: dict[str, Any]) -> None:
@@ -124,7 +130,7 @@ class StrategySearcher(Searcher):
             return  # a finished trial's last result comes again with on_trial_complete
         self.seen[trial_id].append(rung)
         if self.on_result is not None:
-            self.on_result({**result, "trial_id": trial_id, **self.meta.get(trial_id, {})})
+            self.on_result({**result, "trial_id": trial_id, **self.meta.get(trial_id, {}), "elapsed_s": self.elapsed()})
         if trial_id in self.waiting and rung == 0 and METRIC in result:
             self._tell(trial_id, float(result[METRIC]), result)
 
@@ -165,6 +171,8 @@ class StrategySearcher(Searcher):
         import torch
 
         torch.save(self.state(), checkpoint_path)
+        if self.on_save is not None:
+            self.on_save(self.elapsed())
 
     def restore(self, checkpoint_path: str) -> None:
         import torch

@@ -40,9 +40,9 @@ class Problem(Protocol):
     n_rungs: int
     eta: int
 
-    def evaluate(self, spec: dict[str, Any], rung: int, done: list[dict[str, Any]]) -> dict[str, Any]:
-        """Train `spec` at fidelity `rung` from scratch; {"score": float (higher is better), ...}.
-        `done`: what this method returned for the child's lower rungs."""
+    def evaluate(self, spec: dict[str, Any], rung: int, done: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """Train `spec` at fidelity `rung` from scratch; {"score": float (higher is better), ...}, or None
+        when the search's budget ended first. `done`: what it returned for the child's lower rungs."""
         ...
 
 
@@ -74,13 +74,13 @@ def child_trial(config: dict[str, Any], problem: Problem = None, threads: int = 
             done = json.loads(Path(folder, RUNGS_FILE).read_text())
     for rung in range(len(done), problem.n_rungs):
         info = problem.evaluate(config["spec"], rung, list(done))
+        if info is None:
+            return  # the search's budget ended during this rung: the rung is not counted
         done.append(info)
         with tempfile.TemporaryDirectory() as folder:
             Path(folder, RUNGS_FILE).write_text(json.dumps(done))
             tune.report({"info": json.dumps(info), METRIC: float(info["score"]), RUNG: rung,
                          FIDELITY: problem.eta ** rung}, checkpoint=tune.Checkpoint.from_directory(folder))
-        if info.get("infeasible"):
-            return  # never promoted
 
 
 def asha(problem: Problem):
