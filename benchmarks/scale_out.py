@@ -120,7 +120,8 @@ def make_faces(folder: Path, per_class: int, seed: int = 0) -> None:
 def search(args: argparse.Namespace) -> dict[str, Any]:
     flags = ["--strategy", "random", "--rungs", *args.rungs, "--eta", "3", "--max-children", str(args.children),
              "--child-batch", str(args.child_batch), "--blocks", "2",
-             "--budget-minutes", str(args.search_minutes), "--latency-target-ms", "0", "--no-progress"]
+             "--budget-minutes", str(args.search_minutes), "--latency-target-ms", "0", "--max-latency-ms", "0",
+             "--no-progress"]
     runs: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="nasfer-scale-") as tmp:
         data = Path(tmp) / "faces"
