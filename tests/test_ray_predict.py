@@ -118,8 +118,8 @@ def test_flag_errors_are_one_line_before_ray_starts(pictures, argv, message, cap
 
 
 def test_default_import_path_does_not_need_ray():
-    code = ("import sys; import nasfer.cli, nasfer.bulk, nasfer.bulk.pipeline, nasfer.commands.predict; "
-            "sys.exit('ray' in sys.modules)")
+    code = ("import sys; import nasfer.cli, nasfer.bulk, nasfer.bulk.pipeline, nasfer.commands.predict, "
+            "nasfer.commands.search, nasfer.nas.ray_backend; nasfer.cli.build_parser(); sys.exit('ray' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 
