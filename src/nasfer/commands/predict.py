@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from .. import config
+from .. import bulk, config
 from ..config import option
 
 NAME = "predict"
@@ -63,6 +63,7 @@ class PredictConfig:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="IMAGE|DIR", help="image files and/or folders (recursive)")
     config.add_arguments(parser, PredictConfig, exclude=("inputs",))
+    bulk.add_arguments(parser)  # --backend ray and its flags (nasfer.bulk; Ray is imported only when used)
 
 
 @dataclass
@@ -169,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
     from ..api import EmotionRecognizer, check_max_faces
     from ..progress import progress_bar
 
+    if bulk.requested(args):
+        return bulk.run(args)
     cfg: PredictConfig = config.from_args(PredictConfig, args)
     check_max_faces(cfg.max_faces)
     items = collect(cfg.inputs)

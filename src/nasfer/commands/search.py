@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 
 from .. import config
+from ..nas import ray_backend
 
 NAME = "search"
 HELP = "search an architecture under a time budget (resumable)"
@@ -32,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..nas.config import SearchConfig
 
     config.add_arguments(parser, SearchConfig)
+    ray_backend.add_arguments(parser)  # --backend ray and its flags (Ray is imported only when used)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = config.from_args(SearchConfig, args)
     if not cfg.data:
         raise DataError("--data is required (a dataset zip, folder or fer2013.csv)")
-    result = search(cfg)
+    result = ray_backend.search_from_args(cfg, args) if ray_backend.requested(args) else search(cfg)
+    if result is None:
+        return 130  # a Ray search was interrupted: the same command continues it
     best = result.summary["best"]
     latency = best["latency"] or {}
     ms = f", {latency['ms_per_face_b1']:.3f} ms/face (batch 1, ONNX Runtime, 1 thread)" if latency else ""

@@ -1,0 +1,172 @@
+"""`nasfer search --backend ray`: the search's children as Ray Tune trials, in Ray's local mode on 2 CPUs
+(started once for the module, as a user's `ray start` would be, and joined by the commands).
+
+A one-minute search on generated faces writes the local backend's files in its format; a search
+interrupted with Ctrl+C (SIGINT) continues with `Tuner.restore` when the same command runs again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fixtures_data import pattern_image, write_class_tree
+
+pytest.importorskip("ray.tune", reason="Ray comes with the distributed extra: pip install -e '.[distributed]'")
+
+from nasfer.cli import main  # noqa: E402
+from nasfer.data import FaceDataset  # noqa: E402
+from nasfer.nas.config import SearchConfig  # noqa: E402
+from nasfer.nas.latency import mnas_reward  # noqa: E402
+from nasfer.nas.ray_backend import RaySearchConfig, search  # noqa: E402
+from nasfer.nas.search import LOG_FILE  # noqa: E402
+
+TINY = dict(rungs=("3s@16", "6s@16"), eta=2, child_batch=16, blocks=2, progress=False, val_fraction=0.2,
+            precision="fp32", reinforce_batch=2)
+FLAGS = ["--rungs", "3s@16", "6s@16", "--eta", "2", "--child-batch", "16", "--blocks", "2", "--val-fraction", "0.2",
+         "--precision", "fp32", "--reinforce-batch", "2", "--latency-target-ms", "0", "--no-progress"]
+
+
+def fake_latency(name: str, kwargs: dict) -> dict:
+    widths = sum(s["width"] for s in kwargs["spec"]["stages"])
+    return {"ms_per_face_b1": widths / 100, "ms_per_face_b64": widths / 400, "params": widths * 100}
+
+
+@pytest.fixture(scope="module")
+def faces() -> FaceDataset:
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(7), 32)
+    images = np.stack([pattern_image(int(label), rng) for label in labels])
+    splits = np.array((["Training"] * 30 + ["PublicTest"] * 2) * 7)
+    images[splits == "PublicTest"] = 255
+    return FaceDataset(images=images, labels=labels, splits=splits,
+                       sources=np.array([f"face{i}" for i in range(len(labels))]))
+
+
+def lines(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / LOG_FILE).read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # fake_latency travels to the trials
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    yield ray
+    ray.shutdown()
+
+
+def test_one_minute_ray_search_writes_the_local_backends_result(tmp_path, faces, local_ray):
+    from nasfer.models import create_model
+    from nasfer.nas.space import model_from_file
+
+    out = tmp_path / "search"
+    cfg = SearchConfig(out=str(out), budget_minutes=1.0, max_children=6, latency_target_ms=2.0, **TINY)
+    result = search(cfg, RaySearchConfig(backend="ray", trial_cpus=1), dataset=faces, latency=fake_latency)
+    s = result.summary
+    assert s["children"] == 6 and s["n_train"] + s["n_val"] == 210
+    assert s["children_per_rung"][0] == 6 and 1 <= s["children_per_rung"][1] <= 6
+    for name in ("best_arch.json", "summary.json", "pareto.json", "config.json", "ray_tune"):
+        assert (out / name).exists(), name
+    records = lines(out)
+    assert [r["job"] for r in records] == list(range(1, len(records) + 1))
+    children = [r for r in records if r["kind"] == "child"]
+    assert sorted(r["child"] for r in children) == list(range(6)) and len({r["key"] for r in children}) == 6
+    for r in children:
+        assert 0.0 <= r["accuracy"] <= 1.0 and r["fidelity"] == "3s@16" and r["spec"]["stages"]
+        assert r["reward"] == r["objective"] == pytest.approx(  # the MnasNet objective on the child's latency
+            mnas_reward(r["accuracy"], r["latency"]["ms_per_face_b1"], 2.0, -0.07))
+    for r in (r for r in records if r["kind"] == "promotion"):
+        assert r["rung"] == 1 and r["fidelity"] == "6s@16" and r["child"] in {c["child"] for c in children}
+    name, kwargs = model_from_file(out / "best_arch.json")
+    assert name == "macro" and create_model(name, num_classes=7, in_channels=1, **kwargs) is not None
+    assert s["best"]["spec"] == json.loads((out / "summary.json").read_text())["best"]["spec"]
+
+
+def ctrl_c_after_first_child(out: Path, stop: threading.Event) -> threading.Thread:
+    """Send this process SIGINT (what Ctrl+C sends) once the search has logged its first child."""
+
+    def watch():
+        while not stop.wait(0.2):
+            if (out / LOG_FILE).is_file() and any(r["kind"] == "child" for r in lines(out)):
+                signal.raise_signal(signal.SIGINT)
+                return
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_interrupted_ray_search_restores_and_finishes(tmp_path, local_ray, capsys):
+    data = tmp_path / "faces"
+    write_class_tree(data, per_class=20)
+    out = tmp_path / "search"
+    argv = ["search", "--backend", "ray", "--data", str(data), "--out", str(out), "--budget-minutes", "1",
+            "--max-children", "4", *FLAGS]
+    stop = threading.Event()
+    watcher = ctrl_c_after_first_child(out, stop)
+    try:
+        code = main(argv)
+    finally:
+        stop.set()
+        watcher.join()
+    assert code == 130
+    assert "interrupted; the same command continues it" in capsys.readouterr().err
+    before = lines(out)
+    assert 1 <= len([r for r in before if r["kind"] == "child"]) < 4
+    assert not (out / "summary.json").exists()
+
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "continuing the Ray search" in captured.err and "best child #" in captured.out
+    after = lines(out)
+    assert after[:len(before)] == before  # nothing redone or rewritten
+    assert [r["job"] for r in after] == list(range(1, len(after) + 1))
+    children = [r for r in after if r["kind"] == "child"]
+    assert sorted(r["child"] for r in children) == list(range(4))
+    assert len({r["trial_id"] for r in children}) == 4
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["children"] == 4 and (out / "best_arch.json").is_file()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--address", "auto"], "--address only apply with --backend ray"),
+    (["--backend", "ray", "--trial-cpus", "0"], "--trial-cpus must be > 0"),
+])
+def test_flag_errors_are_one_line(tmp_path, argv, message, capsys):
+    assert main(["search", "--data", str(tmp_path), "--out", str(tmp_path / "s"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_a_local_search_directory_is_not_taken_over(tmp_path, capsys):
+    from nasfer.nas.search import STATE_FILE
+
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / STATE_FILE).write_bytes(b"")
+    assert main(["search", "--backend", "ray", "--data", str(tmp_path), "--out", str(tmp_path / "s")]) == 2
+    assert "holds a search of the local backend" in capsys.readouterr().err
+
+
+def test_a_child_is_not_started_after_the_budgets_end(faces):
+    import random
+
+    from nasfer.nas.ray_backend import ChildProblem
+    from nasfer.nas.search import make_search_space
+
+    cfg = SearchConfig(latency_target_ms=0.0, max_latency_ms=0.0, **TINY)
+    space = make_search_space(cfg)
+    spec = space.decode(space.sample(random.Random(0)))
+    ended = ChildProblem(cfg, evaluate_fn=lambda spec, fidelity: 0.5, deadline=time.time() - 1)
+    assert ended.evaluate(spec, 0, []) is None
+    running = ChildProblem(cfg, evaluate_fn=lambda spec, fidelity: 0.5, deadline=time.time() + 60)
+    assert running.evaluate(spec, 0, [])["score"] == 0.5
