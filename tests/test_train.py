@@ -40,7 +40,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(learnable_folder, t
     fit(small_cfg(tmp_path / "straight", **cfg), data_cfg, progress=False)
 
     calls = {"n": 0}
-    original = Trainer._validate
+    original = Trainer.validate
 
     def interrupt_on_second_epoch(self):
         calls["n"] += 1
@@ -48,10 +48,10 @@ def test_resume_after_interruption_matches_uninterrupted_run(learnable_folder, t
             raise KeyboardInterrupt  # killed mid-epoch 2, after epoch 1's checkpoint
         return original(self)
 
-    monkeypatch.setattr(Trainer, "_validate", interrupt_on_second_epoch)
+    monkeypatch.setattr(Trainer, "validate", interrupt_on_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         fit(small_cfg(tmp_path / "resumed", **cfg), data_cfg, progress=False)
-    monkeypatch.setattr(Trainer, "_validate", original)
+    monkeypatch.setattr(Trainer, "validate", original)
     assert json.loads((tmp_path / "resumed" / "history.json").read_text())[-1]["epoch"] == 1
     fit(small_cfg(tmp_path / "resumed", **cfg), data_cfg, progress=False)
 
@@ -151,7 +151,7 @@ def test_ema_weights_differ_are_validated_beside_raw_and_resume_exactly(learnabl
     assert best["metrics"]["val_accuracy"] == pytest.approx(expected)
 
     calls = {"n": 0}
-    original = Trainer._validate
+    original = Trainer.validate
 
     def interrupt_on_second_epoch(self, model=None):
         calls["n"] += 1
@@ -159,10 +159,10 @@ def test_ema_weights_differ_are_validated_beside_raw_and_resume_exactly(learnabl
             raise KeyboardInterrupt
         return original(self, model)
 
-    monkeypatch.setattr(Trainer, "_validate", interrupt_on_second_epoch)
+    monkeypatch.setattr(Trainer, "validate", interrupt_on_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         fit(small_cfg(tmp_path / "resumed", **cfg), data_cfg, progress=False)
-    monkeypatch.setattr(Trainer, "_validate", original)
+    monkeypatch.setattr(Trainer, "validate", original)
     fit(small_cfg(tmp_path / "resumed", **cfg), data_cfg, progress=False)
     resumed = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)
     for key, value in last["ema_state_dict"].items():

@@ -16,7 +16,7 @@ from nasfer.finetune import head_parameter_names, load_init_checkpoint, match_la
 from nasfer.labels import EMOTIONS
 from nasfer.models import create_model, list_models
 from nasfer.preprocessing import Preprocessing
-from nasfer.train import Trainer, fit
+from nasfer.train import Trainer, fit, prepare_run
 
 NEW_LABELS = ("alpha", "beta", "gamma")  # drawn with the patterns of angry, disgust, fear
 
@@ -72,19 +72,19 @@ def test_finetuning_a_new_label_set_learns_it_with_a_new_head(finetuned):
 def test_frozen_backbone_is_really_frozen_then_released(pretrained, new_labels_folder, tmp_path):
     cfg = tiny_cfg(tmp_path / "run", init_from=str(pretrained), label_set="folders", freeze_epochs=1, epochs=2,
                    backbone_lr_mult=0.1)
-    trainer = Trainer(cfg, DataConfig(data=str(new_labels_folder)), progress=False)
-    groups = {g["name"]: g for g in trainer.optimizer.param_groups}
+    trainer = prepare_run(cfg, DataConfig(data=str(new_labels_folder)), progress=False)
+    groups = {g["name"]: g for g in trainer.opt.optimizer.param_groups}
     assert groups["backbone"]["initial_lr"] == pytest.approx(0.1 * groups["head"]["initial_lr"])
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     init = load_checkpoint(pretrained)["state_dict"]
-    trainer._train_epoch(0)
+    trainer.train_epoch(0)
     after = trainer.model.state_dict()
     for name, value in after.items():
         if name.startswith("head.3."):
             assert not torch.equal(value, before[name]), f"{name} did not train"
         else:  # weights, BatchNorm running stats and counters: all as loaded from the checkpoint
             assert torch.equal(value, before[name]) and torch.equal(value, init[name].to(value.dtype)), name
-    trainer._train_epoch(1)
+    trainer.train_epoch(1)
     assert not torch.equal(trainer.model.state_dict()["features.0.0.weight"], before["features.0.0.weight"])
     assert all(p.requires_grad for p in trainer.model.parameters())
 
@@ -93,7 +93,7 @@ def test_finetuning_resumes_exactly_across_the_unfreeze(pretrained, new_labels_f
     data_cfg = DataConfig(data=str(new_labels_folder))
     kw = dict(init_from=str(pretrained), label_set="folders", freeze_epochs=1, epochs=3, rotation=5.0, mixup=0.2)
     fit(tiny_cfg(tmp_path / "straight", **kw), data_cfg, progress=False)
-    original, calls = Trainer._validate, {"n": 0}
+    original, calls = Trainer.validate, {"n": 0}
 
     def interrupt_in_second_epoch(self):
         calls["n"] += 1
@@ -101,10 +101,10 @@ def test_finetuning_resumes_exactly_across_the_unfreeze(pretrained, new_labels_f
             raise KeyboardInterrupt
         return original(self)
 
-    monkeypatch.setattr(Trainer, "_validate", interrupt_in_second_epoch)
+    monkeypatch.setattr(Trainer, "validate", interrupt_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         fit(tiny_cfg(tmp_path / "resumed", **kw), data_cfg, progress=False)
-    monkeypatch.setattr(Trainer, "_validate", original)
+    monkeypatch.setattr(Trainer, "validate", original)
     fit(tiny_cfg(tmp_path / "resumed", **kw), data_cfg, progress=False)
     a = torch.load(tmp_path / "straight" / "last.pt", weights_only=False)
     b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)
@@ -143,15 +143,25 @@ def test_same_labels_keep_the_head_and_synonyms_keep_their_rows(pretrained):
     assert match_labels(["sadness", "bored"], list(EMOTIONS)) == {"sadness": "sad", "bored": None}
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", [m for m in list_models() if m != "ensemble"])
 def test_head_is_found_for_every_registered_model(name):
     kwargs = {"num_classes": 5, "in_channels": 1}
-    if name == "ensemble":
-        pytest.skip("an ensemble is built from trained members, not fine-tuned (start_from refuses it)")
     head = head_parameter_names(name, kwargs)
     assert head, f"no head found for {name}"
     shapes = create_model(name, **kwargs).state_dict()
     assert all(shapes[n].shape[0] == 5 for n in head)
+
+
+def test_an_ensemble_is_refused_as_a_starting_point(pretrained, tmp_path):
+    """An ensemble is built from trained members, not fine-tuned: start_from says to fine-tune a member."""
+    from nasfer.checkpoint import save_checkpoint
+    from nasfer.finetune import start_from
+
+    ckpt = load_checkpoint(pretrained)
+    ckpt["model"] = {"name": "ensemble", "kwargs": {"members": []}}
+    save_checkpoint(tmp_path / "ens.pt", ckpt)
+    with pytest.raises(ModelError, match="ensemble cannot be fine-tuned.*members"):
+        start_from(tmp_path / "ens.pt", list(NEW_LABELS))
 
 
 def test_onnx_and_missing_init_are_clear_errors(tmp_path, new_labels_folder, capsys):
@@ -182,11 +192,11 @@ def test_split_file_reproduces_a_run_exactly(new_labels_folder, tmp_path):
     a, b = torch.load(first / "last.pt", weights_only=False), torch.load(again / "last.pt", weights_only=False)
     for key in a["state_dict"]:
         assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
-    other = Trainer(tiny_cfg(tmp_path / "c", label_set="folders", seed=7, split_file=str(first / "splits.json")),
+    other = prepare_run(tiny_cfg(tmp_path / "c", label_set="folders", seed=7, split_file=str(first / "splits.json")),
                     data_cfg, progress=False)
-    assert dict(zip(other.keys.tolist(), other.roles.tolist())) == split["splits"]
-    drawn = Trainer(tiny_cfg(tmp_path / "d", label_set="folders", seed=7), data_cfg, progress=False)
-    assert dict(zip(drawn.keys.tolist(), drawn.roles.tolist())) != split["splits"]
+    assert dict(zip(other.data.keys.tolist(), other.data.roles.tolist())) == split["splits"]
+    drawn = prepare_run(tiny_cfg(tmp_path / "d", label_set="folders", seed=7), data_cfg, progress=False)
+    assert dict(zip(drawn.data.keys.tolist(), drawn.data.roles.tolist())) != split["splits"]
 
 
 def test_split_file_must_match_the_dataset(new_labels_folder, tmp_path):
@@ -197,10 +207,10 @@ def test_split_file_must_match_the_dataset(new_labels_folder, tmp_path):
     path = tmp_path / "split.json"
     path.write_text(json.dumps(mapping))
     with pytest.raises(DataError, match="1 image.*not in it"):
-        Trainer(tiny_cfg(tmp_path / "r", label_set="folders", split_file=str(path)), data_cfg, progress=False)
+        prepare_run(tiny_cfg(tmp_path / "r", label_set="folders", split_file=str(path)), data_cfg, progress=False)
     path.write_text(json.dumps({**mapping, "gone/x.png": "val", "alpha/img_0000.png": "val"}))
     with pytest.raises(DataError, match="not in the dataset"):
-        Trainer(tiny_cfg(tmp_path / "r", label_set="folders", split_file=str(path)), data_cfg, progress=False)
+        prepare_run(tiny_cfg(tmp_path / "r", label_set="folders", split_file=str(path)), data_cfg, progress=False)
 
 
 def test_images_of_any_size_and_colour_are_read(tmp_path):

@@ -114,10 +114,13 @@ class TrainConfig:
     genotype: Optional[str] = option(None, "genotype JSON file: train a NASNet built from it instead of --arch")
     out: str = option("runs/train", "run directory (checkpoints, history, plots); an existing one is resumed")
     preset: Optional[str] = option(None, "named recipe for the fields below left at their defaults (fast, paper, long)")
-    epochs: int = option(30, "training epochs")
-    batch_size: int = option(128, "batch size")
+    epochs: int = option(0, "training epochs (0: auto: 30; with --init-from, scaled to the dataset size: about "
+                            "600 optimizer steps, 10 to 60 epochs)")
+    batch_size: int = option(0, "global batch size, all processes together (0: auto: 128; with --init-from, "
+                                "about a twentieth of the training images, 16 to 128)")
     optimizer: Literal["sgd", "adamw"] = option("adamw", "optimizer")
-    lr: float = option(3e-3, "peak learning rate")
+    lr: float = option(0.0, "peak learning rate (0: auto: 3e-3; 1e-3 with --init-from, whose backbone then "
+                            "trains at --backbone-lr-mult times it)")
     momentum: float = option(0.9, "SGD momentum")
     weight_decay: float = option(5e-4, "weight decay")
     schedule: Literal["onecycle", "cosine", "step", "constant"] = option("onecycle", "learning-rate schedule")
@@ -159,6 +162,13 @@ class TrainConfig:
                                              "<out>/splits.json) instead of drawing the split")
     detect_faces: bool = option(False, "crop the face out of every image with the Haar detector before training "
                                        "(for photos that are not face crops already)")
+    # -- knowledge distillation (nasfer.distill)
+    teacher: Optional[str] = option(None, "distil from this model: a shipped model's name (default, fast), an .onnx "
+                                          "or a training checkpoint; its outputs are computed once and cached")
+    distill_alpha: float = option(0.5, "with --teacher: weight of the teacher's soft targets in the loss "
+                                       "(1 - alpha on the hard labels)")
+    distill_temperature: float = option(4.0, "with --teacher: softmax temperature T of the soft targets "
+                                             "(the KL term is scaled by T^2)")
 
 
 #: Named recipes. `paper` is the original design: SGD momentum 0.9, lr 0.001 divided by 5 after
@@ -179,6 +189,37 @@ PRESETS: dict[str, dict[str, Any]] = {
         "label_smoothing": 0.1, "weight_decay": 5e-4,
     },
 }
+
+
+#: What the automatic (0) values of epochs, batch_size and lr become: from scratch, and fine-tuning (--init-from).
+SCRATCH_DEFAULTS: dict[str, Any] = {"epochs": 30, "batch_size": 128, "lr": 3e-3}
+FINETUNE_DEFAULTS: dict[str, Any] = {"lr": 1e-3, "steps": 600, "min_epochs": 10, "max_epochs": 60,
+                                     "images_per_batch_fraction": 20, "min_batch": 16, "max_batch": 128}
+
+
+def resolve_auto(cfg: TrainConfig, n_train: int) -> TrainConfig:
+    """`cfg` with its automatic (0) epochs, batch size and learning rate made concrete for `n_train` images.
+
+    From scratch: SCRATCH_DEFAULTS. Fine-tuning (--init-from): lr 1e-3 (backbone x --backbone-lr-mult), a
+    batch of about n_train / 20 (a power of two in 16..128) and enough epochs for about 600 optimizer steps
+    (10..60 epochs), so a few hundred images get as many updates as the recipe needs while a large dataset
+    still sees every image 10 times. Explicit values are kept.
+    """
+    changes: dict[str, Any] = {}
+    if not cfg.init_from:
+        changes = {k: v for k, v in SCRATCH_DEFAULTS.items() if not getattr(cfg, k)}
+        return dataclasses.replace(cfg, **changes) if changes else cfg
+    ft = FINETUNE_DEFAULTS
+    batch = cfg.batch_size
+    if not batch:
+        target = max(1, n_train // ft["images_per_batch_fraction"])
+        batch = changes["batch_size"] = int(min(ft["max_batch"], max(ft["min_batch"], 1 << (target.bit_length() - 1))))
+    if not cfg.lr:
+        changes["lr"] = ft["lr"]
+    if not cfg.epochs:
+        steps_per_epoch = max(1, -(-n_train // batch))
+        changes["epochs"] = int(min(ft["max_epochs"], max(ft["min_epochs"], -(-ft["steps"] // steps_per_epoch))))
+    return dataclasses.replace(cfg, **changes) if changes else cfg
 
 
 def apply_preset(cfg: TrainConfig) -> TrainConfig:

@@ -68,27 +68,17 @@ def summarize(values: list[float]) -> dict[str, Any]:
             "per_fold": [float(v) for v in arr]}
 
 
-def _plot_confusion(report: dict[str, Any], path: Path) -> Path | None:
-    try:
-        from . import plots
-    except ImportError:
-        return None
-    for name in ("plot_confusion", "plot_confusion_matrix", "confusion_matrix"):
-        fn = getattr(plots, name, None)
-        if callable(fn):
-            try:
-                fn(np.asarray(report["confusion"]), list(report["labels"]), path)
-            except TypeError:
-                continue
-            return path
-    return None
+def _plot_confusion(report: dict[str, Any], path: Path) -> Path:
+    from .plots import plot_confusion
+
+    return plot_confusion(np.asarray(report["confusion"]), list(report["labels"]), path)
 
 
 def run_crossval(cv: CrossvalConfig, train_cfg: TrainConfig, data_cfg: DataConfig, *,
                  dataset: FaceDataset | None = None, progress: bool = True, command: str | None = None,
                  log: Callable[[str], None] = lambda msg: print(msg, flush=True)) -> dict[str, Any]:
     """Train and test every fold; write and return the crossval report (see the module doc)."""
-    from .train import Trainer, load_dataset, score_predictions
+    from .train import load_dataset, prepare_run, score_predictions
 
     train_cfg = apply_preset(train_cfg)
     out = Path(cv.out)
@@ -129,7 +119,7 @@ def run_crossval(cv: CrossvalConfig, train_cfg: TrainConfig, data_cfg: DataConfi
             f"{int((roles == TRAIN).sum())}, validating on {int((roles == VAL).sum())}")
         cfg = dataclasses.replace(train_cfg, out=str(fold_dir), split_file=str(split_path), test_fraction=0.0,
                                   preset=None)
-        trainer = Trainer(cfg, data_cfg, dataset=quiet_data, progress=progress)
+        trainer = prepare_run(cfg, data_cfg, dataset=quiet_data, progress=progress)
         trainer.run()
         probs = trainer.test_probabilities()
         y = trainer.test_y
@@ -173,9 +163,7 @@ def run_crossval(cv: CrossvalConfig, train_cfg: TrainConfig, data_cfg: DataConfi
         "config": {"crossval": to_dict(cv), "train": to_dict(train_cfg), "data": to_dict(data_cfg)},
     }
     (out / "crossval.json").write_text(json.dumps(result, indent=1))
-    png = _plot_confusion(pooled, out / "confusion.png")
-    if png is not None:
-        result["confusion_png"] = str(png)
+    result["confusion_png"] = str(_plot_confusion(pooled, out / "confusion.png"))
     acc, f1 = result["accuracy"], result["macro_f1"]
     log(f"crossval: accuracy {acc['mean']:.3f} ± {acc['std']:.3f}  macro-F1 {f1['mean']:.3f} ± {f1['std']:.3f} "
         f"over {cv.folds} folds ({len(y_all)} images) -> {out / 'crossval.json'}")

@@ -16,6 +16,13 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class Augment:
+    """Random label-preserving transforms of a batch of face crops, drawn from an explicit generator.
+
+    crop_padding: max shift in pixels (a padded random crop); flip: mirror half the images; rotation: max
+    degrees; scale: max zoom fraction; cutout: square size in pixels (DeVries & Taylor 2017, 0: off);
+    random_erasing: probability per image (Zhong et al. 2017, 0: off).
+    """
+
     crop_padding: int = 4
     flip: bool = True
     rotation: float = 10.0
@@ -30,10 +37,18 @@ class Augment:
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """uint8 or float batch (N,C,H,W) in 0..255 -> augmented float batch in 0..255."""
+        return self.apply(images, generator)[0]
+
+    def apply(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(augmented float batch (N,C,H,W) in 0..255, bool (N,) which images were mirrored left-right).
+
+        The flip decisions let a caller pair each image with a target computed on the mirror image
+        (distillation from a teacher's cached outputs). Draws exactly what `__call__` draws.
+        """
         x = images.float()
-        if self.is_identity:
-            return x
         n, _, h, w = x.shape
+        if self.is_identity:
+            return x, torch.zeros(n, dtype=torch.bool)
 
         def uniform(low: float, high: float) -> torch.Tensor:
             return torch.rand(n, generator=generator) * (high - low) + low
@@ -54,7 +69,7 @@ class Augment:
             x = cutout(x, self.cutout, generator)
         if self.random_erasing:
             x = random_erasing(x, self.random_erasing, generator)
-        return x
+        return x, flip < 0
 
 
 def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:

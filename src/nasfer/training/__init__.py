@@ -1,0 +1,8 @@
+"""The steps of a training run, each a module with one job; `nasfer.train.fit` strings them together.
+
+    data.py      load the dataset, plan the split (train/val/test roles), the tensors of each part
+    model.py     build the network from scratch or start it from a checkpoint (fine-tuning)
+    optim.py     optimizer, learning-rate schedule, weight EMA, loss weights
+    loop.py      one epoch of optimisation and the validation scores (batches, augmentation, mixup,
+                 distillation targets, data-parallel sharding)
+"""

@@ -1,0 +1,136 @@
+"""Training step 1 and 2: read the dataset, plan the split, and hold the tensors of each part.
+
+The split plan gives every image one role (`train`, `val`, `test`, `unused`, or the official name of a
+FER2013 test image); it comes from `--split-file`, from the run directory when a run is resumed, or is
+drawn from the seed (`nasfer.data.splits.draw_split`). The plan is written to `<run>/splits.json`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..config import DataConfig, TrainConfig
+from ..data import FaceDataset, read_dataset
+from ..data.splits import TEST, TRAIN, VAL, apply_split_file, draw_split, read_split_file, sample_keys
+from ..errors import DataError
+
+TRAIN_SPLIT_NAMES = ("training", "train")
+
+
+@dataclass
+class TrainData:
+    """The parts of a dataset a run uses, as the training loop wants them.
+
+    train_x: uint8 tensor (n_train, 1, S, S); train_y: int64 tensor (n_train,); train_keys: str (n_train,)
+    val_x / test_x: uint8 arrays (n, S, S); val_y / test_y: int64 arrays (n,); test_keys: str (n_test,)
+    keys / roles: str arrays (N,) over the whole dataset (each image's name inside it, and its role).
+    """
+
+    label_names: tuple[str, ...]
+    keys: np.ndarray
+    roles: np.ndarray
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    train_keys: np.ndarray
+    val_x: np.ndarray
+    val_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    test_keys: np.ndarray
+    skipped: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_names)
+
+
+def training_mask(data: FaceDataset) -> tuple[np.ndarray, bool]:
+    """(bool mask (N,) of the training samples, whether the dataset has an official split).
+
+    Raises DataError when the dataset has splits but none named Training/train.
+    """
+    present = {s.lower() for s in data.split_names()}
+    lowered = np.char.lower(data.splits.astype(str))
+    for name in TRAIN_SPLIT_NAMES:
+        if name in present:
+            return np.isin(lowered, ["train", "training"]), True
+    if present == {"all"}:
+        return np.ones(len(data), dtype=bool), False
+    raise DataError(f"no Training/train split among {', '.join(data.split_names())}")
+
+
+def training_split(data: FaceDataset) -> FaceDataset:
+    """The official Training split, or the folder named train; a dataset without splits is all training."""
+    mask, _ = training_mask(data)
+    return data if mask.all() else data.subset(mask)
+
+
+def load_dataset(cfg: TrainConfig, data_cfg: DataConfig) -> FaceDataset:
+    """Read the dataset as the run asks: label set, and face crops cut by the detector with --detect-faces.
+
+    Raises DataError (missing or unreadable dataset, unknown format) as the readers do.
+    """
+    kwargs = dict(contempt=data_cfg.contempt, strict=data_cfg.strict, label_set=cfg.label_set)
+    if cfg.detect_faces:
+        from ..data.facecrop import read_face_crops
+
+        return read_face_crops(data_cfg.data, data_cfg.dataset, **kwargs)
+    return read_dataset(data_cfg.data, data_cfg.dataset, **kwargs)
+
+
+def plan_split(data: FaceDataset, cfg: TrainConfig, keys: np.ndarray, split_file: str | Path | None = None) -> np.ndarray:
+    """Role of every sample, str (N,): from a split file, or drawn from the seed (`draw_split`).
+
+    Raises DataError when the split file and the dataset do not name the same images.
+    """
+    if split_file:
+        return apply_split_file(read_split_file(split_file), keys, where=str(split_file))
+    mask, official = training_mask(data)
+    return draw_split(data.labels, mask, data.splits if official else None, val_fraction=cfg.val_fraction,
+                      test_fraction=cfg.test_fraction, seed=cfg.seed, limit=cfg.limit)
+
+
+def split_file_for(cfg: TrainConfig, out: Path) -> str | Path | None:
+    """--split-file, or, when `out` holds a run being resumed, the split that run started with."""
+    if cfg.split_file:
+        return cfg.split_file
+    if (out / "last.pt").exists() and (out / "splits.json").exists():
+        return out / "splits.json"
+    return None
+
+
+def split_data(data: FaceDataset, keys: np.ndarray, roles: np.ndarray) -> TrainData:
+    """Cut the dataset into its train/val/test parts; DataError when train or val is empty."""
+    fit_idx, val_idx = np.flatnonzero(roles == TRAIN), np.flatnonzero(roles == VAL)
+    if len(val_idx) == 0:
+        raise DataError("validation split is empty: use a larger dataset or --val-fraction")
+    if len(fit_idx) == 0:
+        raise DataError("training split is empty: use a larger dataset or smaller --val-fraction/--test-fraction")
+    test_idx = np.flatnonzero(np.char.lower(roles.astype(str)) == TEST)  # our draw, or a folder named test
+    return TrainData(
+        label_names=tuple(data.label_names), keys=keys, roles=roles,
+        train_x=torch.from_numpy(data.images[fit_idx]).unsqueeze(1), train_y=torch.from_numpy(data.labels[fit_idx]),
+        train_keys=keys[fit_idx], val_x=data.images[val_idx], val_y=data.labels[val_idx],
+        test_x=data.images[test_idx], test_y=data.labels[test_idx], test_keys=keys[test_idx],
+        skipped=len(data.skipped), notes=list(data.notes))
+
+
+def prepare_data(cfg: TrainConfig, data_cfg: DataConfig, out: Path, *, dataset: FaceDataset | None = None,
+                 log: Callable[[str], None] = lambda msg: None) -> TrainData:
+    """Steps 1-2 of a run: the dataset (read, or `dataset` as given) cut by its split plan."""
+    data = dataset if dataset is not None else load_dataset(cfg, data_cfg)
+    for note in data.notes:
+        log(f"data: {note}")
+    keys = sample_keys(data.sources, data_cfg.data)
+    roles = plan_split(data, cfg, keys, split_file_for(cfg, out))
+    return split_data(data, keys, roles)
+
+
+__all__ = ["TrainData", "training_mask", "training_split", "load_dataset", "plan_split", "split_file_for",
+           "split_data", "prepare_data"]
