@@ -100,11 +100,32 @@ class Context:
         return DistributedDataParallel(model, device_ids=ids)
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks, differentiable: the gradient of every rank's input is the sum of the output gradients."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:  # noqa: ARG004 (autograd's context)
+        out = tensor.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: ARG004
+        out = grad.clone()
+        dist.all_reduce(out)
+        return out
+
+
+def is_main_process() -> bool:
+    """Whether this process is rank 0 of its run (always, outside torchrun)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 class AllReduceBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d whose training statistics are those of the global batch across ranks (any device).
 
     Same parameters, buffers and state-dict keys as nn.BatchNorm2d (checkpoints stay interchangeable).
-    In training, per-channel sums and sums of squares are all-reduced with a differentiable all_reduce,
+    In training, per-channel sums and sums of squares are summed over ranks by a differentiable all-reduce,
     as torch's SyncBatchNorm does on GPUs (Peng et al. 2018, MegDet, "cross-GPU batch normalization");
     running statistics are updated with the unbiased global variance, as BatchNorm2d does.
     """
@@ -112,12 +133,10 @@ class AllReduceBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         c = x.shape[1]
         xf = x.float()
         count = torch.tensor([xf.numel() / c], dtype=torch.float32, device=x.device)
-        stats = all_reduce(torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)), count]))
+        stats = _AllReduceSum.apply(torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)), count]))
         n = stats[-1]
         mean = stats[:c] / n
         var = (stats[c:2 * c] / n - mean * mean).clamp_min(0.0)
@@ -180,4 +199,4 @@ def session(device: str = "cpu") -> Iterator[Context]:
             dist.destroy_process_group()
 
 
-__all__ = ["Context", "AllReduceBatchNorm2d", "convert_batchnorm", "from_environment", "session"]
+__all__ = ["Context", "AllReduceBatchNorm2d", "convert_batchnorm", "from_environment", "is_main_process", "session"]

@@ -131,7 +131,7 @@ class Trainer:
         from tqdm import tqdm
 
         cfg = self.cfg
-        order, gen = epoch_order(len(self.train_y), cfg.seed, epoch)
+        order, gen = epoch_order(len(self.train_y), cfg.seed, epoch, self.ctx.rank)
         self.model.train()
         if self.start.head_params is not None:
             from .finetune import set_backbone_frozen

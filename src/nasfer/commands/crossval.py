@@ -7,8 +7,8 @@ report and confusion), confusion.png, folds.json and one run directory per fold 
 
 Examples:
   nasfer crossval --data CK+48 --label-set folders --folds 10 --out runs/ck-cv
-  nasfer crossval --data CK+48 --label-set folders --init-from runs/vgg/best.pt --epochs 8 \\
-      --freeze-epochs 2 --lr 1e-3 --out runs/ck-finetune-cv
+  nasfer crossval --data CK+48 --label-set folders --folds 10 --init-from default --out runs/ck-finetune-cv
+      # fine-tune the shipped model in every fold; epochs, batch and lr follow the fold's size
   nasfer crossval --data faces/ --group-regex '^([a-z]+)-' --folds 5 --out runs/cv   # subject-03.png -> ...
 """
 
@@ -40,6 +40,11 @@ def run(args: argparse.Namespace) -> int:
     from ..crossval import CrossvalConfig, run_crossval
     from ..errors import DataError
 
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("crossval trains its folds one after another in one process; run it without torchrun "
+                         "(data-parallel runs are for `nasfer train`)")
     data_cfg = from_args(DataConfig, args)
     if not data_cfg.data:
         raise DataError("--data is required (a CK+-style folder or zip: <class>/S005_001_00000011.png ...)")

@@ -5,9 +5,13 @@ Examples:
   nasfer train --data fer2013.zip --genotype runs/search/best_genotype.json --out runs/nas
   nasfer train --data fer2013.zip --arch vgg --preset paper --out runs/paper   # the original recipe
 
+Data-parallel, one process per CPU socket or GPU (the global --batch-size is split between them):
+  torchrun --standalone --nproc_per_node 2 -m nasfer train --data fer2013.zip --out runs/vgg-ddp
+
 Your own data (see docs/custom-data.md):
-  nasfer train --data my_faces/ --label-set folders --init-from runs/vgg/best.pt --freeze-epochs 2 \\
-      --epochs 10 --lr 1e-3 --out runs/mine        # fine-tune on <class>/<image> folders, new labels
+  nasfer train --data my_faces/ --label-set folders --init-from default --out runs/mine
+      # fine-tune the shipped model on <class>/<image> folders, new labels; epochs, batch and lr from the data size
+  nasfer train --data fer2013.zip --width 16 --teacher default --out runs/student   # distil from the default
   nasfer train --data my_faces/ ... --split-file runs/mine/splits.json --out runs/mine-again   # same split
 """
 
@@ -28,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..distributed import is_main_process
     from ..errors import DataError
     from ..train import fit
 
@@ -35,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if not data_cfg.data:
         raise DataError("--data is required (a dataset zip, folder or fer2013.csv)")
     out = fit(from_args(TrainConfig, args), data_cfg)
-    print(f"run directory: {out} (best.pt = best validation accuracy; export it with `nasfer export`; "
-          f"splits.json = the split, reusable with --split-file)")
+    if is_main_process():
+        print(f"run directory: {out} (best.pt = best validation accuracy; export it with `nasfer export`; "
+              f"splits.json = the split, reusable with --split-file)")
     return 0

@@ -21,13 +21,14 @@ from ..data.augment import Augment
 from ..preprocessing import Preprocessing, normalize_tensor
 
 
-def epoch_order(n: int, seed: int, epoch: int) -> tuple[torch.Tensor, torch.Generator]:
-    """(permutation int64 (n,), generator for the epoch's augmentation and mixup draws).
+def epoch_order(n: int, seed: int, epoch: int, rank: int = 0) -> tuple[torch.Tensor, torch.Generator]:
+    """(permutation int64 (n,), generator for the epoch's augmentation and mixup draws), the same on every rank.
 
-    Also seeds torch's global RNG (dropout, drop-path) from (seed, epoch).
+    Also seeds torch's global RNG (dropout, drop-path) from (seed, epoch, rank): each data-parallel rank
+    draws its own masks for its part of the batch (rank 0 draws what one process draws).
     """
     gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    torch.manual_seed(seed * 100_003 + epoch)
+    torch.manual_seed(seed * 100_003 + epoch + 1_000_003 * rank)
     return torch.randperm(n, generator=gen), gen
 
 
