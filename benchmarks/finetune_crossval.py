@@ -77,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
         if proc.returncode != 0:
             print(f"nasfer crossval failed with status {proc.returncode}", file=sys.stderr)
             return proc.returncode
+    else:  # re-summarising: keep the wall time an earlier `run` of this label measured
+        previous = RESULTS / f"finetune_crossval_{args.label}.json"
+        seconds = json.loads(previous.read_text()).get("wall_seconds") if previous.is_file() else None
     complete = (run_dir / "crossval.json").is_file()
     write_result({
         "benchmark": "finetune_crossval", "label": args.label,
