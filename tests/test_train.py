@@ -172,3 +172,27 @@ def test_ema_weights_differ_are_validated_beside_raw_and_resume_exactly(learnabl
 def test_long_preset_turns_on_erasing_and_ema():
     long = apply_preset(TrainConfig(preset="long"))
     assert long.epochs >= 120 and long.random_erasing > 0 and 0 < long.ema_decay < 1
+
+
+def test_automatic_epochs_batch_and_lr_follow_the_data_when_fine_tuning():
+    from nasfer.config import resolve_auto
+
+    scratch = resolve_auto(TrainConfig(), 28_000)
+    assert (scratch.epochs, scratch.batch_size, scratch.lr) == (30, 128, 3e-3)  # the defaults before 'auto'
+    small = resolve_auto(TrainConfig(init_from="default"), 648)  # a CK+-sized fold
+    assert (small.epochs, small.batch_size, small.lr) == (29, 32, 1e-3)  # 21 steps/epoch, ~600 steps
+    tiny = resolve_auto(TrainConfig(init_from="default"), 100)
+    assert tiny.batch_size == 16 and tiny.epochs == 60  # capped: 7 steps/epoch would want 86
+    large = resolve_auto(TrainConfig(init_from="default"), 20_000)
+    assert (large.batch_size, large.epochs) == (128, 10)  # every image seen at least 10 times
+    explicit = resolve_auto(TrainConfig(init_from="default", epochs=5, batch_size=64, lr=2e-3), 648)
+    assert (explicit.epochs, explicit.batch_size, explicit.lr) == (5, 64, 2e-3)
+
+
+def test_a_long_run_started_before_auto_defaults_resolves_to_the_same_recipe():
+    """`nasfer train --preset long ...` of a run in progress must resume with the config it started with."""
+    from nasfer.config import resolve_auto
+
+    cfg = resolve_auto(apply_preset(TrainConfig(preset="long", width=32)), 25_838)
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.optimizer, cfg.schedule) == (150, 128, 3e-3, "adamw", "onecycle")
+    assert (cfg.random_erasing, cfg.ema_decay, cfg.label_smoothing, cfg.teacher) == (0.5, 0.999, 0.1, None)
