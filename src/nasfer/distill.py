@@ -21,13 +21,18 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .errors import ModelError
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
+    from .distributed import Context
+    from .training.data import TrainData
 
 CACHE_NAME = "teacher_cache.npz"
 CACHE_FORMAT = "nasfer-teacher-cache/1"
@@ -184,13 +189,12 @@ def load_or_compute(teacher: Teacher, train_x: torch.Tensor, train_keys: np.ndar
     return log_p, log_p_mirror
 
 
-def prepare_teacher(cfg: Any, data: Any, out: Path, ctx: Any, *,
+def prepare_teacher(cfg: TrainConfig, data: TrainData, out: Path, ctx: Context, *,
                     log: Callable[[str], None] = lambda msg: None) -> tuple[TeacherTargets, dict[str, Any]]:
     """Training step: the soft targets of --teacher for `data`'s training images, and the record of the
     distillation for the checkpoint config (teacher name, kind, file, SHA-256, labels, alpha, T, cache file).
 
-    cfg: TrainConfig; data: nasfer.training.data.TrainData; ctx: nasfer.distributed.Context (rank 0 computes
-    and writes the cache, the other ranks wait and read it). ValueError for alpha outside [0, 1] or T <= 0.
+    Rank 0 computes and writes the cache; the other ranks wait for it and read it. ValueError for alpha outside [0, 1] or T <= 0.
     """
     if not 0.0 <= cfg.distill_alpha <= 1.0:
         raise ValueError(f"--distill-alpha must be in [0, 1], got {cfg.distill_alpha}")

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.augment import Augment
+from ..distill import distillation_loss
 from ..preprocessing import Preprocessing, normalize_tensor
 
 
@@ -90,8 +91,6 @@ def batch_loss(model: nn.Module, batch: Batch, loss_fn: nn.Module, *, distill_al
     if aux is not None:
         loss = loss + 0.4 * loss_fn(aux, batch.y)
     if batch.soft is not None:
-        from ..distill import distillation_loss
-
         loss = (1 - distill_alpha) * loss + distill_alpha * distillation_loss(logits, batch.soft, temperature)
     return loss.float(), logits
 
