@@ -46,3 +46,17 @@ def test_card_holds_generated_fields_and_one_recorded_test_score(card_path):
     if card.get("quantization"):
         parity = card["quantization"]["parity"]
         assert parity["split"] == "validation" and parity["accuracy_drop_points"] <= parity["max_drop_points"]
+
+
+def test_card_names_the_distillation_teacher_without_local_paths():
+    from nasfer.card import training_info
+
+    distillation = {"kind": "onnx", "path": "/home/me/models/teacher.onnx", "sha256": "ab" * 32,
+                    "alpha": 0.5, "temperature": 4.0}
+    ckpt = {"config": {"train": {"teacher": "/home/me/models/teacher.onnx", "out": "/home/me/runs/x"},
+                       "data": {"data": "/data/fer2013.zip"}, "distillation": distillation},
+            "metrics": {"val_accuracy": 0.6}, "history": []}
+    info = training_info(ckpt)
+    assert info["teacher"]["path"] == "teacher.onnx" and info["teacher"]["sha256"] == "ab" * 32
+    assert info["teacher"]["alpha"] == 0.5 and info["teacher"]["temperature"] == 4.0
+    assert "/home/me" not in json.dumps(info)

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
-from .engine import CARD_FORMAT, sha256_file
+from .runtime.engine import CARD_FORMAT, sha256_file
 from .errors import ModelError
 
 #: Network passes per face for each TTA a graph can have built in.
@@ -35,7 +35,7 @@ LIMITATIONS = [
 ]
 
 
-_PATH_KEYS = {"data", "out", "init_from", "genotype", "split_file"}
+_PATH_KEYS = {"data", "out", "init_from", "genotype", "split_file", "teacher", "path"}
 
 
 def _public(value: Any, key: str = "") -> Any:
@@ -125,6 +125,8 @@ def training_info(ckpt: dict[str, Any], run_dir: Path | None = None) -> dict[str
         "val_accuracy": metrics.get("val_accuracy"),
         "best_val_accuracy": metrics.get("best_val_accuracy"),
     }
+    if isinstance(config.get("distillation"), dict):  # knowledge distillation: which teacher, alpha, T
+        info["teacher"] = config["distillation"]
     if isinstance(ckpt.get("members_training"), list):
         info["members"] = ckpt["members_training"]
     for key in ("n_train", "n_val", "skipped", "finetune"):
