@@ -35,7 +35,7 @@ LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
 def score_nasfer(images: np.ndarray, model: str | None, threads: int) -> tuple[np.ndarray, float, dict[str, Any]]:
     """Probabilities (N, K) of the model as released (one call per face), seconds, and what the card says."""
-    from nasfer.engine import Classifier
+    from nasfer.runtime.engine import Classifier
     from nasfer.tta import builtin_tta
 
     clf = Classifier(model, threads=threads or None)

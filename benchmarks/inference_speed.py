@@ -105,7 +105,7 @@ def resolve_yunet(arg: str | None) -> Path | None:
         return Path(arg)
     if SHARED_YUNET.is_file():
         return SHARED_YUNET
-    from nasfer.faces import yunet_cache_path
+    from nasfer.runtime.faces import yunet_cache_path
 
     return yunet_cache_path() if yunet_cache_path().is_file() else None
 
@@ -179,8 +179,8 @@ def first_result(code: str, runs: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ nasfer
 def bench_nasfer(model: Path, photo: Path, yunet: Path | None, args: argparse.Namespace,
                  e2e: dict[str, Any]) -> dict[str, Any]:
-    from nasfer.api import EmotionRecognizer, load_image
-    from nasfer.engine import Classifier
+    from nasfer.runtime.api import EmotionRecognizer, load_image
+    from nasfer.runtime.engine import Classifier
 
     threads = args.threads or None
     clf = Classifier(model, threads=threads)
@@ -207,7 +207,7 @@ def bench_nasfer(model: Path, photo: Path, yunet: Path | None, args: argparse.Na
                                      "other_boxes": len(boxes) - len(found)}
     if not yunet:
         out["end_to_end_ms"]["yunet"] = "skipped: no YuNet model (--yunet FILE or `nasfer models fetch yunet`)"
-    code = ("from nasfer.api import EmotionRecognizer; "
+    code = ("from nasfer.runtime.api import EmotionRecognizer; "
             f"f = EmotionRecognizer({str(model)!r}).detect({str(photo)!r}); "
             "print(f[0].label if f else 'no face')")
     out["first_result_s"] = first_result(code, args.first_runs)
@@ -216,7 +216,7 @@ def bench_nasfer(model: Path, photo: Path, yunet: Path | None, args: argparse.Na
 
 def profile(rec, rgb: np.ndarray, seconds: float) -> dict[str, float]:
     """Median ms of each part of `rec.detect_rgb`: colour conversion, detection, crop + alignment, classify."""
-    from nasfer.faces import to_gray
+    from nasfer.runtime.faces import to_gray
 
     boxes = rec.boxes(rgb)
     crops = rec.crops(rgb, boxes)
@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         model, model_source = resolve_model(args.model, work)
         photo, photo_source = make_photo(args.photo, work)
         yunet = resolve_yunet(args.yunet)
-        from nasfer.engine import read_card
+        from nasfer.runtime.engine import read_card
 
         card = read_card(model)
         result = {

@@ -43,7 +43,7 @@ def search_cost(run: Path) -> dict[str, Any]:
 
 def describe(path: Path, split: str) -> dict[str, Any]:
     """What the card says about a model: name, size, accuracy under `split`, quantization, TTA, command."""
-    from nasfer.engine import read_card
+    from nasfer.runtime.engine import read_card
     from nasfer.tta import builtin_tta
 
     card = read_card(path)
@@ -65,7 +65,7 @@ def describe(path: Path, split: str) -> dict[str, Any]:
 
 def speed(path: Path, threads: int, seconds: float) -> dict[str, float]:
     """Median seconds per call through the engine: batch 1 on one thread, batch 64 on `threads` (0: all)."""
-    from nasfer.engine import Classifier
+    from nasfer.runtime.engine import Classifier
 
     rng = np.random.default_rng(0)
     one, batch = (rng.integers(0, 256, (n, 48, 48), dtype=np.uint8) for n in (1, 64))

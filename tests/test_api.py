@@ -10,9 +10,9 @@ import zlib
 import numpy as np
 import pytest
 
-from nasfer.api import EmotionRecognizer, Face, load_image
+from nasfer.runtime.api import EmotionRecognizer, Face, load_image
 from nasfer.errors import ImageError
-from nasfer.faces import Box
+from nasfer.runtime.faces import Box
 from nasfer.labels import EMOTIONS
 
 
@@ -194,7 +194,7 @@ def test_top_level_package_exports_the_api():
 
 
 def test_annotation_draws_boxes_labels_and_bars_in_the_emotion_colour(whole):
-    from nasfer.annotate import EMOTION_COLORS, draw_faces, label_color
+    from nasfer.runtime.annotate import EMOTION_COLORS, draw_faces, label_color
 
     img = np.zeros((200, 300, 3), np.uint8)
     face = Face.from_probs((100, 0, 80, 80), [0, 0, 0, 0.9, 0.1, 0, 0], EMOTIONS)  # at the top edge
@@ -276,7 +276,7 @@ def test_no_face_in_a_small_square_image_hints_at_detector_none(haar):
 
 @pytest.mark.parametrize("value", [-1, -5, 1.5, "3", True])
 def test_max_faces_is_validated_once_for_every_caller(tiny_onnx, value):
-    from nasfer.api import check_max_faces
+    from nasfer.runtime.api import check_max_faces
 
     with pytest.raises(ValueError, match="max_faces"):
         check_max_faces(value)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nasfer.engine import Classifier
+from nasfer.runtime.engine import Classifier
 from nasfer.errors import ModelError
 from nasfer.labels import EMOTIONS
 
@@ -139,11 +139,11 @@ def test_inference_path_never_imports_torch(tiny_onnx):
     """api, engine, faces, video and annotate run a whole detection without torch in the process."""
     code = (
         "import sys, numpy as np\n"
-        "import nasfer, nasfer.api, nasfer.engine, nasfer.faces, nasfer.video, nasfer.annotate\n"
+        "import nasfer, nasfer.runtime.api, nasfer.runtime.engine, nasfer.runtime.faces, nasfer.runtime.video, nasfer.runtime.annotate\n"
         "from nasfer import EmotionRecognizer\n"
         f"r = EmotionRecognizer({str(tiny_onnx)!r}, threads=1)\n"
         "faces = r.detect(np.zeros((120, 160, 3), np.uint8))\n"
-        "nasfer.annotate.draw_faces(np.zeros((50, 50, 3), np.uint8), [])\n"
+        "nasfer.runtime.annotate.draw_faces(np.zeros((50, 50, 3), np.uint8), [])\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
         "print('ok', len(faces))\n"
     )

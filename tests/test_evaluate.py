@@ -327,7 +327,7 @@ def test_record_stores_the_score_once_with_date_and_command(capsys, kaggle_zip, 
     assert entry["recorded"]["date"].endswith("Z") and entry["model"]["path"] == "released.onnx"
     assert entry["recorded"]["command"] == (f"nasfer evaluate --data {kaggle_zip} --split PublicTest --model "
                                             f"{released} --json - --record")
-    from nasfer.engine import Classifier
+    from nasfer.runtime.engine import Classifier
 
     assert Classifier(released).card["metrics"]["PublicTest"]["n"] == 7  # the card is still valid for the engine
     # a second score for the same split is refused, and the card is left as it was
@@ -383,7 +383,7 @@ def test_shipped_model_scores_what_its_card_records_on_public_test(capsys, fer20
 
 
 def test_onnx_route_follows_the_engine_contract(capsys, monkeypatch, tmp_path, folder):
-    """The .onnx branch against a stand-in `nasfer.engine.Classifier` (the real one is tested above)."""
+    """The .onnx branch against a stand-in `nasfer.runtime.engine.Classifier` (the real one is tested above)."""
     import sys
     import types
 
@@ -404,7 +404,7 @@ def test_onnx_route_follows_the_engine_contract(capsys, monkeypatch, tmp_path, f
             probs[:, self.labels.index("happy")] = 0.94
             return probs.astype(np.float32)
 
-    monkeypatch.setitem(sys.modules, "nasfer.engine", types.SimpleNamespace(Classifier=Classifier))
+    monkeypatch.setitem(sys.modules, "nasfer.runtime.engine", types.SimpleNamespace(Classifier=Classifier))
     model = tmp_path / "m.onnx"
     model.write_bytes(b"stand-in")
     code, out, _ = run_cli(capsys, "--data", folder, "--model", model, "--json", "-", "--threads", 1)

@@ -36,7 +36,7 @@ def test_onnx_graph_has_the_contract_names_shapes_and_opset(tiny_onnx):
 
 def test_card_follows_the_contract(tiny_onnx, tiny_checkpoint):
     from nasfer.checkpoint import load_model
-    from nasfer.engine import sha256_file
+    from nasfer.runtime.engine import sha256_file
     from nasfer.models.baselines import count_flops, count_params
 
     card = card_of(tiny_onnx)
@@ -91,7 +91,7 @@ def test_failed_parity_writes_nothing(tiny_checkpoint, tmp_path):
 
 
 def test_tta_export_averages_the_mirror_image(tiny_checkpoint, tiny_onnx, tmp_path):
-    from nasfer.engine import Classifier
+    from nasfer.runtime.engine import Classifier
 
     out = tmp_path / "tta.onnx"
     assert main(["export", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--tta"]) == 0
@@ -103,7 +103,7 @@ def test_tta_export_averages_the_mirror_image(tiny_checkpoint, tiny_onnx, tmp_pa
 
 
 def test_metrics_are_merged_into_the_card(tiny_onnx, tiny_checkpoint, tmp_path, capsys):
-    from nasfer.engine import Classifier
+    from nasfer.runtime.engine import Classifier
 
     evaluation = {"n": 10, "labels": list(EMOTIONS), "accuracy": 0.6, "macro_f1": 0.5, "split": "PrivateTest"}
     metrics = tmp_path / "eval.json"

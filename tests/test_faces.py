@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from nasfer.errors import ModelError
-from nasfer.faces import (DETECTORS, YUNET_FILENAME, Box, FaceDetector, HaarDetector, create_detector, crop_face,
+from nasfer.runtime.faces import (DETECTORS, YUNET_FILENAME, Box, FaceDetector, HaarDetector, create_detector, crop_face,
                           eye_angle)
 
 FACE_PX = 160
@@ -220,6 +220,6 @@ def test_tiny_and_odd_images_give_no_error(yunet_onnx):
 
 def test_training_crops_use_the_inference_crop():
     from nasfer.data import facecrop
-    from nasfer.faces import crop_face as inference_crop
+    from nasfer.runtime.faces import crop_face as inference_crop
 
     assert facecrop.crop_face is inference_crop

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from nasfer.cli import main
-from nasfer.faces import YUNET_FILENAME
+from nasfer.runtime.faces import YUNET_FILENAME
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def test_download_errors_are_one_line(path, message, server, cache, capsys):
 def test_fetched_yunet_is_what_the_detector_uses(server, cache, capsys, yunet_onnx):
     import numpy as np
 
-    from nasfer.faces import create_detector
+    from nasfer.runtime.faces import create_detector
 
     url, root = server
     shutil.copy(yunet_onnx, root / "yunet.onnx")

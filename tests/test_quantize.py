@@ -25,7 +25,7 @@ def quantize(capsys, *argv) -> tuple[int, str, str]:
 def test_int8_from_an_onnx_export_is_static_qdq_with_its_parity_in_the_card(capsys, tmp_path, tiny_onnx, kaggle_zip):
     import onnx
 
-    from nasfer.engine import Classifier, sha256_file
+    from nasfer.runtime.engine import Classifier, sha256_file
 
     out = tmp_path / "tiny-int8.onnx"
     code, stdout, _ = quantize(capsys, "--onnx", tiny_onnx, "--calibration-data", kaggle_zip, "--out", out,

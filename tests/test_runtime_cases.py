@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nasfer.api import EmotionRecognizer
-from nasfer.faces import MIN_FACE, create_detector
+from nasfer.runtime.api import EmotionRecognizer
+from nasfer.runtime.faces import MIN_FACE, create_detector
 
 CASES = Path(__file__).resolve().parents[1].parent / "shared" / "cases"
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -62,7 +62,7 @@ THREAD_SCRIPT = textwrap.dedent('''
     from concurrent.futures import ThreadPoolExecutor
     import numpy as np, cv2
     from skimage import data
-    from nasfer.api import EmotionRecognizer
+    from nasfer.runtime.api import EmotionRecognizer
 
     name, yunet = sys.argv[1], sys.argv[2]
     rec = EmotionRecognizer(detector=name, detector_model=yunet if name == "yunet" else None, threads=1)

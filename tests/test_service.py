@@ -1,7 +1,7 @@
 """The Flask service through its test client: every route, every kind of bad input.
 
 Most tests inject `FakeRecognizer` (no model needed, fast); the `real_app` tests run the real
-`nasfer.api.EmotionRecognizer` (the shipped default model, or $NASFER_TEST_MODEL) with the Haar
+`nasfer.runtime.api.EmotionRecognizer` (the shipped default model, or $NASFER_TEST_MODEL) with the Haar
 detector on scikit-image's public-domain astronaut photo (examples/astronaut.jpg), who smiles.
 """
 
@@ -790,7 +790,7 @@ def test_serve_with_a_missing_model_fails_cleanly(capsys):
 
 def test_importing_the_service_loads_no_model():
     code = ("import sys, nasfer.service.app, nasfer.service.routes, nasfer.commands.serve; "
-            "print(any(m in sys.modules for m in ('nasfer.api', 'onnxruntime', 'torch')))")
+            "print(any(m in sys.modules for m in ('nasfer.runtime.api', 'onnxruntime', 'torch')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

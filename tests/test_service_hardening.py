@@ -144,7 +144,7 @@ def test_bomb_message_states_the_size(make_app):
 
 def test_api_and_service_share_one_decoder():
     """One definition: the Python API and the service refuse and decode the same way."""
-    import nasfer.api as api
+    import nasfer.runtime.api as api
     from nasfer.service.imaging import ImageRejected, decode_image
 
     assert api._from_bytes is images.decode and api._from_pil is images.from_pil

@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from nasfer.api import EmotionRecognizer
+from nasfer.runtime.api import EmotionRecognizer
 from nasfer.service.app import create_app
 from nasfer.service.config import ServeConfig
 

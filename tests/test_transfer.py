@@ -228,7 +228,7 @@ def test_images_of_any_size_and_colour_are_read(tmp_path):
 
 def test_detect_faces_crops_the_face_out_of_a_photo(tmp_path):
     from nasfer.data.facecrop import read_face_crops
-    from nasfer.faces import Box
+    from nasfer.runtime.faces import Box
 
     class OneBox:  # a stand-in detector (FaceDetector protocol): the face is where we put it
         def detect(self, image):
@@ -299,7 +299,7 @@ def custom_onnx(finetuned, tmp_path_factory) -> Path:
 
 
 def test_custom_labels_reach_the_model_card_and_the_engine(custom_onnx, finetuned, new_labels_folder):
-    from nasfer.engine import Classifier
+    from nasfer.runtime.engine import Classifier
     from nasfer.train import evaluate_model
 
     card = json.loads(custom_onnx.with_suffix(".json").read_text())

@@ -50,7 +50,7 @@ def test_ten_crop_equals_the_mean_of_its_crops():
 
 def test_exported_ten_crop_graph_matches_the_numpy_views(tiny_checkpoint, tiny_onnx, tmp_path):
     from nasfer.cli import main
-    from nasfer.engine import Classifier
+    from nasfer.runtime.engine import Classifier
 
     out = tmp_path / "ten.onnx"
     assert main(["export", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--ten-crop"]) == 0

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nasfer.api import EmotionRecognizer
+from nasfer.runtime.api import EmotionRecognizer
 from nasfer.cli import main
-from nasfer.faces import Box
+from nasfer.runtime.faces import Box
 from nasfer.labels import EMOTIONS
-from nasfer.video import IoUTracker, Smoother, VideoConfig, analyse_frames, process_video
+from nasfer.runtime.video import IoUTracker, Smoother, VideoConfig, analyse_frames, process_video
 
 FRAMES, SIZE, FPS = 24, (320, 240), 12.0
 
@@ -170,7 +170,7 @@ def test_timeline_plot_and_per_face_summary_json(clip, tiny_onnx, tmp_path, caps
 def test_timeline_panels_one_per_face(tmp_path):
     from types import SimpleNamespace
 
-    from nasfer.timeline import Timeline
+    from nasfer.runtime.timeline import Timeline
 
     tl = Timeline(EMOTIONS)
     for i in range(10):
@@ -205,8 +205,8 @@ def test_video_progress_off_a_terminal_is_lines(clip, tiny_onnx, capsys):
 
 
 def test_one_iou_definition():
-    import nasfer.faces
-    import nasfer.video
+    import nasfer.runtime.faces
+    import nasfer.runtime.video
 
-    assert nasfer.video.iou is nasfer.faces.iou
-    assert nasfer.faces.iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
+    assert nasfer.runtime.video.iou is nasfer.runtime.faces.iou
+    assert nasfer.runtime.faces.iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)

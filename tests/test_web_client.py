@@ -2,7 +2,7 @@
 
 A live server (werkzeug, in a thread, on 127.0.0.1) runs the app with the real Haar detector and the
 real emotion model when one is available (tiny_onnx fixture or the shipped default); before
-`nasfer.api` exists it falls back to real Haar detection with fixed scores, so the page is still
+`nasfer.runtime.api` exists it falls back to real Haar detection with fixed scores, so the page is still
 tested end to end. The browser is a phone-sized touch viewport. Screenshots go to tests/artifacts/.
 
 Never runs `playwright install`: chromium comes from apt (`apt-get install chromium`) and the

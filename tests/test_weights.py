@@ -16,7 +16,7 @@ def test_default_is_shipped_and_resolves_from_none_and_its_name():
 
 @pytest.mark.parametrize("name", sorted(shipped_models()))
 def test_every_shipped_model_classifies_by_name(name):
-    from nasfer.engine import Classifier
+    from nasfer.runtime.engine import Classifier
 
     clf = Classifier(name, threads=1)
     assert clf.model_path == shipped_models()[name]

@@ -10,7 +10,7 @@ __all__ = ["EMOTIONS", "EmotionRecognizer", "Face"]
 
 def __getattr__(name: str):
     if name in ("EmotionRecognizer", "Face"):
-        from . import api
+        from .runtime import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'nasfer' has no attribute {name!r}")

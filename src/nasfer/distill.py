@@ -77,7 +77,7 @@ def resolve_teacher(name: str) -> Teacher:
     path = resolve_model(name)
     suffix = path.suffix.lower()
     if suffix == ".onnx":
-        from .engine import read_card
+        from .runtime.engine import read_card
 
         return Teacher(name, "onnx", path, _sha256(path), tuple(read_card(path)["labels"]))
     if suffix in (".pt", ".pth"):
@@ -112,7 +112,7 @@ def teacher_log_probs(teacher: Teacher, images: np.ndarray, labels: tuple[str, .
     cols = label_columns(teacher.labels, labels)
     mirror = np.ascontiguousarray(images[:, :, ::-1])
     if teacher.kind == "onnx":
-        from .engine import Classifier
+        from .runtime.engine import Classifier
 
         clf = Classifier(teacher.path, threads=threads or None)
         if images.shape[1:] != (clf.size, clf.size):

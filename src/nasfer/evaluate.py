@@ -76,7 +76,7 @@ class LoadedModel:
 
 
 def load_model(model: str | None, threads: int = 0) -> LoadedModel:
-    """An .onnx model through `nasfer.engine` or a .pt checkpoint through torch, behind one `predict`."""
+    """An .onnx model through `nasfer.runtime.engine` or a .pt checkpoint through torch, behind one `predict`."""
     from .weights import resolve_model
 
     path = resolve_model(model)
@@ -90,9 +90,9 @@ def load_model(model: str | None, threads: int = 0) -> LoadedModel:
 
 def _load_onnx(path: Path, threads: int) -> LoadedModel:
     try:
-        from .engine import Classifier
+        from .runtime.engine import Classifier
     except ImportError as exc:
-        raise ModelError(f"{path}: ONNX models need nasfer.engine and onnxruntime ({exc})") from None
+        raise ModelError(f"{path}: ONNX models need nasfer.runtime.engine and onnxruntime ({exc})") from None
     clf = Classifier(path, threads=threads or None)
     card = getattr(clf, "card", None) or {}
     prep = clf.preprocessing

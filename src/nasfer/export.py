@@ -20,7 +20,7 @@ import numpy as np
 from .config import option
 from .card import (LIMITATIONS, VIEWS, build_card, epochs_info, load_metrics, merge_metrics,  # noqa: F401
                    reproduce_commands, train_command, training_info, write_card)
-from .engine import card_path, read_card
+from .runtime.engine import card_path, read_card
 from .errors import ModelError
 from .preprocessing import Preprocessing, normalize
 

@@ -238,7 +238,7 @@ def export_quantized(cfg, images: np.ndarray | None = None):
     from importlib.metadata import version
 
     from .card import write_card
-    from .engine import card_path, read_card, sha256_file
+    from .runtime.engine import card_path, read_card, sha256_file
     from .export import ExportResult, export_checkpoint
     from .record import command_line
 

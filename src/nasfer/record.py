@@ -44,7 +44,7 @@ def command_line(command: str, *configs: Any, positional: Iterable[str] = ()) ->
 
 
 def _card_of(model_path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
-    from .engine import card_path, read_card
+    from .runtime.engine import card_path, read_card
 
     path = Path(model_path)
     if path.suffix.lower() != ".onnx":

@@ -37,7 +37,7 @@ class ModelFiles:
         """Resolve `model` as every command does (shipped name or path) and read it with its card.
 
         ModelError / FileNotFoundError name the missing file."""
-        from ..engine import card_path, read_card
+        from ..runtime.engine import card_path, read_card
         from ..weights import resolve_model
 
         path = resolve_model(model)
@@ -65,7 +65,7 @@ class ModelFiles:
 def recognizer_kwargs(cfg: Any) -> dict[str, Any]:
     """EmotionRecognizer arguments from a PredictConfig, as the local backend passes them: every field
     the two share (0 means "not set" for threads and max_faces)."""
-    from ..api import EmotionRecognizer
+    from ..runtime.api import EmotionRecognizer
 
     wanted = {f.name for f in dataclasses.fields(EmotionRecognizer) if f.init}
     kwargs = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name in wanted}
@@ -79,7 +79,7 @@ class PredictWorker:
     """Callable over a batch {column: array} with IN_COLUMNS; returns {"index", "record" (JSON text)}."""
 
     def __init__(self, cfg: Any, files: ModelFiles):
-        from ..api import EmotionRecognizer
+        from ..runtime.api import EmotionRecognizer
 
         self._dir = tempfile.TemporaryDirectory(prefix="nasfer-actor-")
         model, detector_model = files.write(Path(self._dir.name))

@@ -42,7 +42,7 @@ class Download:
 
 
 def _yunet_path() -> Path:
-    from ..faces import yunet_cache_path
+    from ..runtime.faces import yunet_cache_path
 
     return yunet_cache_path()
 
@@ -142,7 +142,7 @@ def fetch(cfg: FetchConfig, progress: bool = True) -> tuple[Path, bool]:
 
 def listing() -> dict:
     """Architectures (needs torch) and detectors with where their model files are."""
-    from ..faces import DETECTOR_HELP, yunet_cache_path
+    from ..runtime.faces import DETECTOR_HELP, yunet_cache_path
 
     try:
         from ..models import list_models

@@ -106,8 +106,8 @@ def _save(rgb, path: Path) -> None:
 
 def analyse(items: list[Item], recognizer: Any, cfg: PredictConfig) -> Iterator[dict[str, Any]]:
     """One record per item: {"file", "image", "faces"} or {"file", "error"}; --strict raises instead."""
-    from ..annotate import draw_faces
-    from ..api import load_image
+    from ..runtime.annotate import draw_faces
+    from ..runtime.api import load_image
     from ..errors import ImageError
 
     for item in items:
@@ -167,7 +167,7 @@ def csv_rows(record: dict[str, Any], labels: list[str]) -> list[list[Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..api import EmotionRecognizer, check_max_faces
+    from ..runtime.api import EmotionRecognizer, check_max_faces
     from ..progress import progress_bar
 
     if bulk.requested(args):

@@ -20,7 +20,7 @@ import argparse
 import sys
 
 from .. import config
-from ..video import VideoConfig
+from ..runtime.video import VideoConfig
 
 NAME = "video"
 HELP = "per-face emotion timeline of a video file or webcam (annotated video, CSV)"
@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..video import process_video
+    from ..runtime.video import process_video
 
     cfg = config.from_args(VideoConfig, args)
     summary = process_video(cfg)

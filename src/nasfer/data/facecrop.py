@@ -2,7 +2,7 @@
 
 The readers stay detector-free: they read the dataset as usual (labels, splits, sources, a whole-image
 48x48 thumbnail per file), then `read_face_crops` re-reads every original image at full resolution, runs
-the face detector on it (`nasfer.faces.create_detector`, Haar by default: offline, no model file) and
+the face detector on it (`nasfer.runtime.faces.create_detector`, Haar by default: offline, no model file) and
 replaces the thumbnail by the crop of the largest face, made the same way the inference path crops.
 An image without a detectable face keeps its whole-image thumbnail (small images are often face crops
 already); the counts go into the dataset's notes, which the training report prints.
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from ..faces import Box, create_detector, crop_face
+from ..runtime.faces import Box, create_detector, crop_face
 from .dataset import FaceDataset
 from .readers import detect_kind, read_dataset
 from .sources import Entry, open_source

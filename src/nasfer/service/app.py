@@ -67,7 +67,7 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
 def available_detectors(cfg: ServeConfig) -> list[str]:
     """The configured detector first, then the registered ones that need no model file."""
     try:
-        from ..faces import DETECTORS
+        from ..runtime.faces import DETECTORS
 
         registered = list(DETECTORS)
     except ImportError:  # the face module is not importable here: offer the contract's names
@@ -77,10 +77,10 @@ def available_detectors(cfg: ServeConfig) -> list[str]:
 
 
 def default_recognizer_factory(cfg: ServeConfig) -> Callable[[str], Recognizer]:
-    """`detector name -> nasfer.api.EmotionRecognizer` configured from `cfg`."""
+    """`detector name -> nasfer.runtime.api.EmotionRecognizer` configured from `cfg`."""
 
     def make(detector: str) -> Recognizer:
-        from ..api import EmotionRecognizer
+        from ..runtime.api import EmotionRecognizer
 
         return EmotionRecognizer(
             model=cfg.model,

@@ -87,7 +87,7 @@ class ServeConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
-        from ..api import check_max_faces  # the one face-limit rule of CLI, Python API and service
+        from ..runtime.api import check_max_faces  # the one face-limit rule of CLI, Python API and service
 
         try:
             check_max_faces(self.max_faces)

@@ -2,7 +2,7 @@
 
 The type is sniffed from the bytes (never trusted from headers or file names) and only the JPEG,
 PNG and WebP decoders are allowed; the decoding itself, with its pixel limit, its bound on decode
-cost and its truncation checks, is `nasfer.images.decode`, shared with the Python API.
+cost and its truncation checks, is `nasfer.runtime.images.decode`, shared with the Python API.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import images
+from ..runtime import images
 from ..errors import ImageError
 
 #: Sniffed format -> MIME type.

@@ -168,9 +168,9 @@ def parse_options(body_options: Mapping[str, Any], cfg: ServeConfig, detectors: 
     cap = max_faces_cap(cfg)
     max_faces = cap
     if "max_faces" in raw:
-        from ..api import check_max_faces  # lazily: importing the service loads no model code
+        from ..runtime.api import check_max_faces  # lazily: importing the service loads no model code
 
-        try:  # the one face-limit rule (nasfer.api.check_max_faces), then this server's per-request cap
+        try:  # the one face-limit rule (nasfer.runtime.api.check_max_faces), then this server's per-request cap
             limit = check_max_faces(int(_number(raw["max_faces"], "max_faces", int)))
         except ValueError:
             limit = None

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 
 
 class Recognizer(Protocol):
-    """What the service needs from `nasfer.api.EmotionRecognizer`."""
+    """What the service needs from `nasfer.runtime.api.EmotionRecognizer`."""
 
     labels: Sequence[str]
     card: dict

@@ -100,7 +100,7 @@ def emotions() -> Response:
     total = time.perf_counter() - g.start
     return jsonify({
         "faces": faces,
-        **({"hint": found.hint} if not faces and getattr(found, "hint", None) else {}),  # nasfer.api.Detections
+        **({"hint": found.hint} if not faces and getattr(found, "hint", None) else {}),  # nasfer.runtime.api.Detections
         "image": {"width": image.width, "height": image.height},
         "detector": options.detector,
         "threshold": options.threshold,

@@ -23,7 +23,7 @@ import re
 
 import numpy as np
 
-from .errors import ImageError
+from ..errors import ImageError
 
 #: The most pixels one byte of each format can carry, with a wide margin. JPEG: Huffman coding
 #: spends at least one bit per 8x8 block and component, i.e. at most 512 pixels per byte (Pillow's

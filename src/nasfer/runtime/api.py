@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import images
-from .errors import ImageError
+from ..errors import ImageError
 
 #: Default largest accepted picture (width x height): a 50 MP photo decodes to 150 MB of RGB.
 MAX_PIXELS = 50_000_000
@@ -30,7 +30,7 @@ THRESHOLD = 0.25
 
 
 # ------------------------------------------------------------------------------------------------ images
-# One decoder for the API, the CLI and the HTTP service: nasfer.images.
+# One decoder for the API, the CLI and the HTTP service: nasfer.runtime.images.
 _check_pixels, _from_pil, _from_bytes = images.check_pixels, images.from_pil, images.decode
 
 
@@ -163,11 +163,11 @@ class Detections(list):
 class EmotionRecognizer:
     """Face detector + emotion classifier.
 
-    model: .onnx path (None: the shipped default). detector: a name in nasfer.faces.DETECTORS or a
+    model: .onnx path (None: the shipped default). detector: a name in nasfer.runtime.faces.DETECTORS or a
     detector object. detector_model: the detector's model file (YuNet's .onnx). threshold: faces
     below this confidence are `uncertain`. threads: ONNX Runtime threads (None: all cores).
     max_faces: keep the largest N faces (None or 0: all; ValueError if negative). min_face: smallest
-    face looked for, in original pixels (default `nasfer.faces.MIN_FACE`, 40), at any image size.
+    face looked for, in original pixels (default `nasfer.runtime.faces.MIN_FACE`, 40), at any image size.
     One instance may be shared by several threads: the detectors keep one OpenCV object per thread
     and ONNX Runtime sessions are thread-safe, so the results are those of serial calls.
     """

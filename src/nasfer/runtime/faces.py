@@ -5,7 +5,7 @@ detector finds faces down to `MIN_FACE` (40) original pixels at any image size: 
 before detection only as far as keeps such a face at the detector's smallest window
 (`detection_scale`), and the boxes are mapped back. Detectors may be shared between threads.
 Registry `DETECTORS` (name -> factory) keeps the choice a lookup: `haar` (OpenCV's bundled cascade,
-always offline), `yunet` (cv2.FaceDetectorYN, in `nasfer.yunet`; its .onnx is passed in or fetched
+always offline), `yunet` (cv2.FaceDetectorYN, in `nasfer.runtime.yunet`; its .onnx is passed in or fetched
 once with `nasfer models fetch yunet`), `none` (the whole image is the face).
 
 `crop_face` cuts the square around a box (side = the box's longer side), grayscale, resized to the
@@ -26,7 +26,7 @@ from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from .errors import ModelError
+from ..errors import ModelError
 
 #: File name of the YuNet model that `nasfer models fetch yunet` stores in the cache directory.
 YUNET_FILENAME = "face_detection_yunet_2023mar.onnx"
@@ -363,7 +363,7 @@ __all__ = ["Box", "FaceDetector", "DETECTORS", "create_detector", "crop_face", "
 
 
 def __getattr__(name: str):
-    if name == "YuNetDetector":  # lives in nasfer.yunet, which builds on the helpers here
+    if name == "YuNetDetector":  # lives in nasfer.runtime.yunet, which builds on the helpers here
         from .yunet import YuNetDetector
 
         return YuNetDetector

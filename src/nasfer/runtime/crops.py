@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import ImageError
+from ..errors import ImageError
 
 
 def _to_uint8(arr: np.ndarray) -> np.ndarray:

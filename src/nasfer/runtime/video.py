@@ -5,7 +5,7 @@ short detector misses (`max_age` analysed frames), and each face's probabilities
 an exponential moving average (`smoothing` = weight of the newest frame), so a label does not
 flicker between frames. Frames that are not analysed reuse the last result when annotating.
 Outputs: an annotated video (OpenCV VideoWriter, mp4v), a CSV with one row per face per analysed
-frame and its companion JSON (per-face summary, see `nasfer.timeline`), and a timeline plot. No torch.
+frame and its companion JSON (per-face summary, see `nasfer.runtime.timeline`), and a timeline plot. No torch.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from .config import option
-from .errors import DataError
+from ..config import option
+from ..errors import DataError
 from .faces import iou
 from .timeline import FaceSummary, Timeline, companion_json
 
@@ -129,7 +129,7 @@ class FrameResult:
     index: int
     time_s: float
     analysed: bool
-    faces: list = field(default_factory=list)  # nasfer.api.Face with smoothed scores
+    faces: list = field(default_factory=list)  # nasfer.runtime.api.Face with smoothed scores
     ids: list[int] = field(default_factory=list)
     frame: Optional[np.ndarray] = field(default=None, repr=False)  # the input frame, as given
 
@@ -223,7 +223,7 @@ def process_video(cfg: VideoConfig, recognizer: Any = None) -> VideoSummary:
     import cv2
 
     from .annotate import draw_faces
-    from .progress import progress_bar
+    from ..progress import progress_bar
 
     if cfg.every < 1:
         raise ValueError(f"--every must be >= 1, got {cfg.every}")

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelError
-from .preprocessing import Preprocessing, normalize
+from ..errors import ModelError
+from ..preprocessing import Preprocessing, normalize
 
 CARD_FORMAT = "nasfer-model-card/1"
 #: Suffixes of training checkpoints (torch), which the runtime does not run.
@@ -72,7 +72,7 @@ class Classifier:
 
     def __init__(self, model_path: str | os.PathLike | None = None, threads: int | None = None,
                  max_batch: int = 64):
-        from .weights import resolve_model
+        from ..weights import resolve_model
 
         self.model_path = resolve_model(model_path)
         if self.model_path.suffix.lower() in CHECKPOINT_SUFFIXES:

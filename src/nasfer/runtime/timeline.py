@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import NasferError
+from ..errors import NasferError
 
 PLOTS_HINT = "the timeline plot needs matplotlib: pip install 'nasfer[plots]'"
 
@@ -51,7 +51,7 @@ class Timeline:
         self.faces: dict[int, _Series] = {}
 
     def add(self, result: Any) -> None:
-        """Record an analysed `nasfer.video.FrameResult` (its faces carry the smoothed scores)."""
+        """Record an analysed `nasfer.runtime.video.FrameResult` (its faces carry the smoothed scores)."""
         for face_id, face in zip(result.ids, result.faces):
             series = self.faces.setdefault(int(face_id), _Series())
             series.times.append(float(result.time_s))

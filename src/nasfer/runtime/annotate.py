@@ -1,7 +1,7 @@
 """Draw faces on a picture: box in the emotion's colour, label with confidence, and a confidence bar.
 
 Used by `nasfer predict --annotate`, `nasfer video` and anything else that shows results. Faces may
-be `nasfer.api.Face` objects or their `to_dict()` form; sizes scale with the picture so labels stay
+be `nasfer.runtime.api.Face` objects or their `to_dict()` form; sizes scale with the picture so labels stay
 readable on a phone photo and on a 320 px video alike.
 """
 

@@ -1,7 +1,7 @@
-"""The YuNet face detector (OpenCV's cv2.FaceDetectorYN) behind `nasfer.faces`' detector protocol.
+"""The YuNet face detector (OpenCV's cv2.FaceDetectorYN) behind `nasfer.runtime.faces`' detector protocol.
 
 YuNet: Wu, Peng, Yu, "YuNet: A Tiny Millisecond-level Face Detector", Machine Intelligence Research
-2023; model from the OpenCV model zoo (MIT licence). Registered as `yunet` in `nasfer.faces.DETECTORS`.
+2023; model from the OpenCV model zoo (MIT licence). Registered as `yunet` in `nasfer.runtime.faces.DETECTORS`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelError
+from ..errors import ModelError
 from .faces import MIN_FACE, Box, _PerThread, _square_region, detection_scale, resize_by, to_bgr, yunet_cache_path
 
 
