@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nasfer import images
+from nasfer.runtime import images
 from nasfer.errors import ImageError
 from nasfer.service.metrics import Metrics
 from test_service import (FakeRecognizer, error_of, jpeg, make_app, parse_prometheus,  # noqa: F401 (fixtures)
