@@ -18,7 +18,7 @@ from nasfer.labels import EMOTIONS
 
 @pytest.fixture(scope="module")
 def astronaut():
-    data = pytest.importorskip("skimage.data", reason="scikit-image (dev extra) gives the astronaut photo")
+    from skimage import data
     return data.astronaut()
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-yaml = pytest.importorskip("yaml", reason="PyYAML is needed to parse the manifests")
+import yaml  # noqa: E402
 
 from nasfer import config, weights  # noqa: E402
 from nasfer.cli import build_parser  # noqa: E402

@@ -60,7 +60,7 @@ def fer_faces(fer2013_zip, yunet_onnx):
 
 @pytest.fixture(scope="module")
 def astronaut():
-    data = pytest.importorskip("skimage.data", reason="scikit-image (dev extra) gives the astronaut photo")
+    from skimage import data
     return data.astronaut()  # 512x512 RGB, one face at about (177, 67, 93, 93)
 
 
@@ -91,7 +91,7 @@ SCENES = ("coffee", "chelsea", "rocket", "brick", "coins", "horse", "page", "tex
 @pytest.mark.parametrize("detector, allowed", [("haar", 2), ("yunet", 0)])
 def test_few_false_faces_in_scenes_without_people(detector, allowed, yunet_onnx):
     """19 scikit-image scenes without people: YuNet finds nothing; Haar's only false boxes are 2 coins."""
-    data = pytest.importorskip("skimage.data")
+    from skimage import data
     det = create_detector(detector, yunet_onnx if detector == "yunet" else None)
     found = {}
     for name in SCENES:

@@ -175,7 +175,7 @@ def _post_photo(base: str, path: Path) -> dict:
 def test_web_build_shows_the_face_boxed_with_its_label(web_origin, service, astronaut, sideways_astronaut, tmp_path):
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    from playwright import sync_api
     expected = _post_photo(service, astronaut)
     assert len(expected["faces"]) == 1, expected
     label = expected["faces"][0]["label"]
@@ -278,7 +278,7 @@ def test_web_build_camera_path(web_origin, service, astronaut_video):
     """Take a photo with the (fake) camera: permission, preview, front/back switch, shutter, result."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    from playwright import sync_api
     camera_args = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                    f"--use-file-for-fake-video-capture={astronaut_video}"]
     with sync_api.sync_playwright() as p:

@@ -68,7 +68,7 @@ def test_table_csv_and_annotated_copies(folder, tiny_onnx, tmp_path, capsys):
 
 
 def test_real_photo_with_haar(tiny_onnx, tmp_path, capsys):
-    data = pytest.importorskip("skimage.data")
+    from skimage import data
     from PIL import Image
 
     photo = tmp_path / "astronaut.jpg"

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def pictures(tmp_path_factory) -> Path:
-    data = pytest.importorskip("skimage.data", reason="scikit-image (dev extra) gives the astronaut photo")
+    from skimage import data
     astronaut = Image.fromarray(data.astronaut())
     root = tmp_path_factory.mktemp("bulk") / "photos"
     (root / "sub").mkdir(parents=True)
@@ -49,7 +49,7 @@ def pictures(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray = pytest.importorskip("ray", reason="Ray comes with the distributed extra: pip install -e '.[distributed]'")
+    import ray
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
     yield ray
     ray.shutdown()
@@ -136,7 +136,7 @@ def test_missing_ray_says_how_to_install_it(monkeypatch):
 # Ray local mode, 2 CPUs
 # ------------------------------------------------------------------------------------------------
 def test_ray_backend_writes_the_local_records(pictures, local_ray, tmp_path, capsys):
-    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow.parquet as pq
     code, local_out, _ = run(capsys, pictures, "--json", "--threads", "1", "--csv", tmp_path / "local.csv")
     assert code == 0
     code, ray_out, err = run(capsys, "--backend", "ray", pictures, "--json", "--threads", "1", "--actors", "2",

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from fixtures_data import pattern_image, write_class_tree
 
-pytest.importorskip("ray.tune", reason="Ray comes with the distributed extra: pip install -e '.[distributed]'")
+import ray.tune  # noqa: E402,F401  (the distributed extra, installed by the test command)
 
 from nasfer.cli import main  # noqa: E402
 from nasfer.data import FaceDataset  # noqa: E402

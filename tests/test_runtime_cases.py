@@ -24,7 +24,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 @pytest.fixture(scope="module")
 def astronaut():
-    data = pytest.importorskip("skimage.data", reason="scikit-image (dev extra) gives the astronaut photo")
+    from skimage import data
     return data.astronaut()
 
 

@@ -22,7 +22,7 @@ def clip(tmp_path_factory) -> Path:
     """24 frames (2 s at 12 fps) of the astronaut's head sliding right by 3 px per frame, mp4v."""
     import cv2
 
-    data = pytest.importorskip("skimage.data", reason="scikit-image (dev extra) gives the astronaut photo")
+    from skimage import data
     head = cv2.cvtColor(data.astronaut()[20:220, 120:320], cv2.COLOR_RGB2BGR)  # 200x200 around the face
     head = cv2.resize(head, (150, 150), interpolation=cv2.INTER_AREA)
     path = tmp_path_factory.mktemp("video") / "clip.mp4"
