@@ -143,6 +143,16 @@ def test_oversize_body_413_is_readable_by_requests_and_urllib(server):
     assert info.value.code == 413 and json.loads(info.value.read())["error"]["code"] == "payload_too_large"
 
 
+def test_oversize_body_with_expect_100_continue_gets_the_413_instead_of_continue(server):
+    # curl sends `Expect: 100-continue` for large uploads and waits before sending the body
+    head = (f"POST /v1/emotions HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: image/jpeg\r\n"
+            f"Content-Length: 12000000\r\nExpect: 100-continue\r\n\r\n").encode()
+    raw = raw_exchange(server, head, wait=5.0)
+    assert not raw.startswith(b"HTTP/1.1 100"), raw[:200]
+    status, error = json_error(raw)
+    assert status == 413 and error["code"] == "payload_too_large"
+
+
 def test_chunked_oversize_body_is_413_like_content_length(server):
     url = f"http://{HOST}:{server}/v1/emotions"
     photo = image_bytes("JPEG", size=(64, 48))

@@ -105,6 +105,11 @@ class DrainingParser(HTTPRequestParser):
         if self.drain_left:
             return self._discard(data)
         consumed = super().received(data)
+        if self.completed and self.error is not None and self.expect_continue:
+            # The client waits for "100 Continue" before sending its body (curl does for large uploads):
+            # answer the error instead, at once, so it never sends the body and reads the JSON.
+            self.expect_continue = False
+            return consumed
         if (self.completed and isinstance(self.error, RequestEntityTooLarge) and not self.expect_continue
                 and self.content_length < DRAIN_LIMIT):
             # Content-Length: the rest of the body is known; chunked: until the last chunk or the cap.
