@@ -210,3 +210,13 @@ def test_one_iou_definition():
 
     assert nasfer.runtime.video.iou is nasfer.runtime.faces.iou
     assert nasfer.runtime.faces.iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
+
+
+def test_a_missing_camera_is_one_clear_line_without_opencv_warnings():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "nasfer", "video", "--webcam", "97"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["nasfer video: error: cannot open camera 97 as a video"]

@@ -198,7 +198,12 @@ def open_capture(path: Optional[str], webcam: Optional[int]):
         raise ValueError("give a video file or --webcam N (one of them)")
     if path is not None and not Path(path).is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    cap = cv2.VideoCapture(int(webcam) if webcam is not None else str(path))
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # no backend WARN lines before our error
+    try:
+        cap = cv2.VideoCapture(int(webcam) if webcam is not None else str(path))
+    finally:
+        cv2.utils.logging.setLogLevel(level)
     if not cap.isOpened():
         cap.release()
         raise DataError(f"cannot open {'camera ' + str(webcam) if webcam is not None else path} as a video")

@@ -55,7 +55,8 @@ class YuNetDetector:
             if model_path:
                 raise ModelError(f"YuNet model {path}: no such file")
             raise ModelError(f"the yunet detector needs its model: run `nasfer models fetch yunet` "
-                             f"(stores {path}) or pass --detector-model FILE.onnx")
+                             f"(stores {path}) or give the model file: detector_model=FILE.onnx in Python, "
+                             f"--detector-model FILE.onnx on the command line")
 
         def build(size=(320, 320)):
             try:
