@@ -41,17 +41,3 @@ def test_welch_t_matches_scipy_and_a_hand_computation():
     ref = stats.ttest_ind(a, b, equal_var=False)
     assert got["t"] == pytest.approx(ref.statistic) and got["p_two_sided"] == pytest.approx(ref.pvalue)
     assert search_compare.welch_t([1.0], b)["t"] is None
-
-
-def test_search_compare_summarises_a_log(tmp_path):
-    run = tmp_path / "run"
-    run.mkdir()
-    rows = [{"kind": "shared", "elapsed": 1.0}] + [
-        {"kind": "controller", "reward": 0.1 * (i % 4), "entropy": 10.0 - i, "elapsed": 60.0 * (i + 1)} for i in range(8)]
-    (run / "search_log.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    out = search_compare.summarize(run, early=3)
-    assert out["children"] == 8 and out["rewards"] == [0.1 * (i % 4) for i in range(8)]
-    assert out["mean_reward_first_early"] == pytest.approx((0 + 0.1 + 0.2) / 3)
-    assert out["mean_reward_after_early"] == pytest.approx((0.3 + 0 + 0.1 + 0.2 + 0.3) / 5)
-    assert (out["entropy_first"], out["entropy_last"]) == (10.0, 3.0)
-    assert out["mean_reward_by_quarter"] == pytest.approx([0.05, 0.25, 0.05, 0.25]) and out["minutes"] == 8.0

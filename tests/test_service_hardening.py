@@ -229,7 +229,7 @@ def test_metrics_flush_failures_are_counted_and_logged(tmp_path, caplog):
 def test_openapi_data_file_is_a_valid_document():
     from openapi_spec_validator import validate
 
-    path = Path(images.__file__).parent / "service" / "openapi.json"
+    path = Path(images.__file__).parents[1] / "service" / "openapi.json"
     stored = json.loads(path.read_text())
     validate(stored)
     post = stored["paths"]["/v1/emotions"]["post"]
