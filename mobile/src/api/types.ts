@@ -52,6 +52,8 @@ export interface EmotionsResponse {
   threshold: number;
   model: ModelInfo;
   timing_ms: Timing;
+  /** Only when no face was found and the picture looks like a face crop: how to classify it. */
+  hint?: string;
 }
 
 /** Options of POST /v1/emotions (query or form fields). */
@@ -93,7 +95,7 @@ type Requiredness<T> = { [K in keyof T]-?: undefined extends T[K] ? 'optional' :
 export const SCHEMA_FIELDS = {
   EmotionsResponse: {
     faces: 'required', image: 'required', detector: 'required', threshold: 'required', model: 'required',
-    timing_ms: 'required',
+    timing_ms: 'required', hint: 'optional',
   } satisfies Requiredness<EmotionsResponse>,
   Face: {
     box: 'required', detector_score: 'required', landmarks: 'required', scores: 'required', label: 'required',

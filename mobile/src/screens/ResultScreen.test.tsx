@@ -65,3 +65,14 @@ it('says when no face was found, and goes back', () => {
   fireEvent.press(screen.getByRole('button', { name: 'New photo' }));
   expect(onBack).toHaveBeenCalled();
 });
+
+it("shows the service's hint when a face crop was sent to a face detector", () => {
+  const hint = 'no face found: this picture looks like a face crop; classify it with detector=none';
+  const base = entry('noface');
+  renderOnPhone(
+    <ResultScreen entry={{ ...base, response: { ...base.response, hint } }} photoUri="file:///photo.jpg"
+      onBack={jest.fn()} backTitle="New photo" />,
+  );
+  expect(screen.getByText(hint)).toBeOnTheScreen();
+  expect(screen.queryByText(/Try a brighter photo/)).toBeNull();
+});

@@ -26,7 +26,9 @@ export function ResultScreen({ entry, photoUri, onBack, backTitle }: Props) {
       </Text>
       <FacePhoto uri={photoUri ?? entry.thumbnailUri} response={response} />
       {response.faces.length === 0 && (
-        <Text style={styles.text}>Try a brighter photo where the faces look at the camera and are not too small.</Text>
+        <Text style={styles.text}>
+          {response.hint ?? 'Try a brighter photo where the faces look at the camera and are not too small.'}
+        </Text>
       )}
       {uncertain > 0 && (
         <Text style={styles.text}>
