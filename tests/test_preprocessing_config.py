@@ -63,3 +63,18 @@ def test_augment_is_seeded_and_flip_mirrors():
     for img in out:
         assert torch.allclose(img, x[0], atol=1e-3) or torch.allclose(img, torch.flip(x[0], dims=[2]), atol=1e-3)
     assert Augment(0, False, 0, 0, 0).is_identity
+
+
+def test_to_flags_is_the_inverse_of_add_arguments():
+    import argparse
+
+    from nasfer.config import DataConfig, TrainConfig, add_arguments, from_args, to_dict, to_flags
+
+    cfg = TrainConfig(width=16, flip=False, step_milestones=(5, 9), teacher="default", epochs=3)
+    flags = to_flags(to_dict(cfg), TrainConfig)  # from JSON (tuples as lists) as from the dataclass
+    assert flags == to_flags({f: getattr(cfg, f) for f in to_dict(cfg)}, TrainConfig)
+    assert "--no-flip" in flags and flags[flags.index("--step-milestones") + 1:][:2] == ["5", "9"]
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, TrainConfig)
+    assert from_args(TrainConfig, parser.parse_args(flags)) == cfg
+    assert to_flags(to_dict(DataConfig()), DataConfig) == []

@@ -8,7 +8,6 @@ beyond what `build_card` needs to count parameters (imported inside it).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shlex
@@ -51,29 +50,14 @@ def _public(value: Any, key: str = "") -> Any:
 
 def train_command(config: dict[str, Any]) -> Optional[str]:
     """The `nasfer train` command line that reproduces a checkpoint's config (non-default flags only)."""
-    from .config import DataConfig, TrainConfig
+    from .config import DataConfig, TrainConfig, to_flags
 
     sections = [(config.get("data"), DataConfig), (config.get("train"), TrainConfig)]
     if not all(isinstance(values, dict) for values, _ in sections):
         return None
     parts = ["nasfer", "train"]
     for values, cls in sections:
-        defaults = cls()
-        for f in dataclasses.fields(cls):
-            if f.name not in values:
-                continue
-            value, default = values[f.name], getattr(defaults, f.name)
-            if isinstance(default, tuple):
-                default = list(default)
-            if value == default or value is None:
-                continue
-            flag = "--" + f.name.replace("_", "-")
-            if isinstance(value, bool):
-                parts.append(flag if value else "--no-" + f.name.replace("_", "-"))
-            elif isinstance(value, (list, tuple)):
-                parts += [flag, *(str(v) for v in value)]
-            else:
-                parts += [flag, str(value)]
+        parts += to_flags(values, cls)
     return " ".join(shlex.quote(p) for p in parts)
 
 

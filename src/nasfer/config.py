@@ -81,6 +81,33 @@ def from_args(cls: type, args: argparse.Namespace, **overrides: Any) -> Any:
     return cls(**values)
 
 
+def to_flags(values: typing.Mapping[str, Any], cls: type) -> list[str]:
+    """The CLI flags that reproduce `values` (field name -> value) of dataclass `cls`: non-default fields only.
+
+    The inverse of `add_arguments`: `--field-name VALUE`, `--x`/`--no-x` for booleans, lists and tuples as
+    several values; None and default values are left out. Fields absent from `values` are skipped, so a
+    config read back from JSON (tuples as lists) gives the same flags as the dataclass itself.
+    """
+    defaults = cls()
+    parts: list[str] = []
+    for f in dataclasses.fields(cls):
+        if not f.init or f.name not in values:
+            continue
+        value, default = values[f.name], getattr(defaults, f.name)
+        value = list(value) if isinstance(value, tuple) else value
+        default = list(default) if isinstance(default, tuple) else default
+        if value == default or value is None:
+            continue
+        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, list):
+            parts += [flag, *(str(v) for v in value)]
+        else:
+            parts += [flag, str(value)]
+    return parts
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     """JSON-safe dict of a config (paths as strings)."""
 

@@ -26,20 +26,11 @@ def command_line(command: str, *configs: Any, positional: Iterable[str] = ()) ->
     Flags follow `nasfer.config.add_arguments`: `--field-name VALUE`, `--x`/`--no-x` for booleans, lists
     as several values. Values are shell-quoted, so the line can be pasted back into a shell.
     """
+    from .config import to_flags
+
     parts = ["nasfer", command, *positional]
     for cfg in configs:
-        defaults = type(cfg)()
-        for f in dataclasses.fields(cfg):
-            value, default = getattr(cfg, f.name), getattr(defaults, f.name)
-            if value == default or value is None:
-                continue
-            flag = "--" + f.name.replace("_", "-")
-            if isinstance(value, bool):
-                parts.append(flag if value else "--no-" + f.name.replace("_", "-"))
-            elif isinstance(value, (list, tuple)):
-                parts += [flag, *(str(v) for v in value)]
-            else:
-                parts += [flag, str(value)]
+        parts += to_flags({f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}, type(cfg))
     return shlex.join(parts)
 
 
