@@ -3,12 +3,10 @@ resumes after an interruption, the budget, and the CLI."""
 
 import json
 
-import numpy as np
 import pytest
-from fixtures_data import pattern_image
+from fixtures_nas import fake_latency
 
 from nasfer.cli import main
-from nasfer.data import FaceDataset
 from nasfer.errors import ModelError
 from nasfer.nas.config import SearchConfig
 from nasfer.nas.fidelity import Fidelity
@@ -26,21 +24,8 @@ def _macro_toy(spec: dict, fidelity: Fidelity) -> float:
     return 0.5 * sep + 0.1 * fidelity.amount / 100
 
 
-def _fake_latency(name: str, kwargs: dict) -> dict:
-    widths = sum(s["width"] for s in kwargs["spec"]["stages"])
-    return {"ms_per_face_b1": widths / 100, "ms_per_face_b64": widths / 400, "params": widths * 100}
 
 
-@pytest.fixture(scope="module")
-def faces() -> FaceDataset:
-    """210 learnable Training faces of 7 classes plus 14 PublicTest ones the search must never read."""
-    rng = np.random.default_rng(0)
-    labels = np.repeat(np.arange(7), 32)
-    images = np.stack([pattern_image(int(label), rng) for label in labels])
-    splits = np.array((["Training"] * 30 + ["PublicTest"] * 2) * 7)
-    images[splits == "PublicTest"] = 255  # recognisable if they leaked in
-    return FaceDataset(images=images, labels=labels, splits=splits,
-                       sources=np.array([f"face{i}" for i in range(len(labels))]))
 
 
 def _lines(out):
@@ -52,7 +37,7 @@ def test_every_strategy_searches_the_same_declaration_with_successive_halving(tm
     cfg = SearchConfig(out=str(tmp_path / strategy), strategy=strategy, budget_minutes=5, max_children=27,
                        rungs=("150s@24", "1e@48", "3e@48"), eta=3, blocks=2, reinforce_batch=4, population=8,
                        tournament=3, latency_target_ms=2.0, max_latency_ms=0.0, progress=False)
-    run = SearchRun(cfg, _macro_toy, latency=_fake_latency)
+    run = SearchRun(cfg, _macro_toy, latency=fake_latency)
     result = run.run()
     s = result.summary
     assert s["children"] == 27 and s["children_per_rung"][0] == 27
@@ -106,7 +91,7 @@ def test_the_budget_is_respected_and_jobs_that_would_overrun_are_not_started(tmp
 def test_one_minute_search_on_faces_writes_a_valid_result_and_resumes(tmp_path, faces):
     out = tmp_path / "search"
     cfg = SearchConfig(out=str(out), budget_minutes=1.0, max_children=3, reinforce_batch=2, **TINY)
-    first = search(cfg, dataset=faces, latency=_fake_latency)
+    first = search(cfg, dataset=faces, latency=fake_latency)
     assert first.summary["children"] == 3 and first.summary["n_train"] + first.summary["n_val"] == 210
     lines = _lines(out)
     assert [r["job"] for r in lines] == list(range(1, len(lines) + 1))
@@ -123,7 +108,7 @@ def test_one_minute_search_on_faces_writes_a_valid_result_and_resumes(tmp_path, 
     with open(out / LOG_FILE, "a") as f:
         f.write(json.dumps({"kind": "child", "job": 999, "lost": True}) + "\n")
     resumed = search(SearchConfig(out=str(out), budget_minutes=1.0, max_children=5, reinforce_batch=2, **TINY),
-                     dataset=faces, latency=_fake_latency)
+                     dataset=faces, latency=fake_latency)
     lines = _lines(out)
     assert not any("lost" in r for r in lines) and [r["job"] for r in lines] == list(range(1, len(lines) + 1))
     assert resumed.summary["children"] == 5
@@ -132,15 +117,15 @@ def test_one_minute_search_on_faces_writes_a_valid_result_and_resumes(tmp_path, 
 
     with pytest.raises(ModelError, match=r"other settings \(eta: 2 -> 3\)"):
         search(SearchConfig(out=str(out), budget_minutes=1.0, max_children=5, reinforce_batch=2, **{**TINY, "eta": 3}),
-               dataset=faces, latency=_fake_latency)
+               dataset=faces, latency=fake_latency)
 
 
 def test_interrupted_search_continues_where_it_stopped(tmp_path, faces):
     """A kill between jobs: the resumed search gives the children an uninterrupted one gives."""
     kw = dict(budget_minutes=1.0, reinforce_batch=2, **TINY)
-    whole = search(SearchConfig(out=str(tmp_path / "whole"), max_children=4, **kw), dataset=faces, latency=_fake_latency)
-    search(SearchConfig(out=str(tmp_path / "cut"), max_children=2, **kw), dataset=faces, latency=_fake_latency)
-    cut = search(SearchConfig(out=str(tmp_path / "cut"), max_children=4, **kw), dataset=faces, latency=_fake_latency)
+    whole = search(SearchConfig(out=str(tmp_path / "whole"), max_children=4, **kw), dataset=faces, latency=fake_latency)
+    search(SearchConfig(out=str(tmp_path / "cut"), max_children=2, **kw), dataset=faces, latency=fake_latency)
+    cut = search(SearchConfig(out=str(tmp_path / "cut"), max_children=4, **kw), dataset=faces, latency=fake_latency)
     keys = lambda out: [r["key"] for r in _lines(out) if r["kind"] == "child"]  # noqa: E731
     assert keys(tmp_path / "whole") == keys(tmp_path / "cut")
     assert whole.summary["best"]["accuracy"] == cut.summary["best"]["accuracy"]
@@ -201,7 +186,7 @@ def test_search_compare_summarises_runs_by_strategy(tmp_path, monkeypatch):
             search(SearchConfig(out=str(out), strategy=strategy, seed=seed, budget_minutes=5, max_children=6,
                                 rungs=("10s@24", "20s@24"), eta=3, blocks=2, population=4, tournament=2,
                                 latency_target_ms=1.0, max_latency_ms=0.0, progress=False), _macro_toy,
-                   latency=_fake_latency)
+                   latency=fake_latency)
             runs.append(str(out))
     retrain = tmp_path / "retrain"
     retrain.mkdir()
@@ -245,12 +230,12 @@ def test_children_beyond_the_latency_limit_are_not_trained_and_get_reward_zero(t
     trained = []
 
     def evaluate(spec, fidelity):
-        trained.append(_fake_latency("macro", {"spec": spec})["ms_per_face_b1"])
+        trained.append(fake_latency("macro", {"spec": spec})["ms_per_face_b1"])
         return 0.5
 
     cfg = SearchConfig(out=str(tmp_path / "s"), strategy="random", budget_minutes=5, max_children=20, blocks=2,
                        rungs=("10s@24", "20s@24"), latency_target_ms=2.0, max_latency_ms=2.5, progress=False)
-    result = search(cfg, evaluate, latency=_fake_latency)
+    result = search(cfg, evaluate, latency=fake_latency)
     lines = [r for r in _lines(tmp_path / "s") if r["kind"] == "child"]
     slow = [r for r in lines if r["latency"]["ms_per_face_b1"] > 2.5]
     assert slow and all(r["reward"] == 0.0 and r["infeasible"] for r in slow)

@@ -15,14 +15,13 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from fixtures_data import pattern_image, write_class_tree
+from fixtures_data import write_class_tree
+from fixtures_nas import fake_latency
 
 import ray.tune  # noqa: E402,F401  (the distributed extra, installed by the test command)
 
 from nasfer.cli import main  # noqa: E402
-from nasfer.data import FaceDataset  # noqa: E402
 from nasfer.nas.config import SearchConfig  # noqa: E402
 from nasfer.nas.latency import mnas_reward  # noqa: E402
 from nasfer.nas.ray_backend import RaySearchConfig, search  # noqa: E402
@@ -34,20 +33,8 @@ FLAGS = ["--rungs", "3s@16", "6s@16", "--eta", "2", "--child-batch", "16", "--bl
          "--precision", "fp32", "--reinforce-batch", "2", "--latency-target-ms", "0", "--no-progress"]
 
 
-def fake_latency(name: str, kwargs: dict) -> dict:
-    widths = sum(s["width"] for s in kwargs["spec"]["stages"])
-    return {"ms_per_face_b1": widths / 100, "ms_per_face_b64": widths / 400, "params": widths * 100}
 
 
-@pytest.fixture(scope="module")
-def faces() -> FaceDataset:
-    rng = np.random.default_rng(0)
-    labels = np.repeat(np.arange(7), 32)
-    images = np.stack([pattern_image(int(label), rng) for label in labels])
-    splits = np.array((["Training"] * 30 + ["PublicTest"] * 2) * 7)
-    images[splits == "PublicTest"] = 255
-    return FaceDataset(images=images, labels=labels, splits=splits,
-                       sources=np.array([f"face{i}" for i in range(len(labels))]))
 
 
 def lines(out: Path) -> list[dict]:
@@ -59,7 +46,7 @@ def local_ray():
     import ray
     import ray.cloudpickle
 
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # fake_latency travels to the trials
+    ray.cloudpickle.register_pickle_by_value(sys.modules["fixtures_nas"])  # fake_latency travels to the trials
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
     yield ray
     ray.shutdown()
