@@ -17,14 +17,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
 #: CSV/Parquet columns before the per-label scores, and after them (the `--csv` header).
-LEADING = ["file", "face", "x", "y", "w", "h", "label", "confidence", "uncertain"]
-TRAILING = ["error"]
 #: Parquet rows are written in row groups of this many rows.
 ROW_GROUP = 10_000
 
 
 def csv_header(labels: list[str]) -> list[str]:
-    return [*LEADING, *labels, *TRAILING]
+    from ..commands.predict import csv_header as header  # the local backend's columns, exactly
+
+    return header(labels)
 
 
 def open_output(location: str):

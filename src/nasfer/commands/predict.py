@@ -157,6 +157,11 @@ class Table:
         return lines
 
 
+def csv_header(labels: list[str]) -> list[str]:
+    """The CSV columns of `csv_rows`: one row per face, the labels' probabilities, then an error column."""
+    return ["file", "face", "x", "y", "w", "h", "label", "confidence", "uncertain", *labels, "error"]
+
+
 def csv_rows(record: dict[str, Any], labels: list[str]) -> list[list[Any]]:
     if "error" in record:
         return [[record["file"], "", "", "", "", "", "", "", "", *([""] * len(labels)), record["error"]]]
@@ -185,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     csv_file = open(cfg.csv, "w", newline="", encoding="utf-8") if cfg.csv else None
     writer = csv.writer(csv_file) if csv_file else None
     if writer:
-        writer.writerow(["file", "face", "x", "y", "w", "h", "label", "confidence", "uncertain", *labels, "error"])
+        writer.writerow(csv_header(labels))
     bar = progress_bar(total=len(items), desc="predict", unit="img", show=len(items) >= PROGRESS_FROM)
 
     def out(line: str) -> None:
