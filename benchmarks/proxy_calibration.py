@@ -59,6 +59,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of the architecture draw and of the split")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the CIs")
     p.add_argument("--no-hand", action="store_true", help="leave out VGG-16, mini-Xception and NASNet-A (tests)")
+    p.add_argument("--remeasure-latency", action="store_true",
+                   help="time every model again (run on a quiet machine) and save the times in models.json")
     return p.parse_args(argv)
 
 
@@ -131,6 +133,29 @@ def pick_models(args, work: Path) -> list[dict]:
     work.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"drawn_with": vars(args), "models": order}, indent=1, default=str))
     return order
+
+
+def training_order(models: list[dict], latency_max: float) -> list[dict]:
+    """The drawn order, with models over 4x `latency_max` ms/face (NASNet-A's many small ops) moved to the end:
+    one of them costs as much training as several in-range ones, and partial results should cover as many
+    architectures as possible."""
+    return sorted(models, key=lambda m: m["latency"]["ms_per_face_b1"] > 4 * latency_max)
+
+
+def remeasure(models: list[dict], work: Path) -> None:
+    """Time every model again (`nasfer.nas.latency.measure_latency`) and rewrite models.json with the new times."""
+    from nasfer.nas.latency import measure_latency
+
+    for m in models:
+        old = m["latency"]["ms_per_face_b1"]
+        m["latency"] = measure_latency(m["name"], m["kwargs"])
+        log(f"{m['id']}: {old:.3f} -> {m['latency']['ms_per_face_b1']:.3f} ms/face (batch 1)")
+    path = work / "models.json"
+    saved = json.loads(path.read_text())
+    by_id = {m["id"]: m["latency"] for m in models}
+    for m in saved["models"]:
+        m["latency"] = by_id.get(m["id"], m["latency"])
+    path.write_text(json.dumps(saved, indent=1, default=str))
 
 
 def top_up(models: list[dict], args) -> list[dict]:
@@ -322,7 +347,10 @@ def main(argv=None) -> int:
     work = Path(args.work_dir)
     models = pick_models(args, work)
     log(f"{len(models)} architectures; work dir {work}; results {args.out}")
+    if args.remeasure_latency:
+        remeasure(models, work)
     data = load_search_data(args.data, seed=args.seed, split_file=args.split_file or None)
+    models = training_order(models, args.latency_range[1])
     for i, m in enumerate(models):
         ms = m["latency"]["ms_per_face_b1"]
         log(f"[{i + 1}/{len(models)}] {m['id']} ({ms:.3f} ms/face, {m['params']:,} params)")

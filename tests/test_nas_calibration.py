@@ -58,3 +58,19 @@ def test_an_existing_draw_with_empty_latency_bins_is_topped_up(tmp_path):
     assert [m["id"] for m in models] == ["macro-01", "macro-00"]
     assert models[1]["latency"]["ms_per_face_b1"] > 0 and models[1]["params"] > 0
     assert json.loads((work / "models.json").read_text())["models"] == models  # frozen again
+
+
+def test_models_far_slower_than_the_latency_range_train_last():
+    models = [{"id": i, "latency": {"ms_per_face_b1": ms}} for i, ms in (("a", 0.3), ("slow", 22.0), ("b", 0.1),
+                                                                          ("c", 1.9))]
+    assert [m["id"] for m in proxy_calibration.training_order(models, 0.5)] == ["a", "b", "c", "slow"]
+
+
+def test_remeasure_rewrites_the_frozen_latencies(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    model = {"id": "vgg-tiny", "name": "vgg", "kwargs": {"width": 4}, "latency": {"ms_per_face_b1": 999.0}}
+    (work / "models.json").write_text(json.dumps({"drawn_with": {}, "models": [dict(model)]}))
+    proxy_calibration.remeasure([model], work)
+    saved = json.loads((work / "models.json").read_text())["models"][0]["latency"]
+    assert saved == model["latency"] and 0 < saved["ms_per_face_b1"] < 999.0
