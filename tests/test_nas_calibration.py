@@ -60,10 +60,10 @@ def test_an_existing_draw_with_empty_latency_bins_is_topped_up(tmp_path):
     assert json.loads((work / "models.json").read_text())["models"] == models  # frozen again
 
 
-def test_models_far_slower_than_the_latency_range_train_last():
+def test_models_train_fastest_first():
     models = [{"id": i, "latency": {"ms_per_face_b1": ms}} for i, ms in (("a", 0.3), ("slow", 22.0), ("b", 0.1),
                                                                           ("c", 1.9))]
-    assert [m["id"] for m in proxy_calibration.training_order(models, 0.5)] == ["a", "b", "c", "slow"]
+    assert [m["id"] for m in proxy_calibration.training_order(models)] == ["b", "a", "c", "slow"]
 
 
 def test_remeasure_rewrites_the_frozen_latencies(tmp_path):
