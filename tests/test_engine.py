@@ -90,6 +90,17 @@ def test_threads_are_applied(clf):
     assert clf.session.get_session_options().intra_op_num_threads == 1
 
 
+def test_the_recognizer_classifier_does_not_spin_between_detections(tiny_onnx, clf):
+    """Spinning ONNX Runtime threads slowed OpenCV's detection by a third in a detect + classify loop."""
+    from nasfer.runtime.api import EmotionRecognizer
+
+    key = "session.intra_op.allow_spinning"
+    rec = EmotionRecognizer(model=str(tiny_onnx), detector="none")
+    assert rec.classifier.session.get_session_options().get_session_config_entry(key) == "0"
+    with pytest.raises(RuntimeError):  # a bare Classifier keeps ONNX Runtime's default (spinning)
+        clf.session.get_session_options().get_session_config_entry(key)
+
+
 def test_missing_or_inconsistent_models_are_model_errors(tiny_onnx, tmp_path):
     with pytest.raises(ModelError, match="not found"):
         Classifier(tmp_path / "none.onnx")

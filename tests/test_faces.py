@@ -223,3 +223,31 @@ def test_training_crops_use_the_inference_crop():
     from nasfer.runtime.faces import crop_face as inference_crop
 
     assert facecrop.crop_face is inference_crop
+
+
+def test_yunet_skips_the_orientation_check_only_for_scores_no_turned_face_reaches(fer_faces, astronaut, yunet_onnx,
+                                                                                   monkeypatch):
+    """The score gate's premise on real faces: turned, no face scores `upright_score`; a clear upright face does,
+    and is then reported upright without the 4 re-detections; turned faces still get them."""
+    from nasfer.runtime.yunet import YuNetDetector
+
+    unchecked = YuNetDetector(yunet_onnx, check_orientation=False)
+    gate = YuNetDetector(yunet_onnx).upright_score
+    faces = [astronaut]
+    for face in fer_faces:  # each found exactly once upright at this place (see the fixture)
+        img = canvas((300, 300))
+        paste(img, face, 70, 70)
+        faces.append(rgb(img))
+    for img in faces:
+        for turns in (1, 2, 3):
+            scores = [b.score for b in unchecked.detect(np.ascontiguousarray(np.rot90(img, turns)))]
+            assert max(scores, default=0.0) < gate - 0.01, (turns, scores)
+
+    det = YuNetDetector(yunet_onnx)
+    calls = []
+    real = det._upright
+    monkeypatch.setattr(det, "_upright", lambda image, box: calls.append(box) or real(image, box))
+    (box,) = det.detect(astronaut)
+    assert box.score >= gate and box.upright is True and calls == []
+    (turned,) = det.detect(np.ascontiguousarray(np.rot90(astronaut, 1)))
+    assert len(calls) == 1 and turned.upright is True and abs(eye_angle(turned.landmarks)) > 45

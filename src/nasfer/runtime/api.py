@@ -193,7 +193,7 @@ class EmotionRecognizer:
         self.max_faces = check_max_faces(self.max_faces)
         if self.min_face is not None and self.min_face < 1:
             raise ValueError(f"min_face must be >= 1 pixel, got {self.min_face}")
-        self.classifier = Classifier(self.model, threads=self.threads)
+        self.classifier = Classifier(self.model, threads=self.threads, spin=False)  # see Classifier: spin
         if isinstance(self.detector, str):
             kw = {"min_face": self.min_face} if self.min_face and self.detector in ("haar", "yunet") else {}
             self.face_detector = create_detector(self.detector, model_path=self.detector_model, **kw)

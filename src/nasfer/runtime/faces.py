@@ -302,8 +302,8 @@ class HaarDetector:
 
         region = _square_region(gray, box.x + box.w / 2.0, box.y + box.h / 2.0, int(round(max(box.w, box.h) * 1.4)))
         region = cv2.resize(region, (64, 64), interpolation=cv2.INTER_AREA if region.shape[0] > 64 else cv2.INTER_LINEAR)
-        return len(self._verifier.get().detectMultiScale(region, scaleFactor=1.05, minNeighbors=2,
-                                                         minSize=(30, 30))) > 0
+        return len(self._verifier.get().detectMultiScale(region, scaleFactor=1.1, minNeighbors=2,
+                                                         minSize=(30, 30), maxSize=(64, 64))) > 0
 
 
 def _load_cascade(path: str):

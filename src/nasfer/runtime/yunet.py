@@ -34,6 +34,13 @@ class YuNetDetector:
     turned copy that scores higher than the unturned one replaces the box and its landmarks (mapped
     back: the crop is then rotated upright). When the turned and unturned scores are within
     `orientation_margin`, the box is kept and marked `upright=False` (the API marks the face uncertain).
+    YuNet never scores a turned face as high as a clear upright one, so faces scoring at least
+    `upright_score` skip the check (it costs 4 small detections, about 3.7 ms a face, a quarter of the
+    path): over 279 FER2013 training faces pasted at 160 px and turned by 90, 180 and 270 degrees, and the
+    astronaut and the six faces of the cases' collage turned the same ways, no turned face scored above
+    0.877 (the astronaut 0.80-0.87), while upright the collage's faces scored 0.916-0.935, the astronaut
+    0.935 and the FER2013 faces 0.897 (median; 46 % at 0.9 or more). Faces of the fine pass are always
+    checked (it also confirms them).
     Safe to share between threads (one network per thread).
     """
 
@@ -47,7 +54,7 @@ class YuNetDetector:
 
     def __init__(self, model_path: str | os.PathLike | None = None, score_threshold: float = 0.7,
                  nms_threshold: float = 0.3, min_face: int = MIN_FACE, check_orientation: bool = True,
-                 orientation_margin: float = 0.02, max_side: int = 640):
+                 orientation_margin: float = 0.02, max_side: int = 640, upright_score: float = 0.9):
         import cv2
 
         path = Path(model_path) if model_path else yunet_cache_path()
@@ -73,6 +80,7 @@ class YuNetDetector:
         self.scale = detection_scale(self.min_face, self.window)
         self.check_orientation = check_orientation
         self.orientation_margin = orientation_margin
+        self.upright_score = upright_score
         self.max_side = max_side
 
     def detect(self, image: np.ndarray) -> list[Box]:
@@ -95,7 +103,8 @@ class YuNetDetector:
             boxes += [(b, below is not None) for b in found]
         if not self.check_orientation:
             return [b for b, _ in boxes]
-        checked = [(self._upright(image, b), fine) for b, fine in boxes]
+        checked = [(replace(b, upright=True) if not fine and (b.score or 0.0) >= self.upright_score
+                    else self._upright(image, b), fine) for b, fine in boxes]
         # A fine-pass face must be found again in its surroundings: looking for small faces in a large
         # picture tests many windows, and YuNet's rare false hits there (a galaxy in the Hubble deep
         # field) are not found again at twice the context.
