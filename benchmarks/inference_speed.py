@@ -3,7 +3,7 @@
 Measured (median over repeated runs after a warm-up):
 - classifier throughput, faces/s, at batch 1 and batch 64 (nasfer: `Classifier.predict`);
 - end-to-end milliseconds per 640x480 photo with one face (decode excluded, detect + crop + classify),
-  timed in alternation with `fer`'s (one call of each per round, so load changes hit both alike),
+  timed in alternation with `fer`'s (blocks of 10 calls of each per round, so load changes hit both alike),
   for each detector: haar, and yunet where its model is available, with a profile of the parts
   (JPEG decode, colour conversion, detection, crop + alignment, classification);
 - first-result latency: seconds from starting a new Python process to the first result for that photo;
@@ -267,25 +267,32 @@ def bench_fer(photo: Path, args: argparse.Namespace, e2e: dict[str, Any]) -> dic
     return out
 
 
-def interleaved(fns: dict[str, Any], seconds: float, min_rounds: int = 20) -> dict[str, dict[str, float]]:
-    """Median / min ms per call of each function, timed in alternation (one call of each per round), so a
-    change in the machine's load during the run weighs on all of them alike. `cpu_median` is the
-    process's CPU time per call (all its threads), which other processes on a busy machine inflate far
-    less than wall time."""
+def interleaved(fns: dict[str, Any], seconds: float, min_rounds: int = 4, block: int = 10) -> dict[str, dict[str, float]]:
+    """Median / min ms per call of each function, timed in alternating blocks of `block` consecutive calls of
+    each (one block per tool per round), so a change in the machine's load during the run weighs on all of
+    them alike, while each tool is timed in the steady state a program calling it repeatedly sees. (One call
+    of each per round made every tool pay for the one before it: TensorFlow's and OpenCV's idle threads
+    still spinning, caches filled by the other; measured here, nasfer's YuNet path 14.8 ms alone and 21 ms
+    between `fer` calls.) `cpu_median` is the process's CPU time per call (all its threads), which other
+    processes on a busy machine inflate far less than wall time."""
     for fn in fns.values():
         fn()
         fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
     cpu: dict[str, list[float]] = {k: [] for k in fns}
     start = time.perf_counter()
-    while len(next(iter(times.values()))) < min_rounds or time.perf_counter() - start < seconds * len(fns):
+    rounds = 0
+    while rounds < min_rounds or time.perf_counter() - start < seconds * len(fns):
+        rounds += 1
         for name, fn in fns.items():
-            t, c = time.perf_counter(), time.process_time()
-            fn()
-            times[name].append(time.perf_counter() - t)
-            cpu[name].append(time.process_time() - c)
+            for _ in range(block):
+                t, c = time.perf_counter(), time.process_time()
+                fn()
+                times[name].append(time.perf_counter() - t)
+                cpu[name].append(time.process_time() - c)
     return {k: {"median": 1000 * statistics.median(v), "min": 1000 * min(v), "runs": len(v),
-                "cpu_median": 1000 * statistics.median(cpu[k]), "interleaved": True} for k, v in times.items()}
+                "cpu_median": 1000 * statistics.median(cpu[k]), "interleaved": f"blocks of {block} calls"}
+            for k, v in times.items()}
 
 
 def ratios(nasfer: dict[str, Any], fer: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import accuracy_vs_fer  # noqa: E402
+import inference_speed  # noqa: E402
 import search_compare  # noqa: E402
 
 
@@ -41,3 +42,12 @@ def test_welch_t_matches_scipy_and_a_hand_computation():
     ref = stats.ttest_ind(a, b, equal_var=False)
     assert got["t"] == pytest.approx(ref.statistic) and got["p_two_sided"] == pytest.approx(ref.pvalue)
     assert search_compare.welch_t([1.0], b)["t"] is None
+
+
+def test_end_to_end_timing_alternates_blocks_of_consecutive_calls_per_tool():
+    calls = []
+    fns = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
+    result = inference_speed.interleaved(fns, seconds=0.0, min_rounds=3, block=4)
+    timed = calls[4:]  # two warm-up calls each
+    assert timed == (["a"] * 4 + ["b"] * 4) * 3
+    assert result["a"]["runs"] == result["b"]["runs"] == 12 and result["a"]["interleaved"] == "blocks of 4 calls"
