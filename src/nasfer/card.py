@@ -85,6 +85,19 @@ def epochs_info(ckpt: dict[str, Any], run_dir: Path | None = None) -> dict[str, 
             "completed": None if done is None or scheduled is None else done >= scheduled}
 
 
+def ensemble_command(config: dict[str, Any], members: list[dict[str, Any]]) -> str:
+    """The `nasfer ensemble` command line of an ensemble checkpoint's config (with its selection, if any)."""
+    selection = config.get("selection")
+    if not isinstance(selection, dict):
+        return "nasfer ensemble --checkpoints " + " ".join(
+            f"{(m.get('train') or {}).get('out', 'run')}/best.pt" for m in members) + " --out ensemble.pt"
+    candidates = [c.get("checkpoint", "?") for c in selection.get("candidates", [])]
+    data = next(((m.get("data") or {}).get("data") for m in members if (m.get("data") or {}).get("data")), "DATA")
+    return (f"nasfer ensemble --checkpoints {' '.join(candidates)} --select greedy --data {Path(str(data)).name} "
+            f"--split-file {selection.get('split_file')} --rounds {selection.get('rounds')}"
+            + ("" if selection.get("tta") else " --no-tta") + " --out ensemble.pt")
+
+
 def training_info(ckpt: dict[str, Any], run_dir: Path | None = None) -> dict[str, Any]:
     """The card's `training` section from a checkpoint's config, history and metrics.
 
@@ -97,8 +110,7 @@ def training_info(ckpt: dict[str, Any], run_dir: Path | None = None) -> dict[str
     members = config.get("members")
     if isinstance(members, list):  # reproduced by training each member, then `nasfer ensemble` over their best.pt
         commands = [c or "(member trained outside nasfer train)" for c in (train_command(m) for m in members)]
-        commands.append("nasfer ensemble --checkpoints " + " ".join(
-            f"{(m.get('train') or {}).get('out', 'run')}/best.pt" for m in members) + " --out ensemble.pt")
+        commands.append(ensemble_command(config, members))
     else:
         commands = [c for c in [train_command(config)] if c]
     info: dict[str, Any] = {
@@ -113,6 +125,8 @@ def training_info(ckpt: dict[str, Any], run_dir: Path | None = None) -> dict[str
         info["teacher"] = config["distillation"]
     if isinstance(ckpt.get("members_training"), list):
         info["members"] = ckpt["members_training"]
+    if isinstance(config.get("selection"), dict):  # members and weights chosen on validation images
+        info["selection"] = config["selection"]
     for key in ("n_train", "n_val", "skipped", "finetune"):
         if key in ckpt:
             info[key] = _public(ckpt[key]) if isinstance(ckpt[key], dict) else ckpt[key]

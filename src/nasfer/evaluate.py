@@ -213,20 +213,34 @@ def map_labels(dataset_labels: Sequence[str], labels: np.ndarray, model: LoadedM
 # ---------------------------------------------------------------------------- the evaluation
 
 
-def evaluate(cfg: EvalConfig, *, progress: bool = False, log: Callable[[str], None] = lambda msg: None,
-             command: str | None = None) -> dict[str, Any]:
-    """Read, predict, score; write --json FILE (not '-') and --plots; with --record store the score in the
-    model's card (`command`: the command line recorded with it, default: rebuilt from `cfg`); return the report.
+@dataclass
+class SplitPrediction:
+    """A model's probabilities on one split of a dataset: probs float64 (N, K) in the model's label order,
+    y_true int (N,) the true labels as indices into `model.labels`; `part` the images scored."""
 
-    Errors: DataError (dataset), ModelError (model, TTA the graph already does, a score already recorded).
+    model: LoadedModel
+    dataset: Any
+    part: Any
+    split: str
+    kind: str
+    data_path: Path
+    y_true: np.ndarray
+    probs: np.ndarray
+    notes: list[str]
+    contempt: Any
+    seconds: float
+    read_seconds: float
+
+
+def predict_split(cfg: EvalConfig, *, progress: bool = False) -> SplitPrediction:
+    """Read the dataset, cut the split (`cfg.split`, with `cfg.split_file`'s roles if given), predict.
+
+    Errors: DataError (dataset, empty split), ModelError (model, TTA the graph already does).
     """
     from .data import detect_kind, read_dataset
-    from .metrics import classification_report
 
     if not cfg.data:
         raise DataError("--data is required (a dataset zip, folder or fer2013.csv)")
-    if cfg.plots:
-        _require_matplotlib()  # fail before the work, not after it
     model = load_model(cfg.model, cfg.threads)  # before the dataset: a bad --model fails in a second
     tta_kind, tta_notes = tta_plan(model, cfg.tta, cfg.ten_crop)
     if cfg.record:
@@ -260,12 +274,30 @@ def evaluate(cfg: EvalConfig, *, progress: bool = False, log: Callable[[str], No
     y_true = index[part.labels]
     read_seconds = time.perf_counter() - started
 
-    # -- predict and score
     started = time.perf_counter()
     probs = predict_batches(model.predict, part.images, cfg.batch_size, tta_kind, progress)
     seconds = time.perf_counter() - started
     if probs.shape != (len(part), len(model.labels)):
         raise ModelError(f"{model.path}: predicted shape {probs.shape}, expected ({len(part)}, {len(model.labels)})")
+    return SplitPrediction(model, dataset, part, split, kind, data_path, y_true, probs, notes, contempt_state,
+                           seconds, read_seconds)
+
+
+def evaluate(cfg: EvalConfig, *, progress: bool = False, log: Callable[[str], None] = lambda msg: None,
+             command: str | None = None) -> dict[str, Any]:
+    """Read, predict, score; write --json FILE (not '-') and --plots; with --record store the score in the
+    model's card (`command`: the command line recorded with it, default: rebuilt from `cfg`); return the report.
+
+    Errors: DataError (dataset), ModelError (model, TTA the graph already does, a score already recorded).
+    """
+    from .metrics import classification_report
+
+    if cfg.plots:
+        _require_matplotlib()  # fail before the work, not after it
+    pred = predict_split(cfg, progress=progress)
+    model, dataset, part, split, y_true, probs = pred.model, pred.dataset, pred.part, pred.split, pred.y_true, pred.probs
+    data_path, kind, notes, contempt_state = pred.data_path, pred.kind, pred.notes, pred.contempt
+    seconds, read_seconds = pred.seconds, pred.read_seconds
     report: dict[str, Any] = classification_report(y_true, probs, model.labels)
     report.update({
         "skipped": len(dataset.skipped),

@@ -1,14 +1,22 @@
-"""Combine trained checkpoints into one ensemble checkpoint (mean of their probabilities).
+"""Combine trained checkpoints into one ensemble checkpoint (weighted mean of their probabilities).
 
-Example:
-  nasfer ensemble --checkpoints runs/a/best.pt runs/b/best.pt --out runs/ensemble.pt
-  nasfer export --checkpoint runs/ensemble.pt --out model.onnx     # one ONNX graph
+Examples:
+  nasfer ensemble --checkpoints runs/a/best.pt runs/b/best.pt --out runs/ensemble.pt        # equal weights
+  nasfer ensemble --checkpoints runs/*/best.pt --select greedy --data fer2013.zip --out runs/ensemble.pt
+  nasfer export --checkpoint runs/ensemble.pt --out model.onnx                              # one ONNX graph
+
+`--select greedy` scores every member on the validation images of a split file (default: the first
+checkpoint's run's splits.json), with flip TTA as training validates, and keeps the members and weights
+that greedy ensemble selection (`nasfer.selection`, Caruana et al. 2004) picks; members it does not pick are
+left out of the graph. It refuses members that trained on any of those validation images.
 """
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
 
 from ..config import add_arguments as add_config_arguments
 from ..config import from_args, option
@@ -21,6 +29,15 @@ HELP = "average several trained checkpoints into one model (exports as a single 
 class EnsembleConfig:
     checkpoints: list[str] = option([], "two or more training checkpoints (.pt) with the same labels")
     out: str = option("ensemble.pt", "checkpoint file to write")
+    select: Literal["mean", "greedy"] = option(
+        "mean", "mean: every member, equal weights; greedy: members and weights chosen on validation images "
+                "(greedy ensemble selection with replacement; needs --data)")
+    data: Optional[str] = option(None, "dataset the members were trained on (for --select greedy)")
+    split_file: Optional[str] = option(None, "split file whose 'val' images score the members (default: the "
+                                             "splits.json beside the first checkpoint)")
+    rounds: int = option(25, "greedy: members added after the best single one (weights in steps of 1/(rounds+1))")
+    tta: bool = option(True, "greedy: score members with flip TTA (--no-tta: without)")
+    threads: int = option(0, "CPU threads for scoring (0: torch's default)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +51,65 @@ def run(args: argparse.Namespace) -> int:
     cfg = from_args(EnsembleConfig, args)
     if len(cfg.checkpoints) < 2:
         raise ValueError("--checkpoints needs at least two files")
-    save_checkpoint(cfg.out, ensemble_checkpoint(cfg.checkpoints))
-    print(f"{cfg.out}: ensemble of {len(cfg.checkpoints)} models")
+    paths, weights, selection = list(cfg.checkpoints), None, None
+    if cfg.select == "greedy":
+        paths, weights, selection = select_members(cfg, print)
+        if len(paths) == 1:
+            print(f"greedy selection kept only {paths[0]}: it is better alone on validation than in any "
+                  "ensemble of these members; no ensemble written (use that checkpoint, or --select mean)")
+            return 1
+    save_checkpoint(cfg.out, ensemble_checkpoint(paths, weights, selection))
+    print(f"{cfg.out}: ensemble of {len(paths)} models")
     return 0
+
+
+def select_members(cfg: EnsembleConfig, log) -> tuple[list[str], list[float], dict]:
+    """(checkpoints kept, their weights, the selection record for the card), chosen on validation images.
+
+    DataError: no --data, no split file, or a member trained on validation images of the split.
+    """
+    import numpy as np
+
+    from ..data.splits import read_split_file
+    from ..errors import DataError
+    from ..evaluate import EvalConfig, predict_split
+    from ..selection import greedy_selection, validation_score
+
+    if not cfg.data:
+        raise DataError("--select greedy scores the members on validation images: give --data (the dataset "
+                        "they were trained on)")
+    split_file = Path(cfg.split_file or Path(cfg.checkpoints[0]).parent / "splits.json")
+    if not split_file.is_file():
+        raise DataError(f"{split_file}: no split file; give --split-file (a run's splits.json)")
+    val = {k for k, role in read_split_file(split_file).items() if role == "val"}
+    for path in cfg.checkpoints:
+        own = Path(path).parent / "splits.json"
+        if own.is_file():
+            seen = sum(1 for k, role in read_split_file(own).items() if role == "train" and k in val)
+            if seen:
+                raise DataError(f"{path}: trained on {seen} of the {len(val)} validation images of {split_file}; "
+                                "select on a split every member held out (train them with the same --split-file)")
+    probs, y, scores = [], None, []
+    for path in cfg.checkpoints:
+        pred = predict_split(EvalConfig(data=cfg.data, split="val", split_file=str(split_file), model=path,
+                                        tta=cfg.tta, threads=cfg.threads))
+        if y is not None and not np.array_equal(y, pred.y_true):
+            raise DataError(f"{path}: its labels order the validation images differently from the first member's")
+        y = pred.y_true
+        probs.append(pred.probs)
+        scores.append(validation_score(pred.probs, y)[0])
+        log(f"{path}: validation accuracy {scores[-1]:.4f} ({len(y)} images)")
+    stacked = np.stack(probs)
+    weights = greedy_selection(stacked, y, cfg.rounds)
+    chosen = [i for i, w in enumerate(weights) if w > 0]
+    mean_acc = validation_score(stacked.mean(0), y)[0]
+    sel_acc = validation_score(np.tensordot(weights, stacked, axes=1), y)[0]
+    log(f"equal-weight mean of all {len(probs)}: {mean_acc:.4f}; greedy selection: {sel_acc:.4f} with weights "
+        + ", ".join(f"{cfg.checkpoints[i]} {weights[i]:.3f}" for i in chosen))
+    record = {"method": "greedy ensemble selection with replacement (Caruana et al. 2004)", "rounds": cfg.rounds,
+              "split_file": str(split_file), "n_val": int(len(y)), "tta": "flip" if cfg.tta else None,
+              "candidates": [{"checkpoint": f"{Path(p).parent.name}/{Path(p).name}", "val_accuracy": s,
+                              "weight": float(w)}
+                             for p, s, w in zip(cfg.checkpoints, scores, weights)],
+              "val_accuracy_equal_mean": mean_acc, "val_accuracy_selected": sel_acc}
+    return [cfg.checkpoints[i] for i in chosen], [float(weights[i]) for i in chosen], record

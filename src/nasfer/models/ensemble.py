@@ -1,7 +1,8 @@
 """An ensemble of trained models as one module, so it exports to a single ONNX graph.
 
-Its output is the log of the members' mean softmax: the softmax that export puts on top of every
-model then yields exactly the averaged probabilities, and argmax/CE behave as for any model.
+Its output is the log of the members' (weighted) mean softmax: the softmax that export puts on top of
+every model then yields exactly the averaged probabilities, and argmax/CE behave as for any model.
+Weights come from `nasfer ensemble --select greedy` (`nasfer.selection`, chosen on validation data).
 """
 
 from __future__ import annotations
@@ -15,21 +16,29 @@ from .registry import create_model, register_model
 
 
 class Ensemble(nn.Module):
-    def __init__(self, members: list[dict[str, Any]]):
+    """Members' softmax outputs averaged with `weights` (M,) (default: equal), which must be positive."""
+
+    def __init__(self, members: list[dict[str, Any]], weights: list[float] | None = None):
         super().__init__()
         if len(members) < 2:
             raise ValueError("an ensemble needs at least two members")
+        w = [1.0] * len(members) if weights is None else [float(v) for v in weights]
+        if len(w) != len(members) or min(w) <= 0:
+            raise ValueError(f"ensemble weights must be {len(members)} positive numbers, got {weights}")
         self.members = nn.ModuleList(create_model(m["name"], **m["kwargs"]) for m in members)
+        self.register_buffer("weights", torch.tensor(w) / sum(w), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        probs = torch.stack([torch.softmax(m(x), dim=1) for m in self.members]).mean(0)
+        probs = torch.stack([torch.softmax(m(x), dim=1) for m in self.members])
+        probs = (probs * self.weights.to(probs.dtype)[:, None, None]).sum(0)
         return torch.log(probs.clamp_min(1e-12))
 
 
 @register_model
-def ensemble(members: list[dict[str, Any]], num_classes: int | None = None, in_channels: int | None = None) -> nn.Module:
+def ensemble(members: list[dict[str, Any]], num_classes: int | None = None, in_channels: int | None = None,
+             weights: list[float] | None = None) -> nn.Module:
     """`members`: [{"name": registered model, "kwargs": {...}}, ...]; the ensemble maps (N, C, S, S) float
-    images to (N, K) log mean probabilities.
+    images to (N, K) log mean probabilities, weighted by `weights` (M,) (default: equal).
 
     num_classes/in_channels, where given (as the registry's callers do), are passed to members whose
     kwargs leave them out and must equal those of members that set them, else ValueError: an ensemble
@@ -46,11 +55,13 @@ def ensemble(members: list[dict[str, Any]], num_classes: int | None = None, in_c
                                  f"{key}={kwargs[key]}; an ensemble takes these from its members")
             kwargs.setdefault(key, wanted)
         built.append({**member, "kwargs": kwargs})
-    return Ensemble(built)
+    return Ensemble(built, weights)
 
 
-def ensemble_checkpoint(paths: list[str]) -> dict[str, Any]:
-    """One checkpoint holding several trained checkpoints as an `ensemble` model.
+def ensemble_checkpoint(paths: list[str], weights: list[float] | None = None,
+                        selection: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One checkpoint holding several trained checkpoints as an `ensemble` model, averaged with `weights`
+    (default: equal); `selection` (how the members and weights were chosen) is kept in its config.
 
     The members must agree on labels and preprocessing, or averaging their outputs is meaningless.
     Each member's best/scheduled/completed epochs and validation accuracy are kept (`members_training`)
@@ -70,13 +81,17 @@ def ensemble_checkpoint(paths: list[str]) -> dict[str, Any]:
         if ck["preprocessing"] != first["preprocessing"]:
             raise ModelError(f"{path}: preprocessing differs from {paths[0]}'s")
     members = [{"name": ck["model"]["name"], "kwargs": ck["model"]["kwargs"]} for ck in ckpts]
-    model = Ensemble(members)
+    model = Ensemble(members, weights)
+    kwargs: dict[str, Any] = {"members": members}
+    if weights is not None:
+        kwargs["weights"] = [float(w) for w in weights]
     for module, ck in zip(model.members, ckpts):
         module.load_state_dict(build_model(ck).state_dict())
     return make_checkpoint(
-        model=model, model_name="ensemble", model_kwargs={"members": members}, labels=first["labels"],
+        model=model, model_name="ensemble", model_kwargs=kwargs, labels=first["labels"],
         preprocessing=preprocessing_of(first),
-        config={"ensemble_of": [str(p) for p in paths], "members": [ck.get("config", {}) for ck in ckpts]},
+        config={"ensemble_of": [str(p) for p in paths], "members": [ck.get("config", {}) for ck in ckpts],
+                **({"selection": selection} if selection else {})},
         metrics={"members": [ck.get("metrics", {}) for ck in ckpts]},
         members_training=[{**epochs_info(ck, Path(p).parent), "val_accuracy": (ck.get("metrics") or {}).get("val_accuracy")}
                           for p, ck in zip(paths, ckpts)],

@@ -1,0 +1,157 @@
+"""Ensemble selection on validation images: the greedy algorithm, weighted ensembles, and `nasfer ensemble
+--select greedy` end to end on small generated data (members trained with one split file)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from nasfer.selection import greedy_selection, validation_score
+
+
+def one_hot(pred: np.ndarray, k: int = 3, sure: float = 0.8) -> np.ndarray:
+    p = np.full((len(pred), k), (1 - sure) / (k - 1))
+    p[np.arange(len(pred)), pred] = sure
+    return p
+
+
+def test_validation_score():
+    y = np.array([0, 1, 2, 1])
+    acc, nll = validation_score(one_hot(np.array([0, 1, 2, 0])), y)
+    assert acc == 0.75 and nll == pytest.approx(-(3 * np.log(0.8) + np.log(0.1)) / 4)
+
+
+def test_greedy_selection_drops_a_useless_member_and_mixes_complementary_ones():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    a, b, c = y.copy(), y.copy(), y.copy()
+    a[:100] = (y[:100] + 1) % 3  # each is wrong on a different third: any two of them outvote the third
+    b[100:200] = (y[100:200] + 1) % 3
+    c[200:] = (y[200:] + 1) % 3
+    noise = rng.integers(0, 3, 300)  # chance level
+    probs = np.stack([one_hot(a), one_hot(noise), one_hot(b), one_hot(c)])
+    w = greedy_selection(probs, y, rounds=10)
+    assert w.shape == (4,) and w.sum() == pytest.approx(1.0) and w[1] == 0.0 and min(w[[0, 2, 3]]) > 0
+    mixed = validation_score(np.tensordot(w, probs, axes=1), y)[0]
+    assert mixed > max(validation_score(p, y)[0] for p in probs)
+    assert np.array_equal(w, greedy_selection(probs, y, rounds=10))  # deterministic
+
+
+def test_greedy_selection_keeps_the_best_single_member_when_mixing_does_not_help():
+    y = np.array([0, 1, 2, 0, 1, 2])
+    good, bad = one_hot(y), one_hot((y + 1) % 3)
+    assert greedy_selection(np.stack([bad, good]), y, rounds=5).tolist() == [0.0, 1.0]
+    with pytest.raises(ValueError, match="expected probabilities"):
+        greedy_selection(good, y)
+    with pytest.raises(ValueError, match="rounds"):
+        greedy_selection(np.stack([good]), y, rounds=-1)
+
+
+def test_weighted_ensemble_averages_with_its_weights():
+    from nasfer.models import create_model
+
+    members = [{"name": "vgg", "kwargs": {"width": 4}}, {"name": "vgg", "kwargs": {"width": 6}}]
+    torch.manual_seed(0)
+    ens = create_model("ensemble", members=members, weights=[3.0, 1.0]).eval()
+    x = torch.randn(2, 1, 48, 48)
+    with torch.no_grad():
+        parts = [torch.softmax(m(x), 1) for m in ens.members]
+        assert torch.allclose(torch.softmax(ens(x), 1), 0.75 * parts[0] + 0.25 * parts[1], atol=1e-6)
+    with pytest.raises(ValueError, match="positive"):
+        create_model("ensemble", members=members, weights=[1.0, 0.0])
+
+
+@pytest.mark.slow
+def test_nasfer_ensemble_selects_on_validation_and_records_it(learnable_folder, tmp_path, capsys, monkeypatch):
+    from nasfer.checkpoint import load_checkpoint
+    from nasfer.cli import main
+    from nasfer.config import DataConfig, TrainConfig
+    from nasfer.export import training_info
+    from nasfer.train import fit
+
+    data = DataConfig(data=str(learnable_folder))
+    base = dict(arch="vgg", width=8, batch_size=32, lr=5e-3, val_fraction=0.2, rotation=0.0, scale=0.0, crop_padding=2)
+    first = fit(TrainConfig(epochs=3, out=str(tmp_path / "a"), seed=1, **base), data, progress=False)
+    split = str(first / "splits.json")
+    fit(TrainConfig(epochs=3, out=str(tmp_path / "b"), seed=2, split_file=split, **base), data, progress=False)
+    fit(TrainConfig(epochs=1, out=str(tmp_path / "c"), seed=3, split_file=split, lr=1e-6,
+                    **{k: v for k, v in base.items() if k != "lr"}), data, progress=False)  # barely trained
+    ckpts = [str(tmp_path / n / "best.pt") for n in "abc"]
+    out = tmp_path / "ens.pt"
+    argv = ["ensemble", "--checkpoints", *ckpts, "--select", "greedy", "--data", str(learnable_folder),
+            "--rounds", "8", "--out", str(out)]
+    import nasfer.selection
+
+    real = nasfer.selection.greedy_selection
+    seen = {}
+
+    def chosen_weights(probs, y, rounds):  # the algorithm is tested above; here: what the command does with it
+        seen.update(shape=probs.shape, rounds=rounds, real=real(probs, y, rounds))
+        return np.array([0.0, 1.0, 0.0]) if "alone" in seen else np.array([0.75, 0.25, 0.0])
+
+    monkeypatch.setattr(nasfer.selection, "greedy_selection", chosen_weights)
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("validation accuracy") == 3 and "greedy selection" in printed
+    assert seen["shape"][0] == 3 and seen["shape"][2] == 7 and seen["rounds"] == 8
+    ckpt = load_checkpoint(out)
+    selection = ckpt["config"]["selection"]
+    weights = ckpt["model"]["kwargs"]["weights"]
+    chosen = [c for c in selection["candidates"] if c["weight"] > 0]
+    assert [c["checkpoint"] for c in chosen] == ["a/best.pt", "b/best.pt"] and weights == [0.75, 0.25]
+    assert len(ckpt["model"]["kwargs"]["members"]) == 2 and selection["n_val"] == seen["shape"][1] > 0
+    assert all(0.0 <= c["val_accuracy"] <= 1.0 for c in selection["candidates"])
+    seen["alone"] = True  # one member better alone: nothing written, and it says so
+    assert main([*argv[:-1], str(tmp_path / "alone.pt")]) == 1
+    assert "kept only" in capsys.readouterr().out and not (tmp_path / "alone.pt").exists()
+    monkeypatch.setattr(nasfer.selection, "greedy_selection", real)
+    info = training_info(ckpt)
+    assert info["selection"]["split_file"] == "splits.json"
+    assert "--select greedy" in info["commands"][-1] and "a/best.pt b/best.pt c/best.pt" in info["commands"][-1]
+
+    # a member trained on its own split saw validation images of the first one's: refused
+    fit(TrainConfig(epochs=1, out=str(tmp_path / "d"), seed=9, **base), data, progress=False)
+    assert main(["ensemble", "--checkpoints", ckpts[0], str(tmp_path / "d" / "best.pt"), "--select", "greedy",
+                 "--data", str(learnable_folder), "--out", str(tmp_path / "x.pt")]) != 0
+    assert "trained on" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
+    assert main(["ensemble", "--checkpoints", *ckpts[:2], "--select", "greedy", "--out", str(tmp_path / "y.pt")]) != 0
+    assert "give --data" in capsys.readouterr().err
+    assert json.loads(json.dumps(selection)) == selection  # the card can hold it
+
+
+def test_a_weighted_ensemble_exports_to_one_graph_with_its_weights(tmp_path):
+    from nasfer.checkpoint import load_model, make_checkpoint, save_checkpoint
+    from nasfer.export import ExportConfig, export_checkpoint
+    from nasfer.labels import EMOTIONS
+    from nasfer.models import create_model
+    from nasfer.models.ensemble import ensemble_checkpoint
+    from nasfer.preprocessing import Preprocessing
+    from nasfer.runtime.engine import Classifier
+
+    paths = []
+    for i, width in enumerate((4, 6)):
+        torch.manual_seed(i)
+        paths.append(str(tmp_path / f"m{i}.pt"))
+        save_checkpoint(paths[-1], make_checkpoint(model=create_model("vgg", width=width), model_name="vgg",
+                                                   model_kwargs={"width": width}, labels=EMOTIONS,
+                                                   preprocessing=Preprocessing()))
+    save_checkpoint(tmp_path / "ens.pt", ensemble_checkpoint(paths, [0.2, 0.8]))
+    export_checkpoint(ExportConfig(checkpoint=str(tmp_path / "ens.pt"), out=str(tmp_path / "ens.onnx")))
+    crops = np.random.default_rng(0).integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    got = Classifier(tmp_path / "ens.onnx", threads=1).predict(crops)
+    members = [Classifier(_export(p, tmp_path), threads=1).predict(crops) for p in paths]
+    assert np.allclose(got, 0.2 * members[0] + 0.8 * members[1], atol=1e-5)
+    assert load_model(tmp_path / "ens.pt")[1]["model"]["kwargs"]["weights"] == [0.2, 0.8]
+
+
+def _export(checkpoint: str, folder) -> str:
+    from pathlib import Path
+
+    from nasfer.export import ExportConfig, export_checkpoint
+
+    out = str(Path(folder) / (Path(checkpoint).stem + ".onnx"))
+    export_checkpoint(ExportConfig(checkpoint=checkpoint, out=out))
+    return out
