@@ -11,7 +11,6 @@ actors through the object store, so cluster nodes need nasfer installed but no m
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import logging
@@ -21,7 +20,7 @@ from typing import Any, Iterator
 from .. import config
 from ..errors import NasferError
 from . import BulkConfig
-from .sinks import create_sink, csv_header
+from .sinks import create_sink
 from .sources import Source, list_sources
 from .worker import ModelFiles, PredictWorker
 
@@ -71,9 +70,7 @@ def records(sources: list[Source], cfg: Any, bulk: BulkConfig, files: ModelFiles
 
 def run(args: argparse.Namespace) -> int:
     """`nasfer predict --backend ray`: the local backend's outputs and exit status, plus `--out`."""
-    from tqdm import tqdm
-
-    from ..commands.predict import PROGRESS_FROM, PredictConfig, Table, csv_rows
+    from ..commands.predict import PredictConfig, emit_records, report
     from ..ray_session import ray_session
 
     cfg = config.from_args(PredictConfig, args)
@@ -89,46 +86,15 @@ def run(args: argparse.Namespace) -> int:
     files = ModelFiles.read(cfg.model, cfg.detector_model)
     labels = next(json.loads(data)["labels"] for name, data in files.model.items() if name.endswith(".json"))
     sinks: list[Any] = []
-    csv_file = None
     try:
         if bulk.out:
             sinks.append(create_sink(bulk.out, labels))
-        csv_file = open(cfg.csv, "w", newline="", encoding="utf-8") if cfg.csv else None
-        writer = csv.writer(csv_file) if csv_file else None
-        if writer:
-            writer.writerow(csv_header(labels))
-        table = None if cfg.json else Table(sources)  # type: ignore[arg-type]
-        bar = tqdm(total=len(sources), unit="img", file=sys.stderr, leave=False,
-                   disable=True if len(sources) < PROGRESS_FROM else None)
-        read = errors = faces = 0
         with ray_session(bulk.address, bulk.ray_cpus) as ray:
-            if table:
-                tqdm.write(table.header(), file=sys.stdout)
-            for record in records(sources, cfg, bulk, files, ray):
-                bar.update(1)
-                if "error" in record:
-                    errors += 1
-                else:
-                    read += 1
-                    faces += len(record["faces"])
-                for line in ([json.dumps(record, ensure_ascii=False)] if cfg.json else table.rows(record)):  # type: ignore[union-attr]
-                    tqdm.write(line, file=sys.stdout)
-                if writer:
-                    writer.writerows(csv_rows(record, labels))
-                for sink in sinks:
-                    sink.write(record)
-        bar.close()
+            counts = emit_records(records(sources, cfg, bulk, files, ray), sources, labels, cfg, sinks)
     finally:
         for sink in sinks:
             sink.close()
-        if csv_file:
-            csv_file.close()
-    print(f"nasfer predict: {read} image(s) read, {faces} face(s) found, {errors} unreadable"
-          + (f"; records in {bulk.out}" if bulk.out else ""), file=sys.stderr)
-    if not read:
-        print("nasfer predict: no image could be read", file=sys.stderr)
-        return 1
-    return 0
+    return report(counts, len(sources), bulk.out or "")
 
 
 __all__ = ["actor_count", "records", "run"]

@@ -29,7 +29,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 from .. import bulk, config
 from ..config import option
@@ -171,9 +171,66 @@ def csv_rows(record: dict[str, Any], labels: list[str]) -> list[list[Any]]:
              *(face["scores"].get(k, "") for k in labels), ""] for n, face in enumerate(record["faces"], 1)]
 
 
+@dataclass
+class Counts:
+    """What a predict run saw: pictures read, faces found, pictures that could not be read."""
+
+    read: int = 0
+    faces: int = 0
+    errors: int = 0
+
+
+def emit_records(records: Iterable[dict[str, Any]], items: list, labels: list[str], cfg: "PredictConfig",
+                 sinks: Iterable[Any] = ()) -> Counts:
+    """Print each record (table rows, or JSON lines with --json), write its --csv rows and give it to `sinks`,
+    with a progress bar on a terminal from PROGRESS_FROM pictures on; the one output loop of the local and
+    the Ray backends. `items`: the pictures (anything with `.shown`), for the table's width and the bar."""
+    from ..progress import progress_bar
+
+    table = None if cfg.json else Table(items)
+    csv_file = open(cfg.csv, "w", newline="", encoding="utf-8") if cfg.csv else None
+    writer = csv.writer(csv_file) if csv_file else None
+    counts = Counts()
+    bar = progress_bar(total=len(items), desc="predict", unit="img", show=len(items) >= PROGRESS_FROM)
+    try:
+        if writer:
+            writer.writerow(csv_header(labels))
+        if table:
+            bar.write(table.header(), file=sys.stdout)
+        for record in records:
+            bar.update(1)
+            if "error" in record:
+                counts.errors += 1
+            else:
+                counts.read += 1
+                counts.faces += len(record["faces"])
+            for line in ([json.dumps(record, ensure_ascii=False)] if table is None else table.rows(record)):
+                bar.write(line, file=sys.stdout)
+            if writer:
+                writer.writerows(csv_rows(record, labels))
+            for sink in sinks:
+                sink.write(record)
+    finally:
+        bar.close()
+        if csv_file:
+            csv_file.close()
+    return counts
+
+
+def report(counts: Counts, pictures: int, where: str = "") -> int:
+    """The closing line on stderr (several pictures, an error, or `where` the records went) and the exit status:
+    1 when no picture could be read."""
+    if pictures > 1 or counts.errors or where:
+        print(f"nasfer predict: {counts.read} image(s) read, {counts.faces} face(s) found, {counts.errors} unreadable"
+              + (f"; records in {where}" if where else ""), file=sys.stderr)
+    if not counts.read:
+        print("nasfer predict: no image could be read", file=sys.stderr)
+        return 1
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from ..runtime.api import EmotionRecognizer, check_max_faces
-    from ..progress import progress_bar
 
     if bulk.requested(args):
         return bulk.run(args)
@@ -185,39 +242,5 @@ def run(args: argparse.Namespace) -> int:
         return 1
     recognizer = EmotionRecognizer(cfg.model, cfg.detector, cfg.detector_model, cfg.threshold,
                                    threads=cfg.threads or None, max_faces=cfg.max_faces, min_face=cfg.min_face)
-    labels = list(recognizer.labels)
-    table = None if cfg.json else Table(items)
-    csv_file = open(cfg.csv, "w", newline="", encoding="utf-8") if cfg.csv else None
-    writer = csv.writer(csv_file) if csv_file else None
-    if writer:
-        writer.writerow(csv_header(labels))
-    bar = progress_bar(total=len(items), desc="predict", unit="img", show=len(items) >= PROGRESS_FROM)
-
-    def out(line: str) -> None:
-        bar.write(line, file=sys.stdout)
-
-    read = errors = faces = 0
-    try:
-        if table:
-            out(table.header())
-        for record in analyse(items, recognizer, cfg):
-            bar.update(1)
-            if "error" in record:
-                errors += 1
-            else:
-                read += 1
-                faces += len(record["faces"])
-            for line in ([json.dumps(record, ensure_ascii=False)] if cfg.json else table.rows(record)):  # type: ignore[union-attr]
-                out(line)
-            if writer:
-                writer.writerows(csv_rows(record, labels))
-    finally:
-        bar.close()
-        if csv_file:
-            csv_file.close()
-    if len(items) > 1 or errors:
-        print(f"nasfer predict: {read} image(s) read, {faces} face(s) found, {errors} unreadable", file=sys.stderr)
-    if not read:
-        print("nasfer predict: no image could be read", file=sys.stderr)
-        return 1
-    return 0
+    counts = emit_records(analyse(items, recognizer, cfg), items, list(recognizer.labels), cfg)
+    return report(counts, len(items))
