@@ -38,13 +38,16 @@ from pathlib import Path
 
 import numpy as np
 
+#: A proxy is chosen only once its tau covers this many architectures (tau over 2-3 points is +-1 by chance).
+MIN_FOR_CHOICE = 8
+
 HAND = [("vgg16", "vgg", {"width": 16}), ("mini-xception", "mini-xception", {}),
         ("nasnet-a", "nasnet-a-mobile", {})]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="dataset (fer2013.zip); only its Training part is read")
+    p.add_argument("--data", help="dataset (fer2013.zip); only its Training part is read")
     p.add_argument("--split-file", default="", help="split file (train/val roles) shared with the other runs")
     p.add_argument("--work-dir", default="runs/calibration", help="models.json, one run directory per model")
     p.add_argument("--out", default="benchmarks/results/proxy_calibration.json", help="results JSON")
@@ -59,6 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of the architecture draw and of the split")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the CIs")
     p.add_argument("--no-hand", action="store_true", help="leave out VGG-16, mini-Xception and NASNet-A (tests)")
+    p.add_argument("--table", metavar="RESULTS_JSON", help="print the README tables of a results file and exit "
+                                                        "(no training; --data is then not needed)")
     p.add_argument("--remeasure-latency", action="store_true",
                    help="time every model again (run on a quiet machine) and save the times in models.json")
     return p.parse_args(argv)
@@ -304,8 +309,10 @@ def analyse(models: list[dict], args) -> dict:
                       "how": "seed_sd = sqrt(mean(diff^2) / 2) over the models trained twice; the ceiling is the "
                              "mean tau between two noisy copies of the reference (sd = seed_sd) over all models"})
     ok = [(v["mean_seconds"], k) for k, v in proxies.items() if not k.startswith("training-free")
-          and v["kendall_tau"] == v["kendall_tau"] and v["kendall_tau"] >= 0.6 and v["mean_seconds"] is not None]
-    return {"proxies": proxies, "noise_ceiling": noise, "cheapest_proxy_with_tau_0_6": min(ok)[1] if ok else None}
+          and v["kendall_tau"] == v["kendall_tau"] and v["kendall_tau"] >= 0.6 and v["mean_seconds"] is not None
+          and v["n"] >= MIN_FOR_CHOICE]
+    return {"proxies": proxies, "noise_ceiling": noise, "cheapest_proxy_with_tau_0_6": min(ok)[1] if ok else None,
+            "choice_needs_architectures": MIN_FOR_CHOICE}
 
 
 def write(models: list[dict], args, started: float, complete: bool) -> None:
@@ -335,8 +342,47 @@ def write(models: list[dict], args, started: float, complete: bool) -> None:
     tmp.replace(out)
 
 
+def markdown(result: dict) -> str:
+    """The README's tables for a results dict: one row per proxy, then one per architecture."""
+    def num(v, spec=".2f"):
+        return "" if v is None or v != v else format(v, spec)
+
+    lines = [f"Status: {result['status']} ({result['date']}).", "",
+             "| proxy | architectures | Kendall tau | 95% CI | tau, top half | top-1 regret (points) | seconds each |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, v in result["proxies"].items():
+        ci = v.get("tau_ci95")
+        lines.append(f"| {name} | {v['n']} | {num(v['kendall_tau'])} | {f'{ci[0]:.2f} to {ci[1]:.2f}' if ci else ''} | "
+                     f"{num(v['tau_top_half'])} | {num(v['top1_regret'] and 100 * v['top1_regret'], '.1f')} | "
+                     f"{num(v.get('mean_seconds'), '.0f')} |")
+    noise = result.get("noise_ceiling", {})
+    lines += ["", f"Noise ceiling: {noise.get('n', 0)} architectures trained with a second seed"
+              + (f"; seed-to-seed sd {100 * noise['seed_sd']:.2f} points, simulated tau ceiling "
+                 f"{num(noise.get('tau_ceiling_simulated'))}" if noise.get("seed_sd") is not None else "") + ". "
+              f"Cheapest proxy with tau >= 0.6 over at least {result.get('choice_needs_architectures', MIN_FOR_CHOICE)} "
+              f"architectures: {result.get('cheapest_proxy_with_tau_0_6') or 'none (yet)'}.", "",
+              "| architecture | params | multiply-adds | ms per face | reference val acc (seed 0 / 1) | "
+              + " | ".join(next(iter(result["proxies"].values()), {}) and
+                           [k for k in result["proxies"] if not k.startswith("training-free")]) + " |",
+              "|---|---:|---:|---:|---:|" + "---:|" * sum(not k.startswith("training-free") for k in result["proxies"])]
+    for m in result["models"]:
+        ref = m.get("reference") or {}
+        refs = " / ".join(num(ref.get(k), ".4f") for k in ("0", "1") if ref.get(k) is not None)
+        proxies = [num((m.get("proxies") or {}).get(k, {}).get("accuracy"), ".4f")
+                   for k in result["proxies"] if not k.startswith("training-free")]
+        lines.append(f"| {m['id']} | {m['params']:,} | {m['flops'] / 1e6:.1f} M | "
+                     f"{m['latency']['ms_per_face_b1']:.3f} | {refs} | " + " | ".join(proxies) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.table:
+        print(markdown(json.loads(Path(args.table).read_text())))
+        return 0
+    if not args.data:
+        print("proxy_calibration.py: --data is required (or --table RESULTS_JSON)", file=sys.stderr)
+        return 2
     import torch
 
     from nasfer.nas.data import load_search_data

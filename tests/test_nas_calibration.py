@@ -74,3 +74,22 @@ def test_remeasure_rewrites_the_frozen_latencies(tmp_path):
     proxy_calibration.remeasure([model], work)
     saved = json.loads((work / "models.json").read_text())["models"][0]["latency"]
     assert saved == model["latency"] and 0 < saved["ms_per_face_b1"] < 999.0
+
+
+def test_the_readme_tables_and_no_proxy_chosen_on_too_few_architectures(tmp_path, capsys):
+    models = [{"id": f"m{i}", "params": 1000 * (i + 1), "flops": 1e6 * (i + 1), "latency": {"ms_per_face_b1": 0.1 * (i + 1)},
+               "reference": {"0": 0.4 + 0.01 * i}, "proxies": {"1e@48": {"accuracy": 0.2 + 0.01 * i, "seconds": 5.0}}}
+              for i in range(3)]
+    args = proxy_calibration.parse_args(["--proxies", "1e@48", "--bootstrap", "10"])
+    stats = proxy_calibration.analyse(models, args)
+    assert stats["proxies"]["1e@48"]["kendall_tau"] == pytest.approx(1.0)
+    assert stats["cheapest_proxy_with_tau_0_6"] is None  # 3 architectures: a perfect tau by chance is likely
+    more = models + [{**models[0], "id": f"x{i}", "reference": {"0": 0.5 + 0.01 * i},
+                      "proxies": {"1e@48": {"accuracy": 0.3 + 0.01 * i, "seconds": 5.0}}} for i in range(6)]
+    assert proxy_calibration.analyse(more, args)["cheapest_proxy_with_tau_0_6"] == "1e@48"
+    result = {"status": "PARTIAL", "date": "d", **stats, "models": models}
+    (tmp_path / "r.json").write_text(json.dumps(result))
+    assert proxy_calibration.main(["--table", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "| 1e@48 | 3 | 1.00 |" in out and "| m2 | 3,000 | 3.0 M | 0.300 | 0.4200 | 0.2200 |" in out
+    assert proxy_calibration.main([]) == 2  # neither --data nor --table
