@@ -242,3 +242,32 @@ def test_children_beyond_the_latency_limit_are_not_trained_and_get_reward_zero(t
     assert trained and max(trained) <= 2.5  # never trained, at any rung
     assert result.summary["infeasible"] == len(slow)
     assert all(p["ms_per_face"] <= 2.5 for p in json.loads((tmp_path / "s" / "pareto.json").read_text())["rungs"][0]["points"])
+
+
+def test_the_search_and_its_proxy_calibration_follow_the_architecture_into_the_card(tmp_path, learnable_folder,
+                                                                                    capsys):
+    calibration = tmp_path / "proxy_calibration.json"
+    calibration.write_text(json.dumps({"status": "complete", "proxies": {
+        "2s@16": {"kendall_tau": 0.41, "tau_ci95": [0.1, 0.7], "n": 15}}}))
+    out = tmp_path / "s"
+    assert main(["search", "--data", str(learnable_folder), "--out", str(out), "--budget-minutes", "1",
+                 "--max-children", "2", "--rungs", "2s@16", "--child-batch", "16", "--blocks", "2", "--seed", "3",
+                 "--val-fraction", "0.2", "--precision", "fp32", "--no-progress", "--calibration", str(calibration)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["proxy_calibration"]["rungs"]["2s@16"]["kendall_tau"] == 0.41
+    assert any("below 0.6" in note for note in summary["notes"])
+    record = json.loads((out / "best_arch.json").read_text())["search"]
+    assert (record["space"], record["strategy"], record["seed"], record["reward_fidelity"]) == ("macro", "reinforce", 3,
+                                                                                                  "2s@16")
+    assert main(["train", "--data", str(learnable_folder), "--genotype", str(out / "best_arch.json"), "--out",
+                 str(tmp_path / "t"), "--epochs", "1", "--batch-size", "32", "--precision", "fp32"]) == 0
+    onnx = tmp_path / "searched.onnx"
+    assert main(["export", "--checkpoint", str(tmp_path / "t" / "best.pt"), "--out", str(onnx)]) == 0
+    card = json.loads(onnx.with_suffix(".json").read_text())["architecture"]["search"]
+    assert card["strategy"] == "reinforce" and card["seed"] == 3 and card["run"] == "s"
+    assert card["proxy_calibration"]["rungs"]["2s@16"]["kendall_tau"] == 0.41
+    assert card["architecture_file"] == "best_arch.json"
+    (tmp_path / "bad.json").write_text("{}")
+    assert main(["search", "--data", str(learnable_folder), "--out", str(tmp_path / "x"), "--calibration",
+                 str(tmp_path / "bad.json")]) != 0
+    assert "not a proxy calibration result" in capsys.readouterr().err

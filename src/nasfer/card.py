@@ -34,7 +34,7 @@ LIMITATIONS = [
 ]
 
 
-_PATH_KEYS = {"data", "out", "init_from", "genotype", "split_file", "teacher", "path"}
+_PATH_KEYS = {"data", "out", "init_from", "genotype", "split_file", "teacher", "path", "run"}
 
 
 def _public(value: Any, key: str = "") -> Any:
@@ -181,7 +181,8 @@ def build_card(ckpt: dict[str, Any], model, onnx_path: str | os.PathLike, *, nam
         "onnx": {"file": Path(onnx_path).name, "input": "input", "output": "probs", "opset": opset,
                  "sha256": sha256_file(onnx_path), "tta": True if tta in (True, "flip") else (tta or False)},
         "architecture": {"name": ckpt["model"]["name"], "kwargs": kwargs, "genotype": genotype,
-                         "params": count_params(model), "flops": flops * VIEWS[tta or False]},
+                         "params": count_params(model), "flops": flops * VIEWS[tta or False],
+                         **architecture_search(ckpt)},
         "training": training_info(ckpt, run_dir),
         "metrics": {},
         "evaluation": evaluation_commands(Path(onnx_path).name),
@@ -190,6 +191,13 @@ def build_card(ckpt: dict[str, Any], model, onnx_path: str | os.PathLike, *, nam
                    "torch": version("torch"), "onnx": version("onnx"), "onnxruntime": version("onnxruntime"),
                    "parity_max_abs_diff": max_abs_diff, "command": command},
     }
+
+
+def architecture_search(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """{"search": ...}: the `nasfer search` run that found the checkpoint's architecture (space, strategy, seed,
+    rungs, the reward's fidelity and its Kendall tau with full training where calibrated), or {}."""
+    record = (ckpt.get("config") or {}).get("search")
+    return {"search": _public(record)} if isinstance(record, dict) else {}
 
 
 def load_metrics(path: str | os.PathLike) -> dict[str, Any]:

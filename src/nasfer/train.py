@@ -89,7 +89,8 @@ class Trainer:
         if self.ema is not None:
             extra["ema_state_dict"] = {k: v.detach().cpu() for k, v in self.ema.state_dict().items()}
         config = {"train": to_dict(self.cfg), "data": to_dict(self.data_cfg),
-                  **({"distillation": self.distillation} if self.distillation else {})}
+                  **({"distillation": self.distillation} if self.distillation else {}),
+                  **({"search": self.start.search} if self.start.search else {})}
         return make_checkpoint(
             model=model, model_name=self.start.name, model_kwargs=self.start.kwargs,
             labels=self.label_names, preprocessing=self.preprocessing, config=config,
@@ -219,6 +220,7 @@ class Trainer:
              "model_kwargs": self.start.kwargs, "labels": list(self.label_names),
              **({"finetune": self.start.transfer} if self.start.transfer else {}),
              **({"distillation": self.distillation} if self.distillation else {}),
+             **({"search": self.start.search} if self.start.search else {}),
              **({"distributed": {"processes": self.ctx.world, "backend": self.ctx.backend,
                                  "global_batch": self.cfg.batch_size,
                                  "batch_per_process": self.cfg.batch_size // self.ctx.world}}

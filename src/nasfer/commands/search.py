@@ -39,11 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import DataError
     from ..nas.config import SearchConfig
+    from ..nas.results import rung_calibration
     from ..nas.search import search
 
     cfg = config.from_args(SearchConfig, args)
     if not cfg.data:
         raise DataError("--data is required (a dataset zip, folder or fer2013.csv)")
+    rung_calibration(cfg.calibration, list(cfg.rungs))  # an unreadable --calibration fails now, not hours later
     result = ray_backend.search_from_args(cfg, args) if ray_backend.requested(args) else search(cfg)
     if result is None:
         return 130  # a Ray search was interrupted: the same command continues it

@@ -57,6 +57,9 @@ class SearchConfig:
     precision: Literal["bf16", "fp32"] = option("bf16", "autocast precision of the children's training steps")
     max_children: int = option(0, "also stop after this many distinct children (0: only the time budget)")
     top_k: int = option(5, "children listed in summary.json")
+    calibration: str = option("", "a proxy calibration result (benchmarks/proxy_calibration.py's JSON): each rung's "
+                                   "Kendall tau with full training is recorded in best_arch.json and summary.json, "
+                                   "and so in the card of a model trained from it")
     seed: int = option(0, "random seed (split, children's initialisation and batches, strategy)")
     threads: int = option(1, "torch CPU threads for training children (latency is always timed on 1 thread)")
     progress: bool = option(True, "show a progress bar (only on a terminal)")

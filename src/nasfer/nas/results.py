@@ -26,6 +26,23 @@ class SearchResult:
     summary: dict[str, Any]
 
 
+def rung_calibration(path: str, rungs: list[str]) -> dict[str, Any] | None:
+    """{"file", "status", "rungs": {fidelity: {"kendall_tau", "tau_ci95", "n"}}} for the search's rungs from a
+    proxy calibration JSON (None without one); ModelError when the file cannot be read."""
+    if not path:
+        return None
+    from ..errors import ModelError
+
+    try:
+        result = json.loads(Path(path).read_text())
+        proxies = result["proxies"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{path}: not a proxy calibration result ({type(exc).__name__}: {exc})") from None
+    return {"file": Path(path).name, "status": result.get("status"),
+            "rungs": {r: {k: proxies[r].get(k) for k in ("kendall_tau", "tau_ci95", "n")} if r in proxies else None
+                      for r in rungs}}
+
+
 def pareto_front(points: Sequence[dict[str, Any]], acc: str = "accuracy", cost: str = "ms_per_face") -> list[dict[str, Any]]:
     """Points no other point beats on both accuracy (higher) and cost (lower), by ascending cost."""
     ordered = sorted(points, key=lambda p: (p[cost], -p[acc]))
@@ -129,8 +146,18 @@ def finish(run) -> SearchResult:
         "n_train": run.n_train, "n_val": run.n_val, "top_k": top, "config": to_dict(run.cfg),
         "notes": run.notes + ([] if plotted else ["matplotlib not installed: no pareto.png"]),
     }
+    calibration = rung_calibration(run.cfg.calibration, summary["rungs"])
+    if calibration:
+        summary["proxy_calibration"] = calibration
+        first = calibration["rungs"].get(summary["rungs"][0]) or {}
+        if not (first.get("kendall_tau") or 0) >= 0.6:
+            summary["notes"].append(f"the reward's fidelity {summary['rungs'][0]} has Kendall tau "
+                                    f"{first.get('kendall_tau')} with full training ({calibration['file']}), "
+                                    "below 0.6: its ranking of children is not to be trusted")
     meta = {"search": {k: summary["best"][k] for k in ("fidelity", "accuracy", "objective", "latency")}
-            | {"space": run.cfg.space, "strategy": run.cfg.strategy, "run": str(run.out)}}
+            | {"space": run.cfg.space, "strategy": run.cfg.strategy, "seed": run.cfg.seed, "rungs": summary["rungs"],
+               "reward_fidelity": summary["rungs"][0], "run": str(run.out),
+               **({"proxy_calibration": calibration} if calibration else {})}}
     (run.out / "best_arch.json").write_text(json.dumps({**best["spec"], **meta}, indent=1) + "\n")
     if run.cfg.space == "nasnet":
         from .genotype import Genotype

@@ -6,6 +6,7 @@ Call after seeding torch (the fresh weights are drawn from the global RNG).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -22,6 +23,7 @@ class ModelStart:
 
     head_params: state-dict names of the classifier head when fine-tuning (None from scratch);
     transfer: the fine-tuning report (`nasfer.finetune.TransferReport.to_dict()`), None from scratch.
+    search: the `nasfer search` record of the --genotype file (see `search_record`), None otherwise.
     """
 
     model: nn.Module
@@ -30,6 +32,7 @@ class ModelStart:
     preprocessing: Preprocessing
     head_params: list[str] | None = None
     transfer: dict[str, Any] | None = None
+    search: dict[str, Any] | None = None
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, str, dict[str, Any]]:
@@ -65,7 +68,18 @@ def start_model(cfg: TrainConfig, label_names: tuple[str, ...] | list[str],
         return ModelStart(start.model, start.model_name, start.model_kwargs, start.preprocessing,
                           head_params=start.head_params, transfer=start.report.to_dict())
     model, name, kwargs = build_model(cfg, len(label_names))
-    return ModelStart(model, name, kwargs, Preprocessing())
+    return ModelStart(model, name, kwargs, Preprocessing(), search=search_record(cfg.genotype))
+
+
+def search_record(genotype: str | None) -> dict[str, Any] | None:
+    """The `search` record of an architecture file written by `nasfer search` (space, strategy, seed, rungs,
+    the reward's fidelity, its calibration, the run), for the checkpoint and the card; None otherwise."""
+    if not genotype:
+        return None
+    from ..nas.space import read_spec
+
+    record = read_spec(genotype).get("search")
+    return {**record, "architecture_file": Path(genotype).name} if isinstance(record, dict) else None
 
 
 def memory_format_for(model: nn.Module) -> torch.memory_format:
