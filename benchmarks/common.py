@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 
 def write_result(result: dict[str, Any], out: str | Path) -> Path:
     """Write a benchmark's JSON (parents created) and say where."""
@@ -19,13 +21,44 @@ def write_result(result: dict[str, Any], out: str | Path) -> Path:
 
 
 def timeit(fn: Callable[[], Any], seconds: float, min_runs: int = 5) -> dict[str, float]:
-    """Median / min seconds per call of `fn` after two warm-up calls, over at least `seconds`."""
+    """Median / min seconds per call of `fn` after two warm-up calls, over at least `seconds`.
+
+    `cpu_per_wall` is this process's CPU seconds (all its threads) per wall second over the timed calls:
+    above 1, more than one thread was busy; below 1, the process waited (for the CPU, on a loaded machine).
+    """
     fn()
     fn()
     times: list[float] = []
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     while len(times) < min_runs or time.perf_counter() - start < seconds:
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    return {"median_s": statistics.median(times), "min_s": min(times), "runs": len(times)}
+    wall = time.perf_counter() - start
+    return {"median_s": statistics.median(times), "min_s": min(times), "runs": len(times),
+            "cpu_per_wall": (time.process_time() - cpu) / wall if wall > 0 else float("nan")}
+
+
+def import_fer():
+    """The `fer` package's FER class (fer 25.x no longer re-exports it from the package).
+
+    Raises ImportError where `fer` (a benchmark-only peer, never a nasfer dependency) is not installed.
+    """
+    try:
+        from fer import FER
+    except ImportError:
+        from fer.fer import FER
+    return FER
+
+
+def face_grid(face: np.ndarray, rows: int, cols: int, pad: int) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """One image holding `rows` x `cols` copies of `face` (H, W, 3 uint8 BGR), each with a `pad`-pixel replicated
+    border (room for `fer`'s `offsets`, which grow each box before cropping), and the faces' (x, y, w, h)
+    rectangles: the input of `fer`'s `detect_emotions(img, face_rectangles=...)`, which then crops, resizes
+    and classifies the given faces one by one (no detector runs)."""
+    import cv2
+
+    cell = cv2.copyMakeBorder(face, pad, pad, pad, pad, cv2.BORDER_REPLICATE) if pad else face
+    ch, cw = cell.shape[:2]
+    rects = [(c * cw + pad, r * ch + pad, face.shape[1], face.shape[0]) for r in range(rows) for c in range(cols)]
+    return np.ascontiguousarray(np.tile(cell, (rows, cols, 1))), rects

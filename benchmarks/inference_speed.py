@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from common import timeit
+from common import face_grid, import_fer, timeit
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_YUNET = ROOT.parent / "shared" / "models" / "face_detection_yunet.onnx"
@@ -230,10 +230,7 @@ def bench_fer(photo: Path, args: argparse.Namespace, e2e: dict[str, Any]) -> dic
     try:
         import cv2
 
-        try:
-            from fer import FER
-        except ImportError:  # fer 25.x no longer re-exports FER from the package
-            from fer.fer import FER
+        FER = import_fer()
     except ImportError as exc:
         return {"available": False,
                 "note": f"the `fer` package is not importable here ({exc}); run this script with the python "
@@ -246,13 +243,8 @@ def bench_fer(photo: Path, args: argparse.Namespace, e2e: dict[str, Any]) -> dic
     box = tuple(int(v) for v in found[0]["box"]) if found else (220, 140, 200, 200)
     x, y, w, h = box
     face = bgr[max(0, y):y + h, max(0, x):x + w]
-    pad = 20
-    cell = cv2.copyMakeBorder(face, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-    ch, cw = cell.shape[:2]
-    grid = np.tile(cell, (8, 8, 1))
-    rects = [(c * cw + pad, r * ch + pad, face.shape[1], face.shape[0]) for r in range(8) for c in range(8)]
     try:
-        for batch, img, boxes in ((1, cell, rects[:1]), (64, grid, rects)):
+        for batch, (img, boxes) in ((1, face_grid(face, 1, 1, pad=20)), (64, face_grid(face, 8, 8, pad=20))):
             t = timeit(lambda: detector.detect_emotions(img, face_rectangles=boxes), args.seconds)
             out["classify"][f"batch_{batch}"] = {"faces_per_s": batch / t["median_s"], **t}
         out["classify"]["method"] = "detect_emotions(img, face_rectangles=boxes)"
