@@ -12,7 +12,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import accuracy_vs_fer  # noqa: E402
+import fer_row  # noqa: E402
 import inference_speed  # noqa: E402
+import model_table  # noqa: E402
+import pareto  # noqa: E402
 import search_compare  # noqa: E402
 
 
@@ -51,3 +54,80 @@ def test_end_to_end_timing_alternates_blocks_of_consecutive_calls_per_tool():
     timed = calls[4:]  # two warm-up calls each
     assert timed == (["a"] * 4 + ["b"] * 4) * 3
     assert result["a"]["runs"] == result["b"]["runs"] == 12 and result["a"]["interleaved"] == "blocks of 4 calls"
+
+
+def _row(name, ms, acc, **extra):
+    return {"name": name, "ms_per_face_batch_1_one_thread": ms, "accuracy": acc, **extra}
+
+
+def test_pareto_front_keeps_the_rows_no_other_row_beats_fastest_first():
+    rows = [_row("slow-good", 6.0, 0.68), _row("fast", 0.3, 0.63), _row("dominated", 0.6, 0.59),
+            _row("same-accuracy-slower", 0.5, 0.63), _row("twin-a", 2.0, 0.66), _row("twin-b", 2.0, 0.66),
+            _row("same-speed-worse", 6.0, 0.67), _row("unscored", 0.1, None)]
+    assert pareto.pareto_front(rows) == [1, 4, 5, 0]  # identical figures: both on the front, table order
+    assert pareto.pareto_front([_row("only", 1.0, 0.5)]) == [0]
+    assert pareto.pareto_front([_row("unscored", 1.0, None)]) == [] and pareto.pareto_front([]) == []
+
+
+@pytest.mark.parametrize("with_fer", [False, True])
+def test_the_pareto_plot_writes_a_png_with_and_without_the_fer_row(tmp_path, with_fer):
+    import matplotlib.image
+
+    rows = [_row("nasfer-default", 6.4, 0.683, package="nasfer"), _row("nasfer-fast", 0.29, 0.633, package="nasfer"),
+            _row("nasnet-a", 5.0, 0.65, package="nasfer")]
+    if with_fer:
+        rows.append(_row("fer 25.10.3", 0.56, 0.586, package="fer"))
+    out = pareto.plot_pareto(rows, tmp_path / "plots" / "pareto.png", title="test")
+    assert out == tmp_path / "plots" / "pareto.png" and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    height, width, _ = matplotlib.image.imread(out).shape
+    assert width > height > 300
+    with pytest.raises(ValueError, match="no row"):
+        pareto.plot_pareto([_row("unscored", 1.0, None)], tmp_path / "none.png")
+
+
+def test_model_table_fer_flag_without_fer_says_in_one_line_which_python_to_use(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "fer", None)  # as in nasfer's own environment: import fer fails
+    with pytest.raises(SystemExit) as exc:
+        model_table.main(["no-such-model.onnx", "--fer"])  # fails on fer before looking at the models
+    message = str(exc.value.code)
+    assert "\n" not in message and "`fer` package" in message and "python" in message and "venv" in message
+
+
+def test_model_table_names_missing_model_files_instead_of_a_traceback():
+    with pytest.raises(SystemExit, match="no such model file: no-such-model.onnx"):
+        model_table.main(["no-such-model.onnx"])
+
+
+def test_keras_multiply_adds_count_as_nasfers_count_flops_does():
+    import torch.nn as nn
+
+    from nasfer.models.baselines import count_flops
+
+    # the same network twice: torch (counted by nasfer) and Keras layer descriptions (counted for fer's model)
+    torch_net = nn.Sequential(nn.Conv2d(1, 8, 3), nn.BatchNorm2d(8), nn.Conv2d(8, 8, 3, padding=1, groups=8),
+                              nn.Conv2d(8, 16, 1), nn.Conv2d(16, 16, 3, padding=1, groups=4),
+                              nn.Flatten(), nn.Linear(16 * 10 * 10, 7))
+    keras_layers = [("Conv2D", {"kernel_size": (3, 3)}, (12, 12, 1), (10, 10, 8)),
+                    ("BatchNormalization", {}, (10, 10, 8), (10, 10, 8)),
+                    ("SeparableConv2D", {"kernel_size": (3, 3), "depth_multiplier": 1}, (10, 10, 8), (10, 10, 16)),
+                    ("Conv2D", {"kernel_size": (3, 3), "groups": 4}, (10, 10, 16), (10, 10, 16)),
+                    ("Dense", {}, (1600,), (7,))]
+    ours = sum(fer_row.layer_multiply_adds(*layer) for layer in keras_layers)
+    assert ours == count_flops(torch_net, size=12, in_channels=1)
+    assert fer_row.layer_multiply_adds("DepthwiseConv2D", {"kernel_size": (3, 3), "depth_multiplier": 2},
+                                       (5, 5, 4), (5, 5, 8)) == 5 * 5 * 4 * 2 * 9
+    assert fer_row.layer_multiply_adds("Conv2D", {"kernel_size": (1, 1), "data_format": "channels_first"},
+                                       (3, 4, 4), (5, 4, 4)) == 16 * 5 * 3
+    assert fer_row.layer_multiply_adds("LSTM", {}, (4, 3), (4, 2)) is None
+
+
+def test_fer_accuracy_is_taken_from_the_stored_accuracy_vs_fer_result():
+    stored = json.loads(fer_row.ACCURACY_FILE.read_text())
+    got = fer_row.fer_accuracy(stored, "PublicTest", 0)
+    entry = stored["fer_offsets_0"]
+    assert got["accuracy"] == entry["accuracy"] and got["macro_f1"] == entry["macro_f1"]
+    assert got["command"] == stored["command"] and got["n"] == stored["n"]
+    with pytest.raises(ValueError, match="split"):
+        fer_row.fer_accuracy(stored, "PrivateTest", 0)
+    with pytest.raises(ValueError, match="offsets 7"):
+        fer_row.fer_accuracy(stored, "PublicTest", 7)
