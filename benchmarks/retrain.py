@@ -1,0 +1,349 @@
+"""A retraining campaign, end to end and resumable: searches, their winners and control architectures
+retrained with one recipe on one split, exported (fp32, optionally int8), scored and timed; one JSON + tables.
+
+Steps, in order, each skipped when its output is complete, so killing the script and running the same command
+again continues where it stopped (a search resumes from its last finished child, a training from `last.pt`):
+
+1. the shared split: `--split-file` in --train-flags, else drawn once (seed `--split-seed`, the train flags'
+   `--val-fraction`) into <work-dir>/splits.json; every search scores its children on its validation part and
+   every model is selected and compared on the same validation images;
+2. `nasfer search` per `--searches STRATEGY:SEED` (same --search-flags: budget, rungs, scheduler), in
+   <work-dir>/search-<strategy>-s<seed>;
+3. per job, in <work-dir>/train-<group>-s<seed>: `nasfer train` (the same --train-flags for every job; a
+   search winner is trained from its best_arch.json with the search's seed, a control `arch[:width]` or a given
+   architecture file `NAME=FILE.json` with each --control-seeds seed), `nasfer export` (model.onnx),
+   with --quantize `nasfer export --quantize int8` (model-int8.onnx; a refusal by its validation-parity check
+   is recorded), `nasfer evaluate` of each model on the validation images and once on --test-split;
+4. speed of every model (nasfer's ONNX Runtime engine: ms per face at batch 1 on one thread, faces/s at
+   batch 64 on --threads; benchmarks/model_table.speed), all in one block at the end.
+
+The result JSON (--out) is rewritten after every step, with `complete: false` and a status line until the end:
+per job the commands, validation accuracy (exported graph, no TTA: the figure any choice is made on),
+test-split accuracy and macro-F1 (scored once per model, never used to choose), parameters, multiply-adds,
+speed, int8 figures, search CPU-hours (elapsed x threads); per group mean, sd and n; the best job by validation
+accuracy. `--table RESULT.json` prints its markdown. Issue 11 (strategies, Sciuto et al. 2020; Yang et al. 2020):
+
+    python benchmarks/retrain.py --data ../shared/datasets/fer2013.zip --work-dir ~/nasfer-runs/issue11 \
+        --searches reinforce:0 reinforce:1 random:0 random:1 evolution:0 evolution:1 \
+        --search-flags "--budget-minutes 120 --threads 1" --controls vgg:16 mini-xception --control-seeds 0 1 \
+        --train-flags "--epochs 30 --threads 2" --out benchmarks/results/search_strategies.json
+
+Issue 12 (distillation from the shipped model, int8; SEARCHED = issue 11's `best` job's best_arch.json):
+
+    python benchmarks/retrain.py --data ../shared/datasets/fer2013.zip --work-dir ~/nasfer-runs/issue12 \
+        --controls vgg:16 mini-xception searched=SEARCHED --control-seeds 0 1 --quantize \
+        --train-flags "--epochs 30 --threads 2 --teacher default" --out benchmarks/results/distill_int8.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import shlex
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import retrain_report as report
+from retrain_jobs import CAMPAIGN_FILE, Campaign, Job
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def log(message: str) -> None:
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}", flush=True)
+
+
+class Runner(Campaign):
+    """The campaign's steps: in order, each knowing whether its output is complete and how to make it."""
+
+    def steps(self) -> list["Step"]:
+        steps = [Step("shared split", None, self.split.is_file, self.draw_split)]
+        for job in self.jobs:
+            if job.kind == "search-winner":
+                out = self.search_dir(job)
+                steps.append(Step(f"search {job.strategy} seed {job.seed}", job.name,
+                                  lambda out=out: bool(report.read_json(out / "summary.json"))
+                                  and (out / "best_arch.json").is_file(),
+                                  lambda job=job: run_search(self.search_config(job))))
+        for job in self.jobs:
+            d = self.job_dir(job)
+            steps.append(Step(f"train {job.name}", job.name, lambda d=d: train_done(d),
+                              lambda job=job: self.train(job)))
+            steps.append(Step(f"export {job.name}", job.name, lambda d=d: bool(report.read_json(d / "model.json")),
+                              lambda job=job, d=d: run_export(self.export_config(job, d))))
+            variants = ["fp32"]
+            if self.args.quantize:
+                steps.append(Step(f"int8 {job.name}", job.name, lambda d=d: bool(report.read_json(d / "model-int8.json")
+                                                                or report.read_json(d / report.INT8_REFUSED)), lambda job=job, d=d: self.quantize(job, d)))
+                variants.append("int8")
+            splits = ["val"] + ([self.args.test_split] if self.args.publictest else [])
+            for variant in variants:
+                for split in splits:
+                    path = d / report.eval_file(variant, split)
+                    refused = d / report.INT8_REFUSED if variant == "int8" else None  # nothing to evaluate
+                    steps.append(Step(f"evaluate {job.name} {variant} on {split}", job.name,
+                                      lambda path=path, refused=refused: path.is_file() or bool(
+                                          refused and refused.is_file()),
+                                      lambda d=d, variant=variant, split=split, path=path:
+                                      self.evaluate(d, variant, split, path)))
+        for job in self.jobs:
+            d = self.job_dir(job)
+            for variant in ["fp32"] + (["int8"] if self.args.quantize else []):
+                steps.append(Step(f"speed {job.name} {variant}", job.name,
+                                  lambda d=d, v=variant: self.speed_done(d, v), lambda d=d, v=variant: self.speed(d, v)))
+        return steps
+
+    def train(self, job: Job) -> None:
+        import torch
+
+        cfg = self.train_config(job)
+        torch.set_num_threads(cfg.threads or self.torch_threads)  # a search before may have set 1 thread
+        run_train(cfg, self.data_cfg)
+
+    def draw_split(self) -> None:
+        """The shared split, drawn as `nasfer train` draws it (nasfer.training.data.plan_split), written atomically."""
+        from nasfer.data.splits import sample_keys, write_split_file
+        from nasfer.training.data import load_dataset, plan_split
+
+        cfg = dataclasses.replace(self.train_cfg, seed=self.args.split_seed)
+        dataset = load_dataset(cfg, self.data_cfg)
+        keys = sample_keys(dataset.sources, self.data)
+        tmp = self.split.with_name(self.split.name + ".tmp")
+        write_split_file(tmp, keys, plan_split(dataset, cfg, keys), data=self.data, seed=cfg.seed,
+                         val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, reused=None)
+        tmp.replace(self.split)
+
+    def export_config(self, job: Job, d: Path):
+        from nasfer.export import ExportConfig
+
+        return ExportConfig(checkpoint=str(d / "best.pt"), out=str(d / report.FP32_ONNX), name=job.name)
+
+    def quantize(self, job: Job, d: Path) -> None:
+        from nasfer.errors import ModelError
+        from nasfer.export import ExportConfig
+
+        cfg = ExportConfig(onnx=str(d / report.FP32_ONNX), out=str(d / report.INT8_ONNX), quantize="int8",
+                           name=f"{job.name}-int8", calibration_data=self.data, split_file=str(self.split),
+                           max_accuracy_drop=self.args.max_accuracy_drop)
+        try:
+            run_export(cfg)
+        except ModelError as exc:
+            if "int8 quantization refused" not in str(exc):
+                raise
+            report.write_json(d / report.INT8_REFUSED, {"refused": str(exc)})
+            log(f"  {exc}")
+
+    def evaluate(self, d: Path, variant: str, split: str, path: Path) -> None:
+        from nasfer.evaluate import EvalConfig, to_json
+
+        cfg = EvalConfig(data=self.data, dataset=self.data_cfg.dataset, model=str(d / report.VARIANTS[variant]),
+                         split=split, split_file=str(self.split) if split == "val" else None)
+        report.write_text(path, to_json(run_evaluate(cfg)) + "\n")
+
+    def speed_done(self, d: Path, variant: str) -> bool:
+        if variant == "int8" and (d / report.INT8_REFUSED).is_file():
+            return True
+        done = report.read_json(d / report.speed_file(variant))
+        return bool(done) and not self.args.remeasure_speed and (done["threads"], done["seconds"]) == \
+            (self.args.threads, self.args.speed_seconds)
+
+    def speed(self, d: Path, variant: str) -> None:
+        t = run_speed(d / report.VARIANTS[variant], self.args.threads, self.args.speed_seconds)
+        report.write_json(d / report.speed_file(variant), {
+            "ms_per_face_b1": round(1e3 * t["s1"], 4), "faces_per_s_b64": round(64 / t["s64"], 1),
+            "threads": self.args.threads, "seconds": self.args.speed_seconds, "load_average": os.getloadavg(),
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "method": "nasfer.runtime.engine.Classifier: batch 1 on 1 thread, batch 64 on `threads`; median "
+                      "seconds per call over `seconds` after 2 warm-up calls (benchmarks/model_table.speed)"})
+
+
+@dataclass
+class Step:
+    label: str
+    job: str | None
+    done: Callable[[], bool]
+    run: Callable[[], None]
+
+
+def train_done(run_dir: Path) -> bool:
+    """Whether a `nasfer train` run has all its epochs (config.json holds the resolved --epochs)."""
+    config, history = report.read_json(run_dir / "config.json"), report.read_json(run_dir / "history.json")
+    return bool(config and history is not None and (run_dir / "best.pt").is_file()
+                and len(history) >= config["train"]["epochs"])
+
+
+# The nasfer calls, one function each (tests count or interrupt them).
+def run_search(cfg) -> None:
+    from nasfer.nas.search import search
+
+    search(cfg)
+
+
+def run_train(cfg, data_cfg) -> None:
+    from nasfer.train import fit
+
+    fit(cfg, data_cfg)
+
+
+def run_export(cfg) -> None:
+    from nasfer.export import export_checkpoint
+
+    export_checkpoint(cfg)
+
+
+def run_evaluate(cfg) -> dict[str, Any]:
+    from nasfer.evaluate import evaluate
+
+    return evaluate(cfg)
+
+
+def run_speed(path: Path, threads: int, seconds: float) -> dict[str, float]:
+    from model_table import speed
+
+    return speed(path, threads, seconds)
+
+
+# ------------------------------------------------------------------------------------------------ driver
+def machine() -> dict[str, Any]:
+    from importlib.metadata import version
+
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "python": platform.python_version(), "torch": version("torch"),
+            "onnxruntime": version("onnxruntime"), "load_average": os.getloadavg()}
+
+
+def result(campaign: Runner, steps: list[Step], command: str, started: str, status: str,
+           complete: bool) -> dict[str, Any]:
+    """The campaign's JSON as the work directory holds it now."""
+    specs = []
+    for job in campaign.jobs:
+        spec = campaign.spec(job)
+        spec["complete"] = all(s.done() for s in steps if s.job == job.name)
+        specs.append(spec)
+    rows = [report.job_row(spec, campaign.args.test_split) for spec in specs]
+    return {"benchmark": "retrain", "complete": complete, "status": status, "command": command,
+            "date_started": started, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "machine": machine(), "work_dir": str(campaign.work),
+            "settings": {**campaign.settings(), "threads": campaign.args.threads,
+                         "speed_seconds": campaign.args.speed_seconds},
+            "protocol": "validation accuracy: the exported fp32 (or int8) graph without TTA on the shared split's "
+                        "validation images, the only figure anything is chosen on; val_accuracy_training: the best "
+                        "epoch's (nasfer train's validation, with its TTA setting); test split: scored once per "
+                        "model into this file, never used to choose; search CPU-hours: elapsed x torch threads",
+            "steps_done": sum(s.done() for s in steps), "steps_total": len(steps),
+            "jobs": rows, "groups": report.groups(rows), "best": report.best_job(rows)}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", help="dataset (fer2013.zip, or any dataset nasfer reads with a test split)")
+    p.add_argument("--work-dir", help="where the searches and runs go (outside the repository: gigabytes)")
+    p.add_argument("--searches", nargs="*", default=[], metavar="STRATEGY:SEED", help="searches whose winners "
+                   "are retrained (with the search's seed), e.g. reinforce:0 random:0 evolution:0")
+    p.add_argument("--search-flags", default="", help="extra `nasfer search` flags shared by every search, "
+                   "e.g. \"--budget-minutes 120 --threads 1\"")
+    p.add_argument("--controls", nargs="*", default=[], metavar="ARCH[:WIDTH]|NAME=FILE.json",
+                   help="control architectures retrained the same way: vgg:16 (alias vgg16), mini-xception, or an "
+                        "architecture file (nasfer search's best_arch.json) as NAME=FILE.json")
+    p.add_argument("--control-seeds", nargs="+", type=int, default=[0], help="training seeds of each control")
+    p.add_argument("--train-flags", default="", help="extra `nasfer train` flags shared by every training, e.g. "
+                   "\"--epochs 30 --threads 2 --teacher default\" (--split-file here is the shared split)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the shared split when --train-flags has no "
+                   "--split-file (0: the split of `nasfer train`'s default seed, the shipped models' split)")
+    p.add_argument("--quantize", action="store_true", help="also export each model as static int8 and report both")
+    p.add_argument("--max-accuracy-drop", type=float, default=0.3, help="with --quantize: validation accuracy "
+                   "points an int8 model may lose (nasfer export --max-accuracy-drop); a refusal is recorded")
+    p.add_argument("--publictest", action=argparse.BooleanOptionalAction, default=True,
+                   help="score every model once on --test-split (into the JSON only, never used to choose)")
+    p.add_argument("--test-split", default="PublicTest", help="the test split's name in --data")
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads of the batch-64 throughput "
+                   "(batch 1 is always timed on 1 thread)")
+    p.add_argument("--speed-seconds", type=float, default=3.0, help="seconds each speed measurement runs")
+    p.add_argument("--remeasure-speed", action="store_true", help="time every model again (e.g. on a quiet machine)")
+    p.add_argument("--out", help="result JSON, e.g. benchmarks/results/NAME.json (the markdown goes beside it)")
+    p.add_argument("--table", metavar="RESULT.json", help="print the markdown tables of a result and exit")
+    args = p.parse_args(argv)
+    if not args.table:
+        missing = [f for f in ("data", "work_dir", "out") if not getattr(args, f)]
+        if missing:
+            p.error("the following arguments are required: " + ", ".join("--" + m.replace("_", "-") for m in missing))
+    return args
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.table:
+        table = report.read_json(Path(args.table))
+        if not isinstance(table, dict) or table.get("benchmark") != "retrain":
+            raise SystemExit(f"--table {args.table}: not a result of benchmarks/retrain.py (missing or unreadable)")
+        print(report.markdown(table))
+        return 0
+    import torch
+
+    campaign = Runner(args)
+    campaign.check()
+    campaign.torch_threads = torch.get_num_threads()
+    command = "python benchmarks/retrain.py " + shlex.join(argv)
+    if ROOT in campaign.work.parents or campaign.work == ROOT:
+        log(f"note: --work-dir {campaign.work} is inside the repository; checkpoints and searches are large")
+    campaign.work.mkdir(parents=True, exist_ok=True)
+    saved = report.read_json(campaign.work / CAMPAIGN_FILE)
+    started = saved["date_started"] if saved else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if not saved:
+        report.write_json(campaign.work / CAMPAIGN_FILE,
+                          {"command": command, "date_started": started, "settings": campaign.settings()})
+    steps = campaign.steps()
+    previous = signal.signal(signal.SIGTERM, _stop)  # a killed run still leaves its JSON saying where it stopped
+    status = "starting"
+
+    def write(complete: bool = False) -> str:
+        out = result(campaign, steps, command, started, status, complete)
+        table = report.markdown(out)
+        report.write_json(Path(args.out), out)
+        report.write_text(Path(args.out).with_suffix(".md"), table + "\n")
+        return table
+
+    try:
+        for i, step in enumerate(steps, 1):
+            if step.done():
+                log(f"[{i}/{len(steps)}] {step.label}: done already")
+                continue
+            log(f"[{i}/{len(steps)}] {step.label} ...")
+            began = time.monotonic()
+            step.run()
+            log(f"[{i}/{len(steps)}] {step.label}: finished in {time.monotonic() - began:.0f} s")
+            status = f"step {i}/{len(steps)} finished: {step.label}"
+            write()
+    except BaseException as exc:
+        from nasfer.errors import NasferError
+
+        status = f"stopped at step {i}/{len(steps)} ({step.label}): {type(exc).__name__}: {exc}"
+        write()
+        if isinstance(exc, KeyboardInterrupt):
+            raise SystemExit(f"interrupted at step {i}/{len(steps)} ({step.label}); {args.out} says how far it "
+                             "got; run the same command to continue") from None
+        if isinstance(exc, (NasferError, ValueError)):
+            raise SystemExit(f"error at step {i}/{len(steps)} ({step.label}): {exc}; fix it and run the same "
+                             "command to continue") from None
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    status = "complete"
+    print(write(complete=True))
+    log(f"wrote {args.out} and {Path(args.out).with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

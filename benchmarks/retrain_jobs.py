@@ -1,0 +1,221 @@
+"""The plan of a retraining campaign (benchmarks/retrain.py): its jobs, their directories and nasfer configs.
+
+`--search-flags` / `--train-flags` are parsed with the flag tables of `nasfer search` / `nasfer train`
+(`nasfer.config.add_arguments` over `SearchConfig`, `DataConfig` and `TrainConfig`), so a typo fails at the
+start; the flags each job sets itself (data, output directory, seed, architecture, split) are refused there.
+`Campaign.check()` runs every other check that can fail before the first hour of work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import retrain_report as report
+
+CAMPAIGN_FILE = "campaign.json"
+#: Flags each job sets itself; in --search-flags / --train-flags they are an error.
+SEARCH_PER_JOB = ("data", "out", "strategy", "seed", "split_file")
+TRAIN_PER_JOB = ("data", "arch", "genotype", "width", "out", "seed")
+ALIASES = {"vgg16": "vgg:16"}
+
+
+class _FlagParser(argparse.ArgumentParser):
+    def error(self, message: str):  # one clear line instead of argparse's usage and exit status 2
+        raise SystemExit(f"{self.prog}: {message} ({self.epilog})")
+
+
+def parse_flags(text: str, prog: str, command: str, classes: list[tuple[type, tuple[str, ...]]]) -> list[Any]:
+    """Configs of `classes` (dataclass, excluded fields) from a flag string, parsed with `nasfer COMMAND`'s own
+    flag table (nasfer.config.add_arguments; no abbreviations); SystemExit naming the bad flag."""
+    from nasfer import config
+
+    excluded = ", ".join(sorted({"--" + f.replace("_", "-") for _, ex in classes for f in ex}))
+    parser = _FlagParser(prog=prog, add_help=False, allow_abbrev=False,
+                         epilog=f"give flags of `nasfer {command}` except {excluded}, which each job sets itself")
+    for cls, exclude in classes:
+        config.add_arguments(parser, cls, exclude=exclude)
+    try:
+        args = parser.parse_args(shlex.split(text))
+    except ValueError as exc:  # shlex: unbalanced quotes
+        raise SystemExit(f"{prog}: {exc}") from None
+    return [config.from_args(cls, args) for cls, _ in classes]
+
+
+def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"train": {"epochs": 30}} -> {"train.epochs": 30}, for naming what changed."""
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+@dataclass(frozen=True)
+class Job:
+    """One model to train. kind: search-winner (of `strategy`), control (`arch`, `width`) or genotype (a file)."""
+
+    kind: str
+    group: str
+    seed: int
+    strategy: str | None = None
+    arch: str | None = None
+    width: int = 0
+    genotype: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.group}-s{self.seed}"
+
+
+def parse_control(text: str) -> dict[str, Any]:
+    """`arch[:width]` (e.g. vgg:16, mini-xception; alias vgg16) or `NAME=FILE.json` (an architecture file)."""
+    from nasfer.errors import NasferError
+    from nasfer.models import list_models
+    from nasfer.nas.space import model_from_file
+
+    text = ALIASES.get(text, text)
+    if "=" in text or text.endswith(".json"):
+        name, _, path = text.rpartition("=")
+        path = str(Path(path).expanduser().resolve())
+        try:
+            model_from_file(path)
+        except (NasferError, ValueError) as exc:
+            raise SystemExit(f"--controls {text}: {exc}") from None
+        return {"kind": "genotype", "group": name or Path(path).parent.name, "genotype": path}
+    arch, _, width = text.partition(":")
+    if arch not in list_models():
+        raise SystemExit(f"--controls {text}: unknown architecture {arch!r}; registered: {', '.join(list_models())}")
+    if width and not (width.isdigit() and int(width) > 0):
+        raise SystemExit(f"--controls {text}: the width after ':' must be a positive integer")
+    return {"kind": "control", "group": f"{arch}{width}", "arch": arch, "width": int(width or 0)}
+
+
+def parse_search(text: str) -> tuple[str, int]:
+    import typing
+
+    from nasfer.nas.config import SearchConfig
+
+    strategies = typing.get_args(typing.get_type_hints(SearchConfig)["strategy"])
+    strategy, _, seed = text.partition(":")
+    if strategy not in strategies or not seed.lstrip("-").isdigit():
+        raise SystemExit(f"--searches {text}: write STRATEGY:SEED with STRATEGY one of {', '.join(strategies)}")
+    return strategy, int(seed)
+
+
+class Campaign:
+    """The jobs, their directories and configs, and the steps that make their files."""
+
+    def __init__(self, args: argparse.Namespace):
+        from nasfer.config import DataConfig, TrainConfig
+        from nasfer.nas.config import SearchConfig
+
+        self.args = args
+        self.data = str(Path(args.data).expanduser().resolve())
+        self.work = Path(args.work_dir).expanduser().resolve()
+        (self.search_cfg,) = parse_flags(args.search_flags, "--search-flags", "search", [(SearchConfig, SEARCH_PER_JOB)])
+        self.data_cfg, self.train_cfg = parse_flags(args.train_flags, "--train-flags", "train",
+                                                    [(DataConfig, ("data",)), (TrainConfig, TRAIN_PER_JOB)])
+        self.data_cfg = dataclasses.replace(self.data_cfg, data=self.data)
+        self.split = Path(self.train_cfg.split_file).expanduser().resolve() if self.train_cfg.split_file \
+            else self.work / "splits.json"
+        jobs = [Job("search-winner", s, seed, strategy=s) for s, seed in map(parse_search, args.searches)]
+        for control in map(parse_control, args.controls):
+            jobs += [Job(seed=seed, **control) for seed in args.control_seeds]
+        names = [j.name for j in jobs]
+        if len(set(names)) != len(names):
+            raise SystemExit(f"the same job twice: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
+        kinds = {}
+        for j in jobs:
+            if kinds.setdefault(j.group, j.kind) != j.kind:
+                raise SystemExit(f"group {j.group!r} names both a {kinds[j.group]} and a {j.kind}: rename one")
+        if not jobs:
+            raise SystemExit("nothing to do: give --searches STRATEGY:SEED and/or --controls")
+        self.jobs = jobs
+        self.torch_threads = 0
+
+    def check(self) -> None:
+        """Everything that can be wrong before hours of work: data, flag values, teacher, split, work directory."""
+        from nasfer.config import apply_preset
+        from nasfer.errors import NasferError
+        from nasfer.nas.results import rung_calibration
+        from nasfer.nas.search import check_config
+
+        if not Path(self.data).exists():
+            raise SystemExit(f"--data {self.args.data}: not found")
+        if self.args.test_split.lower() in ("train", "training", "val", "valid", "validation", "unused"):
+            raise SystemExit(f"--test-split {self.args.test_split}: that is not a test split")
+        try:
+            if any(j.kind == "search-winner" for j in self.jobs):
+                check_config(self.search_cfg)
+                rung_calibration(self.search_cfg.calibration, list(self.search_cfg.rungs))
+            apply_preset(self.train_cfg)
+            if self.train_cfg.teacher:
+                from nasfer.distill import resolve_teacher
+
+                resolve_teacher(self.train_cfg.teacher)
+            if self.train_cfg.init_from:
+                from nasfer.finetune import check_init_path
+
+                check_init_path(self.train_cfg.init_from)
+            if self.train_cfg.split_file:
+                from nasfer.data.splits import read_split_file
+
+                read_split_file(self.split)
+        except (NasferError, ValueError) as exc:
+            raise SystemExit(f"error: {exc}") from None
+        saved = report.read_json(self.work / CAMPAIGN_FILE)
+        now = json.loads(json.dumps(self.settings()))
+        if saved and saved.get("settings") != now:
+            old, new = _flat(saved.get("settings") or {}), _flat(now)
+            diffs = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+                              if old.get(k) != new.get(k))
+            raise SystemExit(f"{self.work} holds a campaign with other settings ({diffs}); run it with its own "
+                             f"command ({saved['command']}) or use a new --work-dir (jobs may be added, settings not)")
+
+    # -- configs and directories
+    def job_dir(self, job: Job) -> Path:
+        return self.work / f"train-{job.name}"
+
+    def search_dir(self, job: Job) -> Path | None:
+        return self.work / f"search-{job.strategy}-s{job.seed}" if job.kind == "search-winner" else None
+
+    def search_config(self, job: Job):
+        return dataclasses.replace(self.search_cfg, data=self.data, out=str(self.search_dir(job)),
+                                   strategy=job.strategy, seed=job.seed, split_file=str(self.split))
+
+    def train_config(self, job: Job):
+        genotype = str(self.search_dir(job) / "best_arch.json") if job.kind == "search-winner" else job.genotype
+        return dataclasses.replace(self.train_cfg, out=str(self.job_dir(job)), seed=job.seed, split_file=str(self.split),
+                                   genotype=genotype, **({"arch": job.arch, "width": job.width} if job.arch else {}))
+
+    def settings(self) -> dict[str, Any]:
+        """What every job shares; a work directory holds one campaign (jobs may be added, settings not changed)."""
+        from nasfer.config import to_dict
+
+        def shared(cfg, per_job):
+            return {k: v for k, v in to_dict(cfg).items() if k not in per_job}
+
+        return {"data": self.data, "split_file": str(self.split), "split_seed": self.args.split_seed,
+                "search": shared(self.search_cfg, SEARCH_PER_JOB), "data_config": shared(self.data_cfg, ("data",)),
+                "train": shared(self.train_cfg, TRAIN_PER_JOB + ("split_file",)), "test_split": self.args.test_split,
+                "publictest": self.args.publictest, "quantize": self.args.quantize,
+                "max_accuracy_drop": self.args.max_accuracy_drop}
+
+    def spec(self, job: Job) -> dict[str, Any]:
+        from nasfer.record import command_line
+
+        search_dir = self.search_dir(job)
+        return {"name": job.name, "kind": job.kind, "group": job.group, "seed": job.seed, "strategy": job.strategy,
+                "arch": job.arch, "width": job.width or None, "genotype": self.train_config(job).genotype,
+                "dir": str(self.job_dir(job)), "search_dir": str(search_dir) if search_dir else None,
+                "search_command": command_line("search", self.search_config(job)) if search_dir else None,
+                "train_command": command_line("train", self.data_cfg, self.train_config(job))}
+

@@ -1,0 +1,175 @@
+"""What benchmarks/retrain.py reports: one row per job read from its directory, per-group statistics, the
+best job by validation accuracy, and the markdown tables.
+
+Pure functions of the files a campaign leaves in its job directories (so a re-run, or `--table`, gives the
+same figures): `history.json` (training), `model.json` / `model-int8.json` (model cards: parameters,
+multiply-adds, int8 parity), `eval-<fp32|int8>-<split>.json` (`nasfer evaluate` reports),
+`speed-<fp32|int8>.json` and a search's `summary.json` (read by search_compare.summarize).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from search_compare import _stats, retrained, summarize
+
+FP32_ONNX, INT8_ONNX = "model.onnx", "model-int8.onnx"
+INT8_REFUSED = "int8-refused.json"
+VARIANTS = {"fp32": FP32_ONNX, "int8": INT8_ONNX}
+#: Per-model figures; the first is the one any choice is made on.
+MODEL_METRICS = ("val_accuracy", "test_accuracy", "test_macro_f1", "ms_per_face_b1", "faces_per_s_b64")
+GROUP_METRICS = MODEL_METRICS + ("val_accuracy_training", "params", "multiply_adds", "search_cpu_hours")
+
+
+def eval_file(variant: str, split: str) -> str:
+    """File name of a cached `nasfer evaluate` report: variant fp32/int8, split val or the test split."""
+    return f"eval-{variant}-{split}.json"
+
+
+def speed_file(variant: str) -> str:
+    return f"speed-{variant}.json"
+
+
+def read_json(path: Path) -> Any:
+    """The JSON in `path`; None when the file does not exist (yet) or is cut short (a run killed while writing
+    a file nasfer does not write atomically: the step that makes it is then simply done again)."""
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write atomically (temporary file + rename): a kill never leaves half a file that looks finished."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def write_json(path: Path, value: Any) -> None:
+    write_text(path, json.dumps(value, indent=1) + "\n")
+
+
+def model_figures(job_dir: Path, variant: str, test_split: str) -> dict[str, Any]:
+    """Validation and test accuracy / macro-F1 and speed of one exported model of a job (None where not measured)."""
+    val = read_json(job_dir / eval_file(variant, "val")) or {}
+    test = read_json(job_dir / eval_file(variant, test_split)) or {}
+    speed = read_json(job_dir / speed_file(variant)) or {}
+    return {"val_accuracy": val.get("accuracy"), "val_macro_f1": val.get("macro_f1"), "n_val": val.get("n"),
+            "test_accuracy": test.get("accuracy"), "test_macro_f1": test.get("macro_f1"), "n_test": test.get("n"),
+            "ms_per_face_b1": speed.get("ms_per_face_b1"), "faces_per_s_b64": speed.get("faces_per_s_b64"),
+            "speed": speed or None}
+
+
+def job_row(spec: dict[str, Any], test_split: str) -> dict[str, Any]:
+    """One job's row: `spec` (name, kind, group, seed, commands, directories) plus what its files hold."""
+    job_dir = Path(spec["dir"])
+    row: dict[str, Any] = dict(spec)
+    row["test_split"] = test_split
+    if read_json(job_dir / "history.json") and read_json(job_dir / "config.json"):
+        trained = retrained(job_dir)
+        row["val_accuracy_training"], row["epochs_done"] = trained["best_val_accuracy"], trained["epochs"]
+    card = read_json(job_dir / "model.json")
+    if card:
+        arch = card.get("architecture") or {}
+        row.update(params=arch.get("params"), multiply_adds=arch.get("flops"), architecture=arch.get("name"),
+                   onnx=str(job_dir / FP32_ONNX), onnx_mb=round((job_dir / FP32_ONNX).stat().st_size / 2**20, 3))
+    row.update(model_figures(job_dir, "fp32", test_split))
+    refused = read_json(job_dir / INT8_REFUSED)
+    int8_card = read_json(job_dir / "model-int8.json")
+    if refused:
+        row["int8"] = refused
+    elif int8_card:
+        row["int8"] = {"onnx": str(job_dir / INT8_ONNX), "onnx_mb": round((job_dir / INT8_ONNX).stat().st_size / 2**20, 3),
+                       "parity": (int8_card.get("quantization") or {}).get("parity"),
+                       **model_figures(job_dir, "int8", test_split)}
+    search_dir = spec.get("search_dir")
+    if search_dir and read_json(Path(search_dir) / "summary.json"):
+        s = summarize(Path(search_dir))
+        row["search"] = {k: s[k] for k in ("children", "children_per_rung", "minutes", "cpu_hours",
+                                           "reward_mean_by_quarter", "entropy_first", "entropy_last")}
+        row["search"]["best"] = {k: s["best"][k] for k in ("child", "fidelity", "accuracy", "objective",
+                                                            "ms_per_face_b1", "params")}
+        row["search_cpu_hours"] = s["cpu_hours"]
+    return row
+
+
+def groups(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per group (a strategy's search winners, a control, a given architecture), in order of appearance:
+    kind, jobs, seeds and mean / sd / n of every metric over the jobs that have it (int8 figures apart)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in dict.fromkeys(r["group"] for r in rows):
+        members = [r for r in rows if r["group"] == name]
+        entry = {"kind": members[0]["kind"], "jobs": [r["name"] for r in members], "seeds": [r["seed"] for r in members],
+                 **{m: _stats([r.get(m) for r in members]) for m in GROUP_METRICS}}
+        int8 = [r["int8"] for r in members if r.get("int8") and "refused" not in r["int8"]]
+        refused = [r["name"] for r in members if (r.get("int8") or {}).get("refused")]
+        if int8 or refused:
+            entry["int8"] = {**{m: _stats([q.get(m) for q in int8]) for m in MODEL_METRICS}, "refused": refused}
+        out[name] = entry
+    return out
+
+
+def best_job(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The job with the highest validation accuracy (never chosen on the test split); None before any."""
+    scored = [r for r in rows if r.get("val_accuracy") is not None]
+    if not scored:
+        return None
+    best = max(scored, key=lambda r: r["val_accuracy"])
+    return {"job": best["name"], "group": best["group"], "val_accuracy": best["val_accuracy"],
+            "onnx": best.get("onnx"), "genotype": best.get("genotype"), "arch": best.get("arch"),
+            "width": best.get("width"), "train_command": best.get("train_command")}
+
+
+# ------------------------------------------------------------------------------------------------ markdown
+def _num(value: Any, spec: str, scale: float = 1.0) -> str:
+    return "" if value is None else format(value * scale if scale != 1.0 else value, spec)
+
+
+def _stat(s: dict[str, Any] | None, spec: str, scale: float = 1.0) -> str:
+    if not s or not s.get("n"):
+        return ""
+    text = _num(s["mean"], spec, scale)
+    return text + (f" ± {_num(s['sd'], spec, scale)}" if s.get("sd") is not None else "")
+
+
+def _group_line(name: str, kind: str, g: dict[str, Any], cpu: dict[str, Any] | None, params=None, madds=None) -> str:
+    n = g["val_accuracy"].get("n", 0)
+    return (f"| {name} | {kind} | {n} | {_stat(g['val_accuracy'], '.2f', 100)} | {_stat(g['test_accuracy'], '.2f', 100)} "
+            f"| {_stat(g['test_macro_f1'], '.3f')} | {_stat(params, ',.0f')} | {_stat(madds, '.1f', 1e-6)} "
+            f"| {_stat(g['ms_per_face_b1'], '.3f')} | {_stat(g['faces_per_s_b64'], ',.0f')} | {_stat(cpu, '.2f')} |")
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The README tables of a campaign result: per group (mean ± sd, n), then per job, then the best job."""
+    split = result["settings"]["test_split"]
+    head = (f"| group | kind | n | validation acc. % | {split} acc. % | {split} macro-F1 | params | M mult-adds "
+            f"| ms/face (batch 1, 1 thread) | faces/s (batch 64, {result['settings']['threads']} thread(s)) "
+            f"| search CPU-h |")
+    lines = [head, "|" + "---|" * 11]
+    for name, g in result["groups"].items():
+        lines.append(_group_line(name, g["kind"], g, g["search_cpu_hours"], g["params"], g["multiply_adds"]))
+        if g.get("int8"):
+            refused = f" ({len(g['int8']['refused'])} refused)" if g["int8"]["refused"] else ""
+            lines.append(_group_line(f"{name} int8{refused}", g["kind"], g["int8"], None))
+    lines += ["", f"| job | group | seed | validation acc. % | {split} acc. % | {split} macro-F1 | params "
+                  f"| ms/face | faces/s | int8 val. acc. % | int8 ms/face | search CPU-h |", "|" + "---|" * 12]
+    for r in result["jobs"]:
+        q = r.get("int8") or {}
+        int8_acc = "refused" if q.get("refused") else _num(q.get("val_accuracy"), ".2f", 100)
+        lines.append(f"| {r['name']} | {r['group']} | {r['seed']} | {_num(r.get('val_accuracy'), '.2f', 100)} "
+                     f"| {_num(r.get('test_accuracy'), '.2f', 100)} | {_num(r.get('test_macro_f1'), '.3f')} "
+                     f"| {_num(r.get('params'), ',')} | {_num(r.get('ms_per_face_b1'), '.3f')} "
+                     f"| {_num(r.get('faces_per_s_b64'), ',.0f')} | {int8_acc} | {_num(q.get('ms_per_face_b1'), '.3f')} "
+                     f"| {_num(r.get('search_cpu_hours'), '.2f')} |")
+    best = result.get("best")
+    lines.append("")
+    if best:
+        lines.append(f"Best by validation accuracy: {best['job']} ({100 * best['val_accuracy']:.2f}%). "
+                     f"{split} is scored once per model and never used to choose.")
+    lines.append(f"{'Complete' if result['complete'] else 'INCOMPLETE (' + result['status'] + ')'}; command: "
+                 f"`{result['command']}`")
+    return "\n".join(lines)

@@ -1,0 +1,222 @@
+"""benchmarks/retrain.py: a resumable campaign of searches, retrained winners and controls, on tiny generated data."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import retrain  # noqa: E402
+import retrain_jobs  # noqa: E402
+import retrain_report  # noqa: E402
+
+SEARCH_FLAGS = ("--budget-minutes 1 --max-children 2 --rungs 2s@16 --child-batch 16 --blocks 2 --precision fp32 "
+                "--latency-target-ms 0 --max-latency-ms 0 --no-progress")
+TRAIN_FLAGS = "--epochs 1 --batch-size 32 --precision fp32 --threads 1"
+CALLS = ("run_search", "run_train", "run_export", "run_evaluate", "run_speed")
+
+
+def campaign_argv(data: Path, work: Path, out: Path, *extra: str, train_flags: str = TRAIN_FLAGS) -> list[str]:
+    return ["--data", str(data), "--work-dir", str(work), "--searches", "random:0", "evolution:1",
+            "--search-flags", SEARCH_FLAGS, "--controls", "vgg:4", "--train-flags", train_flags,
+            "--test-split", "test", "--speed-seconds", "0.02", "--out", str(out), *extra]
+
+
+def count_calls(monkeypatch, fail: dict[str, int] | None = None) -> dict[str, int]:
+    """Wrap the nasfer calls of retrain.py with counters; `fail[name] = n` interrupts the n-th call (a kill)."""
+    counts = dict.fromkeys(CALLS, 0)
+    for name in CALLS:
+        original = getattr(retrain, name)
+
+        def wrapped(*args, _name=name, _original=original):
+            counts[_name] += 1
+            if fail and fail.get(_name) == counts[_name]:
+                raise KeyboardInterrupt("killed")
+            return _original(*args)
+
+        monkeypatch.setattr(retrain, name, wrapped)
+    return counts
+
+
+@pytest.mark.slow
+def test_a_campaign_runs_end_to_end_and_a_killed_one_continues_without_redoing_finished_jobs(
+        tmp_path, learnable_folder, monkeypatch, capsys):
+    work, out = tmp_path / "work", tmp_path / "results" / "campaign.json"
+    argv = campaign_argv(learnable_folder, work, out, "--quantize", "--max-accuracy-drop", "100")
+
+    # killed during the second search, after the split and the first search were done
+    counts = count_calls(monkeypatch, fail={"run_search": 2})
+    with pytest.raises(SystemExit, match="interrupted at step 3/.*run the same command to continue"):
+        retrain.main(argv)
+    partial = json.loads(out.read_text())
+    assert partial["complete"] is False and partial["steps_done"] == 2
+    assert partial["status"].startswith("stopped at step 3/") and "search evolution seed 1" in partial["status"]
+    first = {r["name"]: r for r in partial["jobs"]}["random-s0"]
+    assert first["search"]["children"] == 2 and first.get("val_accuracy") is None and not first["complete"]
+    finished_search = work / "search-random-s0" / "summary.json"
+    stamp = finished_search.stat().st_mtime_ns
+
+    counts = count_calls(monkeypatch)
+    assert retrain.main(argv) == 0
+    assert counts == {"run_search": 1, "run_train": 3, "run_export": 6, "run_evaluate": 12, "run_speed": 6}
+    assert finished_search.stat().st_mtime_ns == stamp  # the finished search was not run again
+    result = json.loads(out.read_text())
+    assert result["complete"] is True and result["status"] == "complete"
+    assert result["steps_done"] == result["steps_total"] == 1 + 2 + 3 * 7 + 3 * 2
+    jobs = {r["name"]: r for r in result["jobs"]}
+    assert set(jobs) == {"random-s0", "evolution-s1", "vgg4-s0"}
+    assert {r["kind"] for r in jobs.values()} == {"search-winner", "control"}
+    for row in jobs.values():
+        assert row["complete"] and 0 <= row["val_accuracy"] <= 1 and 0 <= row["test_accuracy"] <= 1
+        assert row["n_val"] == 28 and row["n_test"] == 56  # the shared split's val part; the test/ folder
+        assert row["params"] > 0 and row["multiply_adds"] > 0 and row["ms_per_face_b1"] > 0 and row["faces_per_s_b64"] > 0
+        assert row["int8"]["val_accuracy"] is not None and row["int8"]["parity"]["n"] == 28
+        assert "--split-file " + str(work / "splits.json") in row["train_command"]
+    winner = jobs["evolution-s1"]
+    assert winner["genotype"] == str(work / "search-evolution-s1" / "best_arch.json")
+    assert winner["search"]["cpu_hours"] > 0 and winner["search"]["children"] == 2
+    assert {"--strategy evolution", "--seed 1", "--split-file " + str(work / "splits.json")} <= {
+        " ".join(pair) for pair in zip(winner["search_command"].split(), winner["search_command"].split()[1:])}
+    control = jobs["vgg4-s0"]["train_command"]  # --arch vgg is nasfer train's default: left out, as nasfer does
+    assert "--width 4" in control and "--genotype" not in control and "--seed" not in control
+    groups = result["groups"]
+    assert list(groups) == ["random", "evolution", "vgg4"]
+    for name, job in (("random", "random-s0"), ("evolution", "evolution-s1"), ("vgg4", "vgg4-s0")):
+        assert groups[name]["val_accuracy"] == {"n": 1, "mean": jobs[job]["val_accuracy"], "sd": None,
+                                                "values": [jobs[job]["val_accuracy"]]}
+    assert groups["random"]["search_cpu_hours"]["n"] == 1 and groups["vgg4"]["search_cpu_hours"] == {"n": 0}
+    best = max(jobs.values(), key=lambda r: r["val_accuracy"])
+    assert result["best"]["job"] == best["name"]
+    table = out.with_suffix(".md").read_text()
+    assert "| random | search-winner | 1 |" in table and "| vgg4 int8 | control | 1 |" in table
+
+    # the same command once more: nothing is redone
+    counts = count_calls(monkeypatch)
+    assert retrain.main(argv) == 0
+    assert counts == dict.fromkeys(CALLS, 0)
+    capsys.readouterr()
+    assert retrain.main(["--table", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == table.strip()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--train-flags", "--epochs 1 --preciison fp32"), "--train-flags: unrecognized arguments: --preciison"),
+    (("--train-flags", "--seed 3"), "each job sets itself"),
+    (("--train-flags", "--epoch 3"), "unrecognized arguments: --epoch 3"),  # no abbreviations
+    (("--train-flags", "--epochs three"), "argument --epochs: invalid int value"),
+    (("--train-flags", "--teacher no-such-teacher"), "no-such-teacher: no such model file"),
+    (("--train-flags", "--preset quick"), "unknown preset 'quick'"),
+    (("--train-flags", "--split-file missing.json"), "split file not found"),
+    (("--search-flags", "--rungs fast"), "fidelity 'fast'"),
+    (("--search-flags", "--strategy random"), "--search-flags: unrecognized arguments: --strategy"),
+    (("--searches", "annealing:0"), "STRATEGY one of reinforce, random, evolution"),
+    (("--controls", "vgg:wide"), "width after ':' must be a positive integer"),
+    (("--controls", "resnet99"), "unknown architecture 'resnet99'"),
+    (("--controls", "x=missing.json"), "architecture file not found"),
+    (("--test-split", "val"), "not a test split"),
+])
+def test_bad_flags_fail_before_any_work_with_a_clear_message(tmp_path, monkeypatch, flags, message):
+    monkeypatch.chdir(tmp_path)
+    counts = count_calls(monkeypatch)
+    argv = campaign_argv(tmp_path, tmp_path / "work", tmp_path / "out.json")
+    for flag, value in zip(flags[::2], flags[1::2]):
+        argv[argv.index(flag) + 1] = value
+    with pytest.raises(SystemExit) as exc:
+        retrain.main(argv)
+    assert message in str(exc.value)
+    assert not (tmp_path / "work").exists() and not (tmp_path / "out.json").exists()
+    assert counts == dict.fromkeys(CALLS, 0)
+
+
+def test_a_work_directory_keeps_its_settings_but_takes_new_jobs(tmp_path, monkeypatch):
+    argv = campaign_argv(tmp_path, tmp_path / "work", tmp_path / "out.json")
+    campaign = retrain.Runner(retrain.parse_args(argv))
+    retrain_report.write_json(tmp_path / "work" / "campaign.json", {"command": "first", "settings": campaign.settings()})
+    retrain.Runner(retrain.parse_args(argv + ["--control-seeds", "0", "1"])).check()  # more seeds: fine
+    with pytest.raises(SystemExit, match=r"other settings \(train.epochs: 1 -> 2\); run it with its own command \(first\)"):
+        retrain.main(campaign_argv(tmp_path, tmp_path / "work", tmp_path / "out.json",
+                                   train_flags=TRAIN_FLAGS.replace("--epochs 1", "--epochs 2")))
+
+
+def test_controls_name_architectures_widths_and_files(tmp_path):
+    from nasfer.nas.macro import vgg_spec
+
+    spec = tmp_path / "found" / "best_arch.json"
+    spec.parent.mkdir()
+    spec.write_text(json.dumps(vgg_spec(8)))
+    assert retrain_jobs.parse_control("vgg16") == {"kind": "control", "group": "vgg16", "arch": "vgg", "width": 16}
+    assert retrain_jobs.parse_control("mini-xception")["group"] == "mini-xception"
+    named = retrain_jobs.parse_control(f"searched={spec}")
+    assert named == {"kind": "genotype", "group": "searched", "genotype": str(spec.resolve())}
+    assert retrain_jobs.parse_control(str(spec))["group"] == "found"
+
+
+def _row(name, group, kind, seed, val, test, **extra):
+    row = {"name": name, "group": group, "kind": kind, "seed": seed}
+    if val is None:  # a job still training has no figures yet
+        return row
+    return {**row, "val_accuracy": val, "test_accuracy": test, "test_macro_f1": test - 0.1, "ms_per_face_b1": 0.2,
+            "faces_per_s_b64": 1000.0, "params": 1000, "multiply_adds": 2_000_000, **extra}
+
+
+def test_groups_give_mean_sd_and_n_and_the_best_job_is_chosen_on_validation_only(tmp_path, capsys):
+    rows = [_row("reinforce-s0", "reinforce", "search-winner", 0, 0.60, 0.70, search_cpu_hours=2.0),
+            _row("reinforce-s1", "reinforce", "search-winner", 1, 0.62, 0.50, search_cpu_hours=2.5),
+            _row("vgg16-s0", "vgg16", "control", 0, 0.61, 0.80, int8={"refused": "int8 quantization refused: ..."}),
+            _row("vgg16-s1", "vgg16", "control", 1, None, None)]  # still training
+    groups = retrain_report.groups(rows)
+    acc = groups["reinforce"]["val_accuracy"]
+    assert acc["n"] == 2 and acc["mean"] == pytest.approx(0.61) and acc["sd"] == pytest.approx(0.0141421, rel=1e-4)
+    assert groups["vgg16"]["val_accuracy"]["n"] == 1 and groups["vgg16"]["int8"]["refused"] == ["vgg16-s0"]
+    assert groups["reinforce"]["search_cpu_hours"]["mean"] == pytest.approx(2.25)
+    best = retrain_report.best_job(rows)
+    assert best["job"] == "reinforce-s1"  # highest validation accuracy; vgg16-s0 has the highest test accuracy
+    result = {"benchmark": "retrain", "complete": False, "status": "step 9/40 finished: train vgg16-s0",
+              "command": "python benchmarks/retrain.py ...", "settings": {"test_split": "PublicTest", "threads": 1},
+              "jobs": rows, "groups": groups, "best": best}
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(result))
+    assert retrain.main(["--table", str(path)]) == 0
+    table = capsys.readouterr().out
+    assert "| reinforce | search-winner | 2 | 61.00 ± 1.41 | 60.00 ± 14.14 |" in table
+    assert "| vgg16 int8 (1 refused) | control | 0 |" in table
+    assert "| vgg16-s0 | vgg16 | 0 | 61.00 | 80.00 | 0.700 | 1,000 | 0.200 | 1,000 | refused |" in table
+    assert "Best by validation accuracy: reinforce-s1 (62.00%)" in table and "INCOMPLETE (step 9/40" in table
+    (tmp_path / "other.json").write_text("{}")
+    with pytest.raises(SystemExit, match="not a result of benchmarks/retrain.py"):
+        retrain.main(["--table", str(tmp_path / "other.json")])
+
+
+def test_an_int8_model_refused_by_its_parity_check_is_recorded_and_its_steps_are_done(tmp_path, monkeypatch):
+    from nasfer.errors import ModelError
+
+    runner = retrain.Runner(retrain.parse_args(campaign_argv(tmp_path, tmp_path / "work", tmp_path / "out.json",
+                                                             "--quantize")))
+    job = runner.jobs[-1]
+    d = runner.job_dir(job)
+    d.mkdir(parents=True)
+
+    def refuse(cfg):
+        assert cfg.quantize == "int8" and cfg.split_file == str(runner.split) and cfg.max_accuracy_drop == 0.3
+        raise ModelError("int8 quantization refused: validation accuracy 50.00% vs 60.00% for fp32")
+
+    monkeypatch.setattr(retrain, "run_export", refuse)
+    runner.quantize(job, d)
+    steps = [s for s in runner.steps() if s.job == job.name]
+    int8_steps = [s for s in steps if "int8" in s.label]
+    assert len(int8_steps) == 4 and all(s.done() for s in int8_steps)  # quantize, 2 evaluations, speed
+    assert not any(s.done() for s in steps if "int8" not in s.label)
+    row = retrain_report.job_row(runner.spec(job), "test")
+    assert row["int8"]["refused"].startswith("int8 quantization refused")
+
+    def other_error(cfg):
+        raise ModelError("model file broken")
+
+    monkeypatch.setattr(retrain, "run_export", other_error)
+    (d / retrain_report.INT8_REFUSED).unlink()
+    with pytest.raises(ModelError, match="broken"):
+        runner.quantize(job, d)
