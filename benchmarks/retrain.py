@@ -4,9 +4,10 @@ retrained with one recipe on one split, exported (fp32, optionally int8), scored
 Steps, in order, each skipped when its output is complete, so killing the script and running the same command
 again continues where it stopped (a search resumes from its last finished child, a training from `last.pt`):
 
-1. the shared split: `--split-file` in --train-flags, else drawn once (seed `--split-seed`, the train flags'
-   `--val-fraction`) into <work-dir>/splits.json; every search scores its children on its validation part and
-   every model is selected and compared on the same validation images;
+1. the shared split: `--split-file` in --train-flags, else drawn once as `nasfer train` draws it (seed
+   `--split-seed`, the train flags' `--val-fraction`) into <work-dir>/splits.json; every search scores its
+   children on its validation part and every model is selected and compared on the same validation images
+   (the defaults, seed 0 and 0.1, give the shipped models' split: `--teacher default` never trained on them);
 2. `nasfer search` per `--searches STRATEGY:SEED` (same --search-flags: budget, rungs, scheduler), in
    <work-dir>/search-<strategy>-s<seed>;
 3. per job, in <work-dir>/train-<group>-s<seed>: `nasfer train` (the same --train-flags for every job; a
@@ -15,20 +16,24 @@ again continues where it stopped (a search resumes from its last finished child,
    with --quantize `nasfer export --quantize int8` (model-int8.onnx; a refusal by its validation-parity check
    is recorded), `nasfer evaluate` of each model on the validation images and once on --test-split;
 4. speed of every model (nasfer's ONNX Runtime engine: ms per face at batch 1 on one thread, faces/s at
-   batch 64 on --threads; benchmarks/model_table.speed), all in one block at the end.
+   batch 64 on --threads; benchmarks/model_table.speed), all in one block at the end (the load average is kept
+   with each figure; `--remeasure-speed` times them all again on a quiet machine).
 
-The result JSON (--out) is rewritten after every step, with `complete: false` and a status line until the end:
-per job the commands, validation accuracy (exported graph, no TTA: the figure any choice is made on),
-test-split accuracy and macro-F1 (scored once per model, never used to choose), parameters, multiply-adds,
-speed, int8 figures, search CPU-hours (elapsed x threads); per group mean, sd and n; the best job by validation
-accuracy. `--table RESULT.json` prints its markdown. Issue 11 (strategies, Sciuto et al. 2020; Yang et al. 2020):
+The result JSON (--out, the markdown beside it as .md) is rewritten after every step, with `complete: false`
+and a status line until the end: per job the commands, validation accuracy (exported graph, no TTA: the figure
+any choice is made on), test-split accuracy and macro-F1 (scored once per model, never used to choose),
+parameters, multiply-adds, speed, int8 figures, search CPU-hours (elapsed x threads); per group mean, sd and n;
+the best job by validation accuracy. `--table RESULT.json` prints the markdown. A work directory keeps its
+data, split, search and train flags (campaign.json); jobs may be added. Issue 11 (search strategies compared
+after retraining, several seeds, same budget and scheduler: Sciuto et al. 2020; Yang et al. 2020):
 
     python benchmarks/retrain.py --data ../shared/datasets/fer2013.zip --work-dir ~/nasfer-runs/issue11 \
         --searches reinforce:0 reinforce:1 random:0 random:1 evolution:0 evolution:1 \
         --search-flags "--budget-minutes 120 --threads 1" --controls vgg:16 mini-xception --control-seeds 0 1 \
         --train-flags "--epochs 30 --threads 2" --out benchmarks/results/search_strategies.json
 
-Issue 12 (distillation from the shipped model, int8; SEARCHED = issue 11's `best` job's best_arch.json):
+Issue 12 (distillation from the shipped model, and int8; SEARCHED: the best_arch.json of issue 11's `best` job,
+e.g. ~/nasfer-runs/issue11/search-reinforce-s1/best_arch.json):
 
     python benchmarks/retrain.py --data ../shared/datasets/fer2013.zip --work-dir ~/nasfer-runs/issue12 \
         --controls vgg:16 mini-xception searched=SEARCHED --control-seeds 0 1 --quantize \
@@ -62,42 +67,51 @@ def log(message: str) -> None:
 class Runner(Campaign):
     """The campaign's steps: in order, each knowing whether its output is complete and how to make it."""
 
+    def __init__(self, args: argparse.Namespace):
+        super().__init__(args)
+        self.started_at = time.time()  # --remeasure-speed: speeds measured before this run are timed again
+
     def steps(self) -> list["Step"]:
+        """Split, searches, then per job train / export / int8 / evaluations, then every speed measurement."""
         steps = [Step("shared split", None, self.split.is_file, self.draw_split)]
+        steps += [self.search_step(job) for job in self.jobs if job.kind == "search-winner"]
         for job in self.jobs:
-            if job.kind == "search-winner":
-                out = self.search_dir(job)
-                steps.append(Step(f"search {job.strategy} seed {job.seed}", job.name,
-                                  lambda out=out: bool(report.read_json(out / "summary.json"))
-                                  and (out / "best_arch.json").is_file(),
-                                  lambda job=job: run_search(self.search_config(job))))
-        for job in self.jobs:
-            d = self.job_dir(job)
-            steps.append(Step(f"train {job.name}", job.name, lambda d=d: train_done(d),
-                              lambda job=job: self.train(job)))
-            steps.append(Step(f"export {job.name}", job.name, lambda d=d: bool(report.read_json(d / "model.json")),
-                              lambda job=job, d=d: run_export(self.export_config(job, d))))
-            variants = ["fp32"]
-            if self.args.quantize:
-                steps.append(Step(f"int8 {job.name}", job.name, lambda d=d: bool(report.read_json(d / "model-int8.json")
-                                                                or report.read_json(d / report.INT8_REFUSED)), lambda job=job, d=d: self.quantize(job, d)))
-                variants.append("int8")
-            splits = ["val"] + ([self.args.test_split] if self.args.publictest else [])
-            for variant in variants:
-                for split in splits:
-                    path = d / report.eval_file(variant, split)
-                    refused = d / report.INT8_REFUSED if variant == "int8" else None  # nothing to evaluate
-                    steps.append(Step(f"evaluate {job.name} {variant} on {split}", job.name,
-                                      lambda path=path, refused=refused: path.is_file() or bool(
-                                          refused and refused.is_file()),
-                                      lambda d=d, variant=variant, split=split, path=path:
-                                      self.evaluate(d, variant, split, path)))
-        for job in self.jobs:
-            d = self.job_dir(job)
-            for variant in ["fp32"] + (["int8"] if self.args.quantize else []):
-                steps.append(Step(f"speed {job.name} {variant}", job.name,
-                                  lambda d=d, v=variant: self.speed_done(d, v), lambda d=d, v=variant: self.speed(d, v)))
-        return steps
+            steps += self.model_steps(job)
+        return steps + [self.speed_step(job, variant) for job in self.jobs for variant in self.variants()]
+
+    def variants(self) -> list[str]:
+        return ["fp32"] + (["int8"] if self.args.quantize else [])
+
+    def search_step(self, job: Job) -> "Step":
+        out = self.search_dir(job)
+        return Step(f"search {job.strategy} seed {job.seed}", job.name,
+                    lambda: bool(report.read_json(out / "summary.json")) and (out / "best_arch.json").is_file(),
+                    lambda: run_search(self.search_config(job)))
+
+    def model_steps(self, job: Job) -> list["Step"]:
+        d = self.job_dir(job)
+        steps = [Step(f"train {job.name}", job.name, lambda: train_done(d), lambda: self.train(job)),
+                 Step(f"export {job.name}", job.name, lambda: bool(report.read_json(d / "model.json")),
+                      lambda: run_export(self.export_config(job, d)))]
+        if self.args.quantize:
+            steps.append(Step(f"int8 {job.name}", job.name, lambda: bool(
+                report.read_json(d / "model-int8.json") or report.read_json(d / report.INT8_REFUSED)),
+                lambda: self.quantize(job, d)))
+        splits = ["val"] + ([self.args.test_split] if self.args.publictest else [])
+        return steps + [self.evaluate_step(job, variant, split) for variant in self.variants() for split in splits]
+
+    def evaluate_step(self, job: Job, variant: str, split: str) -> "Step":
+        d = self.job_dir(job)
+        path = d / report.eval_file(variant, split)
+        refused = variant == "int8" and (d / report.INT8_REFUSED)  # a refused int8 model: nothing to evaluate
+        return Step(f"evaluate {job.name} {variant} on {split}", job.name,
+                    lambda: path.is_file() or bool(refused and refused.is_file()),
+                    lambda: self.evaluate(d, variant, split, path))
+
+    def speed_step(self, job: Job, variant: str) -> "Step":
+        d = self.job_dir(job)
+        return Step(f"speed {job.name} {variant}", job.name, lambda: self.speed_done(d, variant),
+                    lambda: self.speed(d, variant))
 
     def train(self, job: Job) -> None:
         import torch
@@ -109,10 +123,14 @@ class Runner(Campaign):
     def draw_split(self) -> None:
         """The shared split, drawn as `nasfer train` draws it (nasfer.training.data.plan_split), written atomically."""
         from nasfer.data.splits import sample_keys, write_split_file
+        from nasfer.errors import DataError
         from nasfer.training.data import load_dataset, plan_split
 
         cfg = dataclasses.replace(self.train_cfg, seed=self.args.split_seed)
         dataset = load_dataset(cfg, self.data_cfg)
+        names = dataset.split_names()
+        if self.args.publictest and self.args.test_split.lower() not in {n.lower() for n in names}:
+            raise DataError(f"--test-split {self.args.test_split}: {self.data} has no such split ({', '.join(names)})")
         keys = sample_keys(dataset.sources, self.data)
         tmp = self.split.with_name(self.split.name + ".tmp")
         write_split_file(tmp, keys, plan_split(dataset, cfg, keys), data=self.data, seed=cfg.seed,
@@ -150,15 +168,15 @@ class Runner(Campaign):
         if variant == "int8" and (d / report.INT8_REFUSED).is_file():
             return True
         done = report.read_json(d / report.speed_file(variant))
-        return bool(done) and not self.args.remeasure_speed and (done["threads"], done["seconds"]) == \
-            (self.args.threads, self.args.speed_seconds)
+        return bool(done) and (done["threads"], done["seconds"]) == (self.args.threads, self.args.speed_seconds) \
+            and not (self.args.remeasure_speed and done["measured_at"] < self.started_at)
 
     def speed(self, d: Path, variant: str) -> None:
         t = run_speed(d / report.VARIANTS[variant], self.args.threads, self.args.speed_seconds)
         report.write_json(d / report.speed_file(variant), {
             "ms_per_face_b1": round(1e3 * t["s1"], 4), "faces_per_s_b64": round(64 / t["s64"], 1),
             "threads": self.args.threads, "seconds": self.args.speed_seconds, "load_average": os.getloadavg(),
-            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "measured_at": time.time(),
             "method": "nasfer.runtime.engine.Classifier: batch 1 on 1 thread, batch 64 on `threads`; median "
                       "seconds per call over `seconds` after 2 warm-up calls (benchmarks/model_table.speed)"})
 
@@ -230,8 +248,8 @@ def result(campaign: Runner, steps: list[Step], command: str, started: str, stat
     return {"benchmark": "retrain", "complete": complete, "status": status, "command": command,
             "date_started": started, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "machine": machine(), "work_dir": str(campaign.work),
-            "settings": {**campaign.settings(), "threads": campaign.args.threads,
-                         "speed_seconds": campaign.args.speed_seconds},
+            "settings": {**campaign.settings(), **{k: getattr(campaign.args, k) for k in (
+                "test_split", "publictest", "quantize", "threads", "speed_seconds")}},
             "protocol": "validation accuracy: the exported fp32 (or int8) graph without TTA on the shared split's "
                         "validation images, the only figure anything is chosen on; val_accuracy_training: the best "
                         "epoch's (nasfer train's validation, with its TTA setting); test split: scored once per "
@@ -247,13 +265,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--searches", nargs="*", default=[], metavar="STRATEGY:SEED", help="searches whose winners "
                    "are retrained (with the search's seed), e.g. reinforce:0 random:0 evolution:0")
     p.add_argument("--search-flags", default="", help="extra `nasfer search` flags shared by every search, "
-                   "e.g. \"--budget-minutes 120 --threads 1\"")
+                   "e.g. \"--budget-minutes 120 --threads 1\" (a single flag: --search-flags=--no-progress)")
     p.add_argument("--controls", nargs="*", default=[], metavar="ARCH[:WIDTH]|NAME=FILE.json",
                    help="control architectures retrained the same way: vgg:16 (alias vgg16), mini-xception, or an "
                         "architecture file (nasfer search's best_arch.json) as NAME=FILE.json")
     p.add_argument("--control-seeds", nargs="+", type=int, default=[0], help="training seeds of each control")
     p.add_argument("--train-flags", default="", help="extra `nasfer train` flags shared by every training, e.g. "
-                   "\"--epochs 30 --threads 2 --teacher default\" (--split-file here is the shared split)")
+                   "\"--epochs 30 --threads 2 --teacher default\" (--split-file here is the shared split; a single flag: "
+                   "--train-flags=--no-tta)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the shared split when --train-flags has no "
                    "--split-file (0: the split of `nasfer train`'s default seed, the shipped models' split)")
     p.add_argument("--quantize", action="store_true", help="also export each model as static int8 and report both")

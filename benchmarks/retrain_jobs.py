@@ -111,7 +111,7 @@ def parse_search(text: str) -> tuple[str, int]:
 
 
 class Campaign:
-    """The jobs, their directories and configs, and the steps that make their files."""
+    """The jobs of a campaign, their directories and nasfer configs, and the settings they all share."""
 
     def __init__(self, args: argparse.Namespace):
         from nasfer.config import DataConfig, TrainConfig
@@ -197,16 +197,17 @@ class Campaign:
                                    genotype=genotype, **({"arch": job.arch, "width": job.width} if job.arch else {}))
 
     def settings(self) -> dict[str, Any]:
-        """What every job shares; a work directory holds one campaign (jobs may be added, settings not changed)."""
+        """What makes the jobs comparable: data, split, search and training flags, int8 acceptance. A work directory
+        keeps them; jobs, --quantize, --test-split and the speed flags may change between runs (they add steps)."""
         from nasfer.config import to_dict
 
         def shared(cfg, per_job):
             return {k: v for k, v in to_dict(cfg).items() if k not in per_job}
 
         return {"data": self.data, "split_file": str(self.split), "split_seed": self.args.split_seed,
-                "search": shared(self.search_cfg, SEARCH_PER_JOB), "data_config": shared(self.data_cfg, ("data",)),
-                "train": shared(self.train_cfg, TRAIN_PER_JOB + ("split_file",)), "test_split": self.args.test_split,
-                "publictest": self.args.publictest, "quantize": self.args.quantize,
+                "search": shared(self.search_cfg, SEARCH_PER_JOB + ("progress",)),
+                "data_config": shared(self.data_cfg, ("data",)),
+                "train": shared(self.train_cfg, TRAIN_PER_JOB + ("split_file",)),
                 "max_accuracy_drop": self.args.max_accuracy_drop}
 
     def spec(self, job: Job) -> dict[str, Any]:

@@ -102,6 +102,22 @@ def test_a_campaign_runs_end_to_end_and_a_killed_one_continues_without_redoing_f
     assert retrain.main(["--table", str(out)]) == 0
     assert capsys.readouterr().out.strip() == table.strip()
 
+    # on a quiet machine: only the speeds are measured again
+    counts = count_calls(monkeypatch)
+    assert retrain.main(argv + ["--remeasure-speed"]) == 0
+    assert counts == {**dict.fromkeys(CALLS, 0), "run_speed": 6}
+    again = json.loads(out.read_text())
+    assert again["complete"] and again["steps_done"] == again["steps_total"]
+    assert again["jobs"][0]["speed"]["measured_at"] > result["jobs"][0]["speed"]["measured_at"]
+
+
+def test_a_test_split_the_data_lacks_fails_at_the_first_step(tmp_path, learnable_folder):
+    argv = campaign_argv(learnable_folder, tmp_path / "work", tmp_path / "out.json")
+    argv[argv.index("--test-split") + 1] = "PublicTest"
+    with pytest.raises(SystemExit, match=r"error at step 1/.*--test-split PublicTest: .* has no such split \(test, train\)"):
+        retrain.main(argv)
+    assert json.loads((tmp_path / "out.json").read_text())["status"].startswith("stopped at step 1/")
+
 
 @pytest.mark.parametrize("flags, message", [
     (("--train-flags", "--epochs 1 --preciison fp32"), "--train-flags: unrecognized arguments: --preciison"),
