@@ -177,6 +177,7 @@ class Runner(Campaign):
             "ms_per_face_b1": round(1e3 * t["s1"], 4), "faces_per_s_b64": round(64 / t["s64"], 1),
             "threads": self.args.threads, "seconds": self.args.speed_seconds, "load_average": os.getloadavg(),
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "measured_at": time.time(),
+            "cpu_per_wall": {k: round(v, 3) for k, v in t.items() if k.startswith("cpu_per_wall")},
             "method": "nasfer.runtime.engine.Classifier: batch 1 on 1 thread, batch 64 on `threads`; median "
                       "seconds per call over `seconds` after 2 warm-up calls (benchmarks/model_table.speed)"})
 

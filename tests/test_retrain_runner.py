@@ -74,6 +74,7 @@ def test_a_campaign_runs_end_to_end_and_a_killed_one_continues_without_redoing_f
         assert row["complete"] and 0 <= row["val_accuracy"] <= 1 and 0 <= row["test_accuracy"] <= 1
         assert row["n_val"] == 28 and row["n_test"] == 56  # the shared split's val part; the test/ folder
         assert row["params"] > 0 and row["multiply_adds"] > 0 and row["ms_per_face_b1"] > 0 and row["faces_per_s_b64"] > 0
+        assert row["speed"]["threads"] == 1 and set(row["speed"]["cpu_per_wall"]) == {"cpu_per_wall_1", "cpu_per_wall_64"}
         assert row["int8"]["val_accuracy"] is not None and row["int8"]["parity"]["n"] == 28
         assert "--split-file " + str(work / "splits.json") in row["train_command"]
     winner = jobs["evolution-s1"]
