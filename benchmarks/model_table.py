@@ -45,7 +45,7 @@ def search_cost(run: Path) -> dict[str, Any]:
     summary = json.loads((run / "summary.json").read_text())
     threads = summary["config"].get("threads") or 1
     minutes = summary["elapsed_s"] / 60
-    return {"run": str(run), "strategy": summary["strategy"], "children": summary["steps"],
+    return {"run": str(run), "strategy": summary["strategy"], "children": summary["children"],
             "minutes": round(minutes, 1), "threads": threads, "cpu_hours": round(minutes * threads / 60, 2),
             "reward_mean_first_quarter": summary["reward_mean_first_quarter"],
             "reward_mean_last_quarter": summary["reward_mean_last_quarter"]}

@@ -255,6 +255,14 @@ def test_the_search_and_its_proxy_calibration_follow_the_architecture_into_the_c
                  "--val-fraction", "0.2", "--precision", "fp32", "--no-progress", "--calibration", str(calibration)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["proxy_calibration"]["rungs"]["2s@16"]["kendall_tau"] == 0.41
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import model_table  # before: it read a "steps" key that summary.json does not have
+
+    cost = model_table.search_cost(out)
+    assert cost["children"] == summary["children"] == 2 and cost["strategy"] == "reinforce"
     assert any("below 0.6" in note for note in summary["notes"])
     record = json.loads((out / "best_arch.json").read_text())["search"]
     assert (record["space"], record["strategy"], record["seed"], record["reward_fidelity"]) == ("macro", "reinforce", 3,

@@ -221,10 +221,9 @@ def merge_metrics(card: dict[str, Any], metrics: dict[str, Any], split: str | No
 
 def write_card(path: str | os.PathLike, card: dict[str, Any]) -> None:
     """Write the card atomically (readers never see half a card)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    from .atomic import write_text_atomic
+
+    write_text_atomic(path, json.dumps(card, indent=2, ensure_ascii=False) + "\n")
 
 
 __all__ = ["LIMITATIONS", "VIEWS", "build_card", "epochs_info", "evaluation_commands", "load_metrics",

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .atomic import write_text_atomic
 from .checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from .config import DataConfig, TrainConfig, apply_preset, resolve_auto, to_dict
 from .data import FaceDataset
@@ -254,7 +255,7 @@ class Trainer:
         return report
 
     def write_history(self) -> None:
-        (self.out / "history.json").write_text(json.dumps(self.history, indent=2))
+        write_text_atomic(self.out / "history.json", json.dumps(self.history, indent=2))  # read by other processes
         from .plots import plot_training_curves
 
         plot_training_curves(self.history, self.out / "curves.png")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..atomic import write_text_atomic
 from ..config import to_dict
 
 
@@ -170,5 +171,5 @@ def finish(run) -> SearchResult:
             plot_genotype(genotype, run.out, prefix="best_")
         except ImportError:
             summary["notes"].append("matplotlib not installed: no cell diagrams drawn")
-    (run.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_text_atomic(run.out / "summary.json", json.dumps(summary, indent=1) + "\n")
     return SearchResult(out=run.out, best=best, summary=summary)
