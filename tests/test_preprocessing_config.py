@@ -33,7 +33,8 @@ def test_every_config_field_is_a_flag_and_round_trips():
         "resnet18", False, (3, 7), "sgd", "g.json")
     assert from_args(DataConfig, args).data == "x.zip"
     flags = {a.dest for a in parser._actions}
-    assert {f.name for f in fields(TrainConfig)} <= flags
+    assert {f.name for f in fields(TrainConfig) if f.metadata.get("cli") is not False} <= flags
+    assert train.explicit == ("arch", "flip", "genotype", "optimizer", "step_milestones")  # what the user gave
     with pytest.raises(SystemExit):
         parser.parse_args(["--optimizer", "adam"])  # Literal -> choices
 

@@ -174,6 +174,26 @@ def test_long_preset_turns_on_erasing_and_ema():
     assert long.epochs >= 120 and long.random_erasing > 0 and 0 < long.ema_decay < 1
 
 
+def test_a_flag_given_with_its_default_value_still_wins_over_the_preset(tmp_path):
+    """Before: `--preset long --ema-decay 0 --random-erasing 0` trained with EMA 0.999 and erasing 0.5."""
+    import argparse
+
+    from nasfer.card import train_command
+    from nasfer.config import add_arguments, from_args, to_dict
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, TrainConfig)
+    cfg = from_args(TrainConfig, parser.parse_args(["--preset", "long", "--ema-decay", "0", "--random-erasing", "0",
+                                                    "--width", "32"]))
+    resolved = apply_preset(cfg)
+    assert (resolved.ema_decay, resolved.random_erasing, resolved.epochs, resolved.width) == (0.0, 0.0, 150, 32)
+    # the card's command reproduces it: the explicit defaults are written out
+    command = train_command({"train": to_dict(resolved), "data": {"data": "fer2013.zip"}})
+    assert "--ema-decay 0.0" in command and "--random-erasing 0.0" in command and "--preset long" in command
+    again = from_args(TrainConfig, parser.parse_args(command.split()[2:][command.split()[2:].index("--preset"):]))
+    assert (apply_preset(again).ema_decay, apply_preset(again).random_erasing) == (0.0, 0.0)
+
+
 def test_automatic_epochs_batch_and_lr_follow_the_data_when_fine_tuning():
     from nasfer.config import resolve_auto
 

@@ -18,11 +18,14 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 
-def option(default: Any, help: str, *, flag: str | None = None, **kwargs: Any) -> Any:
-    """A dataclass field carrying its CLI help text (and optionally a different flag name)."""
-    meta = {"help": help}
+def option(default: Any, help: str, *, flag: str | None = None, cli: bool = True, **kwargs: Any) -> Any:
+    """A dataclass field carrying its CLI help text (and optionally a different flag name); `cli=False`: no flag
+    (a field the command fills itself)."""
+    meta: dict[str, Any] = {"help": help}
     if flag:
         meta["flag"] = flag
+    if not cli:
+        meta["cli"] = False
     if isinstance(default, (list, dict, set)):
         return field(default_factory=lambda: type(default)(default), metadata=meta, **kwargs)
     return field(default=default, metadata=meta, **kwargs)
@@ -41,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude: tuple[
     """Add one flag per field of dataclass `cls` to `parser`."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        if f.name in exclude or not f.init:
+        if f.name in exclude or not f.init or f.metadata.get("cli") is False:
             continue
         tp, _ = _unwrap_optional(hints[f.name])
         flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
@@ -50,8 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude: tuple[
         if default not in (None, "", (), [], {}) and tp is not bool and "(default:" not in kwargs["help"]:
             shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
             kwargs["help"] += f" (default: {shown})"
+        kwargs["action"] = _marking(argparse.BooleanOptionalAction if tp is bool else argparse._StoreAction)
         if tp is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
+            pass
         elif typing.get_origin(tp) is Literal:
             choices = typing.get_args(tp)
             kwargs["choices"] = choices
@@ -69,10 +73,35 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude: tuple[
         parser.add_argument(flag, **kwargs)
 
 
+#: Namespace attribute holding the dests of the flags given on the command line (see `_marking`).
+GIVEN = "_given_flags"
+
+
+def _marking(action: type) -> type:
+    """`action` that also records its dest in the namespace's GIVEN set: a flag given with its default value
+    is still given (a preset must not replace it)."""
+
+    class Marking(action):  # type: ignore[misc, valid-type]
+        def __call__(self, parser, namespace, values, option_string=None):
+            super().__call__(parser, namespace, values, option_string)
+            given = getattr(namespace, GIVEN, None)
+            if given is None:
+                given = set()
+                setattr(namespace, GIVEN, given)
+            given.add(self.dest)
+
+    return Marking
+
+
 def from_args(cls: type, args: argparse.Namespace, **overrides: Any) -> Any:
-    """Build `cls` from the parsed namespace (fields absent from it keep their defaults)."""
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.init and hasattr(args, f.name)}
+    """Build `cls` from the parsed namespace (fields absent from it keep their defaults). A field named
+    `explicit` (as TrainConfig has) receives the names of the fields given as flags or as `overrides`."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+              if f.init and hasattr(args, f.name) and f.metadata.get("cli") is not False}
     values.update(overrides)
+    if "explicit" in {f.name for f in dataclasses.fields(cls)}:
+        given = set(getattr(args, GIVEN, set())) | set(overrides)
+        values["explicit"] = tuple(sorted(n for n in given if n in values and n != "explicit"))
     hints = typing.get_type_hints(cls)
     for name, value in list(values.items()):
         tp, _ = _unwrap_optional(hints[name])
@@ -90,13 +119,14 @@ def to_flags(values: typing.Mapping[str, Any], cls: type) -> list[str]:
     """
     defaults = cls()
     parts: list[str] = []
+    explicit = set(values.get("explicit") or ())
     for f in dataclasses.fields(cls):
-        if not f.init or f.name not in values:
+        if not f.init or f.name not in values or f.metadata.get("cli") is False:
             continue
         value, default = values[f.name], getattr(defaults, f.name)
         value = list(value) if isinstance(value, tuple) else value
         default = list(default) if isinstance(default, tuple) else default
-        if value == default or value is None:
+        if value is None or (value == default and f.name not in explicit):
             continue
         flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
         if isinstance(value, bool):
@@ -140,7 +170,9 @@ class TrainConfig:
     arch: str = option("vgg", "registered model name (see `nasfer models list`)")
     genotype: Optional[str] = option(None, "genotype JSON file: train a NASNet built from it instead of --arch")
     out: str = option("runs/train", "run directory (checkpoints, history, plots); an existing one is resumed")
-    preset: Optional[str] = option(None, "named recipe for the fields below left at their defaults (fast, paper, long)")
+    preset: Optional[str] = option(None, "named recipe for the fields below not given as flags (fast, paper, long)")
+    explicit: tuple[str, ...] = option((), "fields given as flags (filled by the CLI; a preset leaves them alone)",
+                                       cli=False, compare=False)
     epochs: int = option(0, "training epochs (0: auto: 30; with --init-from, scaled to the dataset size: about "
                             "600 optimizer steps, 10 to 60 epochs)")
     batch_size: int = option(0, "global batch size, all processes together (0: auto: 128; with --init-from, "
@@ -250,11 +282,13 @@ def resolve_auto(cfg: TrainConfig, n_train: int) -> TrainConfig:
 
 
 def apply_preset(cfg: TrainConfig) -> TrainConfig:
-    """`cfg` with its preset's values in every field still at its default: explicit flags win."""
+    """`cfg` with its preset's values in every field not named in `cfg.explicit` (the flags given, also when
+    given with their default value) and still at its default: explicit flags win."""
     if not cfg.preset:
         return cfg
     if cfg.preset not in PRESETS:
         raise ValueError(f"unknown preset {cfg.preset!r}; choose one of {', '.join(PRESETS)}")
     defaults = TrainConfig()
-    changes = {k: v for k, v in PRESETS[cfg.preset].items() if getattr(cfg, k) == getattr(defaults, k)}
+    changes = {k: v for k, v in PRESETS[cfg.preset].items()
+               if k not in cfg.explicit and getattr(cfg, k) == getattr(defaults, k)}
     return dataclasses.replace(cfg, **changes)
