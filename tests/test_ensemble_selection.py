@@ -109,8 +109,9 @@ def test_nasfer_ensemble_selects_on_validation_and_records_it(learnable_folder, 
     assert "kept only" in capsys.readouterr().out and not (tmp_path / "alone.pt").exists()
     monkeypatch.setattr(nasfer.selection, "greedy_selection", real)
     info = training_info(ckpt)
-    assert info["selection"]["split_file"] == "splits.json"
+    assert info["selection"]["validation_split"] == "a/splits.json"
     assert "--select greedy" in info["commands"][-1] and "a/best.pt b/best.pt c/best.pt" in info["commands"][-1]
+    assert "--split-file a/splits.json" in info["commands"][-1] and info["commands"][-1].endswith("--out ens.pt")
 
     # a member trained on its own split saw validation images of the first one's: refused
     fit(TrainConfig(epochs=1, out=str(tmp_path / "d"), seed=9, **base), data, progress=False)
@@ -119,6 +120,17 @@ def test_nasfer_ensemble_selects_on_validation_and_records_it(learnable_folder, 
     assert "trained on" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
     assert main(["ensemble", "--checkpoints", *ckpts[:2], "--select", "greedy", "--out", str(tmp_path / "y.pt")]) != 0
     assert "give --data" in capsys.readouterr().err
+    # a checkpoint moved away from its run directory cannot be checked: refused (before: scored and used)
+    import shutil
+
+    (tmp_path / "loose").mkdir()
+    shutil.copy(tmp_path / "d" / "best.pt", tmp_path / "loose" / "d.pt")
+    assert main(["ensemble", "--checkpoints", ckpts[0], str(tmp_path / "loose" / "d.pt"), "--select", "greedy",
+                 "--data", str(learnable_folder), "--out", str(tmp_path / "z.pt")]) != 0
+    assert "no splits.json beside it" in capsys.readouterr().err
+    assert main(["ensemble", "--checkpoints", *ckpts[:2], "--data", str(learnable_folder), "--out",
+                 str(tmp_path / "m.pt")]) != 0
+    assert "for --select greedy" in capsys.readouterr().err
     assert json.loads(json.dumps(selection)) == selection  # the card can hold it
 
 

@@ -157,3 +157,24 @@ def test_progress_off_a_terminal_is_a_few_lines_not_bar_frames(tiny_onnx, tmp_pa
     assert code == 0 and len(out.splitlines()) == 30
     progress = [line for line in err.splitlines() if line.startswith("predict: ")]
     assert "\r" not in err and 3 <= len(progress) <= 11 and progress[-1].startswith("predict: 30/30 img")
+
+
+def test_output_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path):
+    """Before: `nasfer predict DIR --json | head -1` ended in a BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    face = Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 48), dtype=np.uint8))
+    for i in range(300):  # ~150 KB of JSON lines: more than a pipe holds
+        face.save(folder / f"{i:03d}.png")
+    proc = subprocess.Popen([sys.executable, "-m", "nasfer", "predict", str(folder), "--json", "--detector", "none"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # what `head -1` does
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and first.startswith(b"{")
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err

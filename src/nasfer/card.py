@@ -94,8 +94,8 @@ def ensemble_command(config: dict[str, Any], members: list[dict[str, Any]]) -> s
     candidates = [c.get("checkpoint", "?") for c in selection.get("candidates", [])]
     data = next(((m.get("data") or {}).get("data") for m in members if (m.get("data") or {}).get("data")), "DATA")
     return (f"nasfer ensemble --checkpoints {' '.join(candidates)} --select greedy --data {Path(str(data)).name} "
-            f"--split-file {selection.get('split_file')} --rounds {selection.get('rounds')}"
-            + ("" if selection.get("tta") else " --no-tta") + " --out ensemble.pt")
+            f"--split-file {selection.get('validation_split')} --rounds {selection.get('rounds')}"
+            + ("" if selection.get("tta") else " --no-tta") + f" --out {selection.get('out') or 'ensemble.pt'}")
 
 
 def training_info(ckpt: dict[str, Any], run_dir: Path | None = None) -> dict[str, Any]:

@@ -67,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nasfer: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `nasfer predict ... | head`: the reader has all it wanted
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 141  # 128 + SIGPIPE, what a shell reports for a killed writer
     except (NasferError, FileNotFoundError, ValueError) as exc:
         print(f"nasfer {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -8,7 +8,8 @@ Examples:
 `--select greedy` scores every member on the validation images of a split file (default: the first
 checkpoint's run's splits.json), with flip TTA as training validates, and keeps the members and weights
 that greedy ensemble selection (`nasfer.selection`, Caruana et al. 2004) picks; members it does not pick are
-left out of the graph. It refuses members that trained on any of those validation images.
+left out of the graph. It refuses members that trained on any of those validation images, members whose
+run directory (with its splits.json) is not beside them, and members trained on another dataset.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ class EnsembleConfig:
     data: Optional[str] = option(None, "dataset the members were trained on (for --select greedy)")
     split_file: Optional[str] = option(None, "split file whose 'val' images score the members (default: the "
                                              "splits.json beside the first checkpoint)")
-    rounds: int = option(25, "greedy: members added after the best single one (weights in steps of 1/(rounds+1))")
+    rounds: int = option(25, "greedy: additions after the best single member; the best of the rounds is kept "
+                             "(a member's weight is how often it was added)")
     tta: bool = option(True, "greedy: score members with flip TTA (--no-tta: without)")
     threads: int = option(0, "CPU threads for scoring (0: torch's default)")
 
@@ -52,15 +54,41 @@ def run(args: argparse.Namespace) -> int:
     if len(cfg.checkpoints) < 2:
         raise ValueError("--checkpoints needs at least two files")
     paths, weights, selection = list(cfg.checkpoints), None, None
+    if cfg.select == "mean" and (cfg.data or cfg.split_file):
+        raise ValueError("--data and --split-file are for --select greedy (with --select mean nothing is scored)")
     if cfg.select == "greedy":
         paths, weights, selection = select_members(cfg, print)
+        selection["out"] = Path(cfg.out).name
         if len(paths) == 1:
-            print(f"greedy selection kept only {paths[0]}: it is better alone on validation than in any "
-                  "ensemble of these members; no ensemble written (use that checkpoint, or --select mean)")
+            print(f"greedy selection kept only {paths[0]}: no ensemble of these members scores higher on "
+                  "validation than it does alone; no ensemble written (use that checkpoint, or --select mean)")
             return 1
     save_checkpoint(cfg.out, ensemble_checkpoint(paths, weights, selection))
     print(f"{cfg.out}: ensemble of {len(paths)} models")
+    tta = " --tta" if cfg.select == "mean" or cfg.tta else ""
+    print(f"export it as one graph: nasfer export --checkpoint {cfg.out} --out {Path(cfg.out).with_suffix('.onnx')}{tta}"
+          + ("  (--tta: the selection scored the members with flip TTA)" if selection and cfg.tta else ""))
     return 0
+
+
+def check_member(path: str, val: set[str], split_file: Path, data: str) -> None:
+    """DataError unless `path` provably held out every image of `val`: its run's splits.json (beside it) must
+    give none of them the train role, and its recorded dataset must be `data` (by file name)."""
+    from ..checkpoint import load_checkpoint
+    from ..data.splits import read_split_file
+    from ..errors import DataError
+
+    own = Path(path).parent / "splits.json"
+    if not own.is_file():
+        raise DataError(f"{path}: no splits.json beside it, so which images it trained on cannot be checked; "
+                        "select among checkpoints left in their run directories")
+    seen = sum(1 for k, role in read_split_file(own).items() if role == "train" and k in val)
+    if seen:
+        raise DataError(f"{path}: trained on {seen} of the {len(val)} validation images of {split_file}; "
+                        "select on a split every member held out (train them with the same --split-file)")
+    trained_on = ((load_checkpoint(path).get("config") or {}).get("data") or {}).get("data")
+    if trained_on and Path(str(trained_on)).name != Path(data).name:
+        raise DataError(f"{path}: trained on {Path(str(trained_on)).name}, not on --data {Path(data).name}")
 
 
 def select_members(cfg: EnsembleConfig, log) -> tuple[list[str], list[float], dict]:
@@ -83,12 +111,7 @@ def select_members(cfg: EnsembleConfig, log) -> tuple[list[str], list[float], di
         raise DataError(f"{split_file}: no split file; give --split-file (a run's splits.json)")
     val = {k for k, role in read_split_file(split_file).items() if role == "val"}
     for path in cfg.checkpoints:
-        own = Path(path).parent / "splits.json"
-        if own.is_file():
-            seen = sum(1 for k, role in read_split_file(own).items() if role == "train" and k in val)
-            if seen:
-                raise DataError(f"{path}: trained on {seen} of the {len(val)} validation images of {split_file}; "
-                                "select on a split every member held out (train them with the same --split-file)")
+        check_member(path, val, split_file, cfg.data)
     probs, y, scores = [], None, []
     for path in cfg.checkpoints:
         pred = predict_split(EvalConfig(data=cfg.data, split="val", split_file=str(split_file), model=path,
@@ -107,7 +130,7 @@ def select_members(cfg: EnsembleConfig, log) -> tuple[list[str], list[float], di
     log(f"equal-weight mean of all {len(probs)}: {mean_acc:.4f}; greedy selection: {sel_acc:.4f} with weights "
         + ", ".join(f"{cfg.checkpoints[i]} {weights[i]:.3f}" for i in chosen))
     record = {"method": "greedy ensemble selection with replacement (Caruana et al. 2004)", "rounds": cfg.rounds,
-              "split_file": str(split_file), "n_val": int(len(y)), "tta": "flip" if cfg.tta else None,
+              "validation_split": f"{split_file.parent.name}/{split_file.name}", "n_val": int(len(y)), "tta": "flip" if cfg.tta else None,
               "candidates": [{"checkpoint": f"{Path(p).parent.name}/{Path(p).name}", "val_accuracy": s,
                               "weight": float(w)}
                              for p, s, w in zip(cfg.checkpoints, scores, weights)],
