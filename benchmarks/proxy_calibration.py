@@ -46,7 +46,8 @@ HAND = [("vgg16", "vgg", {"width": 16}), ("mini-xception", "mini-xception", {}),
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", help="dataset (fer2013.zip); only its Training part is read")
     p.add_argument("--split-file", default="", help="split file (train/val roles) shared with the other runs")
     p.add_argument("--work-dir", default="runs/calibration", help="models.json, one run directory per model")
@@ -56,7 +57,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-candidates", type=int, default=400, help="macro specs tried to fill the latency bins")
     p.add_argument("--blocks", type=int, default=5, help="blocks of the NASNet cells in macro specs")
     p.add_argument("--ref-epochs", type=int, default=20, help="epochs of the reference training (48 px)")
-    p.add_argument("--second-seed", type=int, default=4, help="models trained again with seed 1 (noise ceiling)")
+    p.add_argument("--second-seed", type=int, default=4, help="how many models are trained again with seed 1 (the "
+                                                               "noise ceiling)")
     p.add_argument("--proxies", nargs="+", default=["150s@24", "1e@48", "3e@32", "3e@48"], help="fidelities scored")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--seed", type=int, default=0, help="seed of the architecture draw and of the split")
@@ -375,13 +377,46 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def check_args(args) -> str | None:
+    """What is wrong with the arguments, found before any work (None when nothing is)."""
+    from nasfer.errors import NasferError
+    from nasfer.nas.fidelity import Fidelity
+
+    if not args.data:
+        return "--data is required (or --table RESULTS_JSON)"
+    if not Path(args.data).expanduser().exists():
+        return f"--data {args.data}: no such file or folder"
+    if args.split_file and not Path(args.split_file).expanduser().is_file():
+        return f"--split-file {args.split_file}: no such file"
+    lo, hi = args.latency_range
+    if not 0 < lo < hi:
+        return f"--latency-range needs 0 < LOW < HIGH ms, got {lo} {hi}"
+    for name in args.proxies:
+        try:
+            Fidelity.parse(name)
+        except (ValueError, NasferError) as exc:
+            return f"--proxies {name}: {exc}"
+    for flag, value in (("--n-macro", args.n_macro), ("--ref-epochs", args.ref_epochs), ("--threads", args.threads)):
+        if value < 1:
+            return f"{flag} must be at least 1, got {value}"
+    if args.second_seed < 0 or args.bootstrap < 0:
+        return "--second-seed and --bootstrap must be >= 0"
+    return None
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.table:
-        print(markdown(json.loads(Path(args.table).read_text())))
+        try:
+            print(markdown(json.loads(Path(args.table).read_text())))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"proxy_calibration.py: {args.table}: not a results file of this script "
+                  f"({type(exc).__name__}: {exc})", file=sys.stderr)
+            return 2
         return 0
-    if not args.data:
-        print("proxy_calibration.py: --data is required (or --table RESULTS_JSON)", file=sys.stderr)
+    problem = check_args(args)
+    if problem:
+        print(f"proxy_calibration.py: {problem}", file=sys.stderr)
         return 2
     import torch
 

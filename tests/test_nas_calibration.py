@@ -93,3 +93,17 @@ def test_the_readme_tables_and_no_proxy_chosen_on_too_few_architectures(tmp_path
     out = capsys.readouterr().out
     assert "| 1e@48 | 3 | 1.00 |" in out and "| m2 | 3,000 | 3.0 M | 0.300 | 0.4200 | 0.2200 |" in out
     assert proxy_calibration.main([]) == 2  # neither --data nor --table
+
+
+def test_bad_arguments_are_refused_before_any_work(tmp_path, capsys):
+    """Before: a missing --data was found after minutes of picking architectures, as a traceback."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for argv, says in ((["--data", str(tmp_path / "nope.zip")], "no such file"),
+                       (["--data", str(data), "--proxies", "3x@9"], "fidelity '3x@9'"),
+                       (["--data", str(data), "--latency-range", "0.5", "0.05"], "LOW < HIGH"),
+                       (["--data", str(data), "--split-file", str(tmp_path / "x.json")], "no such file"),
+                       (["--table", str(data)], "not a results file")):
+        assert proxy_calibration.main(argv + ["--work-dir", str(tmp_path / "w")]) == 2
+        assert says in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()

@@ -150,11 +150,14 @@ def finish(run) -> SearchResult:
     calibration = rung_calibration(run.cfg.calibration, summary["rungs"])
     if calibration:
         summary["proxy_calibration"] = calibration
-        first = calibration["rungs"].get(summary["rungs"][0]) or {}
-        if not (first.get("kendall_tau") or 0) >= 0.6:
-            summary["notes"].append(f"the reward's fidelity {summary['rungs'][0]} has Kendall tau "
-                                    f"{first.get('kendall_tau')} with full training ({calibration['file']}), "
-                                    "below 0.6: its ranking of children is not to be trusted")
+        first, reward = calibration["rungs"].get(summary["rungs"][0]), summary["rungs"][0]
+        tau = (first or {}).get("kendall_tau")
+        if tau is None or tau != tau:
+            summary["notes"].append(f"the reward's fidelity {reward} is not calibrated in {calibration['file']}: "
+                                    "how well it ranks children is unknown")
+        elif tau < 0.6:
+            summary["notes"].append(f"the reward's fidelity {reward} has Kendall tau {tau:.2f} with full training "
+                                    f"({calibration['file']}), below 0.6: its ranking of children is not to be trusted")
     meta = {"search": {k: summary["best"][k] for k in ("fidelity", "accuracy", "objective", "latency")}
             | {"space": run.cfg.space, "strategy": run.cfg.strategy, "seed": run.cfg.seed, "rungs": summary["rungs"],
                "reward_fidelity": summary["rungs"][0], "run": str(run.out),
