@@ -1,4 +1,4 @@
-"""A retraining campaign, end to end and resumable: searches, their winners and control architectures
+r"""A retraining campaign, end to end and resumable: searches, their winners and control architectures
 retrained with one recipe on one split, exported (fp32, optionally int8), scored and timed; one JSON + tables.
 
 Steps, in order, each skipped when its output is complete, so killing the script and running the same command
@@ -260,7 +260,10 @@ def result(campaign: Runner, steps: list[Step], command: str, started: str, stat
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+        pass
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=Formatter)
     p.add_argument("--data", help="dataset (fer2013.zip, or any dataset nasfer reads with a test split)")
     p.add_argument("--work-dir", help="where the searches and runs go (outside the repository: gigabytes)")
     p.add_argument("--searches", nargs="*", default=[], metavar="STRATEGY:SEED", help="searches whose winners "
@@ -293,6 +296,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         missing = [f for f in ("data", "work_dir", "out") if not getattr(args, f)]
         if missing:
             p.error("the following arguments are required: " + ", ".join("--" + m.replace("_", "-") for m in missing))
+    for flag, value, low in (("--threads", args.threads, 0), ("--speed-seconds", args.speed_seconds, 1e-9),
+                             ("--max-accuracy-drop", args.max_accuracy_drop, 0)):
+        if value < low:
+            p.error(f"{flag} must be {'> 0' if low else '>= 0'}, got {value}")
     return args
 
 
