@@ -257,6 +257,9 @@ class HaarDetector:
     for: the image is shrunk so such a face is `window` px, never further (so not at all for the
     default 40 px). Boxes smaller than `verify_below` x `min_face` must also be found by the `alt`
     cascade (see `_confirmed`). Safe to share between threads (one cascade per thread).
+    Scale step 1.2 was tried for speed (a 640x480 photo: 28.5 against 40 ms): on 200 FER2013 training faces
+    pasted at 40-200 px into 640x480 noise it found 144 exactly once (1.15: 138), but on 133 face-free 640x480
+    crops of 19 scikit-image scenes it gave 6 false boxes (1.15: 1), so 1.15 stays.
     """
 
     #: Detection-image size of a `min_face` face. The cascade's window is 24 px, but on shrunk copies
