@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import calibration_stats  # noqa: E402
 import proxy_calibration  # noqa: E402
 
 
 def test_score_proxy_statistics():
-    perfect = proxy_calibration.score_proxy([1, 2, 3, 4, 5, 6], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], 200)
+    perfect = calibration_stats.score_proxy([1, 2, 3, 4, 5, 6], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], 200)
     assert perfect["kendall_tau"] == pytest.approx(1.0) and perfect["top1_regret"] == 0.0
     assert perfect["tau_top_half"] == pytest.approx(1.0) and perfect["tau_ci95"] == [pytest.approx(1.0)] * 2
-    reversed_ = proxy_calibration.score_proxy([6, 5, 4, 3, 2, 1], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], 200)
+    reversed_ = calibration_stats.score_proxy([6, 5, 4, 3, 2, 1], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], 200)
     assert reversed_["kendall_tau"] == pytest.approx(-1.0) and reversed_["top1_regret"] == pytest.approx(0.5)
 
 
@@ -81,12 +82,12 @@ def test_the_readme_tables_and_no_proxy_chosen_on_too_few_architectures(tmp_path
                "reference": {"0": 0.4 + 0.01 * i}, "proxies": {"1e@48": {"accuracy": 0.2 + 0.01 * i, "seconds": 5.0}}}
               for i in range(3)]
     args = proxy_calibration.parse_args(["--proxies", "1e@48", "--bootstrap", "10"])
-    stats = proxy_calibration.analyse(models, args)
+    stats = calibration_stats.analyse(models, args)
     assert stats["proxies"]["1e@48"]["kendall_tau"] == pytest.approx(1.0)
     assert stats["cheapest_proxy_with_tau_0_6"] is None  # 3 architectures: a perfect tau by chance is likely
     more = models + [{**models[0], "id": f"x{i}", "reference": {"0": 0.5 + 0.01 * i},
                       "proxies": {"1e@48": {"accuracy": 0.3 + 0.01 * i, "seconds": 5.0}}} for i in range(6)]
-    assert proxy_calibration.analyse(more, args)["cheapest_proxy_with_tau_0_6"] == "1e@48"
+    assert calibration_stats.analyse(more, args)["cheapest_proxy_with_tau_0_6"] == "1e@48"
     result = {"status": "PARTIAL", "date": "d", **stats, "models": models}
     (tmp_path / "r.json").write_text(json.dumps(result))
     assert proxy_calibration.main(["--table", str(tmp_path / "r.json")]) == 0
