@@ -29,8 +29,8 @@ after retraining, several seeds, same budget and scheduler: Sciuto et al. 2020; 
 
     python benchmarks/retrain.py --data ../shared/datasets/fer2013.zip --work-dir ~/nasfer-runs/issue11 \
         --searches reinforce:0 reinforce:1 random:0 random:1 evolution:0 evolution:1 \
-        --search-flags "--budget-minutes 120 --threads 1" --controls vgg:16 mini-xception --control-seeds 0 1 \
-        --train-flags "--epochs 30 --threads 2" --out benchmarks/results/search_strategies.json
+        --search-flags "--budget-minutes 120 --threads 1" --search-jobs 2 --controls vgg:16 mini-xception \
+        --control-seeds 0 1 --train-flags "--epochs 30 --threads 2" --out benchmarks/results/search_strategies.json
 
 Issue 12 (distillation from the shipped model, and int8; SEARCHED: the best_arch.json of issue 11's `best` job,
 e.g. ~/nasfer-runs/issue11/search-reinforce-s1/best_arch.json):
@@ -84,9 +84,10 @@ class Runner(Campaign):
 
     def search_step(self, job: Job) -> "Step":
         out = self.search_dir(job)
+        cfg = self.search_config(job)
         return Step(f"search {job.strategy} seed {job.seed}", job.name,
                     lambda: bool(report.read_json(out / "summary.json")) and (out / "best_arch.json").is_file(),
-                    lambda: run_search(self.search_config(job)))
+                    lambda: run_search(cfg), parallel=(run_search, cfg))
 
     def model_steps(self, job: Job) -> list["Step"]:
         d = self.job_dir(job)
@@ -188,6 +189,7 @@ class Step:
     job: str | None
     done: Callable[[], bool]
     run: Callable[[], None]
+    parallel: tuple | None = None  # (module-level function, argument): may run in another process (--search-jobs)
 
 
 def train_done(run_dir: Path) -> bool:
@@ -198,6 +200,25 @@ def train_done(run_dir: Path) -> bool:
 
 
 # The nasfer calls, one function each (tests count or interrupt them).
+def run_parallel(steps: list[Step], jobs: int) -> None:
+    """Run the steps' `parallel` calls `jobs` at a time in fresh processes (spawn: no state shared with this one);
+    the first failure is raised after the others finish (each search is resumable, so nothing is lost)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [(step, pool.submit(*step.parallel)) for step in steps]
+        errors = []
+        for step, future in futures:
+            try:
+                future.result()
+                log(f"{step.label}: finished")
+            except Exception as exc:  # noqa: BLE001  (re-raised below, after the other searches)
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
 def run_search(cfg) -> None:
     from nasfer.nas.search import search
 
@@ -279,6 +300,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "--train-flags=--no-tta)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the shared split when --train-flags has no "
                    "--split-file (0: the split of `nasfer train`'s default seed, the shipped models' split)")
+    p.add_argument("--search-jobs", type=int, default=1, help="searches run at the same time, each in its own "
+                   "process (2 on this 2-core machine with --threads 1 searches: twice the throughput)")
     p.add_argument("--quantize", action="store_true", help="also export each model as static int8 and report both")
     p.add_argument("--max-accuracy-drop", type=float, default=0.3, help="with --quantize: validation accuracy "
                    "points an int8 model may lose (nasfer export --max-accuracy-drop); a refusal is recorded")
@@ -297,6 +320,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if missing:
             p.error("the following arguments are required: " + ", ".join("--" + m.replace("_", "-") for m in missing))
     for flag, value, low in (("--threads", args.threads, 0), ("--speed-seconds", args.speed_seconds, 1e-9),
+                             ("--search-jobs", args.search_jobs, 1),
                              ("--max-accuracy-drop", args.max_accuracy_drop, 0)):
         if value < low:
             p.error(f"{flag} must be {'> 0' if low else '>= 0'}, got {value}")
@@ -346,9 +370,14 @@ def main(argv: list[str] | None = None) -> int:
             if step.done():
                 log(f"[{i}/{len(steps)}] {step.label}: done already")
                 continue
-            log(f"[{i}/{len(steps)}] {step.label} ...")
             began = time.monotonic()
-            step.run()
+            if step.parallel and args.search_jobs > 1:
+                batch = [s for s in steps if s.parallel and not s.done()]
+                log(f"[{i}/{len(steps)}] {len(batch)} searches, {args.search_jobs} at a time ...")
+                run_parallel(batch, args.search_jobs)
+            else:
+                log(f"[{i}/{len(steps)}] {step.label} ...")
+                step.run()
             log(f"[{i}/{len(steps)}] {step.label}: finished in {time.monotonic() - began:.0f} s")
             status = f"step {i}/{len(steps)} finished: {step.label}"
             write()

@@ -246,3 +246,17 @@ def test_negative_numbers_are_refused_at_the_start(flag, value, tmp_path, capsys
         retrain.main(["--data", str(tmp_path), "--work-dir", str(tmp_path / "w"), "--out", str(tmp_path / "r.json"),
                       flag, value])
     assert flag in capsys.readouterr().err and not (tmp_path / "w").exists()
+
+
+@pytest.mark.slow
+def test_searches_run_side_by_side_with_search_jobs(tmp_path, learnable_folder, capsys):
+    work, out = tmp_path / "work", tmp_path / "campaign.json"
+    argv = campaign_argv(learnable_folder, work, out, "--search-jobs", "2", "--no-publictest")
+    argv[argv.index("--controls"):argv.index("--controls") + 2] = []  # the searches' winners only
+    assert retrain.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "2 searches, 2 at a time" in printed and "search random seed 0: finished" in printed
+    result = json.loads(out.read_text())
+    assert result["complete"] and {r["name"] for r in result["jobs"]} == {"random-s0", "evolution-s1"}
+    for name in ("search-random-s0", "search-evolution-s1"):
+        assert json.loads((work / name / "summary.json").read_text())["children"] == 2
