@@ -298,7 +298,8 @@ def check_args(args) -> str | None:
             Fidelity.parse(name)
         except (ValueError, NasferError) as exc:
             return f"--proxies {name}: {exc}"
-    for flag, value in (("--n-macro", args.n_macro), ("--ref-epochs", args.ref_epochs), ("--threads", args.threads)):
+    for flag, value in (("--n-macro", args.n_macro), ("--ref-epochs", args.ref_epochs), ("--threads", args.threads),
+                        ("--blocks", args.blocks), ("--max-candidates", args.max_candidates)):
         if value < 1:
             return f"{flag} must be at least 1, got {value}"
     if args.second_seed < 0 or args.bootstrap < 0:

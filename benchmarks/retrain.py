@@ -301,7 +301,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--split-seed", type=int, default=0, help="seed of the shared split when --train-flags has no "
                    "--split-file (0: the split of `nasfer train`'s default seed, the shipped models' split)")
     p.add_argument("--search-jobs", type=int, default=1, help="searches run at the same time, each in its own "
-                   "process (2 on this 2-core machine with --threads 1 searches: twice the throughput)")
+                   "process (e.g. as many as cores, with --threads 1 in --search-flags)")
     p.add_argument("--quantize", action="store_true", help="also export each model as static int8 and report both")
     p.add_argument("--max-accuracy-drop", type=float, default=0.3, help="with --quantize: validation accuracy "
                    "points an int8 model may lose (nasfer export --max-accuracy-drop); a refusal is recorded")
@@ -319,6 +319,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         missing = [f for f in ("data", "work_dir", "out") if not getattr(args, f)]
         if missing:
             p.error("the following arguments are required: " + ", ".join("--" + m.replace("_", "-") for m in missing))
+    if min([*args.control_seeds, args.split_seed]) < 0:
+        p.error(f"seeds must be >= 0 (as nasfer train wants), got --control-seeds {args.control_seeds} "
+                f"--split-seed {args.split_seed}")
     for flag, value, low in (("--threads", args.threads, 0), ("--speed-seconds", args.speed_seconds, 1e-9),
                              ("--search-jobs", args.search_jobs, 1),
                              ("--max-accuracy-drop", args.max_accuracy_drop, 0)):

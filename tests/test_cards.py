@@ -60,3 +60,22 @@ def test_card_names_the_distillation_teacher_without_local_paths():
     assert info["teacher"]["path"] == "teacher.onnx" and info["teacher"]["sha256"] == "ab" * 32
     assert info["teacher"]["alpha"] == 0.5 and info["teacher"]["temperature"] == 4.0
     assert "/home/me" not in json.dumps(info)
+
+
+def test_a_card_of_a_model_trained_on_other_data_says_so():
+    """Before: every card said 'Trained on FER2013' and how to score it on fer2013.zip."""
+    from nasfer.card import LIMITATIONS, evaluation_commands, limitations, training_info
+
+    fer = {"config": {"data": {"data": "/x/fer2013.zip"}, "train": {}}}
+    assert limitations(fer) == LIMITATIONS and "fer2013" in evaluation_commands("m.onnx", "fer2013.zip")
+    own = {"config": {"data": {"data": "/home/me/shop-faces"}, "train": {"split_file": "/home/me/runs/a/splits.json"}}}
+    text = limitations(own)
+    assert text[0].startswith("Trained on shop-faces, not FER2013") and "web-scraped" not in " ".join(text)
+    assert evaluation_commands("m.onnx", "shop-faces") == {
+        "own_data": "nasfer evaluate --data shop-faces --model m.onnx --json metrics.json "
+                    "(its test split: a folder named test, else everything)"}
+    tuned = {"config": {"data": {"data": "/home/me/shop-faces"}, "train": {"init_from": "/w/default.onnx"}}}
+    assert "starting from default.onnx (trained on FER2013)" in limitations(tuned)[0]
+    assert any("web-scraped" in item for item in limitations(tuned))
+    # split files keep their run directory: every run's is called splits.json
+    assert training_info(own)["config"]["train"]["split_file"] == "a/splits.json"

@@ -128,6 +128,14 @@ def test_nasfer_ensemble_selects_on_validation_and_records_it(learnable_folder, 
     assert main(["ensemble", "--checkpoints", ckpts[0], str(tmp_path / "loose" / "d.pt"), "--select", "greedy",
                  "--data", str(learnable_folder), "--out", str(tmp_path / "z.pt")]) != 0
     assert "no splits.json beside it" in capsys.readouterr().err
+    (tmp_path / "other").mkdir()  # a run on another dataset: its split names other images
+    shutil.copy(tmp_path / "b" / "best.pt", tmp_path / "other" / "best.pt")
+    roles = json.loads((tmp_path / "b" / "splits.json").read_text())
+    roles["splits"] = {"elsewhere/" + k: v for k, v in roles["splits"].items()}
+    (tmp_path / "other" / "splits.json").write_text(json.dumps(roles))
+    assert main(["ensemble", "--checkpoints", ckpts[0], str(tmp_path / "other" / "best.pt"), "--select", "greedy",
+                 "--data", str(learnable_folder), "--out", str(tmp_path / "o.pt")]) != 0
+    assert "names other images" in capsys.readouterr().err
     assert main(["ensemble", "--checkpoints", *ckpts[:2], "--data", str(learnable_folder), "--out",
                  str(tmp_path / "m.pt")]) != 0
     assert "for --select greedy" in capsys.readouterr().err

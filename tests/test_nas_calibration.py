@@ -104,6 +104,7 @@ def test_bad_arguments_are_refused_before_any_work(tmp_path, capsys):
                        (["--data", str(data), "--proxies", "3x@9"], "fidelity '3x@9'"),
                        (["--data", str(data), "--latency-range", "0.5", "0.05"], "LOW < HIGH"),
                        (["--data", str(data), "--split-file", str(tmp_path / "x.json")], "no such file"),
+                       (["--data", str(data), "--blocks", "0"], "--blocks must be at least 1"),
                        (["--table", str(data)], "not a results file")):
         assert proxy_calibration.main(argv + ["--work-dir", str(tmp_path / "w")]) == 2
         assert says in capsys.readouterr().err

@@ -178,3 +178,13 @@ def test_output_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141 and first.startswith(b"{")
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_csv_to_standard_output(folder, tiny_onnx, capsys):
+    """Before: `--csv -` wrote a file named '-'."""
+    code, out, err = run(capsys, folder, "--detector", "none", "--model", tiny_onnx, "--csv", "-")
+    rows = list(csv.reader(out.splitlines()))
+    assert code == 0 and rows[0][:3] == ["file", "face", "x"] and len(rows) > 2
+    assert "FILE" not in out and not Path("-").exists()  # no table mixed in, no file named '-'
+    code, _, err = run(capsys, folder, "--detector", "none", "--model", tiny_onnx, "--csv", "-", "--json")
+    assert code == 2 and "choose one" in err

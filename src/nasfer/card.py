@@ -38,14 +38,43 @@ _PATH_KEYS = {"data", "out", "init_from", "genotype", "split_file", "teacher", "
 
 
 def _public(value: Any, key: str = "") -> Any:
-    """Config values safe to publish: path-valued settings keep only their file name."""
+    """Config values safe to publish: path-valued settings keep only their file name (a split file also its run
+    directory's name, `run/splits.json`, since every run's split file has the same name)."""
     if isinstance(value, dict):
         return {k: _public(v, k) for k, v in value.items()}
     if isinstance(value, list):
         return [_public(v, key) for v in value]
     if key in _PATH_KEYS and isinstance(value, str) and value:
-        return Path(value).name
+        path = Path(value)
+        return f"{path.parent.name}/{path.name}" if key == "split_file" and path.parent.name else path.name
     return value
+
+
+def trained_on(ckpt: dict[str, Any]) -> str | None:
+    """File name of the dataset a checkpoint was trained on (None for an ensemble, which lists its members')."""
+    data = ((ckpt.get("config") or {}).get("data") or {})
+    return Path(str(data["data"])).name if isinstance(data, dict) and data.get("data") else None
+
+
+def is_fer2013(name: str | None) -> bool:
+    """Whether a dataset file name is FER2013's (fer2013.zip, fer2013.csv, ...); None (unknown) counts as FER2013,
+    what the shipped models and ensembles of them are trained on."""
+    return name is None or name.lower().startswith("fer2013")
+
+
+def limitations(ckpt: dict[str, Any]) -> list[str]:
+    """The card's limitations: LIMITATIONS, with the first (and, without FER2013 pre-training, the FER2013
+    coverage one) replaced for a model trained on other data."""
+    data = trained_on(ckpt)
+    if is_fer2013(data):
+        return list(LIMITATIONS)
+    init = ((ckpt.get("config") or {}).get("train") or {}).get("init_from")
+    first = (f"Trained on {data}, not FER2013" + (f", starting from {Path(str(init)).name} (trained on FER2013)"
+                                                  if init else "")
+             + ": how far its predictions can be trusted depends on that dataset's labels, size and coverage, "
+               "which this card does not know; its metrics here are the only evidence.")
+    rest = [item for item in LIMITATIONS[1:] if init or not item.startswith("FER2013 is web-scraped")]
+    return [first, *rest]
 
 
 def train_command(config: dict[str, Any]) -> Optional[str]:
@@ -151,8 +180,12 @@ def reproduce_commands(card: dict[str, Any]) -> list[str]:
     return steps
 
 
-def evaluation_commands(onnx_file: str) -> dict[str, str]:
-    """How to reproduce the card's metrics, and to cross-check on CK+ (the design's second dataset)."""
+def evaluation_commands(onnx_file: str, data: str | None = None) -> dict[str, str]:
+    """How to reproduce the card's metrics: on FER2013's PublicTest and, as a cross-check, CK+ (the design's
+    second dataset); for a model trained on another dataset `data`, on that dataset's test split."""
+    if not is_fer2013(data):
+        return {"own_data": f"nasfer evaluate --data {data} --model {onnx_file} --json metrics.json "
+                            "(its test split: a folder named test, else everything)"}
     return {
         "fer2013": f"nasfer evaluate --data fer2013.zip --split PublicTest --model {onnx_file} --json metrics.json",
         "ckplus": f"nasfer evaluate --data CK+48 --model {onnx_file} --json ckplus.json "
@@ -185,8 +218,8 @@ def build_card(ckpt: dict[str, Any], model, onnx_path: str | os.PathLike, *, nam
                          **architecture_search(ckpt)},
         "training": training_info(ckpt, run_dir),
         "metrics": {},
-        "evaluation": evaluation_commands(Path(onnx_path).name),
-        "limitations": list(LIMITATIONS),
+        "evaluation": evaluation_commands(Path(onnx_path).name, trained_on(ckpt)),
+        "limitations": limitations(ckpt),
         "export": {"date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                    "torch": version("torch"), "onnx": version("onnx"), "onnxruntime": version("onnxruntime"),
                    "parity_max_abs_diff": max_abs_diff, "command": command},

@@ -82,7 +82,11 @@ def check_member(path: str, val: set[str], split_file: Path, data: str) -> None:
     if not own.is_file():
         raise DataError(f"{path}: no splits.json beside it, so which images it trained on cannot be checked; "
                         "select among checkpoints left in their run directories")
-    seen = sum(1 for k, role in read_split_file(own).items() if role == "train" and k in val)
+    roles = read_split_file(own)
+    if not val <= set(roles):
+        raise DataError(f"{path}: its splits.json names other images than {split_file}: trained on another "
+                        "dataset (or another version of it)")
+    seen = sum(1 for k, role in roles.items() if role == "train" and k in val)
     if seen:
         raise DataError(f"{path}: trained on {seen} of the {len(val)} validation images of {split_file}; "
                         "select on a split every member held out (train them with the same --split-file)")

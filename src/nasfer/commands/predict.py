@@ -47,7 +47,8 @@ PROGRESS_FROM = 10
 class PredictConfig:
     inputs: list[str] = option([], "image files and/or folders (searched recursively)")
     json: bool = option(False, "print one JSON object per image instead of a table")
-    csv: Optional[str] = option(None, "also write one CSV row per face (and per unreadable file) to this file")
+    csv: Optional[str] = option(None, "also write one CSV row per face (and per unreadable file) to this file "
+                                      "('-': to standard output, instead of the table)")
     annotate: Optional[str] = option(None, "write copies of the images with the faces drawn into this folder")
     detector: str = option("haar", "face detector: haar, yunet (needs --detector-model or `nasfer models fetch "
                                    "yunet`) or none (each image is one face)")
@@ -187,8 +188,11 @@ def emit_records(records: Iterable[dict[str, Any]], items: list, labels: list[st
     the Ray backends. `items`: the pictures (anything with `.shown`), for the table's width and the bar."""
     from ..progress import progress_bar
 
-    table = None if cfg.json else Table(items)
-    csv_file = open(cfg.csv, "w", newline="", encoding="utf-8") if cfg.csv else None
+    to_stdout = cfg.csv == "-"
+    if to_stdout and cfg.json:
+        raise ValueError("--csv - and --json both write to standard output: choose one")
+    table = None if cfg.json or to_stdout else Table(items)
+    csv_file = (sys.stdout if to_stdout else open(cfg.csv, "w", newline="", encoding="utf-8")) if cfg.csv else None
     writer = csv.writer(csv_file) if csv_file else None
     counts = Counts()
     bar = progress_bar(total=len(items), desc="predict", unit="img", show=len(items) >= PROGRESS_FROM)
@@ -204,7 +208,8 @@ def emit_records(records: Iterable[dict[str, Any]], items: list, labels: list[st
             else:
                 counts.read += 1
                 counts.faces += len(record["faces"])
-            for line in ([json.dumps(record, ensure_ascii=False)] if table is None else table.rows(record)):
+            lines = [] if to_stdout else [json.dumps(record, ensure_ascii=False)] if table is None else table.rows(record)
+            for line in lines:
                 bar.write(line, file=sys.stdout)
             if writer:
                 writer.writerows(csv_rows(record, labels))
@@ -212,7 +217,7 @@ def emit_records(records: Iterable[dict[str, Any]], items: list, labels: list[st
                 sink.write(record)
     finally:
         bar.close()
-        if csv_file:
+        if csv_file and not to_stdout:
             csv_file.close()
     return counts
 

@@ -63,7 +63,7 @@ class ServeConfig:
     detector: str = option("haar", "default face detector: haar, yunet (needs --detector-model) or none")
     detector_model: Optional[str] = option(None, "face-detector model file (YuNet's .onnx for --detector yunet)")
     threshold: float = option(0.25, "faces whose top score is below this are marked uncertain (0..1)")
-    max_faces: int = option(20, "most faces returned per image, largest first (0: no limit)")
+    max_faces: int = option(20, "most faces returned per image, largest first (0: the service's cap, 100)")
     max_upload_mb: float = option(10.0, "largest accepted request body in MB (larger: HTTP 413)")
     max_pixels: int = option(25_000_000, "largest accepted image, width x height (larger: HTTP 413)")
     cors_origins: str = option("", "comma-separated origins allowed to call the API from other sites "
