@@ -1,9 +1,6 @@
 """Controller and strategies on declared spaces: valid samples, consistent log-probs, batched REINFORCE
 and regularized evolution solving a toy reward with a known optimum while random search does not."""
 
-import math
-import random
-
 import numpy as np
 import pytest
 import torch

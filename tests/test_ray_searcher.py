@@ -3,8 +3,6 @@ is driven directly, as Tune's controller drives it)."""
 
 from __future__ import annotations
 
-import pytest
-
 import ray.tune  # noqa: E402,F401  (the distributed extra, installed by the test command)
 
 from ray.tune.search import Searcher  # noqa: E402
