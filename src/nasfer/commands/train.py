@@ -2,7 +2,7 @@
 
 Examples:
   nasfer train --data fer2013.zip --arch vgg --preset fast --out runs/vgg
-  nasfer train --data fer2013.zip --genotype runs/search/best_genotype.json --out runs/nas
+  nasfer train --data fer2013.zip --genotype runs/search/best_arch.json --out runs/nas
   nasfer train --data fer2013.zip --arch vgg --preset paper --out runs/paper   # the original recipe
 
 Data-parallel, one process per CPU socket or GPU (the global --batch-size is split between them):
