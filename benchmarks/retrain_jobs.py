@@ -105,8 +105,9 @@ def parse_search(text: str) -> tuple[str, int]:
 
     strategies = typing.get_args(typing.get_type_hints(SearchConfig)["strategy"])
     strategy, _, seed = text.partition(":")
-    if strategy not in strategies or not seed.lstrip("-").isdigit():
-        raise SystemExit(f"--searches {text}: write STRATEGY:SEED with STRATEGY one of {', '.join(strategies)}")
+    if strategy not in strategies or not seed.isdigit():
+        raise SystemExit(f"--searches {text}: write STRATEGY:SEED with STRATEGY one of {', '.join(strategies)} "
+                         "and SEED >= 0")
     return strategy, int(seed)
 
 
