@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -53,9 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude: tuple[
         if default not in (None, "", (), [], {}) and tp is not bool and "(default:" not in kwargs["help"]:
             shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
             kwargs["help"] += f" (default: {shown})"
-        kwargs["action"] = _marking(argparse.BooleanOptionalAction if tp is bool else argparse._StoreAction)
         if tp is bool:
-            pass
+            kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(tp) is Literal:
             choices = typing.get_args(tp)
             kwargs["choices"] = choices
@@ -70,6 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude: tuple[
             kwargs["type"] = Path
         else:
             kwargs["type"] = str
+        kwargs["action"] = _marking(kwargs.get("action", argparse._StoreAction))
         parser.add_argument(flag, **kwargs)
 
 
@@ -77,6 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude: tuple[
 GIVEN = "_given_flags"
 
 
+@functools.cache
 def _marking(action: type) -> type:
     """`action` that also records its dest in the namespace's GIVEN set: a flag given with its default value
     is still given (a preset must not replace it)."""

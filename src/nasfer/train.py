@@ -89,9 +89,7 @@ class Trainer:
         extra: dict[str, Any] = {"weights": weights}
         if self.ema is not None:
             extra["ema_state_dict"] = {k: v.detach().cpu() for k, v in self.ema.state_dict().items()}
-        config = {"train": to_dict(self.cfg), "data": to_dict(self.data_cfg),
-                  **({"distillation": self.distillation} if self.distillation else {}),
-                  **({"search": self.start.search} if self.start.search else {})}
+        config = {"train": to_dict(self.cfg), "data": to_dict(self.data_cfg), **self.provenance()}
         return make_checkpoint(
             model=model, model_name=self.start.name, model_kwargs=self.start.kwargs,
             labels=self.label_names, preprocessing=self.preprocessing, config=config,
@@ -100,6 +98,11 @@ class Trainer:
             n_train=int(len(self.train_y)), n_val=int(len(self.val_y)), skipped=self.data.skipped,
             **({"finetune": self.start.transfer} if self.start.transfer else {}), **extra,
         )
+
+    def provenance(self) -> dict[str, Any]:
+        """The optional config sections saying where the model came from: its teacher and its search."""
+        return {**({"distillation": self.distillation} if self.distillation else {}),
+                **({"search": self.start.search} if self.start.search else {})}
 
     def resume(self) -> None:
         """Load model, EMA, optimizer, scheduler and history from `last.pt` when the run directory has one."""
@@ -220,8 +223,7 @@ class Trainer:
             {"train": to_dict(self.cfg), "data": to_dict(self.data_cfg), "model": self.start.name,
              "model_kwargs": self.start.kwargs, "labels": list(self.label_names),
              **({"finetune": self.start.transfer} if self.start.transfer else {}),
-             **({"distillation": self.distillation} if self.distillation else {}),
-             **({"search": self.start.search} if self.start.search else {}),
+             **self.provenance(),
              **({"distributed": {"processes": self.ctx.world, "backend": self.ctx.backend,
                                  "global_batch": self.cfg.batch_size,
                                  "batch_per_process": self.cfg.batch_size // self.ctx.world}}
