@@ -272,11 +272,11 @@ def write(models: list[dict], args, started: float, complete: bool) -> None:
         "models": [{k: m.get(k) for k in ("id", "name", "params", "flops", "latency", "second_seed", "reference",
                                            "proxies")} | {"spec": m["kwargs"].get("spec")} for m in models],
     }
+    from nasfer.atomic import write_text_atomic
+
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(out)
+    write_text_atomic(out, json.dumps(result, indent=1))
 
 
 def check_args(args) -> str | None:

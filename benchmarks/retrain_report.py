@@ -42,11 +42,11 @@ def read_json(path: Path) -> Any:
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write atomically (temporary file + rename): a kill never leaves half a file that looks finished."""
+    """Write atomically (nasfer.atomic): a kill never leaves half a file that looks finished."""
+    from nasfer.atomic import write_text_atomic
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_text_atomic(path, text)
 
 
 def write_json(path: Path, value: Any) -> None:

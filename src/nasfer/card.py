@@ -45,9 +45,15 @@ def _public(value: Any, key: str = "") -> Any:
     if isinstance(value, list):
         return [_public(v, key) for v in value]
     if key in _PATH_KEYS and isinstance(value, str) and value:
-        path = Path(value)
-        return f"{path.parent.name}/{path.name}" if key == "split_file" and path.parent.name else path.name
+        return run_relative(value) if key == "split_file" else Path(value).name
     return value
+
+
+def run_relative(path: str | os.PathLike) -> str:
+    """`run/file`: a run directory's file named by that directory and its name (every run has a splits.json and a
+    best.pt), the rest of the path left out; just the name where there is no directory."""
+    path = Path(path)
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
 
 
 def trained_on(ckpt: dict[str, Any]) -> str | None:
@@ -259,5 +265,6 @@ def write_card(path: str | os.PathLike, card: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(card, indent=2, ensure_ascii=False) + "\n")
 
 
-__all__ = ["LIMITATIONS", "VIEWS", "build_card", "epochs_info", "evaluation_commands", "load_metrics",
+__all__ = ["LIMITATIONS", "VIEWS", "build_card", "epochs_info", "evaluation_commands", "load_metrics", "run_relative",
+           "trained_on",
            "merge_metrics", "reproduce_commands", "train_command", "training_info", "write_card"]

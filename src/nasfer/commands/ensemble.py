@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
 def check_member(path: str, val: set[str], split_file: Path, data: str) -> None:
     """DataError unless `path` provably held out every image of `val`: its run's splits.json (beside it) must
     give none of them the train role, and its recorded dataset must be `data` (by file name)."""
+    from ..card import trained_on
     from ..checkpoint import load_checkpoint
     from ..data.splits import read_split_file
     from ..errors import DataError
@@ -90,9 +91,9 @@ def check_member(path: str, val: set[str], split_file: Path, data: str) -> None:
     if seen:
         raise DataError(f"{path}: trained on {seen} of the {len(val)} validation images of {split_file}; "
                         "select on a split every member held out (train them with the same --split-file)")
-    trained_on = ((load_checkpoint(path).get("config") or {}).get("data") or {}).get("data")
-    if trained_on and Path(str(trained_on)).name != Path(data).name:
-        raise DataError(f"{path}: trained on {Path(str(trained_on)).name}, not on --data {Path(data).name}")
+    dataset = trained_on(load_checkpoint(path))
+    if dataset and dataset != Path(data).name:
+        raise DataError(f"{path}: trained on {dataset}, not on --data {Path(data).name}")
 
 
 def select_members(cfg: EnsembleConfig, log) -> tuple[list[str], list[float], dict]:
@@ -102,6 +103,7 @@ def select_members(cfg: EnsembleConfig, log) -> tuple[list[str], list[float], di
     """
     import numpy as np
 
+    from ..card import run_relative
     from ..data.splits import read_split_file
     from ..errors import DataError
     from ..evaluate import EvalConfig, predict_split
@@ -134,9 +136,8 @@ def select_members(cfg: EnsembleConfig, log) -> tuple[list[str], list[float], di
     log(f"equal-weight mean of all {len(probs)}: {mean_acc:.4f}; greedy selection: {sel_acc:.4f} with weights "
         + ", ".join(f"{cfg.checkpoints[i]} {weights[i]:.3f}" for i in chosen))
     record = {"method": "greedy ensemble selection with replacement (Caruana et al. 2004)", "rounds": cfg.rounds,
-              "validation_split": f"{split_file.parent.name}/{split_file.name}", "n_val": int(len(y)), "tta": "flip" if cfg.tta else None,
-              "candidates": [{"checkpoint": f"{Path(p).parent.name}/{Path(p).name}", "val_accuracy": s,
-                              "weight": float(w)}
+              "validation_split": run_relative(split_file), "n_val": int(len(y)), "tta": "flip" if cfg.tta else None,
+              "candidates": [{"checkpoint": run_relative(p), "val_accuracy": s, "weight": float(w)}
                              for p, s, w in zip(cfg.checkpoints, scores, weights)],
               "val_accuracy_equal_mean": mean_acc, "val_accuracy_selected": sel_acc}
     return [cfg.checkpoints[i] for i in chosen], [float(weights[i]) for i in chosen], record
