@@ -188,3 +188,27 @@ def test_csv_to_standard_output(folder, tiny_onnx, capsys):
     assert "FILE" not in out and not Path("-").exists()  # no table mixed in, no file named '-'
     code, _, err = run(capsys, folder, "--detector", "none", "--model", tiny_onnx, "--csv", "-", "--json")
     assert code == 2 and "choose one" in err
+
+
+def test_recognizer_flags_are_declared_once_for_predict_video_and_serve():
+    """--model, --detector, --detector-model and --threshold mean the same in the three commands that run
+    the recognizer, and each command's config hands its own fields (0 = not set) to EmotionRecognizer."""
+    import dataclasses
+
+    from nasfer.commands.predict import PredictConfig
+    from nasfer.runtime.options import RecognizerOptions, recognizer_kwargs
+    from nasfer.runtime.video import VideoConfig
+    from nasfer.service.config import ServeConfig
+
+    shared = {f.name: (f.default, f.metadata["help"]) for f in dataclasses.fields(RecognizerOptions)}
+    assert set(shared) == {"model", "detector", "detector_model", "threshold"}
+    for cls in (PredictConfig, VideoConfig, ServeConfig):
+        fields = {f.name: (f.default, f.metadata["help"]) for f in dataclasses.fields(cls)}
+        assert {name: fields[name] for name in shared} == shared, cls.__name__
+
+    video = recognizer_kwargs(VideoConfig(path="clip.mp4", model="m.onnx", threads=0, min_face=60))
+    assert video == {"model": "m.onnx", "detector": "haar", "detector_model": None, "threshold": 0.25,
+                     "threads": None, "min_face": 60}
+    predict = recognizer_kwargs(PredictConfig(max_faces=3, threads=2, detector="none"))
+    assert predict["max_faces"] == 3 and predict["threads"] == 2 and predict["detector"] == "none"
+    assert recognizer_kwargs(PredictConfig())["max_faces"] is None

@@ -62,24 +62,12 @@ class ModelFiles:
         return str(model), None if detector is None else str(detector)
 
 
-def recognizer_kwargs(cfg: Any) -> dict[str, Any]:
-    """EmotionRecognizer arguments from a PredictConfig, as the local backend passes them: every field
-    the two share (0 means "not set" for threads and max_faces)."""
-    from ..runtime.api import EmotionRecognizer
-
-    wanted = {f.name for f in dataclasses.fields(EmotionRecognizer) if f.init}
-    kwargs = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name in wanted}
-    for name in ("threads", "max_faces"):
-        if name in kwargs and not kwargs[name]:
-            kwargs[name] = None
-    return kwargs
-
-
 class PredictWorker:
     """Callable over a batch {column: array} with IN_COLUMNS; returns {"index", "record" (JSON text)}."""
 
     def __init__(self, cfg: Any, files: ModelFiles):
         from ..runtime.api import EmotionRecognizer
+        from ..runtime.options import recognizer_kwargs
 
         self._dir = tempfile.TemporaryDirectory(prefix="nasfer-actor-")
         model, detector_model = files.write(Path(self._dir.name))
@@ -137,4 +125,4 @@ def _limit_opencv_threads(n: int) -> None:
         pass
 
 
-__all__ = ["IN_COLUMNS", "ModelFiles", "OUT_COLUMNS", "PredictWorker", "recognizer_kwargs"]
+__all__ = ["IN_COLUMNS", "ModelFiles", "OUT_COLUMNS", "PredictWorker"]

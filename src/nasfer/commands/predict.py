@@ -33,6 +33,7 @@ from typing import Any, Iterable, Iterator, Optional
 
 from .. import bulk, config
 from ..config import option
+from ..runtime.options import RecognizerOptions, recognizer_kwargs
 
 NAME = "predict"
 HELP = "emotions of the faces in images or folders (table, JSON lines, CSV, annotated copies)"
@@ -44,17 +45,12 @@ PROGRESS_FROM = 10
 
 
 @dataclass
-class PredictConfig:
+class PredictConfig(RecognizerOptions):
     inputs: list[str] = option([], "image files and/or folders (searched recursively)")
     json: bool = option(False, "print one JSON object per image instead of a table")
     csv: Optional[str] = option(None, "also write one CSV row per face (and per unreadable file) to this file "
                                       "('-': to standard output, instead of the table)")
     annotate: Optional[str] = option(None, "write copies of the images with the faces drawn into this folder")
-    detector: str = option("haar", "face detector: haar, yunet (needs --detector-model or `nasfer models fetch "
-                                   "yunet`) or none (each image is one face)")
-    detector_model: Optional[str] = option(None, "face-detector model file (YuNet's .onnx)")
-    model: Optional[str] = option(None, "ONNX emotion model with its card beside it, or a shipped model by name: default, fast (default: default)")
-    threshold: float = option(0.25, "faces whose top probability is below this are marked uncertain")
     max_faces: int = option(0, "keep at most this many faces per image, largest first (0: all)")
     min_face: int = option(40, "smallest face looked for, in pixels of the original image")
     threads: int = option(0, "ONNX Runtime threads (0: all cores)")
@@ -245,7 +241,6 @@ def run(args: argparse.Namespace) -> int:
     if not items:
         print(f"nasfer predict: no images found in {', '.join(cfg.inputs)}", file=sys.stderr)
         return 1
-    recognizer = EmotionRecognizer(cfg.model, cfg.detector, cfg.detector_model, cfg.threshold,
-                                   threads=cfg.threads or None, max_faces=cfg.max_faces, min_face=cfg.min_face)
+    recognizer = EmotionRecognizer(**recognizer_kwargs(cfg))
     counts = emit_records(analyse(items, recognizer, cfg), items, list(recognizer.labels), cfg)
     return report(counts, len(items))

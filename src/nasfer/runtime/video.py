@@ -22,13 +22,14 @@ import numpy as np
 from ..config import option
 from ..errors import DataError
 from .faces import iou
+from .options import RecognizerOptions, recognizer_kwargs
 from .timeline import FaceSummary, Timeline, companion_json
 
 Rect = tuple[int, int, int, int]
 
 
 @dataclass
-class VideoConfig:
+class VideoConfig(RecognizerOptions):
     """`nasfer video` flags (the input path is the positional argument)."""
 
     path: Optional[str] = option(None, "video file to analyse")
@@ -44,10 +45,6 @@ class VideoConfig:
     iou: float = option(0.3, "overlap (IoU) that links a face to one in the previous analysed frame")
     max_age: int = option(5, "analysed frames a face may go undetected before its id is retired")
     max_frames: int = option(0, "stop after this many frames (0: all)")
-    model: Optional[str] = option(None, "ONNX model with its card beside it, or a shipped model by name: default, fast (default: default)")
-    detector: str = option("haar", "face detector: haar, yunet or none")
-    detector_model: Optional[str] = option(None, "face-detector model file (YuNet's .onnx for --detector yunet)")
-    threshold: float = option(0.25, "faces whose top probability is below this are marked uncertain")
     threads: int = option(0, "ONNX Runtime threads (0: all cores)")
     min_face: int = option(40, "smallest face looked for, in pixels of the original frame")
     progress: bool = option(True, "show progress on stderr (a bar on a terminal, a line every 10%% otherwise)")
@@ -244,8 +241,7 @@ def process_video(cfg: VideoConfig, recognizer: Any = None) -> VideoSummary:
     if recognizer is None:
         from .api import EmotionRecognizer
 
-        recognizer = EmotionRecognizer(cfg.model, cfg.detector, cfg.detector_model, cfg.threshold,
-                                       threads=cfg.threads or None, min_face=cfg.min_face)
+        recognizer = EmotionRecognizer(**recognizer_kwargs(cfg))
     cap = open_capture(cfg.path, cfg.webcam)
     fps = cap.get(cv2.CAP_PROP_FPS)
     fps = fps if fps and math.isfinite(fps) and 0 < fps < 1000 else 25.0

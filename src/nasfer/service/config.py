@@ -6,9 +6,10 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 from ..config import option
+from ..runtime.options import RecognizerOptions
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -47,7 +48,7 @@ def bind_address(host: str, port: int) -> str:
 
 
 @dataclass
-class ServeConfig:
+class ServeConfig(RecognizerOptions):
     """How the HTTP service runs: server processes, model, detector and input limits."""
 
     host: str = option("127.0.0.1", "address to listen on (0.0.0.0: all interfaces, e.g. inside a container)")
@@ -59,10 +60,6 @@ class ServeConfig:
                               "it is closed; also the longest a request waits for a free model (then 503)")
     read_timeout: int = option(60, "seconds a client may take to send one whole request, headers and body "
                                    "(slower: HTTP 408)")
-    model: Optional[str] = option(None, "ONNX model with its card (.json) beside it, or a shipped model by name: default, fast (default: default)")
-    detector: str = option("haar", "default face detector: haar, yunet (needs --detector-model) or none")
-    detector_model: Optional[str] = option(None, "face-detector model file (YuNet's .onnx for --detector yunet)")
-    threshold: float = option(0.25, "faces whose top score is below this are marked uncertain (0..1)")
     max_faces: int = option(20, "most faces returned per image, largest first (0: the service's cap, 100)")
     max_upload_mb: float = option(10.0, "largest accepted request body in MB (larger: HTTP 413)")
     max_pixels: int = option(25_000_000, "largest accepted image, width x height (larger: HTTP 413)")

@@ -1,0 +1,42 @@
+"""The flags every command that runs the recognizer shares (`nasfer predict`, `video`, `serve`).
+
+`RecognizerOptions` declares them once; each command's config subclasses it, so the flags, their defaults
+and their help read the same everywhere. `recognizer_kwargs` turns any such config into the
+`nasfer.runtime.api.EmotionRecognizer` arguments it has.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from ..config import option
+
+
+@dataclass
+class RecognizerOptions:
+    """Which emotion model and face detector run, and when a face counts as uncertain."""
+
+    model: Optional[str] = option(None, "ONNX emotion model with its card (.json) beside it, or a shipped model by "
+                                        "name: default, fast (default: default)")
+    detector: str = option("haar", "face detector: haar, yunet (needs --detector-model or `nasfer models fetch "
+                                   "yunet`) or none (each image is one face)")
+    detector_model: Optional[str] = option(None, "face-detector model file (YuNet's .onnx for --detector yunet)")
+    threshold: float = option(0.25, "faces whose top probability is below this are marked uncertain (0..1)")
+
+
+def recognizer_kwargs(cfg: Any) -> dict[str, Any]:
+    """`EmotionRecognizer` keyword arguments from a command config: every field the two share, with 0 meaning
+    "not set" (None) for `threads` and `max_faces`."""
+    from .api import EmotionRecognizer
+
+    wanted = {f.name for f in dataclasses.fields(EmotionRecognizer) if f.init}
+    kwargs = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name in wanted}
+    for name in ("threads", "max_faces"):
+        if name in kwargs and not kwargs[name]:
+            kwargs[name] = None
+    return kwargs
+
+
+__all__ = ["RecognizerOptions", "recognizer_kwargs"]
