@@ -5,7 +5,9 @@
 an `onnxruntime.InferenceSession` with 1 intra-op and 1 inter-op thread, sequential execution, at batch
 1 and batch 64: `warmup` runs first, then the median of `runs_b1` (`runs_b64`) timed runs (fewer, at
 least 3, for a network so slow that they would take over `max_seconds`). Results
-are milliseconds per face (batch-64 time / 64 for the throughput figure).
+are milliseconds per face (batch-64 time / 64 for the throughput figure). With a cap (`cap=(batch, ms)`,
+the search's `--max-latency-ms`), timing stops as soon as the median of 3 timed runs at that batch is over
+the cap: such a network is not trained, so its exact latency and the other batch sizes (None) are not needed.
 
 `LatencyCache` keeps them in a JSON file keyed by architecture hash (`space.spec_key` of the model
 name and kwargs), so a child is measured once per search, and a cache file can be shared across
@@ -18,6 +20,7 @@ records the machine beside them.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import statistics
@@ -38,9 +41,10 @@ def mnas_reward(accuracy: float, latency_ms: float | None, target_ms: float, w: 
     return float(accuracy) * (max(latency_ms, 1e-6) / target_ms) ** w
 
 
-def _time_session(session, x, warmup: int, runs: int, max_seconds: float) -> float:
+def _time_session(session, x, warmup: int, runs: int, max_seconds: float, stop_above_ms: float = math.inf) -> float:
     """Median ms of `runs` timed runs after `warmup` ones; a very slow network stops after at least 3 timed
-    runs once `max_seconds` have passed, so timing it never costs more than a few seconds."""
+    runs once `max_seconds` have passed, so timing it never costs more than a few seconds, and any network
+    stops after 3 timed runs whose median is over `stop_above_ms` (ms per run)."""
     feed = {session.get_inputs()[0].name: x}
     began = time.perf_counter()
     for _ in range(warmup):
@@ -53,12 +57,19 @@ def _time_session(session, x, warmup: int, runs: int, max_seconds: float) -> flo
         start = time.perf_counter()
         session.run(None, feed)
         times.append((time.perf_counter() - start) * 1e3)
+        if len(times) == 3 and statistics.median(times) > stop_above_ms:
+            break
     return statistics.median(times)
 
 
 def onnx_latency(onnx_path: str | os.PathLike, *, size: int = 48, channels: int = 1, warmup: int = 10,
-                 runs_b1: int = 100, runs_b64: int = 10, max_seconds: float = 5.0) -> dict[str, float]:
-    """{"ms_per_face_b1", "ms_per_face_b64"} of an ONNX classifier in ONNX Runtime CPU, 1 thread."""
+                 runs_b1: int = 100, runs_b64: int = 10, max_seconds: float = 5.0,
+                 cap: tuple[int, float] | None = None) -> dict[str, Any]:
+    """{"ms_per_face_b1", "ms_per_face_b64"} of an ONNX classifier in ONNX Runtime CPU, 1 thread.
+
+    cap: (batch, ms per face). Once the network is known to be slower than that at that batch (median of 3
+    timed runs), timing stops: the batches not yet timed are None and "over_cap" is [batch, ms].
+    """
     import numpy as np
     import onnxruntime as ort
 
@@ -69,10 +80,15 @@ def onnx_latency(onnx_path: str | os.PathLike, *, size: int = 48, channels: int 
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
-    out = {}
+    out: dict[str, Any] = {f"ms_per_face_b{batch}": None for batch in LATENCY_BATCHES}
     for batch, runs in zip(LATENCY_BATCHES, (runs_b1, runs_b64)):
         x = rng.standard_normal((batch, channels, size, size), dtype=np.float32)
-        out[f"ms_per_face_b{batch}"] = _time_session(session, x, warmup, runs, max_seconds) / batch
+        over = cap is not None and cap[0] == batch
+        ms = _time_session(session, x, warmup, runs, max_seconds, cap[1] * batch if over else math.inf) / batch
+        out[f"ms_per_face_b{batch}"] = ms
+        if over and ms > cap[1]:
+            out["over_cap"] = [batch, cap[1]]
+            break
     return out
 
 
@@ -118,10 +134,21 @@ class LatencyCache:
 
     def get(self, name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         key = architecture_key(name, kwargs)
-        if key not in self.entries:
+        if not self.usable(self.entries.get(key)):
             self.entries[key] = measure_latency(name, kwargs, **self.timing)
             self.save()
         return self.entries[key]
+
+    def usable(self, entry: dict[str, Any] | None) -> bool:
+        """Whether a stored entry answers this cache's callers: complete, or stopped over a cap at the same
+        batch that is over this cache's cap too (a search with a higher cap, or none, re-measures it)."""
+        if entry is None:
+            return False
+        if "over_cap" not in entry:
+            return True
+        cap = self.timing.get("cap")
+        batch = entry["over_cap"][0]
+        return cap is not None and cap[0] == batch and entry[f"ms_per_face_b{batch}"] > cap[1]
 
     def save(self) -> None:
         if self.path is None:

@@ -113,7 +113,8 @@ class ChildProblem:
         max_ms = float(cfg.max_latency_ms)
         if not done and (cfg.latency_target_ms > 0 or max_ms > 0 or self.latency_fn is not None):
             latency = (self.latency_fn(name, kwargs) if self.latency_fn is not None
-                       else LatencyCache(self.latency_path or None).get(name, kwargs))
+                       else LatencyCache(self.latency_path or None,
+                                         cap=(cfg.latency_batch, max_ms) if max_ms > 0 else None).get(name, kwargs))
         ms = latency.get(f"ms_per_face_b{cfg.latency_batch}") if latency else None
         if max_ms > 0 and ms is not None and ms > max_ms:
             # infeasible, as in the local backend: not trained, reward 0, never promoted

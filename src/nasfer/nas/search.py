@@ -212,7 +212,8 @@ class SearchRun:
         if self.latency_fn is not None:
             return self.latency_fn(name, kwargs)
         if self.latency_cache is None:
-            self.latency_cache = LatencyCache(self.cfg.latency_cache or self.out / "latency_cache.json")
+            cap = (self.cfg.latency_batch, self.cfg.max_latency_ms) if self.cfg.max_latency_ms > 0 else None
+            self.latency_cache = LatencyCache(self.cfg.latency_cache or self.out / "latency_cache.json", cap=cap)
         return self.latency_cache.get(name, kwargs)
 
     def objective(self, accuracy: float, trial: dict[str, Any]) -> float:
