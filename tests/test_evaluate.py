@@ -112,12 +112,16 @@ def test_summary_table_without_json(capsys, folder, checkpoint):
         json.loads(out)
 
 
-@pytest.mark.parametrize("split, n", [("train", 14), ("TRAIN", 14), ("test", 21), ("all", 35)])
-def test_split_selection(capsys, folder, checkpoint, split, n):
+@pytest.mark.parametrize("split, n, name", [("train", 14, "train"), ("TRAIN", 14, "train"), ("test", 21, "test"),
+                                           ("all", 35, "test+train")])
+def test_split_selection(capsys, folder, checkpoint, split, n, name):
+    """The report names the split by the dataset's own split names (what a record is stored under), and
+    the request when it was spelled otherwise."""
     code, out, _ = run_cli(capsys, "--data", folder, "--model", checkpoint, "--split", split, "--json", "-")
     assert code == 0
     report = json.loads(out)
-    assert report["n"] == n and report["split"] == split
+    assert report["n"] == n and report["split"] == name
+    assert report.get("split_requested", name) == split
 
 
 def test_official_split_names_case_insensitive(capsys, kaggle_zip, checkpoint):
@@ -341,6 +345,50 @@ def test_record_stores_the_score_once_with_date_and_command(capsys, kaggle_zip, 
     assert code == 0 and card["previous_records"] == [{"split": "PublicTest", "accuracy": entry["accuracy"],
                                                        "macro_f1": entry["macro_f1"], "recorded": entry["recorded"]}]
     assert "--overwrite-record" in card["metrics"]["PublicTest"]["recorded"]["command"]
+
+
+@pytest.mark.parametrize("again", ["publictest", "PUBLICTEST", "test", "all"])
+def test_record_cannot_be_repeated_under_another_name_for_the_same_images(capsys, kaggle_zip, released, again):
+    """Once PublicTest is recorded, another spelling, the 'test' alias or 'all' (which hold its images) are
+    refused too, and a first record is stored under the dataset's own split name."""
+    code, _, _ = run_cli(capsys, "--data", kaggle_zip, "--model", released, "--split", "publictest", "--record")
+    card = json.loads(released.with_suffix(".json").read_text())
+    assert code == 0 and list(card["metrics"]) == ["PublicTest"]
+    assert card["metrics"]["PublicTest"]["split_requested"] == "publictest"
+    code, _, err = run_cli(capsys, "--data", kaggle_zip, "--model", released, "--split", again, "--record")
+    assert code == 2 and "already records a PublicTest score" in err
+    assert json.loads(released.with_suffix(".json").read_text()) == card
+
+
+def test_record_is_kept_when_writing_the_report_fails(capsys, kaggle_zip, released, tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    code, _, err = run_cli(capsys, "--data", kaggle_zip, "--model", released, "--split", "PublicTest", "--record",
+                           "--json", str(blocked / "report.json"))  # a folder that cannot be made
+    assert code == 2 and "cannot write the report" in err and "the score is recorded in the card" in err
+    assert "PublicTest" in json.loads(released.with_suffix(".json").read_text())["metrics"]
+
+
+def test_export_refuses_to_replace_a_model_whose_card_records_a_test_score(capsys, kaggle_zip, released, checkpoint,
+                                                                           tmp_path):
+    from nasfer.errors import ModelError
+    from nasfer.export import ExportConfig, export_checkpoint
+
+    code, _, _ = run_cli(capsys, "--data", kaggle_zip, "--model", released, "--split", "PublicTest", "--record")
+    card = released.with_suffix(".json").read_text()
+    with pytest.raises(ModelError, match="would lose that record"):
+        export_checkpoint(ExportConfig(checkpoint=str(checkpoint), out=str(released)))
+    with pytest.raises(ModelError, match="would lose that record"):
+        export_checkpoint(ExportConfig(onnx=str(released), out=str(released), quantize="int8",
+                                       calibration_data=str(kaggle_zip)))
+    metrics = tmp_path / "m.json"
+    metrics.write_text(json.dumps({"split": "PublicTest", "accuracy": 0.99}))
+    with pytest.raises(ModelError, match="scored on it once"):
+        export_checkpoint(ExportConfig(out=str(released), metrics=str(metrics)))
+    assert code == 0 and released.with_suffix(".json").read_text() == card
+    metrics.write_text(json.dumps({"split": "val", "accuracy": 0.5}))  # another split may still be added
+    export_checkpoint(ExportConfig(out=str(released), metrics=str(metrics)))
+    assert json.loads(released.with_suffix(".json").read_text())["metrics"]["val"]["accuracy"] == 0.5
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -260,8 +260,10 @@ def predict_split(cfg: EvalConfig, *, progress: bool = False) -> SplitPrediction
         roles = apply_split_file(read_split_file(cfg.split_file), sample_keys(dataset.sources, str(data_path)),
                                  where=cfg.split_file)
         dataset = replace(dataset, splits=roles)
-    split = cfg.split or default_split(dataset.split_names())
-    part = dataset.select_split(split)
+    part = dataset.select_split(cfg.split or default_split(dataset.split_names()))
+    split = "+".join(sorted(set(part.splits.astype(str).tolist())))  # the split's own name(s), e.g. PublicTest
+    if cfg.record:  # again with the names the request turned out to cover ('test', 'publictest', 'all', ...)
+        check_recordable(model.path, split, cfg.overwrite_record)
     notes = list(dataset.notes)
 
     index, contempt_state, mapping_notes = map_labels(part.label_names, part.labels, model, cfg.contempt,
@@ -304,6 +306,7 @@ def evaluate(cfg: EvalConfig, *, progress: bool = False, log: Callable[[str], No
         "skipped_examples": [str(s) for s in dataset.skipped[:SKIPPED_EXAMPLES]],
         "dataset": {"path": str(data_path), "format": kind, "splits": dataset.split_names()},
         "split": split,
+        **({"split_requested": cfg.split} if cfg.split and cfg.split != split else {}),
         "model": {"path": model.path, "name": model.name, "format": model.format},
         "contempt": contempt_state,
         "notes": notes,
@@ -314,16 +317,20 @@ def evaluate(cfg: EvalConfig, *, progress: bool = False, log: Callable[[str], No
         "images_per_second": round(len(part) / seconds, 1) if seconds > 0 else 0.0,
         "read_seconds": round(read_seconds, 4),
     })
-    if cfg.plots:
-        report["plots"] = {k: str(v) for k, v in write_plots(y_true, probs, report, cfg.plots).items()}
-    if cfg.json and cfg.json != "-":
-        path = Path(cfg.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(to_json(report) + "\n")
-        log(f"report written to {path}")
-    if cfg.record:
+    if cfg.record:  # first: a once-only test score must not be lost to a failing --json or --plots
         card = record_metrics(model.path, report, command or command_line("evaluate", cfg), cfg.overwrite_record)
         log(f"{split} score recorded in {card}")
+    try:
+        if cfg.plots:
+            report["plots"] = {k: str(v) for k, v in write_plots(y_true, probs, report, cfg.plots).items()}
+        if cfg.json and cfg.json != "-":
+            path = Path(cfg.json)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(to_json(report) + "\n")
+            log(f"report written to {path}")
+    except OSError as exc:
+        raise DataError(f"cannot write the report ({exc.strerror or exc}: {exc.filename or cfg.json})"
+                        + ("; the score is recorded in the card" if cfg.record else "")) from None
     return report
 
 

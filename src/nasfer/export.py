@@ -196,13 +196,15 @@ def export_checkpoint(cfg: ExportConfig, images: np.ndarray | None = None) -> Ex
 
     `images` (uint8 (N,S,S)) join the parity check, as do `cfg.parity_data`'s first images.
     """
-    from .record import command_line
+    from .record import check_replaceable, command_line, conflicting_split
 
     out = Path(cfg.out)
     if out.suffix.lower() != ".onnx":
         raise ValueError(f"--out must end in .onnx, got {out}")
     if cfg.tta and cfg.ten_crop:
         raise ValueError("--tta and --ten-crop together: ten-crop already averages the mirror images; choose one")
+    if cfg.checkpoint or cfg.quantize:
+        check_replaceable(out)
     if cfg.quantize:
         from .quantize import export_quantized
 
@@ -216,7 +218,13 @@ def export_checkpoint(cfg: ExportConfig, images: np.ndarray | None = None) -> Ex
             raise ValueError("give --checkpoint to export, or --metrics to update the card of an existing --out")
         if not out.is_file():
             raise ModelError(f"{out}: no such model to add metrics to")
-        card = merge_metrics(read_card(out), metrics, cfg.metrics_split)
+        card = read_card(out)
+        split = cfg.metrics_split or str(metrics.get("split") or "test")
+        recorded = conflicting_split(card, split, recorded_only=True)
+        if recorded is not None:
+            raise ModelError(f"{out}: its card records a {recorded} score (nasfer evaluate --record), which "
+                             f"--metrics for {split} would replace; a released model is scored on it once")
+        card = merge_metrics(card, metrics, split)
         write_card(card_path(out), card)
         return ExportResult(out, card_path(out), card, None)
 

@@ -57,12 +57,49 @@ def check_recordable(model_path: str | os.PathLike, split: str | None, overwrite
         raise ModelError("--record stores the released model's own score: leave out --tta/--ten-crop (build TTA "
                          "into the graph with `nasfer export --tta` or `--ten-crop` instead)")
     path, card = _card_of(model_path)
-    existing = (card.get("metrics") or {}).get(split)
-    if existing and not overwrite:
+    key = conflicting_split(card, split)
+    if key is not None and not overwrite:
+        existing = card["metrics"][key]
         when = (existing.get("recorded") or {}).get("date", "an earlier run")
-        raise ModelError(f"{path} already records a {split} score (accuracy {existing.get('accuracy', float('nan')):.4f}, "
-                         f"{when}); a released model is scored on {split} once. Pass --overwrite-record to replace it "
-                         "(the old score is kept under previous_records)")
+        raise ModelError(f"{path} already records a {key} score (accuracy {existing.get('accuracy', float('nan')):.4f}, "
+                         f"{when}) and --split {split} scores those images again; a released model is scored on "
+                         "them once. Pass --overwrite-record to replace it (the old score is kept under previous_records)")
+
+
+def conflicting_split(card: dict[str, Any], split: str, *, recorded_only: bool = False) -> str | None:
+    """The key of the card's metrics that `split` overlaps (the same split by another spelling or alias,
+    'test' for PublicTest, 'all' for anything, a '+'-joined part), or None. `recorded_only`: only scores
+    stored by `--record`."""
+    from .data.dataset import split_matches
+
+    wanted = split_matches(split)
+    for key, entry in (card.get("metrics") or {}).items():
+        if recorded_only and not (isinstance(entry, dict) and entry.get("recorded")):
+            continue
+        have = split_matches(str(key))
+        if wanted is None or have is None or wanted & have:
+            return str(key)
+    return None
+
+
+def check_replaceable(out: str | os.PathLike) -> None:
+    """ModelError when the card beside `out` (.onnx) records a test score: a new model written there would
+    drop the record and allow the test split to be scored again. Checked before any work."""
+    import json
+
+    from .runtime.engine import card_path
+
+    path = card_path(Path(out))
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return  # no card (or no readable one): no record to lose
+    recorded = [key for key, entry in ((card.get("metrics") or {}) if isinstance(card, dict) else {}).items()
+                if isinstance(entry, dict) and entry.get("recorded")]
+    if recorded:
+        raise ModelError(f"{out}: its card records a {', '.join(recorded)} score of the released model; writing a "
+                         "new model over it would lose that record. Write to another --out (or move the old model "
+                         "and its card away first)")
 
 
 def record_metrics(model_path: str | os.PathLike, report: dict[str, Any], command: str,
@@ -77,13 +114,14 @@ def record_metrics(model_path: str | os.PathLike, report: dict[str, Any], comman
     check_recordable(model_path, split, overwrite)
     path, card = _card_of(model_path)
     metrics = dict(card.get("metrics") or {})
+    old_key = conflicting_split(card, split)
     entry = {**report, "recorded": {"date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                                     "command": command}}
     entry["model"] = {**report.get("model", {}), "path": Path(model_path).name}  # the file beside the card
-    if split in metrics:
+    if old_key is not None:
         previous = list(card.get("previous_records") or [])
-        old = metrics[split]
-        previous.append({"split": split, "accuracy": old.get("accuracy"), "macro_f1": old.get("macro_f1"),
+        old = metrics.pop(old_key)
+        previous.append({"split": old_key, "accuracy": old.get("accuracy"), "macro_f1": old.get("macro_f1"),
                          "recorded": old.get("recorded")})
         card["previous_records"] = previous
     metrics[split] = entry
@@ -92,4 +130,4 @@ def record_metrics(model_path: str | os.PathLike, report: dict[str, Any], comman
     return path
 
 
-__all__ = ["command_line", "check_recordable", "record_metrics"]
+__all__ = ["command_line", "check_recordable", "check_replaceable", "conflicting_split", "record_metrics"]

@@ -8,6 +8,23 @@ import numpy as np
 
 from ..labels import EMOTIONS
 
+#: Split names that stand for others: folder-named and officially-named splits can be asked for either way.
+SPLIT_ALIASES = {"train": {"train", "training"}, "training": {"train", "training"},
+                 "test": {"test", "publictest", "privatetest"}, "val": {"val", "validation"},
+                 "validation": {"val", "validation"}}
+
+
+def split_matches(name: str) -> set[str] | None:
+    """The lower-case split names that `name` selects (case-insensitive, with SPLIT_ALIASES); None for
+    'all' (every split). A name joined with '+' (as recorded for a mixed selection) selects each part."""
+    wanted: set[str] = set()
+    for part in name.split("+"):
+        key = part.strip().lower()
+        if key == "all":
+            return None
+        wanted |= SPLIT_ALIASES.get(key, {key})
+    return wanted
+
 
 @dataclass(frozen=True)
 class Skipped:
@@ -68,14 +85,10 @@ class FaceDataset:
         'test' also matches PublicTest+PrivateTest and 'train' matches Training, so folder-named and
         officially-named splits can be asked for either way.
         """
-        key = name.strip().lower()
-        if key == "all":
+        wanted = split_matches(name)
+        if wanted is None:
             return self
         lowered = np.char.lower(self.splits.astype(str))
-        aliases = {"train": {"train", "training"}, "training": {"train", "training"},
-                   "test": {"test", "publictest", "privatetest"}, "val": {"val", "validation"},
-                   "validation": {"val", "validation"}}
-        wanted = aliases.get(key, {key})
         mask = np.isin(lowered, list(wanted))
         if not mask.any():
             raise ValueError(f"split {name!r} not found; this dataset has: {', '.join(self.split_names()) or 'none'}")
