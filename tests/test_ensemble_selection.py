@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,6 +49,22 @@ def test_greedy_selection_keeps_the_best_single_member_when_mixing_does_not_help
         greedy_selection(good, y)
     with pytest.raises(ValueError, match="rounds"):
         greedy_selection(np.stack([good]), y, rounds=-1)
+
+
+def test_greedy_selection_climbs_on_log_likelihood_not_on_single_images():
+    """A member that is right on one more image but overconfidently wrong elsewhere wins on accuracy alone;
+    the log-likelihood climb does not hand it a weight for that one image."""
+    y = np.array([0, 1, 2] * 20)
+    calm = one_hot(y, sure=0.6)
+    calm[0] = [0.40, 0.45, 0.15]  # wrong on image 0, narrowly
+    brash = calm.copy()
+    brash[0] = [0.90, 0.05, 0.05]  # right on image 0 ...
+    for i in range(1, 11):  # ... and wrong on ten others, which calm still carries in the mix
+        brash[i] = np.roll([0.34, 0.36, 0.30], y[i])
+    mixed = (calm + brash) / 2
+    assert validation_score(mixed, y)[0] > validation_score(calm, y)[0]  # accuracy would take brash in
+    assert validation_score(mixed, y)[1] > validation_score(calm, y)[1]  # its log-likelihood is worse
+    assert greedy_selection(np.stack([calm, brash]), y, rounds=5).tolist() == [1.0, 0.0]
 
 
 def test_weighted_ensemble_averages_with_its_weights():
@@ -140,6 +157,49 @@ def test_nasfer_ensemble_selects_on_validation_and_records_it(learnable_folder, 
                  str(tmp_path / "m.pt")]) != 0
     assert "for --select greedy" in capsys.readouterr().err
     assert json.loads(json.dumps(selection)) == selection  # the card can hold it
+    # every candidate, dropped ones too, keeps what reproduces it; the note says validation is optimistic
+    assert all(c["command"].startswith("nasfer train") and c["epochs"]["completed"] and len(c["sha256"]) == 64
+               for c in selection["candidates"]) and "optimistic" in selection["note"]
+    assert "log-likelihood" in selection["method"] and ckpt["config"]["ensemble_of"] == ["a/best.pt", "b/best.pt"]
+
+
+@pytest.mark.slow
+def test_nasfer_ensemble_refuses_unfinished_runs_and_members_that_change(learnable_folder, tmp_path, capsys,
+                                                                         monkeypatch):
+    from nasfer.cli import main
+    from nasfer.config import DataConfig, TrainConfig
+    from nasfer.train import fit
+
+    data = DataConfig(data=str(learnable_folder))
+    base = dict(arch="vgg", width=4, batch_size=32, val_fraction=0.2, epochs=1)
+    first = fit(TrainConfig(out=str(tmp_path / "a"), seed=1, **base), data, progress=False)
+    fit(TrainConfig(out=str(tmp_path / "b"), seed=2, split_file=str(first / "splits.json"), **base), data,
+        progress=False)
+    ckpts = [str(tmp_path / n / "best.pt") for n in "ab"]
+    history = tmp_path / "b" / "history.json"  # b as if stopped after 2 of 4 scheduled epochs
+    history.write_text(json.dumps(json.loads(history.read_text()) * 2))
+    ck = torch.load(ckpts[1], weights_only=False)
+    ck["config"]["train"]["epochs"] = 4
+    torch.save(ck, ckpts[1])
+    assert main(["ensemble", "--checkpoints", *ckpts, "--out", str(tmp_path / "e.pt")]) != 0
+    err = capsys.readouterr().err
+    assert "has finished 2 of 4 epochs" in err and "--allow-incomplete" in err and not (tmp_path / "e.pt").exists()
+    assert main(["ensemble", "--checkpoints", *ckpts, "--allow-incomplete", "--out", str(tmp_path / "e.pt")]) == 0
+    assert (tmp_path / "e.pt").exists()
+
+    import nasfer.models.ensemble as ens
+
+    real = ens.ensemble_checkpoint
+
+    def meanwhile(paths, weights=None, selection=None):  # the run writes a new best.pt during the command
+        built = real(paths, weights, selection)
+        member = Path(paths[0])
+        member.write_bytes(member.read_bytes() + b"\0")
+        return built
+
+    monkeypatch.setattr(ens, "ensemble_checkpoint", meanwhile)
+    assert main(["ensemble", "--checkpoints", *ckpts, "--allow-incomplete", "--out", str(tmp_path / "f.pt")]) != 0
+    assert "changed while this command ran" in capsys.readouterr().err and not (tmp_path / "f.pt").exists()
 
 
 def test_a_weighted_ensemble_exports_to_one_graph_with_its_weights(tmp_path):

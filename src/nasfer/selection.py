@@ -3,14 +3,20 @@
 Greedy forward selection with replacement, initialised with the best single model (Caruana,
 Niculescu-Mizil, Crew, Ksikes, "Ensemble Selection from Libraries of Models", ICML 2004): each round
 adds the member (possibly one already in) whose addition gives the averaged probabilities the best
-validation score; a member's weight is how often it was added. The score is accuracy, ties broken by
-the lower negative log-likelihood. The ensemble kept is the best of all rounds, so its size is chosen
-on validation too. Pure NumPy; no test images are ever involved (the caller passes validation data).
+validation score; a member's weight is how often it was added. The score is the mean negative
+log-likelihood (Caruana et al. hill-climb on any metric): on a few thousand validation images accuracy
+moves in steps of one image, so climbing on it follows single images (noise) and can hand a member a
+weight for one image's gain; the log-likelihood, a proper scoring rule, is smooth. Ties go to the higher
+accuracy. The ensemble kept is the best of all rounds, so its size is chosen on validation too. Pure
+NumPy; no test images are ever involved (the caller passes validation data).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+#: What the selection climbs on (recorded in the ensemble's card).
+CRITERION = "validation negative log-likelihood"
 
 
 def validation_score(probs: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -37,7 +43,7 @@ def greedy_selection(probs: np.ndarray, y: np.ndarray, rounds: int = 25) -> np.n
 
     def key(p: np.ndarray) -> tuple[float, float]:
         acc, nll = validation_score(p, y)
-        return acc, -nll  # larger is better on both
+        return -nll, acc  # larger is better on both
 
     counts = np.zeros(len(probs), dtype=np.int64)
     first = max(range(len(probs)), key=lambda i: (key(probs[i]), -i))
@@ -57,4 +63,4 @@ def greedy_selection(probs: np.ndarray, y: np.ndarray, rounds: int = 25) -> np.n
     return best_counts / best_counts.sum()
 
 
-__all__ = ["greedy_selection", "validation_score"]
+__all__ = ["CRITERION", "greedy_selection", "validation_score"]

@@ -10,6 +10,10 @@ checkpoint's run's splits.json), with flip TTA as training validates, and keeps 
 that greedy ensemble selection (`nasfer.selection`, Caruana et al. 2004) picks; members it does not pick are
 left out of the graph. It refuses members that trained on any of those validation images, members whose
 run directory (with its splits.json) is not beside them, and members trained on another dataset.
+
+Every mode refuses a member whose run has not finished its scheduled epochs (its history.json says so;
+--allow-incomplete accepts it) and a member file that changes while the command runs (a run still
+writing it): the weights written are the weights scored.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class EnsembleConfig:
                              "(a member's weight is how often it was added)")
     tta: bool = option(True, "greedy: score members with flip TTA (--no-tta: without)")
     threads: int = option(0, "CPU threads for scoring (0: torch's default)")
+    allow_incomplete: bool = option(False, "accept members whose runs have not finished their scheduled epochs")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import save_checkpoint
+    from ..errors import DataError
     from ..models.ensemble import ensemble_checkpoint
+    from ..runtime.engine import sha256_file
 
     cfg = from_args(EnsembleConfig, args)
     if len(cfg.checkpoints) < 2:
@@ -56,14 +63,19 @@ def run(args: argparse.Namespace) -> int:
     paths, weights, selection = list(cfg.checkpoints), None, None
     if cfg.select == "mean" and (cfg.data or cfg.split_file):
         raise ValueError("--data and --split-file are for --select greedy (with --select mean nothing is scored)")
+    files = {path: member_file(path, cfg.allow_incomplete) for path in cfg.checkpoints}
     if cfg.select == "greedy":
-        paths, weights, selection = select_members(cfg, print)
+        paths, weights, selection = select_members(cfg, print, files)
         selection["out"] = Path(cfg.out).name
         if len(paths) == 1:
             print(f"greedy selection kept only {paths[0]}: no ensemble of these members scores higher on "
                   "validation than it does alone; no ensemble written (use that checkpoint, or --select mean)")
             return 1
-    save_checkpoint(cfg.out, ensemble_checkpoint(paths, weights, selection))
+    ensemble = ensemble_checkpoint(paths, weights, selection)
+    for path in paths:
+        if sha256_file(path) != files[path]["sha256"]:
+            raise DataError(f"{path} changed while this command ran (is its run still training?); nothing written")
+    save_checkpoint(cfg.out, ensemble)
     print(f"{cfg.out}: ensemble of {len(paths)} models")
     tta = " --tta" if cfg.select == "mean" or cfg.tta else ""
     print(f"export it as one graph: nasfer export --checkpoint {cfg.out} --out {Path(cfg.out).with_suffix('.onnx')}{tta}"
@@ -71,11 +83,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_member(path: str, val: set[str], split_file: Path, data: str) -> None:
+def member_file(path: str, allow_incomplete: bool = False) -> dict:
+    """What the card keeps of a member file: sha256, its run's epochs (`card.epochs_info`), the weights it
+    holds (ema or raw), its training command, its dataset's file name. DataError for an unreadable file or,
+    unless `allow_incomplete`, a run that has not finished its scheduled epochs."""
+    from ..card import epochs_info, train_command, trained_on
+    from ..checkpoint import load_checkpoint
+    from ..errors import DataError
+    from ..runtime.engine import sha256_file
+
+    sha = sha256_file(path)
+    ckpt = load_checkpoint(path)
+    epochs = epochs_info(ckpt, Path(path).parent)
+    if epochs.get("completed") is False and not allow_incomplete:
+        raise DataError(f"{path}: its run has finished {epochs['epochs_completed']} of {epochs['scheduled_epochs']} "
+                        "epochs (still training, or stopped); finish it, or pass --allow-incomplete")
+    return {"sha256": sha, "epochs": epochs, "weights": ckpt.get("weights"),
+            "command": train_command(ckpt.get("config") or {}), "dataset": trained_on(ckpt)}
+
+
+def check_member(path: str, val: set[str], split_file: Path, data: str, dataset: str | None) -> None:
     """DataError unless `path` provably held out every image of `val`: its run's splits.json (beside it) must
     give none of them the train role, and its recorded dataset must be `data` (by file name)."""
-    from ..card import trained_on
-    from ..checkpoint import load_checkpoint
     from ..data.splits import read_split_file
     from ..errors import DataError
 
@@ -91,13 +120,13 @@ def check_member(path: str, val: set[str], split_file: Path, data: str) -> None:
     if seen:
         raise DataError(f"{path}: trained on {seen} of the {len(val)} validation images of {split_file}; "
                         "select on a split every member held out (train them with the same --split-file)")
-    dataset = trained_on(load_checkpoint(path))
     if dataset and dataset != Path(data).name:
         raise DataError(f"{path}: trained on {dataset}, not on --data {Path(data).name}")
 
 
-def select_members(cfg: EnsembleConfig, log) -> tuple[list[str], list[float], dict]:
-    """(checkpoints kept, their weights, the selection record for the card), chosen on validation images.
+def select_members(cfg: EnsembleConfig, log, files: dict[str, dict]) -> tuple[list[str], list[float], dict]:
+    """(checkpoints kept, their weights, the selection record for the card), chosen on validation images;
+    `files`: `member_file` of each checkpoint.
 
     DataError: no --data, no split file, or a member trained on validation images of the split.
     """
@@ -107,7 +136,7 @@ def select_members(cfg: EnsembleConfig, log) -> tuple[list[str], list[float], di
     from ..data.splits import read_split_file
     from ..errors import DataError
     from ..evaluate import EvalConfig, predict_split
-    from ..selection import greedy_selection, validation_score
+    from ..selection import CRITERION, greedy_selection, validation_score
 
     if not cfg.data:
         raise DataError("--select greedy scores the members on validation images: give --data (the dataset "
@@ -117,7 +146,7 @@ def select_members(cfg: EnsembleConfig, log) -> tuple[list[str], list[float], di
         raise DataError(f"{split_file}: no split file; give --split-file (a run's splits.json)")
     val = {k for k, role in read_split_file(split_file).items() if role == "val"}
     for path in cfg.checkpoints:
-        check_member(path, val, split_file, cfg.data)
+        check_member(path, val, split_file, cfg.data, files[path]["dataset"])
     probs, y, scores = [], None, []
     for path in cfg.checkpoints:
         pred = predict_split(EvalConfig(data=cfg.data, split="val", split_file=str(split_file), model=path,
@@ -135,9 +164,13 @@ def select_members(cfg: EnsembleConfig, log) -> tuple[list[str], list[float], di
     sel_acc = validation_score(np.tensordot(weights, stacked, axes=1), y)[0]
     log(f"equal-weight mean of all {len(probs)}: {mean_acc:.4f}; greedy selection: {sel_acc:.4f} with weights "
         + ", ".join(f"{cfg.checkpoints[i]} {weights[i]:.3f}" for i in chosen))
-    record = {"method": "greedy ensemble selection with replacement (Caruana et al. 2004)", "rounds": cfg.rounds,
-              "validation_split": run_relative(split_file), "n_val": int(len(y)), "tta": "flip" if cfg.tta else None,
-              "candidates": [{"checkpoint": run_relative(p), "val_accuracy": s, "weight": float(w)}
+    record = {"method": f"greedy ensemble selection with replacement (Caruana et al. 2004) on {CRITERION}",
+              "rounds": cfg.rounds, "validation_split": run_relative(split_file), "n_val": int(len(y)),
+              "tta": "flip" if cfg.tta else None,
+              "candidates": [{"checkpoint": run_relative(p), "val_accuracy": s, "weight": float(w),
+                              **{k: files[p][k] for k in ("sha256", "weights", "epochs", "command")}}
                              for p, s, w in zip(cfg.checkpoints, scores, weights)],
-              "val_accuracy_equal_mean": mean_acc, "val_accuracy_selected": sel_acc}
+              "val_accuracy_equal_mean": mean_acc, "val_accuracy_selected": sel_acc,
+              "note": "validation accuracies are optimistic: the same images chose each member's best epoch and "
+                      "the weights; the test split is the unbiased score"}
     return [cfg.checkpoints[i] for i in chosen], [float(weights[i]) for i in chosen], record

@@ -69,7 +69,7 @@ def ensemble_checkpoint(paths: list[str], weights: list[float] | None = None,
     """
     from pathlib import Path
 
-    from ..card import epochs_info
+    from ..card import epochs_info, run_relative
     from ..checkpoint import build_model, load_checkpoint, make_checkpoint, preprocessing_of
     from ..errors import ModelError
 
@@ -90,9 +90,9 @@ def ensemble_checkpoint(paths: list[str], weights: list[float] | None = None,
     return make_checkpoint(
         model=model, model_name="ensemble", model_kwargs=kwargs, labels=first["labels"],
         preprocessing=preprocessing_of(first),
-        config={"ensemble_of": [str(p) for p in paths], "members": [ck.get("config", {}) for ck in ckpts],
+        config={"ensemble_of": [run_relative(p) for p in paths], "members": [ck.get("config", {}) for ck in ckpts],
                 **({"selection": selection} if selection else {})},
         metrics={"members": [ck.get("metrics", {}) for ck in ckpts]},
-        members_training=[{**epochs_info(ck, Path(p).parent), "val_accuracy": (ck.get("metrics") or {}).get("val_accuracy")}
-                          for p, ck in zip(paths, ckpts)],
+        members_training=[{**epochs_info(ck, Path(p).parent), "val_accuracy": (ck.get("metrics") or {}).get("val_accuracy"),
+                           "weights": ck.get("weights")} for p, ck in zip(paths, ckpts)],
     )
