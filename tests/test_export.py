@@ -149,3 +149,13 @@ def test_a_damaged_checkpoint_is_a_model_error(tmp_path, capsys):
 def test_importing_export_loads_no_heavy_module():
     code = "import sys, nasfer.export, nasfer.commands.export; print([m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules])"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+def test_parity_data_never_reads_test_images(kaggle_zip):
+    from nasfer.data import read_dataset
+    from nasfer.export import _parity_images
+
+    data = read_dataset(kaggle_zip, size=48)
+    got = _parity_images(str(kaggle_zip), 48)
+    train = data.select_split("train").images
+    assert len(got) == min(256, len(train)) and np.array_equal(got, train[:len(got)])

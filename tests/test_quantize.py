@@ -119,3 +119,26 @@ def test_legacy_card_fields_become_generated_fields():
     assert legacy_card(card) == card  # idempotent: an upgraded card stays as it is
     ensemble = legacy_card({"training": {"config": {"members": [{"train": {"epochs": 40}}, {"train": {"epochs": 12}}]}}})
     assert [m["scheduled_epochs"] for m in ensemble["training"]["members"]] == [40, 12]
+
+
+def test_quantization_uses_the_split_the_model_held_out():
+    """Calibration must read training images and parity the validation images the model was selected on:
+    the flags must name its run's split (split file, or seed and val fraction)."""
+    from nasfer.quantize import check_held_out_split
+
+    single = {"training": {"config": {"train": {"out": "a", "seed": 3, "val_fraction": 0.2}}}}
+    check_held_out_split(single, None, 3, 0.2)
+    with pytest.raises(ValueError, match="--seed 3 --val-fraction 0.2"):
+        check_held_out_split(single, None, 0, 0.1)
+    on_file = {"training": {"config": {"train": {"out": "b", "split_file": "a/splits.json"}}}}
+    with pytest.raises(ValueError, match="a/splits.json: pass that file as --split-file"):
+        check_held_out_split(on_file, None, 0, 0.1)
+    check_held_out_split(on_file, "runs/a/splits.json", 0, 0.1)
+    members = [{"train": {"out": "a", "seed": 0, "val_fraction": 0.1}},
+               {"train": {"out": "b", "split_file": "a/splits.json"}}]
+    own = {"training": {"config": {"members": members, "selection": {"validation_split": "a/splits.json"}}}}
+    check_held_out_split(own, None, 0, 0.1)  # selected on the first member's own split: its seed draw
+    other = {"training": {"config": {"members": members, "selection": {"validation_split": "c/splits.json"}}}}
+    with pytest.raises(ValueError, match="c/splits.json"):
+        check_held_out_split(other, None, 0, 0.1)
+    check_held_out_split({"name": "old card"}, None, 0, 0.1)  # cards that do not say are not checked

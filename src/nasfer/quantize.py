@@ -164,6 +164,30 @@ def split_images(data_path: str, labels: tuple[str, ...], size: int, *, n_calibr
                             "n_validation": int(len(val_idx))})
 
 
+def check_held_out_split(card: dict, split_file: str | None, seed: int, val_fraction: float) -> None:
+    """ValueError when the flags would draw other validation images than the model held out.
+
+    The model's split is that of its (first member's) training run: its --split-file, else its --seed and
+    --val-fraction; an ensemble selected on another run's splits.json needs that file. A card that does
+    not say (older cards) is not checked.
+    """
+    config = (card.get("training") or {}).get("config") or {}
+    first = next(iter(config.get("members") or []), config)
+    train = (first or {}).get("train") or {}
+    if split_file or not train:
+        return
+    own = f"{train.get('out')}/splits.json" if train.get("out") else None
+    selected_on = (config.get("selection") or {}).get("validation_split")
+    needed = train.get("split_file") or (selected_on if selected_on and selected_on != own else None)
+    if needed:
+        raise ValueError(f"the model held out the validation images of {needed}: pass that file as --split-file, "
+                         "so calibration reads training images and the parity check the images it was selected on")
+    held = (train.get("seed", 0), train.get("val_fraction", 0.1))
+    if (seed, val_fraction) != held:
+        raise ValueError(f"the model's training run drew its validation split with --seed {held[0]} --val-fraction "
+                         f"{held[1]}; give those (not --seed {seed} --val-fraction {val_fraction})")
+
+
 def onnx_predict(path: str | os.PathLike, preprocessing: Preprocessing, input_name: str = "input",
                  output_name: str = "probs", batch_size: int = 256):
     """uint8 (N, S, S) -> probabilities float32 (N, K) through ONNX Runtime with the engine's settings
@@ -268,6 +292,7 @@ def export_quantized(cfg, images: np.ndarray | None = None):
     source_sha = sha256_file(source)
     if src_card.get("quantization"):
         raise ModelError(f"{source} is quantized already ({src_card['quantization'].get('format')})")
+    check_held_out_split(src_card, cfg.split_file, cfg.seed, cfg.val_fraction)
     prep = Preprocessing.from_dict(src_card["preprocessing"])
     io = src_card.get("onnx") or {}
     names = (io.get("input", "input"), io.get("output", "probs"))
@@ -297,4 +322,4 @@ def export_quantized(cfg, images: np.ndarray | None = None):
 
 
 __all__ = ["METHOD", "QuantData", "calibration_batches", "quantize_int8", "probability_nodes", "validation_parity",
-           "split_images", "onnx_predict", "legacy_card", "export_quantized"]
+           "split_images", "check_held_out_split", "onnx_predict", "legacy_card", "export_quantized"]
