@@ -225,6 +225,12 @@ def test_a_weighted_ensemble_exports_to_one_graph_with_its_weights(tmp_path):
     members = [Classifier(_export(p, tmp_path), threads=1).predict(crops) for p in paths]
     assert np.allclose(got, 0.2 * members[0] + 0.8 * members[1], atol=1e-5)
     assert load_model(tmp_path / "ens.pt")[1]["model"]["kwargs"]["weights"] == [0.2, 0.8]
+    # with flip TTA in the graph (what the release exports): the weighted mean of each member's flip average
+    export_checkpoint(ExportConfig(checkpoint=str(tmp_path / "ens.pt"), out=str(tmp_path / "tta.onnx"), tta=True))
+    got = Classifier(tmp_path / "tta.onnx", threads=1).predict(crops)
+    flipped = [Classifier(_export(p, tmp_path), threads=1).predict(crops[:, :, ::-1].copy()) for p in paths]
+    averaged = [(a + b) / 2 for a, b in zip(members, flipped)]
+    assert np.allclose(got, 0.2 * averaged[0] + 0.8 * averaged[1], atol=1e-5)
 
 
 def _export(checkpoint: str, folder) -> str:
