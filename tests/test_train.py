@@ -149,6 +149,11 @@ def test_ema_weights_differ_are_validated_beside_raw_and_resume_exactly(learnabl
     assert best["weights"] in ("raw", "ema")
     expected = max(max(h["val_acc"], h["val_acc_ema"]) for h in history)
     assert best["metrics"]["val_accuracy"] == pytest.approx(expected)
+    from nasfer.evaluate import EvalConfig, predict_split  # best.pt holds the weights that scored that
+
+    pred = predict_split(EvalConfig(data=str(learnable_folder), split="val", split_file=str(run / "splits.json"),
+                                    model=str(run / "best.pt"), tta=True, threads=1))
+    assert float(np.mean(pred.probs.argmax(1) == pred.y_true)) == pytest.approx(expected)
 
     calls = {"n": 0}
     original = Trainer.validate
