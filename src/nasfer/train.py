@@ -313,10 +313,15 @@ def fit(cfg: TrainConfig, data_cfg: DataConfig, *, dataset: FaceDataset | None =
 
     Under torchrun (WORLD_SIZE > 1) the run is data-parallel (`nasfer.distributed`).
     """
+    from contextlib import nullcontext
+
     from .distributed import session
+    from .runlock import run_lock
 
     with session(cfg.device) as ctx:
-        return prepare_run(cfg, data_cfg, dataset=dataset, progress=progress, ctx=ctx).run()
+        # one writer per run directory (rank 0 writes): a second `nasfer train --out DIR` stops at once
+        with run_lock(cfg.out, "training run") if cfg.out and ctx.is_main else nullcontext():
+            return prepare_run(cfg, data_cfg, dataset=dataset, progress=progress, ctx=ctx).run()
 
 
 __all__ = ["fit", "prepare_run", "Trainer", "score_predictions", "evaluate_model", "lr_multiplier", "class_weights",

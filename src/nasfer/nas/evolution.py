@@ -1,8 +1,9 @@
 """Regularized (aging) evolution, Real et al. 2019 ("Regularized Evolution for Image Classifier
 Architecture Search", Algorithm 1), on any declared search space.
 
-The first `population` proposals are uniform samples. After that, each proposal takes a tournament of
-`sample_size` members drawn uniformly from the population, and mutates the best of them (one decision
+The first `population` proposals are uniform samples (from a random stream of its own: random search
+with the same seed starts with other children). After that, each proposal takes a tournament of
+`sample_size` members drawn uniformly, with replacement as in Algorithm 1, from the population, and mutates the best of them (one decision
 changed so that the architecture changes, `SearchSpace.mutate`). Every told child joins the population
 and the *oldest* member leaves (aging, not the worst: a lucky noisy reward cannot stay forever).
 """
@@ -28,7 +29,7 @@ class RegularizedEvolution:
             raise ValueError(f"evolution needs 2 <= sample_size <= population, got {sample_size} and {population}")
         self.space = space
         self.population_size, self.sample_size = int(population), int(sample_size)
-        self.rng = random.Random(seed)
+        self.rng = random.Random(f"{self.name}:{seed}")
         self.population: deque[tuple[Values, float]] = deque()
         self.told = 0
         self.best: tuple[Values, float] | None = None
@@ -37,7 +38,7 @@ class RegularizedEvolution:
     def ask(self) -> Values:
         if self.told < self.population_size or len(self.population) < self.sample_size:
             return self.space.sample(self.rng)
-        tournament = self.rng.sample(list(self.population), self.sample_size)
+        tournament = [self.rng.choice(self.population) for _ in range(self.sample_size)]
         parent = max(tournament, key=lambda member: member[1])[0]
         return self.space.mutate(parent, self.rng)
 

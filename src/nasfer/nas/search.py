@@ -268,11 +268,17 @@ class SearchRun:
 
     # -- the whole search
     def run(self):
+        """Search (or resume) under the output folder's lock (`nasfer.runlock`); the SearchResult."""
+        from ..runlock import run_lock
+
+        with run_lock(self.out, "search"):
+            return self._run()
+
+    def _run(self):
         from tqdm import tqdm
 
         from .results import finish
 
-        self.out.mkdir(parents=True, exist_ok=True)
         resumed = self.resume()
         (self.out / "config.json").write_text(json.dumps(to_dict(self.cfg), indent=1) + "\n")
         self.started = time.monotonic()

@@ -81,7 +81,7 @@ class ReinforceStrategy:
     name = "reinforce"
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, batch_size: int = 8, lr: float = 0.05,
-                 entropy_weight: float = 0.01, temperature: float = 5.0, tanh_constant: float = 2.5):
+                 entropy_weight: float = 0.05, temperature: float = 5.0, tanh_constant: float = 2.5):
         if batch_size < 2:
             raise ValueError(f"REINFORCE needs batches of at least 2 children (advantages are standardised "
                              f"within the batch), got {batch_size}")
@@ -164,7 +164,7 @@ class RandomStrategy:
 
     def __init__(self, space: SearchSpace, *, seed: int = 0):
         self.space = space
-        self.rng = random.Random(seed)
+        self.rng = random.Random(f"{self.name}:{seed}")  # its own stream: not evolution's first samples
         self.entropy = uniform_entropy(space)
         self.best: tuple[Values, float] | None = None
 
