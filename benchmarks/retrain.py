@@ -28,7 +28,7 @@ data, split, search and train flags (campaign.json); jobs may be added. Issue 11
 after retraining, several seeds, same budget and scheduler: Sciuto et al. 2020; Yang et al. 2020):
 
     python benchmarks/retrain.py --data ../shared/datasets/fer2013.zip --work-dir ~/nasfer-runs/issue11 \
-        --searches reinforce:0 reinforce:1 random:0 random:1 evolution:0 evolution:1 \
+        --searches reinforce:0 random:0 evolution:0 reinforce:1 random:1 evolution:1 \
         --search-flags "--budget-minutes 120 --threads 1" --search-jobs 2 --controls vgg:16 mini-xception \
         --control-seeds 0 1 --train-flags "--epochs 30 --threads 2" --out benchmarks/results/search_strategies.json
 
@@ -56,6 +56,7 @@ from typing import Any, Callable
 
 import retrain_report as report
 from retrain_jobs import CAMPAIGN_FILE, Campaign, Job
+from retrain_parallel import run_parallel
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,7 +75,10 @@ class Runner(Campaign):
     def steps(self) -> list["Step"]:
         """Split, searches, then per job train / export / int8 / evaluations, then every speed measurement."""
         steps = [Step("shared split", None, self.split.is_file, self.draw_split)]
-        steps += [self.search_step(job) for job in self.jobs if job.kind == "search-winner"]
+        # by seed first (reinforce:0 random:0 evolution:0 reinforce:1 ...): searches running side by side are of
+        # different strategies, so a slow spell of the machine does not fall on one strategy's searches alone
+        searches = sorted((job for job in self.jobs if job.kind == "search-winner"), key=lambda job: job.seed)
+        steps += [self.search_step(job) for job in searches]
         for job in self.jobs:
             steps += self.model_steps(job)
         return steps + [self.speed_step(job, variant) for job in self.jobs for variant in self.variants()]
@@ -200,25 +204,6 @@ def train_done(run_dir: Path) -> bool:
 
 
 # The nasfer calls, one function each (tests count or interrupt them).
-def run_parallel(steps: list[Step], jobs: int) -> None:
-    """Run the steps' `parallel` calls `jobs` at a time in fresh processes (spawn: no state shared with this one);
-    the first failure is raised after the others finish (each search is resumable, so nothing is lost)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [(step, pool.submit(*step.parallel)) for step in steps]
-        errors = []
-        for step, future in futures:
-            try:
-                future.result()
-                log(f"{step.label}: finished")
-            except Exception as exc:  # noqa: BLE001  (re-raised below, after the other searches)
-                errors.append(exc)
-        if errors:
-            raise errors[0]
-
-
 def run_search(cfg) -> None:
     from nasfer.nas.search import search
 
@@ -351,7 +336,17 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/retrain.py " + shlex.join(argv)
     if ROOT in campaign.work.parents or campaign.work == ROOT:
         log(f"note: --work-dir {campaign.work} is inside the repository; checkpoints and searches are large")
-    campaign.work.mkdir(parents=True, exist_ok=True)
+    from nasfer.runlock import RunLocked, run_lock
+
+    try:
+        with run_lock(campaign.work, "campaign"):  # a second campaign on this work directory stops at once
+            return run_campaign(campaign, args, command)
+    except RunLocked as exc:
+        raise SystemExit(str(exc)) from None
+
+
+def run_campaign(campaign: Runner, args: argparse.Namespace, command: str) -> int:
+    """Every step not yet done, in order; the result JSON rewritten after each."""
     saved = report.read_json(campaign.work / CAMPAIGN_FILE)
     started = saved["date_started"] if saved else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if not saved:
@@ -377,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
             if step.parallel and args.search_jobs > 1:
                 batch = [s for s in steps if s.parallel and not s.done()]
                 log(f"[{i}/{len(steps)}] {len(batch)} searches, {args.search_jobs} at a time ...")
-                run_parallel(batch, args.search_jobs)
+                run_parallel(batch, args.search_jobs, log)
             else:
                 log(f"[{i}/{len(steps)}] {step.label} ...")
                 step.run()

@@ -261,3 +261,100 @@ def test_searches_run_side_by_side_with_search_jobs(tmp_path, learnable_folder, 
     assert result["complete"] and {r["name"] for r in result["jobs"]} == {"random-s0", "evolution-s1"}
     for name in ("search-random-s0", "search-evolution-s1"):
         assert json.loads((work / name / "summary.json").read_text())["children"] == 2
+
+
+class _Stop(BaseException):
+    """What the campaign's SIGTERM handler raises (KeyboardInterrupt), without touching pytest's SIGINT."""
+
+
+def _start_and_sleep(folder: str, name: str) -> None:  # runs in a spawned worker
+    import time
+
+    (Path(folder) / name).touch()
+    time.sleep(60)
+
+
+def test_stopping_the_campaign_terminates_its_searches_and_drops_the_queued_ones(tmp_path):
+    """Before: the pool waited for every queued search when the campaign was stopped (hours), and workers
+    outlived a killed campaign, so a restart wrote into the same search folders beside them."""
+    import multiprocessing
+    import os
+    import signal
+    import threading
+    import types
+
+    from retrain_parallel import run_parallel
+
+    steps = [types.SimpleNamespace(label=f"search {i}", parallel=(_start_and_sleep, str(tmp_path), f"s{i}"))
+             for i in range(4)]
+
+    def stop_once_two_run():
+        while len(list(tmp_path.iterdir())) < 2:
+            threading.Event().wait(0.05)
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    def raise_stop(signum, frame):
+        raise _Stop()
+
+    previous = signal.signal(signal.SIGUSR1, raise_stop)
+    watcher = threading.Thread(target=stop_once_two_run, daemon=True)
+    watcher.start()
+    try:
+        with pytest.raises(_Stop):
+            run_parallel(steps, 2, log=lambda message: None)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    watcher.join()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s0", "s1"]  # the queued two never started
+    assert not multiprocessing.active_children()  # the running two were terminated
+
+
+def test_a_worker_dies_with_the_campaign(tmp_path):
+    """prctl(PR_SET_PDEATHSIG): a search worker gets SIGTERM when the campaign process is killed (-9)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "campaign.py"
+    script.write_text(f"""
+import multiprocessing, os, sys, time
+sys.path.insert(0, {str(Path(retrain.__file__).parent)!r})
+from retrain_parallel import die_with_parent
+
+def work(path):
+    open(path, "w").write(str(os.getpid()))
+    time.sleep(120)
+
+if __name__ == "__main__":
+    pool = multiprocessing.get_context("spawn").Pool(1, initializer=die_with_parent)
+    pool.apply_async(work, ({str(tmp_path / 'worker.pid')!r},))
+    time.sleep(120)
+""")
+    parent = subprocess.Popen([sys.executable, str(script)])
+    pid_file = tmp_path / "worker.pid"
+    for _ in range(600):
+        if pid_file.is_file() and pid_file.read_text():
+            break
+        time.sleep(0.1)
+    worker = int(pid_file.read_text())
+    parent.kill()
+    parent.wait()
+    for _ in range(100):  # the kernel delivers the signal as the parent exits
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(worker, 9)
+        pytest.fail("the worker outlived its killed parent")
+
+
+def test_searches_run_seed_by_seed_so_side_by_side_ones_differ_in_strategy(tmp_path):
+    argv = campaign_argv(tmp_path, tmp_path / "work", tmp_path / "out.json")
+    at = argv.index("--searches")
+    argv[at + 1:at + 3] = ["reinforce:0", "reinforce:1", "random:0", "random:1"]
+    steps = retrain.Runner(retrain.parse_args(argv)).steps()
+    assert [s.label for s in steps if s.label.startswith("search ")] == [
+        "search reinforce seed 0", "search random seed 0", "search reinforce seed 1", "search random seed 1"]
