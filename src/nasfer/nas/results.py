@@ -59,8 +59,8 @@ def ranking(run) -> list[dict[str, Any]]:
     """Every child, best first: (highest rung reached, objective at that rung), ties by earlier child."""
     rows = []
     for trial in run.trials.values():
-        if not trial["scores"]:
-            continue
+        if not trial["scores"] or trial["scores"].get("0", {}).get("failed"):
+            continue  # a child whose training or export failed has no score to rank
         rung = max(int(r) for r in trial["scores"])
         rows.append((rung, trial["scores"][str(rung)]["objective"], -trial["id"], trial))
     rows.sort(key=lambda r: (r[0], r[1], r[2]), reverse=True)
@@ -75,7 +75,8 @@ def pareto_archive(run) -> dict[str, Any]:
                    "ms_per_face": t["latency"][f"ms_per_face_b{batch}"], "params": t["latency"].get("params"),
                    "key": t["key"]}
                   for t in run.trials.values()
-                  if str(rung) in t["scores"] and t["latency"] and not t["scores"][str(rung)].get("infeasible")]
+                  if str(rung) in t["scores"] and t["latency"]
+                  and not t["scores"][str(rung)].get("infeasible") and not t["scores"][str(rung)].get("failed")]
         rungs.append({"rung": rung, "fidelity": fidelity.name, "points": points, "front": pareto_front(points)})
     return {"latency": f"ms per face at batch {batch}, exported ONNX graph in ONNX Runtime CPU, 1 intra-op thread",
             "accuracy": "validation accuracy at the rung's fidelity", "rungs": rungs}
@@ -136,7 +137,9 @@ def finish(run) -> SearchResult:
                  "accuracy": best["scores"][str(rung)]["accuracy"], "objective": best["scores"][str(rung)]["objective"],
                  "latency": best["latency"], "spec": best["spec"]},
         "children": len(run.trials), "children_per_rung": by_rung,
-        "infeasible": sum(1 for t in run.trials.values() if t["scores"].get("0", {}).get("infeasible")), "duplicates": run.duplicates, "jobs": run.jobs,
+        "infeasible": sum(1 for t in run.trials.values() if t["scores"].get("0", {}).get("infeasible")),
+        "failed": sum(1 for t in run.trials.values() if t["scores"].get("0", {}).get("failed") or t.get("failed")),
+        "duplicates": run.duplicates, "jobs": run.jobs,
         "elapsed_s": round(run.loop_elapsed, 1), "budget_s": run.budget_s,
         "reward_mean_first_quarter": sum(rewards[:quarter]) / len(rewards[:quarter]),
         "reward_mean_last_quarter": sum(rewards[-quarter:]) / len(rewards[-quarter:]),

@@ -24,6 +24,7 @@ Pareto archive (accuracy vs ms per face) and `summary.json`.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -237,23 +238,32 @@ class SearchRun:
         key = self.space.key(values)
         if key in self.trials:  # seen before: the same reward again, no training (common random numbers)
             trial = self.trials[key]
-            stats = self.strategy.tell(values, trial["scores"]["0"]["objective"])
+            failed = trial["scores"]["0"].get("failed")
+            stats = self.strategy.tell(values, math.nan if failed else trial["scores"]["0"]["objective"])
             self.duplicates += 1
             return {"kind": "duplicate", "key": key, "child": trial["id"], "reward": trial["scores"]["0"]["objective"],
                     **_floats(stats)}
         spec = self.space.decode(values)
         trial = {"id": len(self.trials), "key": key, "values": list(values), "spec": spec, "scores": {}}
-        measure = self.cfg.latency_target_ms > 0 or self.cfg.max_latency_ms > 0 or self.latency_fn
-        trial["latency"] = self.latency(spec) if measure else None
-        ms = (trial["latency"] or {}).get(f"ms_per_face_b{self.cfg.latency_batch}")
-        if self.cfg.max_latency_ms > 0 and ms is not None and ms > self.cfg.max_latency_ms:
-            # infeasible: not trained, reward 0, never promoted (a hard constraint next to MnasNet's soft one)
-            result = {"accuracy": 0.0, "objective": 0.0, "seconds": 0.0, "infeasible": True}
-            trial["scores"]["0"] = result
-        else:
-            result = self._score(trial, 0)
+        trial["latency"] = None
+        try:
+            measure = self.cfg.latency_target_ms > 0 or self.cfg.max_latency_ms > 0 or self.latency_fn
+            trial["latency"] = self.latency(spec) if measure else None
+            ms = (trial["latency"] or {}).get(f"ms_per_face_b{self.cfg.latency_batch}")
+            if self.cfg.max_latency_ms > 0 and ms is not None and ms > self.cfg.max_latency_ms:
+                # infeasible: not trained, reward 0, never promoted (a hard constraint next to MnasNet's soft one)
+                result = {"accuracy": 0.0, "objective": 0.0, "seconds": 0.0, "infeasible": True}
+                trial["scores"]["0"] = result
+            else:
+                result = self._score(trial, 0)
+        except BudgetExceeded:
+            raise
+        except Exception as exc:  # one child's failure (export, training) is that child's: the search goes on
+            result = {"accuracy": 0.0, "objective": 0.0, "seconds": round(time.monotonic() - start, 2),
+                      "failed": f"{type(exc).__name__}: {exc}"}
+            trial["scores"]["0"] = result  # kept, so the child is not tried again; never promoted or ranked
         self.trials[key] = trial
-        stats = self.strategy.tell(values, result["objective"])
+        stats = self.strategy.tell(values, math.nan if "failed" in result else result["objective"])
         self.durations.setdefault(0, []).append(time.monotonic() - start)
         return {"kind": "child", "rung": 0, "fidelity": self.fidelities[0].name, "child": trial["id"], "key": key,
                 "reward": result["objective"], **result, "latency": trial["latency"], **_floats(stats), "spec": spec}
@@ -261,7 +271,14 @@ class SearchRun:
     def promote(self, key: str, rung: int) -> dict[str, Any]:
         start = time.monotonic()
         trial = self.trials[key]
-        result = self._score(trial, rung)
+        try:
+            result = self._score(trial, rung)
+        except BudgetExceeded:
+            raise
+        except Exception as exc:  # the child keeps its lower rungs' scores; -inf here so it is not retried
+            result = {"failed": f"{type(exc).__name__}: {exc}"}
+            trial.setdefault("failed", {})[str(rung)] = result["failed"]
+            self.scheduler.report(key, rung, -math.inf)
         self.durations.setdefault(rung, []).append(time.monotonic() - start)
         return {"kind": "promotion", "rung": rung, "fidelity": self.fidelities[rung].name, "child": trial["id"],
                 "key": key, **result}
