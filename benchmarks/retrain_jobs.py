@@ -154,8 +154,9 @@ class Campaign:
         if self.args.test_split.lower() in ("train", "training", "val", "valid", "validation", "unused"):
             raise SystemExit(f"--test-split {self.args.test_split}: that is not a test split")
         try:
+            for job in (j for j in self.jobs if j.kind == "search-winner"):  # each strategy's own checks too
+                check_config(dataclasses.replace(self.search_cfg, strategy=job.strategy, seed=job.seed))
             if any(j.kind == "search-winner" for j in self.jobs):
-                check_config(self.search_cfg)
                 rung_calibration(self.search_cfg.calibration, list(self.search_cfg.rungs))
             apply_preset(self.train_cfg)
             if self.train_cfg.teacher:

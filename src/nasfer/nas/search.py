@@ -80,7 +80,9 @@ def check_config(cfg: SearchConfig) -> list[Fidelity]:
         raise ValueError(f"--val-fraction must be in (0, 1), got {cfg.val_fraction}")
     if not cfg.rungs:
         raise ValueError("--rungs needs at least one fidelity")
-    return [Fidelity.parse(r) for r in cfg.rungs]
+    fidelities = [Fidelity.parse(r) for r in cfg.rungs]
+    make_search_strategy(cfg, make_search_space(cfg))  # the strategy's own checks (e.g. --tournament <= --population)
+    return fidelities
 
 
 class SearchRun:
