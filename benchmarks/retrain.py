@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import platform
 import shlex
@@ -89,8 +90,7 @@ class Runner(Campaign):
     def search_step(self, job: Job) -> "Step":
         out = self.search_dir(job)
         cfg = self.search_config(job)
-        return Step(f"search {job.strategy} seed {job.seed}", job.name,
-                    lambda: bool(report.read_json(out / "summary.json")) and (out / "best_arch.json").is_file(),
+        return Step(f"search {job.strategy} seed {job.seed}", job.name, lambda: search_done(out, cfg),
                     lambda: run_search(cfg), parallel=(run_search, cfg))
 
     def model_steps(self, job: Job) -> list["Step"]:
@@ -194,6 +194,19 @@ class Step:
     done: Callable[[], bool]
     run: Callable[[], None]
     parallel: tuple | None = None  # (module-level function, argument): may run in another process (--search-jobs)
+
+
+def search_done(out: Path, cfg) -> bool:
+    """Whether `out` holds a finished search with `cfg`'s settings (a search left from other settings is not
+    taken for this one: running it then stops with nasfer search's own error naming the difference)."""
+    from nasfer.config import to_dict
+    from nasfer.nas.search import RESUMABLE_CHANGES
+
+    summary = report.read_json(out / "summary.json")
+    if not summary or not (out / "best_arch.json").is_file():
+        return False
+    saved, now = summary.get("config") or {}, json.loads(json.dumps(to_dict(cfg)))
+    return all(saved.get(k) == v for k, v in now.items() if k not in RESUMABLE_CHANGES)
 
 
 def train_done(run_dir: Path) -> bool:

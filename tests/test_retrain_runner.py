@@ -359,3 +359,20 @@ def test_searches_run_seed_by_seed_so_side_by_side_ones_differ_in_strategy(tmp_p
     steps = retrain.Runner(retrain.parse_args(argv)).steps()
     assert [s.label for s in steps if s.label.startswith("search ")] == [
         "search reinforce seed 0", "search random seed 0", "search reinforce seed 1", "search random seed 1"]
+
+
+def test_a_search_left_from_other_settings_is_not_taken_as_done(tmp_path):
+    import dataclasses
+
+    from nasfer.config import to_dict
+    from nasfer.nas.config import SearchConfig
+
+    cfg = SearchConfig(out=str(tmp_path), budget_minutes=120, rungs=("1e@48", "3e@48"))
+    (tmp_path / "best_arch.json").write_text("{}")
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps({"config": to_dict(cfg)}))
+    assert retrain.search_done(tmp_path, cfg)
+    assert retrain.search_done(tmp_path, dataclasses.replace(cfg, budget_minutes=150))  # resumable change
+    assert not retrain.search_done(tmp_path, dataclasses.replace(cfg, rungs=("150s@24", "1e@48")))
+    summary.write_text(json.dumps({"config": to_dict(dataclasses.replace(cfg, seed=5))}))
+    assert not retrain.search_done(tmp_path, cfg)
