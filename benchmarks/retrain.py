@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import shlex
@@ -56,7 +55,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import retrain_report as report
-from retrain_jobs import CAMPAIGN_FILE, Campaign, Job
+from retrain_jobs import CAMPAIGN_FILE, Campaign, Job, search_done, train_done
 from retrain_parallel import run_parallel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -194,26 +193,6 @@ class Step:
     done: Callable[[], bool]
     run: Callable[[], None]
     parallel: tuple | None = None  # (module-level function, argument): may run in another process (--search-jobs)
-
-
-def search_done(out: Path, cfg) -> bool:
-    """Whether `out` holds a finished search with `cfg`'s settings (a search left from other settings is not
-    taken for this one: running it then stops with nasfer search's own error naming the difference)."""
-    from nasfer.config import to_dict
-    from nasfer.nas.search import RESUMABLE_CHANGES
-
-    summary = report.read_json(out / "summary.json")
-    if not summary or not (out / "best_arch.json").is_file():
-        return False
-    saved, now = summary.get("config") or {}, json.loads(json.dumps(to_dict(cfg)))
-    return all(saved.get(k) == v for k, v in now.items() if k not in RESUMABLE_CHANGES)
-
-
-def train_done(run_dir: Path) -> bool:
-    """Whether a `nasfer train` run has all its epochs (config.json holds the resolved --epochs)."""
-    config, history = report.read_json(run_dir / "config.json"), report.read_json(run_dir / "history.json")
-    return bool(config and history is not None and (run_dir / "best.pt").is_file()
-                and len(history) >= config["train"]["epochs"])
 
 
 # The nasfer calls, one function each (tests count or interrupt them).
