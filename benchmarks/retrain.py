@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import platform
 import shlex
 import signal
 import sys
@@ -227,36 +226,6 @@ def run_speed(path: Path, threads: int, seconds: float) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------------------------------ driver
-def machine() -> dict[str, Any]:
-    from importlib.metadata import version
-
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "python": platform.python_version(), "torch": version("torch"),
-            "onnxruntime": version("onnxruntime"), "load_average": os.getloadavg()}
-
-
-def result(campaign: Runner, steps: list[Step], command: str, started: str, status: str,
-           complete: bool) -> dict[str, Any]:
-    """The campaign's JSON as the work directory holds it now."""
-    specs = []
-    for job in campaign.jobs:
-        spec = campaign.spec(job)
-        spec["complete"] = all(s.done() for s in steps if s.job == job.name)
-        specs.append(spec)
-    rows = [report.job_row(spec, campaign.args.test_split) for spec in specs]
-    return {"benchmark": "retrain", "complete": complete, "status": status, "command": command,
-            "date_started": started, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "machine": machine(), "work_dir": str(campaign.work),
-            "settings": {**campaign.settings(), **{k: getattr(campaign.args, k) for k in (
-                "test_split", "publictest", "quantize", "threads", "speed_seconds")}},
-            "protocol": "validation accuracy: the exported fp32 (or int8) graph without TTA on the shared split's "
-                        "validation images, the only figure anything is chosen on; val_accuracy_training: the best "
-                        "epoch's (nasfer train's validation, with its TTA setting); test split: scored once per "
-                        "model into this file, never used to choose; search CPU-hours: elapsed x torch threads",
-            "steps_done": sum(s.done() for s in steps), "steps_total": len(steps),
-            "jobs": rows, "groups": report.groups(rows), "best": report.best_job(rows)}
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
         pass
@@ -349,27 +318,39 @@ def run_campaign(campaign: Runner, args: argparse.Namespace, command: str) -> in
     status = "starting"
 
     def write(complete: bool = False) -> str:
-        out = result(campaign, steps, command, started, status, complete)
+        out = report.campaign_result(campaign, steps, command, started, status, complete)
         table = report.markdown(out)
         report.write_json(Path(args.out), out)
         report.write_text(Path(args.out).with_suffix(".md"), table + "\n")
         return table
 
+    failed: dict[str, str] = {}  # job -> why: its later steps are skipped, the other jobs go on
     try:
         for i, step in enumerate(steps, 1):
+            if step.job in failed:
+                log(f"[{i}/{len(steps)}] {step.label}: skipped ({step.job} failed)")
+                continue
             if step.done():
                 log(f"[{i}/{len(steps)}] {step.label}: done already")
                 continue
             began = time.monotonic()
-            if step.parallel and args.search_jobs > 1:
-                batch = [s for s in steps if s.parallel and not s.done()]
-                log(f"[{i}/{len(steps)}] {len(batch)} searches, {args.search_jobs} at a time ...")
-                run_parallel(batch, args.search_jobs, log)
+            try:
+                if step.parallel and args.search_jobs > 1:
+                    batch = [s for s in steps if s.parallel and not s.done()]
+                    log(f"[{i}/{len(steps)}] {len(batch)} searches, {args.search_jobs} at a time ...")
+                    for done_step, exc in run_parallel(batch, args.search_jobs, log):
+                        failed[done_step.job] = f"{done_step.label}: {type(exc).__name__}: {exc}"
+                else:
+                    log(f"[{i}/{len(steps)}] {step.label} ...")
+                    step.run()
+            except Exception as exc:  # noqa: BLE001  (one job's failure; the shared split's stops everything)
+                if step.job is None:
+                    raise
+                failed[step.job] = f"{step.label}: {type(exc).__name__}: {exc}"
+                log(f"[{i}/{len(steps)}] {failed[step.job]}; {step.job}'s later steps are skipped")
             else:
-                log(f"[{i}/{len(steps)}] {step.label} ...")
-                step.run()
-            log(f"[{i}/{len(steps)}] {step.label}: finished in {time.monotonic() - began:.0f} s")
-            status = f"step {i}/{len(steps)} finished: {step.label}"
+                log(f"[{i}/{len(steps)}] {step.label}: finished in {time.monotonic() - began:.0f} s")
+            status = f"step {i}/{len(steps)} finished: {step.label}" + (f"; failed: {failed}" if failed else "")
             write()
     except BaseException as exc:
         from nasfer.errors import NasferError
@@ -385,6 +366,11 @@ def run_campaign(campaign: Runner, args: argparse.Namespace, command: str) -> in
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+    if failed:
+        status = "finished with failed jobs: " + "; ".join(failed.values())
+        print(write())
+        raise SystemExit(f"{len(failed)} job(s) failed ({'; '.join(failed.values())}); the others are done. Fix the "
+                         "cause and run the same command to redo only what is missing")
     status = "complete"
     print(write(complete=True))
     log(f"wrote {args.out} and {Path(args.out).with_suffix('.md')}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
-from typing import Callable
+from typing import Any, Callable
 
 PR_SET_PDEATHSIG = 1
 
@@ -28,11 +28,11 @@ def die_with_parent() -> None:
         pass
 
 
-def run_parallel(steps: list, jobs: int, log: Callable[[str], None] = print) -> None:
-    """Run each step's `parallel` = (module-level function, argument) `jobs` at a time in fresh processes.
+def run_parallel(steps: list, jobs: int, log: Callable[[str], None] = print) -> list[tuple[Any, Exception]]:
+    """Run each step's `parallel` = (module-level function, argument) `jobs` at a time in fresh processes;
+    return the (step, exception) of those that failed (logged; the others went on).
 
-    A failing step is logged and the others go on; the first failure is raised at the end. Any
-    BaseException in the caller (KeyboardInterrupt from Ctrl-C or the campaign's SIGTERM handler)
+    Any BaseException in the caller (KeyboardInterrupt from Ctrl-C or the campaign's SIGTERM handler)
     terminates the workers before it propagates.
     """
     pool = multiprocessing.get_context("spawn").Pool(jobs, initializer=die_with_parent)
@@ -43,17 +43,16 @@ def run_parallel(steps: list, jobs: int, log: Callable[[str], None] = print) -> 
             try:
                 result.get()
                 log(f"{step.label}: finished")
-            except Exception as exc:  # noqa: BLE001  (raised below, after the other searches)
+            except Exception as exc:  # noqa: BLE001  (returned: the campaign skips that job's later steps)
                 log(f"{step.label}: failed: {type(exc).__name__}: {exc}")
-                errors.append(exc)
+                errors.append((step, exc))
         pool.close()
     except BaseException:
         pool.terminate()
         raise
     finally:
         pool.join()
-    if errors:
-        raise errors[0]
+    return errors
 
 
 __all__ = ["die_with_parent", "run_parallel"]

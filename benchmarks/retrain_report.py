@@ -10,6 +10,9 @@ multiply-adds, int8 parity), `eval-<fp32|int8>-<split>.json` (`nasfer evaluate` 
 from __future__ import annotations
 
 import json
+import os
+import platform
+import time
 from pathlib import Path
 from typing import Any
 
@@ -173,3 +176,33 @@ def markdown(result: dict[str, Any]) -> str:
     lines.append(f"{'Complete' if result['complete'] else 'INCOMPLETE (' + result['status'] + ')'}; command: "
                  f"`{result['command']}`")
     return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    from importlib.metadata import version
+
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "python": platform.python_version(), "torch": version("torch"),
+            "onnxruntime": version("onnxruntime"), "load_average": os.getloadavg()}
+
+
+def campaign_result(campaign, steps: list, command: str, started: str, status: str,
+           complete: bool) -> dict[str, Any]:
+    """The campaign's JSON as the work directory holds it now (`campaign`: benchmarks/retrain.py's Runner)."""
+    specs = []
+    for job in campaign.jobs:
+        spec = campaign.spec(job)
+        spec["complete"] = all(s.done() for s in steps if s.job == job.name)
+        specs.append(spec)
+    rows = [job_row(spec, campaign.args.test_split) for spec in specs]
+    return {"benchmark": "retrain", "complete": complete, "status": status, "command": command,
+            "date_started": started, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "machine": machine(), "work_dir": str(campaign.work),
+            "settings": {**campaign.settings(), **{k: getattr(campaign.args, k) for k in (
+                "test_split", "publictest", "quantize", "threads", "speed_seconds")}},
+            "protocol": "validation accuracy: the exported fp32 (or int8) graph without TTA on the shared split's "
+                        "validation images, the only figure anything is chosen on; val_accuracy_training: the best "
+                        "epoch's (nasfer train's validation, with its TTA setting); test split: scored once per "
+                        "model into this file, never used to choose; search CPU-hours: elapsed x torch threads",
+            "steps_done": sum(s.done() for s in steps), "steps_total": len(steps),
+            "jobs": rows, "groups": groups(rows), "best": best_job(rows)}

@@ -376,3 +376,30 @@ def test_a_search_left_from_other_settings_is_not_taken_as_done(tmp_path):
     assert not retrain.search_done(tmp_path, dataclasses.replace(cfg, rungs=("150s@24", "1e@48")))
     summary.write_text(json.dumps({"config": to_dict(dataclasses.replace(cfg, seed=5))}))
     assert not retrain.search_done(tmp_path, cfg)
+
+
+@pytest.mark.slow
+def test_one_failing_job_skips_its_own_later_steps_and_the_others_go_on(tmp_path, learnable_folder, monkeypatch):
+    """Before: the first failing train/export/evaluate stopped the whole campaign (hours of other jobs)."""
+    work, out = tmp_path / "work", tmp_path / "campaign.json"
+    argv = campaign_argv(learnable_folder, work, out, "--no-publictest")
+    argv[argv.index("--searches"):argv.index("--searches") + 3] = []  # controls only: vgg4 seeds 0 and 1
+    argv[argv.index("--controls") + 1:argv.index("--controls") + 2] = ["vgg:4", "--control-seeds", "0", "1"]
+    real = retrain.run_train
+
+    def train(cfg, data_cfg):
+        if cfg.seed == 0:
+            raise RuntimeError("NaN loss")
+        return real(cfg, data_cfg)
+
+    monkeypatch.setattr(retrain, "run_train", train)
+    with pytest.raises(SystemExit, match=r"1 job\(s\) failed \(train vgg4-s0: RuntimeError: NaN loss\)"):
+        retrain.main(argv)
+    result = json.loads(out.read_text())
+    jobs = {r["name"]: r for r in result["jobs"]}
+    assert result["complete"] is False and "finished with failed jobs" in result["status"]
+    assert jobs["vgg4-s1"]["complete"] and jobs["vgg4-s1"]["val_accuracy"] is not None
+    assert not jobs["vgg4-s0"]["complete"] and not (work / "train-vgg4-s0" / "model.onnx").exists()
+    monkeypatch.setattr(retrain, "run_train", real)  # fixed: the same command finishes only what is missing
+    counts = count_calls(monkeypatch)
+    assert retrain.main(argv) == 0 and counts["run_train"] == 1
