@@ -14,7 +14,8 @@ again continues where it stopped (a search resumes from its last finished child,
    search winner is trained from its best_arch.json with the search's seed, a control `arch[:width]` or a given
    architecture file `NAME=FILE.json` with each --control-seeds seed), `nasfer export` (model.onnx),
    with --quantize `nasfer export --quantize int8` (model-int8.onnx; a refusal by its validation-parity check
-   is recorded), `nasfer evaluate` of each model on the validation images and once on --test-split;
+   is recorded), `nasfer evaluate` of each model on the validation images; then every model once on
+   --test-split, after all models are made and validated;
 4. speed of every model (nasfer's ONNX Runtime engine: ms per face at batch 1 on one thread, faces/s at
    batch 64 on --threads; benchmarks/model_table.speed), all in one block at the end (the load average is kept
    with each figure; `--remeasure-speed` times them all again on a quiet machine).
@@ -72,7 +73,7 @@ class Runner(Campaign):
         self.started_at = time.time()  # --remeasure-speed: speeds measured before this run are timed again
 
     def steps(self) -> list["Step"]:
-        """Split, searches, then per job train / export / int8 / evaluations, then every speed measurement."""
+        """Split, searches, per job train / export / int8 / validation scores, every test score, every speed."""
         steps = [Step("shared split", None, self.split.is_file, self.draw_split)]
         # by seed first (reinforce:0 random:0 evolution:0 reinforce:1 ...): searches running side by side are of
         # different strategies, so a slow spell of the machine does not fall on one strategy's searches alone
@@ -80,6 +81,9 @@ class Runner(Campaign):
         steps += [self.search_step(job) for job in searches]
         for job in self.jobs:
             steps += self.model_steps(job)
+        if self.args.publictest:  # the test split last: no test score exists while any model is still being made
+            steps += [self.evaluate_step(job, variant, self.args.test_split)
+                      for job in self.jobs for variant in self.variants()]
         return steps + [self.speed_step(job, variant) for job in self.jobs for variant in self.variants()]
 
     def variants(self) -> list[str]:
@@ -100,8 +104,7 @@ class Runner(Campaign):
             steps.append(Step(f"int8 {job.name}", job.name, lambda: bool(
                 report.read_json(d / "model-int8.json") or report.read_json(d / report.INT8_REFUSED)),
                 lambda: self.quantize(job, d)))
-        splits = ["val"] + ([self.args.test_split] if self.args.publictest else [])
-        return steps + [self.evaluate_step(job, variant, split) for variant in self.variants() for split in splits]
+        return steps + [self.evaluate_step(job, variant, "val") for variant in self.variants()]
 
     def evaluate_step(self, job: Job, variant: str, split: str) -> "Step":
         d = self.job_dir(job)

@@ -403,3 +403,12 @@ def test_one_failing_job_skips_its_own_later_steps_and_the_others_go_on(tmp_path
     monkeypatch.setattr(retrain, "run_train", real)  # fixed: the same command finishes only what is missing
     counts = count_calls(monkeypatch)
     assert retrain.main(argv) == 0 and counts["run_train"] == 1
+
+
+def test_test_scores_come_after_every_model_is_made_and_validated(tmp_path):
+    steps = retrain.Runner(retrain.parse_args(campaign_argv(tmp_path, tmp_path / "w", tmp_path / "o.json",
+                                                            "--quantize"))).steps()
+    labels = [s.label for s in steps]
+    first_test = min(i for i, label in enumerate(labels) if label.endswith(" on test"))
+    assert all(not label.startswith(("train ", "export ", "int8 ", "search ")) and not label.endswith(" on val")
+               for label in labels[first_test:])
