@@ -21,7 +21,7 @@ Interface (stable; maps onto Ray Tune's ASHAScheduler with `grace_period` = rung
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 
 class SuccessiveHalving:
@@ -50,12 +50,16 @@ class SuccessiveHalving:
 
     def promotion(self) -> tuple[str, int] | None:
         """The next child to score one rung higher (ASHA), trying the highest rung first; None if none."""
+        return next(self.promotions(), None)
+
+    def promotions(self) -> Iterator[tuple[str, int]]:
+        """Every child due one rung higher now, one per rung, highest target rung first (a caller short of
+        time takes the first it can afford)."""
         for rung in range(self.n_rungs - 2, -1, -1):
             quota = len(self.rungs[rung]) // self.eta
-            for key in self.top(rung, quota):
-                if key not in self.rungs[rung + 1]:
-                    return key, rung + 1
-        return None
+            due = next((key for key in self.top(rung, quota) if key not in self.rungs[rung + 1]), None)
+            if due is not None:
+                yield due, rung + 1
 
     def highest(self, key: str) -> int:
         """The highest rung `key` was scored at (-1 if none)."""

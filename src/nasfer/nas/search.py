@@ -152,8 +152,10 @@ class SearchRun:
         left = self.budget_s - self.elapsed()
         if left <= 0:
             return None
-        promotion = self.scheduler.promotion()
-        if promotion is not None and self.estimate(promotion[1]) <= left:
+        # the highest promotion that fits in the time left (near the end, a lower rung's may fit where a higher
+        # one does not: better than a new child, which can no longer become the winner)
+        promotion = next((p for p in self.scheduler.promotions() if self.estimate(p[1]) <= left), None)
+        if promotion is not None:
             return promotion
         at_limit = self.cfg.max_children > 0 and len(self.trials) >= self.cfg.max_children
         if not at_limit and self.estimate(0) <= left:
