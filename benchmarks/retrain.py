@@ -112,7 +112,7 @@ class Runner(Campaign):
         refused = variant == "int8" and (d / report.INT8_REFUSED)  # a refused int8 model: nothing to evaluate
         return Step(f"evaluate {job.name} {variant} on {split}", job.name,
                     lambda: path.is_file() or bool(refused and refused.is_file()),
-                    lambda: self.evaluate(d, variant, split, path))
+                    lambda: self.evaluate(d, variant, split, path), test=split != "val")
 
     def speed_step(self, job: Job, variant: str) -> "Step":
         d = self.job_dir(job)
@@ -195,6 +195,7 @@ class Step:
     done: Callable[[], bool]
     run: Callable[[], None]
     parallel: tuple | None = None  # (module-level function, argument): may run in another process (--search-jobs)
+    test: bool = False  # a test-split score: only once every model is made and validated
 
 
 # The nasfer calls, one function each (tests count or interrupt them).
@@ -330,8 +331,8 @@ def run_campaign(campaign: Runner, args: argparse.Namespace, command: str) -> in
     failed: dict[str, str] = {}  # job -> why: its later steps are skipped, the other jobs go on
     try:
         for i, step in enumerate(steps, 1):
-            if step.job in failed:
-                log(f"[{i}/{len(steps)}] {step.label}: skipped ({step.job} failed)")
+            if step.job in failed or (step.test and failed):  # no test score while a model is still missing
+                log(f"[{i}/{len(steps)}] {step.label}: skipped ({', '.join(failed)} failed)")
                 continue
             if step.done():
                 log(f"[{i}/{len(steps)}] {step.label}: done already")
@@ -342,17 +343,19 @@ def run_campaign(campaign: Runner, args: argparse.Namespace, command: str) -> in
                     batch = [s for s in steps if s.parallel and not s.done()]
                     log(f"[{i}/{len(steps)}] {len(batch)} searches, {args.search_jobs} at a time ...")
                     for done_step, exc in run_parallel(batch, args.search_jobs, log):
-                        failed[done_step.job] = f"{done_step.label}: {type(exc).__name__}: {exc}"
+                        failed[done_step.job] = f"{done_step.label}: {str(exc).splitlines()[0]}"
+                    label = f"{len(batch)} searches" + (f" ({len(failed)} failed)" if failed else "")
                 else:
+                    label = step.label
                     log(f"[{i}/{len(steps)}] {step.label} ...")
                     step.run()
             except Exception as exc:  # noqa: BLE001  (one job's failure; the shared split's stops everything)
                 if step.job is None:
                     raise
-                failed[step.job] = f"{step.label}: {type(exc).__name__}: {exc}"
-                log(f"[{i}/{len(steps)}] {failed[step.job]}; {step.job}'s later steps are skipped")
+                failed.setdefault(step.job, f"{step.label}: {type(exc).__name__}: {exc}")
+                log(f"[{i}/{len(steps)}] {exc}; the later steps of {', '.join(failed)} and the test scores are skipped")
             else:
-                log(f"[{i}/{len(steps)}] {step.label}: finished in {time.monotonic() - began:.0f} s")
+                log(f"[{i}/{len(steps)}] {label}: finished in {time.monotonic() - began:.0f} s")
             status = f"step {i}/{len(steps)} finished: {step.label}" + (f"; failed: {failed}" if failed else "")
             write()
     except BaseException as exc:

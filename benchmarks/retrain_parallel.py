@@ -1,25 +1,32 @@
 """Searches of a retraining campaign side by side (`benchmarks/retrain.py --search-jobs N`), each in its own
 process, and none outliving the campaign.
 
-A `multiprocessing` pool (spawn: no state shared with the campaign) runs the steps' `parallel` calls N at a
-time. When the campaign is stopped (Ctrl-C, SIGTERM) the queued searches are dropped and the running ones
-terminated at once, instead of the pool waiting for every queued search (hours); on Linux each worker also
-asks the kernel for SIGTERM when the campaign process dies, even by `kill -9` (prctl PR_SET_PDEATHSIG), so
-no orphaned search keeps writing into a folder that a restarted campaign resumes. Every search is
-resumable, so a terminated one loses only its unfinished child.
+One spawned process per search (no state shared with the campaign), N at a time. A search that raises,
+or whose process dies (the out-of-memory killer, `kill -9`), is reported as failed when its process ends;
+the campaign never waits on a dead worker. When the campaign is stopped (Ctrl-C, SIGTERM) the queued
+searches are dropped and the running ones terminated at once; on Linux each worker also asks the kernel for
+SIGTERM when the campaign process dies, even by `kill -9` (prctl PR_SET_PDEATHSIG), so no orphaned search
+keeps writing into a folder that a restarted campaign resumes. Every search is resumable, so a terminated
+one loses only its unfinished child.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import signal
+import traceback
+from multiprocessing.connection import wait
 from typing import Any, Callable
 
 PR_SET_PDEATHSIG = 1
 
 
+class WorkerFailed(RuntimeError):
+    """A search's process raised (the message ends with its traceback) or died without a result."""
+
+
 def die_with_parent() -> None:
-    """Pool initializer: SIGTERM this worker when its parent dies (Linux; elsewhere a no-op)."""
+    """SIGTERM this process when its parent dies (Linux; elsewhere a no-op)."""
     try:
         import ctypes
 
@@ -28,31 +35,55 @@ def die_with_parent() -> None:
         pass
 
 
+def _worker(call: tuple, conn) -> None:
+    die_with_parent()
+    try:
+        call[0](*call[1:])
+        conn.send(None)
+    except BaseException as exc:  # noqa: BLE001  (reported to the campaign, which decides)
+        conn.send(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+    finally:
+        conn.close()
+
+
 def run_parallel(steps: list, jobs: int, log: Callable[[str], None] = print) -> list[tuple[Any, Exception]]:
     """Run each step's `parallel` = (module-level function, argument) `jobs` at a time in fresh processes;
-    return the (step, exception) of those that failed (logged; the others went on).
+    return (step, WorkerFailed) for those that raised or died (logged; the others went on).
 
     Any BaseException in the caller (KeyboardInterrupt from Ctrl-C or the campaign's SIGTERM handler)
-    terminates the workers before it propagates.
+    terminates the running workers before it propagates.
     """
-    pool = multiprocessing.get_context("spawn").Pool(jobs, initializer=die_with_parent)
+    ctx = multiprocessing.get_context("spawn")
+    queue, running, failures = list(steps), {}, []
     try:
-        pending = [(step, pool.apply_async(step.parallel[0], step.parallel[1:])) for step in steps]
-        errors = []
-        for step, result in pending:
-            try:
-                result.get()
-                log(f"{step.label}: finished")
-            except Exception as exc:  # noqa: BLE001  (returned: the campaign skips that job's later steps)
-                log(f"{step.label}: failed: {type(exc).__name__}: {exc}")
-                errors.append((step, exc))
-        pool.close()
+        while queue or running:
+            while queue and len(running) < jobs:
+                step = queue.pop(0)
+                receive, send = ctx.Pipe(duplex=False)
+                process = ctx.Process(target=_worker, args=(step.parallel, send), daemon=False)
+                process.start()
+                send.close()
+                running[process.sentinel] = (step, process, receive)
+            for sentinel in wait(list(running)):
+                step, process, receive = running.pop(sentinel)
+                process.join()
+                try:
+                    error = receive.recv()
+                except EOFError:  # no result sent: killed (OOM killer, kill -9) or crashed
+                    error = f"its process died without a result (exit code {process.exitcode})"
+                receive.close()
+                if error is None:
+                    log(f"{step.label}: finished")
+                else:
+                    log(f"{step.label}: failed: {error.splitlines()[0]}")
+                    failures.append((step, WorkerFailed(error)))
     except BaseException:
-        pool.terminate()
+        for _, process, _ in running.values():
+            process.terminate()
+        for _, process, _ in running.values():
+            process.join()
         raise
-    finally:
-        pool.join()
-    return errors
+    return failures
 
 
-__all__ = ["die_with_parent", "run_parallel"]
+__all__ = ["WorkerFailed", "die_with_parent", "run_parallel"]
