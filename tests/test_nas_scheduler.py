@@ -29,6 +29,11 @@ def test_asha_promotes_the_top_third_as_results_arrive():
         sh.report(key, 0, 0.0)
     # one candidate per rung, highest first: a search short of time takes the first it can afford
     assert list(sh.promotions()) == [("c", 2), ("a", 1)]  # 12 at rung 0: top 4 (d, b, c, a)
+    sh.drop("c")  # its promotion to rung 2 failed: not proposed again, and no one takes its slot
+    assert list(sh.promotions()) == [("a", 1)]
+    again = SuccessiveHalving(n_rungs=3, eta=3)
+    again.load_state_dict(sh.state_dict())
+    assert list(again.promotions()) == [("a", 1)]
 
 
 def test_near_the_end_a_lower_promotion_that_fits_beats_a_new_child(tmp_path):

@@ -321,3 +321,22 @@ def test_a_promotion_that_fails_leaves_the_child_at_its_lower_rung(tmp_path):
     assert len(failed) == 1 and failed[0]["kind"] == "promotion" and failed[0]["rung"] == 1  # tried once
     assert result.summary["failed"] == 1 and result.summary["best"]["rung"] == 1
     assert result.best["id"] != failed[0]["child"]
+
+
+def test_a_search_whose_children_all_fail_stops_with_the_cause(tmp_path):
+    """Before: a systematic error (data, disk, code) made thousands of failed children until the budget
+    ended, then blamed the budget."""
+    from nasfer.errors import ModelError
+    from nasfer.nas.search import MAX_FAILURES_IN_A_ROW
+
+    calls = []
+
+    def broken(spec, fidelity):
+        calls.append(1)
+        raise OSError("No space left on device")
+
+    cfg = SearchConfig(out=str(tmp_path / "s"), strategy="random", budget_minutes=5, blocks=2, rungs=("10s@24",),
+                       latency_target_ms=0.0, max_latency_ms=0.0, progress=False)
+    with pytest.raises(ModelError, match=f"{MAX_FAILURES_IN_A_ROW} children in a row failed.*No space left"):
+        search(cfg, broken)
+    assert len(calls) == MAX_FAILURES_IN_A_ROW

@@ -34,6 +34,7 @@ class SuccessiveHalving:
             raise ValueError(f"the reduction factor eta must be at least 2, got {eta}")
         self.n_rungs, self.eta = int(n_rungs), int(eta)
         self.rungs: list[dict[str, float]] = [{} for _ in range(self.n_rungs)]
+        self.dropped: set[str] = set()  # children whose promotion failed: never promoted again
 
     def report(self, key: str, rung: int, score: float) -> None:
         if not 0 <= rung < self.n_rungs:
@@ -57,18 +58,25 @@ class SuccessiveHalving:
         time takes the first it can afford)."""
         for rung in range(self.n_rungs - 2, -1, -1):
             quota = len(self.rungs[rung]) // self.eta
-            due = next((key for key in self.top(rung, quota) if key not in self.rungs[rung + 1]), None)
+            due = next((key for key in self.top(rung, quota)
+                        if key not in self.rungs[rung + 1] and key not in self.dropped), None)
             if due is not None:
                 yield due, rung + 1
+
+    def drop(self, key: str) -> None:
+        """Never promote `key` again (its promotion failed); its slot in the rung's top third stays used."""
+        self.dropped.add(key)
 
     def highest(self, key: str) -> int:
         """The highest rung `key` was scored at (-1 if none)."""
         return max((r for r in range(self.n_rungs) if key in self.rungs[r]), default=-1)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"n_rungs": self.n_rungs, "eta": self.eta, "rungs": [dict(r) for r in self.rungs]}
+        return {"n_rungs": self.n_rungs, "eta": self.eta, "rungs": [dict(r) for r in self.rungs],
+                "dropped": sorted(self.dropped)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["n_rungs"] != self.n_rungs or state["eta"] != self.eta:
             raise ValueError("saved successive-halving state has other rungs or eta")
         self.rungs = [dict(r) for r in state["rungs"]]
+        self.dropped = set(state.get("dropped", []))

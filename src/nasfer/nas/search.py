@@ -45,6 +45,8 @@ STATE_FILE = "search_state.pt"
 LOG_FILE = "search_log.jsonl"
 STATE_FORMAT = "nasfer-search-state/2"
 #: Fields that may change when a search is resumed; any other difference is a different search.
+#: A search stops when this many children or promotions fail one after another.
+MAX_FAILURES_IN_A_ROW = 5
 RESUMABLE_CHANGES = ("out", "budget_minutes", "max_children", "threads", "progress", "top_k", "latency_cache")
 #: (spec, fidelity) -> validation accuracy; replaces training (toy rewards in tests).
 Evaluate = Callable[[dict, Fidelity], float]
@@ -279,10 +281,10 @@ class SearchRun:
             result = self._score(trial, rung)
         except BudgetExceeded:
             raise
-        except Exception as exc:  # the child keeps its lower rungs' scores; -inf here so it is not retried
+        except Exception as exc:  # the child keeps its lower rungs' scores and is not promoted again
             result = {"failed": f"{type(exc).__name__}: {exc}"}
             trial.setdefault("failed", {})[str(rung)] = result["failed"]
-            self.scheduler.report(key, rung, -math.inf)
+            self.scheduler.drop(key)
         self.durations.setdefault(rung, []).append(time.monotonic() - start)
         return {"kind": "promotion", "rung": rung, "fidelity": self.fidelities[rung].name, "child": trial["id"],
                 "key": key, **result}
@@ -311,6 +313,7 @@ class SearchRun:
         try:
             for note in self.notes if show else ():
                 self.bar.write(f"data: {note}")
+            failing = 0
             while (job := self.next_job()) is not None:
                 key, rung = job
                 try:
@@ -328,6 +331,10 @@ class SearchRun:
                 record.update(job=self.jobs, elapsed=round(self.elapsed(), 2))
                 self._log(record)
                 self.save_state()
+                failing = failing + 1 if record.get("failed") else 0 if record["kind"] != "duplicate" else failing
+                if failing >= MAX_FAILURES_IN_A_ROW:  # not one child's problem: the data, the disk, the code
+                    raise ModelError(f"{failing} children in a row failed, the last with {record['failed']}; fix the "
+                                     f"cause and run the same command to continue ({self.out / LOG_FILE} lists them)")
                 if record["kind"] == "duplicate" and self.duplicates > 200 * max(1, len(self.trials)):
                     self.notes.append("stopped early: the strategy only proposes children it has already scored")
                     break
