@@ -134,10 +134,17 @@ def test_quantization_uses_the_split_the_model_held_out():
     with pytest.raises(ValueError, match="a/splits.json: pass that file as --split-file"):
         check_held_out_split(on_file, None, 0, 0.1)
     check_held_out_split(on_file, "runs/a/splits.json", 0, 0.1)
-    members = [{"train": {"out": "a", "seed": 0, "val_fraction": 0.1}},
-               {"train": {"out": "b", "split_file": "a/splits.json"}}]
+    with pytest.raises(ValueError, match="a/splits.json: pass that file"):
+        check_held_out_split(on_file, "runs/c/splits.json", 0, 0.1)  # another run's file
+    members = [{"train": {"out": "runs/a", "seed": 0, "val_fraction": 0.1}},
+               {"train": {"out": "runs/b", "split_file": "runs/a/splits.json"}}]
     own = {"training": {"config": {"members": members, "selection": {"validation_split": "a/splits.json"}}}}
     check_held_out_split(own, None, 0, 0.1)  # selected on the first member's own split: its seed draw
+    check_held_out_split(own, "/home/me/runs/a/splits.json", 0, 0.1)
+    odd = {"training": {"config": {"train": {"out": "runs/d", "test_fraction": 0.2}}}}
+    with pytest.raises(ValueError, match=r"--test-fraction or --limit: pass its splits.json as --split-file \(d/splits"):
+        check_held_out_split(odd, None, 0, 0.1)
+    check_held_out_split(odd, "runs/d/splits.json", 0, 0.1)
     other = {"training": {"config": {"members": members, "selection": {"validation_split": "c/splits.json"}}}}
     with pytest.raises(ValueError, match="c/splits.json"):
         check_held_out_split(other, None, 0, 0.1)

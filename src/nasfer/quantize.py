@@ -167,25 +167,39 @@ def split_images(data_path: str, labels: tuple[str, ...], size: int, *, n_calibr
 def check_held_out_split(card: dict, split_file: str | None, seed: int, val_fraction: float) -> None:
     """ValueError when the flags would draw other validation images than the model held out.
 
-    The model's split is that of its (first member's) training run: its --split-file, else its --seed and
-    --val-fraction; an ensemble selected on another run's splits.json needs that file. A card that does
-    not say (older cards) is not checked.
+    The model's split is that of its (first member's) training run: its --split-file (then --split-file
+    must name the same run's file), else its --seed and --val-fraction (and the default --test-fraction and
+    --limit, the only ones this command can redraw); an ensemble selected on another run's splits.json needs
+    that file. A card that does not say (older cards) is not checked.
     """
+    from .card import run_relative
+    from .config import TrainConfig
+
     config = (card.get("training") or {}).get("config") or {}
     first = next(iter(config.get("members") or []), config)
     train = (first or {}).get("train") or {}
-    if split_file or not train:
+    if not train:
         return
-    own = f"{train.get('out')}/splits.json" if train.get("out") else None
+    own = run_relative(Path(str(train["out"])) / "splits.json") if train.get("out") else None
     selected_on = (config.get("selection") or {}).get("validation_split")
     needed = train.get("split_file") or (selected_on if selected_on and selected_on != own else None)
     if needed:
-        raise ValueError(f"the model held out the validation images of {needed}: pass that file as --split-file, "
-                         "so calibration reads training images and the parity check the images it was selected on")
-    held = (train.get("seed", 0), train.get("val_fraction", 0.1))
+        if split_file is None or run_relative(split_file) != run_relative(needed):
+            raise ValueError(f"the model held out the validation images of {run_relative(needed)}: pass that file "
+                             "as --split-file, so calibration reads training images and the parity check the "
+                             "images it was selected on")
+        return
+    if split_file:
+        return  # the run drew its split; its splits.json (beside its checkpoints) holds exactly that draw
+    defaults = TrainConfig()
+    if any(train.get(k, getattr(defaults, k)) != getattr(defaults, k) for k in ("test_fraction", "limit")):
+        raise ValueError("the model's training run drew its split with a non-default --test-fraction or --limit: "
+                         f"pass its splits.json as --split-file ({own or 'RUN/splits.json'})")
+    held = (train.get("seed", defaults.seed), train.get("val_fraction", defaults.val_fraction))
     if (seed, val_fraction) != held:
         raise ValueError(f"the model's training run drew its validation split with --seed {held[0]} --val-fraction "
-                         f"{held[1]}; give those (not --seed {seed} --val-fraction {val_fraction})")
+                         f"{held[1]}; give those (not --seed {seed} --val-fraction {val_fraction}), or its "
+                         f"splits.json as --split-file")
 
 
 def onnx_predict(path: str | os.PathLike, preprocessing: Preprocessing, input_name: str = "input",
