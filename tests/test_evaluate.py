@@ -389,6 +389,21 @@ def test_export_refuses_to_replace_a_model_whose_card_records_a_test_score(capsy
     metrics.write_text(json.dumps({"split": "val", "accuracy": 0.5}))  # another split may still be added
     export_checkpoint(ExportConfig(out=str(released), metrics=str(metrics)))
     assert json.loads(released.with_suffix(".json").read_text())["metrics"]["val"]["accuracy"] == 0.5
+    # the card's documented CK+ cross-check (split "all" of another dataset) is added beside it, not refused
+    metrics.write_text(json.dumps({"split": "all", "accuracy": 0.8, "dataset": {"path": "/data/CK+48"}}))
+    export_checkpoint(ExportConfig(out=str(released), metrics=str(metrics)))
+    card = json.loads(released.with_suffix(".json").read_text())
+    assert card["metrics"]["all"]["accuracy"] == 0.8 and card["metrics"]["PublicTest"]["recorded"]
+
+
+def test_a_record_on_another_dataset_does_not_block_this_one(capsys, kaggle_zip, released, folder):
+    code, _, _ = run_cli(capsys, "--data", folder, "--model", released, "--split", "test", "--record")
+    assert code == 0
+    code, _, err = run_cli(capsys, "--data", kaggle_zip, "--model", released, "--split", "PublicTest", "--record")
+    metrics = json.loads(released.with_suffix(".json").read_text())["metrics"]
+    assert code == 0 and set(metrics) == {"test", "PublicTest"}
+    code, _, err = run_cli(capsys, "--data", kaggle_zip, "--model", released, "--split", "test", "--record")
+    assert code == 2 and "already records a PublicTest score" in err  # the same dataset's images: refused
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -244,7 +244,8 @@ def predict_split(cfg: EvalConfig, *, progress: bool = False) -> SplitPrediction
     model = load_model(cfg.model, cfg.threads)  # before the dataset: a bad --model fails in a second
     tta_kind, tta_notes = tta_plan(model, cfg.tta, cfg.ten_crop)
     if cfg.record:
-        check_recordable(model.path, cfg.split, cfg.overwrite_record, extra_tta=cfg.tta or cfg.ten_crop)
+        check_recordable(model.path, cfg.split, cfg.overwrite_record, extra_tta=cfg.tta or cfg.ten_crop,
+                         dataset=cfg.data)
 
     started = time.perf_counter()
     data_path = Path(cfg.data).expanduser()
@@ -263,7 +264,7 @@ def predict_split(cfg: EvalConfig, *, progress: bool = False) -> SplitPrediction
     part = dataset.select_split(cfg.split or default_split(dataset.split_names()))
     split = "+".join(sorted(set(part.splits.astype(str).tolist())))  # the split's own name(s), e.g. PublicTest
     if cfg.record:  # again with the names the request turned out to cover ('test', 'publictest', 'all', ...)
-        check_recordable(model.path, split, cfg.overwrite_record)
+        check_recordable(model.path, split, cfg.overwrite_record, dataset=str(data_path))
     notes = list(dataset.notes)
 
     index, contempt_state, mapping_notes = map_labels(part.label_names, part.labels, model, cfg.contempt,

@@ -45,7 +45,7 @@ def _card_of(model_path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
 
 
 def check_recordable(model_path: str | os.PathLike, split: str | None, overwrite: bool = False,
-                     extra_tta: bool = False) -> None:
+                     extra_tta: bool = False, dataset: str | None = None) -> None:
     """ModelError unless a score for `split` may be recorded in the card of `model_path` (.onnx).
 
     Called before the evaluation so a refused record costs nothing. `extra_tta`: the evaluation adds TTA
@@ -57,7 +57,7 @@ def check_recordable(model_path: str | os.PathLike, split: str | None, overwrite
         raise ModelError("--record stores the released model's own score: leave out --tta/--ten-crop (build TTA "
                          "into the graph with `nasfer export --tta` or `--ten-crop` instead)")
     path, card = _card_of(model_path)
-    key = conflicting_split(card, split)
+    key = next(iter(conflicting_splits(card, split, dataset=dataset)), None)
     if key is not None and not overwrite:
         existing = card["metrics"][key]
         when = (existing.get("recorded") or {}).get("date", "an earlier run")
@@ -66,20 +66,23 @@ def check_recordable(model_path: str | os.PathLike, split: str | None, overwrite
                          "them once. Pass --overwrite-record to replace it (the old score is kept under previous_records)")
 
 
-def conflicting_split(card: dict[str, Any], split: str, *, recorded_only: bool = False) -> str | None:
-    """The key of the card's metrics that `split` overlaps (the same split by another spelling or alias,
-    'test' for PublicTest, 'all' for anything, a '+'-joined part), or None. `recorded_only`: only scores
-    stored by `--record`."""
+def conflicting_splits(card: dict[str, Any], split: str, *, dataset: str | None = None) -> list[str]:
+    """Keys of the card's metrics whose images `split` of `dataset` (a file or folder; None: unknown) may
+    score again: the same split by another spelling or alias, 'test' for PublicTest, 'all' for anything, a
+    '+'-joined part, on the same dataset (by file name; an entry or a request that does not name its
+    dataset counts as the same)."""
     from .data.dataset import split_matches
 
-    wanted = split_matches(split)
+    wanted, name = split_matches(split), Path(dataset).name if dataset else None
+    keys = []
     for key, entry in (card.get("metrics") or {}).items():
-        if recorded_only and not (isinstance(entry, dict) and entry.get("recorded")):
-            continue
+        scored_on = ((entry.get("dataset") or {}).get("path") if isinstance(entry, dict) else None)
+        if name and scored_on and Path(str(scored_on)).name != name:
+            continue  # another dataset's images (e.g. a CK+ cross-check beside the FER2013 test score)
         have = split_matches(str(key))
         if wanted is None or have is None or wanted & have:
-            return str(key)
-    return None
+            keys.append(str(key))
+    return keys
 
 
 def check_replaceable(out: str | os.PathLike) -> None:
@@ -111,18 +114,20 @@ def record_metrics(model_path: str | os.PathLike, report: dict[str, Any], comman
     from .card import write_card
 
     split = str(report["split"])
-    check_recordable(model_path, split, overwrite)
+    dataset = (report.get("dataset") or {}).get("path")
+    check_recordable(model_path, split, overwrite, dataset=dataset)
     path, card = _card_of(model_path)
     metrics = dict(card.get("metrics") or {})
-    old_key = conflicting_split(card, split)
+    replaced = conflicting_splits(card, split, dataset=dataset)
     entry = {**report, "recorded": {"date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                                     "command": command}}
     entry["model"] = {**report.get("model", {}), "path": Path(model_path).name}  # the file beside the card
-    if old_key is not None:
+    if replaced:
         previous = list(card.get("previous_records") or [])
-        old = metrics.pop(old_key)
-        previous.append({"split": old_key, "accuracy": old.get("accuracy"), "macro_f1": old.get("macro_f1"),
-                         "recorded": old.get("recorded")})
+        for old_key in replaced:
+            old = metrics.pop(old_key)
+            previous.append({"split": old_key, "accuracy": old.get("accuracy"), "macro_f1": old.get("macro_f1"),
+                             "recorded": old.get("recorded")})
         card["previous_records"] = previous
     metrics[split] = entry
     card["metrics"] = metrics
@@ -130,4 +135,4 @@ def record_metrics(model_path: str | os.PathLike, report: dict[str, Any], comman
     return path
 
 
-__all__ = ["command_line", "check_recordable", "check_replaceable", "conflicting_split", "record_metrics"]
+__all__ = ["command_line", "check_recordable", "check_replaceable", "conflicting_splits", "record_metrics"]
