@@ -187,7 +187,7 @@ def machine() -> dict[str, Any]:
 
 
 def campaign_result(campaign, steps: list, command: str, started: str, status: str,
-           complete: bool) -> dict[str, Any]:
+                    complete: bool) -> dict[str, Any]:
     """The campaign's JSON as the work directory holds it now (`campaign`: benchmarks/retrain.py's Runner)."""
     specs = []
     for job in campaign.jobs:

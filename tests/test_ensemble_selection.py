@@ -120,7 +120,8 @@ def test_nasfer_ensemble_selects_on_validation_and_records_it(learnable_folder, 
     chosen = [c for c in selection["candidates"] if c["weight"] > 0]
     assert [c["checkpoint"] for c in chosen] == ["a/best.pt", "b/best.pt"] and weights == [0.75, 0.25]
     assert len(ckpt["model"]["kwargs"]["members"]) == 2 and selection["n_val"] == seen["shape"][1] > 0
-    assert all(0.0 <= c["val_accuracy"] <= 1.0 for c in selection["candidates"])
+    assert all(0.0 <= c["val_accuracy"] <= 1.0 and c["val_nll"] > 0 for c in selection["candidates"])
+    assert selection["val_nll_selected"] > 0 and selection["val_nll_equal_mean"] > 0 and "log-loss" in printed
     seen["alone"] = True  # one member better alone: nothing written, and it says so
     assert main([*argv[:-1], str(tmp_path / "alone.pt")]) == 1
     assert "kept only" in capsys.readouterr().out and not (tmp_path / "alone.pt").exists()

@@ -186,7 +186,6 @@ def _parity_images(source: str | None, size: int) -> np.ndarray | None:
     if not source:
         return None
     from .data import read_dataset
-
     from .data.dataset import split_matches
 
     data = read_dataset(source, size=size)

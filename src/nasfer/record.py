@@ -61,9 +61,10 @@ def check_recordable(model_path: str | os.PathLike, split: str | None, overwrite
     if key is not None and not overwrite:
         existing = card["metrics"][key]
         when = (existing.get("recorded") or {}).get("date", "an earlier run")
-        raise ModelError(f"{path} already records a {key} score (accuracy {existing.get('accuracy', float('nan')):.4f}, "
-                         f"{when}) and --split {split} scores those images again; a released model is scored on "
-                         "them once. Pass --overwrite-record to replace it (the old score is kept under previous_records)")
+        accuracy = existing.get("accuracy", float("nan"))
+        raise ModelError(f"{path} already records a {key} score (accuracy {accuracy:.4f}, {when}) and --split "
+                         f"{split} scores those images again; a released model is scored on them once. Pass "
+                         "--overwrite-record to replace it (the old score is kept under previous_records)")
 
 
 def conflicting_splits(card: dict[str, Any], split: str, *, dataset: str | None = None) -> list[str]:

@@ -155,22 +155,24 @@ def select_members(cfg: EnsembleConfig, log, files: dict[str, dict]) -> tuple[li
             raise DataError(f"{path}: its labels order the validation images differently from the first member's")
         y = pred.y_true
         probs.append(pred.probs)
-        scores.append(validation_score(pred.probs, y)[0])
-        log(f"{path}: validation accuracy {scores[-1]:.4f} ({len(y)} images)")
+        scores.append(validation_score(pred.probs, y))
+        log(f"{path}: validation accuracy {scores[-1][0]:.4f}, log-loss {scores[-1][1]:.4f} ({len(y)} images)")
     stacked = np.stack(probs)
     weights = greedy_selection(stacked, y, cfg.rounds)
     chosen = [i for i, w in enumerate(weights) if w > 0]
-    mean_acc = validation_score(stacked.mean(0), y)[0]
-    sel_acc = validation_score(np.tensordot(weights, stacked, axes=1), y)[0]
-    log(f"equal-weight mean of all {len(probs)}: {mean_acc:.4f}; greedy selection: {sel_acc:.4f} with weights "
+    mean_acc, mean_nll = validation_score(stacked.mean(0), y)
+    sel_acc, sel_nll = validation_score(np.tensordot(weights, stacked, axes=1), y)
+    log(f"equal-weight mean of all {len(probs)}: accuracy {mean_acc:.4f}, log-loss {mean_nll:.4f}; greedy selection "
+        f"(on log-loss): accuracy {sel_acc:.4f}, log-loss {sel_nll:.4f} with weights "
         + ", ".join(f"{cfg.checkpoints[i]} {weights[i]:.3f}" for i in chosen))
     record = {"method": f"greedy ensemble selection with replacement (Caruana et al. 2004) on {CRITERION}",
               "rounds": cfg.rounds, "validation_split": run_relative(split_file), "n_val": int(len(y)),
               "tta": "flip" if cfg.tta else None,
-              "candidates": [{"checkpoint": run_relative(p), "val_accuracy": s, "weight": float(w),
+              "candidates": [{"checkpoint": run_relative(p), "val_accuracy": acc, "val_nll": nll, "weight": float(w),
                               **{k: files[p][k] for k in ("sha256", "weights", "epochs", "command")}}
-                             for p, s, w in zip(cfg.checkpoints, scores, weights)],
-              "val_accuracy_equal_mean": mean_acc, "val_accuracy_selected": sel_acc,
+                             for p, (acc, nll), w in zip(cfg.checkpoints, scores, weights)],
+              "val_accuracy_equal_mean": mean_acc, "val_nll_equal_mean": mean_nll,
+              "val_accuracy_selected": sel_acc, "val_nll_selected": sel_nll,
               "note": "validation accuracies are optimistic: the same images chose each member's best epoch and "
                       "the weights; the test split is the unbiased score"}
     return [cfg.checkpoints[i] for i in chosen], [float(weights[i]) for i in chosen], record

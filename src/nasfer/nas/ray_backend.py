@@ -279,7 +279,9 @@ def search(cfg: Any, rcfg: RaySearchConfig, *, dataset=None, evaluate=None, late
                                 on_told=files.told, on_result=files.result, on_finished=files.finished,
                                 on_save=files.clock)
 
-    with ray_session(rcfg.address, rcfg.ray_cpus):
+    from ..runlock import run_lock
+
+    with run_lock(out, "search"), ray_session(rcfg.address, rcfg.ray_cpus):
         if can_restore(out):
             print(f"nasfer search: continuing the Ray search in {out}", file=sys.stderr)
         outcome = run_tune(problem, make_searcher, out, trial_cpus=rcfg.trial_cpus, trial_gpus=rcfg.trial_gpus,
