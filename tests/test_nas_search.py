@@ -281,6 +281,15 @@ def test_the_search_and_its_proxy_calibration_follow_the_architecture_into_the_c
     assert "not a proxy calibration result" in capsys.readouterr().err
 
 
+def _search_where_some_fail(tmp_path, evaluate):
+    """(result, log lines, failed lines) of a 9-child random search with two rungs."""
+    cfg = SearchConfig(out=str(tmp_path / "s"), strategy="random", budget_minutes=5, max_children=9, blocks=2,
+                       rungs=("10s@24", "20s@24"), eta=3, latency_target_ms=0.0, max_latency_ms=0.0, progress=False)
+    result = search(cfg, evaluate)
+    lines = _lines(tmp_path / "s")
+    return result, lines, [r for r in lines if r.get("failed")]
+
+
 def test_a_child_that_fails_to_train_is_logged_and_the_search_goes_on(tmp_path):
     """Before: any error in one child (other than the budget) ended the search, and a resume proposed the
     same child again, so the search could never finish."""
@@ -293,11 +302,7 @@ def test_a_child_that_fails_to_train_is_logged_and_the_search_goes_on(tmp_path):
             raise RuntimeError("NaN loss")
         return _macro_toy(spec, fidelity)
 
-    cfg = SearchConfig(out=str(tmp_path / "s"), strategy="random", budget_minutes=5, max_children=9, blocks=2,
-                       rungs=("10s@24", "20s@24"), eta=3, latency_target_ms=0.0, max_latency_ms=0.0, progress=False)
-    result = search(cfg, evaluate)
-    lines = _lines(tmp_path / "s")
-    failed = [r for r in lines if r.get("failed")]
+    result, lines, failed = _search_where_some_fail(tmp_path, evaluate)
     assert len(failed) == 1 and failed[0]["kind"] == "child" and "RuntimeError: NaN loss" in failed[0]["failed"]
     assert result.summary["children"] == 9 and result.summary["failed"] == 1
     assert result.best["id"] != failed[0]["child"]  # never ranked, never promoted
@@ -313,11 +318,7 @@ def test_a_promotion_that_fails_leaves_the_child_at_its_lower_rung(tmp_path):
             raise RuntimeError("out of memory")
         return _macro_toy(spec, fidelity)
 
-    cfg = SearchConfig(out=str(tmp_path / "s"), strategy="random", budget_minutes=5, max_children=9, blocks=2,
-                       rungs=("10s@24", "20s@24"), eta=3, latency_target_ms=0.0, max_latency_ms=0.0, progress=False)
-    result = search(cfg, evaluate)
-    lines = _lines(tmp_path / "s")
-    failed = [r for r in lines if r.get("failed")]
+    result, lines, failed = _search_where_some_fail(tmp_path, evaluate)
     assert len(failed) == 1 and failed[0]["kind"] == "promotion" and failed[0]["rung"] == 1  # tried once
     assert result.summary["failed"] == 1 and result.summary["best"]["rung"] == 1
     assert result.best["id"] != failed[0]["child"]
