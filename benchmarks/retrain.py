@@ -23,7 +23,7 @@ again continues where it stopped (a search resumes from its last finished child,
 The result JSON (--out, the markdown beside it as .md) is rewritten after every step, with `complete: false`
 and a status line until the end: per job the commands, validation accuracy (exported graph, no TTA: the figure
 any choice is made on), test-split accuracy and macro-F1 (scored once per model, never used to choose),
-parameters, multiply-adds, speed, int8 figures, search CPU-hours (elapsed x threads); per group mean, sd and n;
+parameters, multiply-adds, speed, int8 figures, search CPU-hours (measured CPU time); per group mean, sd and n;
 the best job by validation accuracy. `--table RESULT.json` prints the markdown. A work directory keeps its
 data, split, search and train flags (campaign.json); jobs may be added. Issue 11 (search strategies compared
 after retraining, several seeds, same budget and scheduler: Sciuto et al. 2020; Yang et al. 2020):

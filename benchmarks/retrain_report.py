@@ -203,6 +203,7 @@ def campaign_result(campaign, steps: list, command: str, started: str, status: s
             "protocol": "validation accuracy: the exported fp32 (or int8) graph without TTA on the shared split's "
                         "validation images, the only figure anything is chosen on; val_accuracy_training: the best "
                         "epoch's (nasfer train's validation, with its TTA setting); test split: scored once per "
-                        "model into this file, never used to choose; search CPU-hours: elapsed x torch threads",
+                        "model into this file, never used to choose; search CPU-hours: the search process' "
+                        "measured CPU time (elapsed x threads where a search lacks it)",
             "steps_done": sum(s.done() for s in steps), "steps_total": len(steps),
             "jobs": rows, "groups": groups(rows), "best": best_job(rows)}

@@ -80,7 +80,10 @@ def summarize(run: Path, early: int = 15) -> dict:
     return {
         "run": str(run), "space": summary["space"], "strategy": summary["strategy"], "seed": cfg["seed"],
         "children": summary["children"], "children_per_rung": summary["children_per_rung"], "rungs": summary["rungs"],
-        "minutes": summary["elapsed_s"] / 60, "cpu_hours": summary["elapsed_s"] * max(1, cfg["threads"]) / 3600,
+        "minutes": summary["elapsed_s"] / 60,
+        # measured process CPU time; searches without it (older, or on Ray): elapsed x threads
+        "cpu_hours": (summary["cpu_s"] if summary.get("cpu_s") is not None
+                      else summary["elapsed_s"] * max(1, cfg["threads"])) / 3600,
         "reward_mean_by_quarter": [statistics.fmean(q) if q else None for q in quarters],
         "best_rung0_reward": max(rewards) if rewards else None,
         "early_children": early, "mean_reward_first_early": mean(rewards[:early]),

@@ -112,6 +112,8 @@ def test_one_minute_search_on_faces_writes_a_valid_result_and_resumes(tmp_path, 
     lines = _lines(out)
     assert not any("lost" in r for r in lines) and [r["job"] for r in lines] == list(range(1, len(lines) + 1))
     assert resumed.summary["children"] == 5
+    # the CPU time it used is measured (children train in this process) and adds up across the resume
+    assert 0 < first.summary["cpu_s"] < resumed.summary["cpu_s"]
     first_children = [r["key"] for r in lines if r["kind"] == "child"][:3]
     assert first_children == [t["key"] for t in sorted(first.summary["top_k"], key=lambda t: t["child"])][:3]
 

@@ -141,6 +141,7 @@ def finish(run) -> SearchResult:
         "failed": sum(1 for t in run.trials.values() if t["scores"].get("0", {}).get("failed") or t.get("failed")),
         "duplicates": run.duplicates, "jobs": run.jobs,
         "elapsed_s": round(run.loop_elapsed, 1), "budget_s": run.budget_s,
+        "cpu_s": None if run.loop_cpu is None else round(run.loop_cpu, 1),  # None on Ray (trials run elsewhere)
         "reward_mean_first_quarter": sum(rewards[:quarter]) / len(rewards[:quarter]),
         "reward_mean_last_quarter": sum(rewards[-quarter:]) / len(rewards[-quarter:]),
         "objective": "validation accuracy" + (f" * (ms per face at batch {run.cfg.latency_batch} / "

@@ -127,6 +127,8 @@ class SearchRun:
         self.duplicates = 0
         self.durations: dict[int, list[float]] = {}
         self.elapsed_before = self.loop_elapsed = 0.0
+        self.cpu_before, self.cpu_started = 0.0, time.process_time()  # this process' CPU time (all its threads)
+        self.loop_cpu: float | None = None
         self.log_lines = 0
         self.started = time.monotonic()
         self.bar = None
@@ -134,6 +136,10 @@ class SearchRun:
     # -- time and budget
     def elapsed(self) -> float:
         return self.elapsed_before + (time.monotonic() - self.started)
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds the search has used, across resumes (children train in this process)."""
+        return self.cpu_before + (time.process_time() - self.cpu_started)
 
     def deadline(self) -> float:
         """`time.monotonic()` at which the budget ends (a child still training then is stopped and not counted)."""
@@ -168,7 +174,7 @@ class SearchRun:
     def _state(self) -> dict[str, Any]:
         return {"format": STATE_FORMAT, "config": to_dict(self.cfg), "trials": self.trials, "jobs": self.jobs,
                 "duplicates": self.duplicates, "durations": {str(k): v for k, v in self.durations.items()},
-                "elapsed": self.elapsed(), "log_lines": self.log_lines, "strategy": self.strategy.state_dict(),
+                "elapsed": self.elapsed(), "cpu": self.cpu_seconds(), "log_lines": self.log_lines, "strategy": self.strategy.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "torch_rng": torch.get_rng_state()}
 
     def save_state(self) -> None:
@@ -194,6 +200,7 @@ class SearchRun:
         self.trials, self.jobs, self.duplicates = dict(state["trials"]), int(state["jobs"]), int(state["duplicates"])
         self.durations = {int(k): list(v) for k, v in state["durations"].items()}
         self.elapsed_before, self.log_lines = float(state["elapsed"]), int(state["log_lines"])
+        self.cpu_before, self.cpu_started = float(state.get("cpu", 0.0)), time.process_time()
         self.strategy.load_state_dict(state["strategy"])
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
@@ -319,9 +326,10 @@ class SearchRun:
                 try:
                     record = self.promote(key, rung) if key else self.new_child()
                 except BudgetExceeded:  # back to the state after the last finished job, with the budget spent
-                    spent = self.elapsed()
+                    spent, cpu = self.elapsed(), self.cpu_seconds()
                     saved = self.resume()
                     self.elapsed_before, self.started = spent, time.monotonic()
+                    self.cpu_before, self.cpu_started = cpu, time.process_time()
                     self.notes.append(f"the budget ended while a child was training at rung {rung}: it is not "
                                       f"counted (a resume with a larger --budget-minutes redoes it)")
                     if not saved:
@@ -348,6 +356,7 @@ class SearchRun:
         if self.trials:
             self.save_state()
         self.loop_elapsed = self.elapsed()  # the search itself, before the result files are drawn
+        self.loop_cpu = self.cpu_seconds()
         return finish(self)
 
 
