@@ -342,7 +342,7 @@ def run_campaign(campaign: Runner, args: argparse.Namespace, command: str) -> in
                 if step.parallel and args.search_jobs > 1:
                     batch = [s for s in steps if s.parallel and not s.done()]
                     log(f"[{i}/{len(steps)}] {len(batch)} searches, {args.search_jobs} at a time ...")
-                    for done_step, exc in run_parallel(batch, args.search_jobs, log):
+                    for done_step, exc in run_parallel(batch, args.search_jobs, log, on_done=write):
                         failed[done_step.job] = f"{done_step.label}: {str(exc).splitlines()[0]}"
                     label = f"{len(batch)} searches" + (f" ({len(failed)} failed)" if failed else "")
                 else:

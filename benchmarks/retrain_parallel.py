@@ -46,9 +46,11 @@ def _worker(call: tuple, conn) -> None:
         conn.close()
 
 
-def run_parallel(steps: list, jobs: int, log: Callable[[str], None] = print) -> list[tuple[Any, Exception]]:
+def run_parallel(steps: list, jobs: int, log: Callable[[str], None] = print,
+                 on_done: Callable[[], None] = lambda: None) -> list[tuple[Any, Exception]]:
     """Run each step's `parallel` = (module-level function, argument) `jobs` at a time in fresh processes;
-    return (step, WorkerFailed) for those that raised or died (logged; the others went on).
+    return (step, WorkerFailed) for those that raised or died (logged; the others went on). `on_done()` is
+    called as each one ends (the campaign rewrites its result file).
 
     Any BaseException in the caller (KeyboardInterrupt from Ctrl-C or the campaign's SIGTERM handler)
     terminates the running workers before it propagates.
@@ -77,6 +79,7 @@ def run_parallel(steps: list, jobs: int, log: Callable[[str], None] = print) -> 
                 else:
                     log(f"{step.label}: failed: {error.splitlines()[0]}")
                     failures.append((step, WorkerFailed(error)))
+                on_done()
     except BaseException:
         for _, process, _ in running.values():
             process.terminate()
