@@ -4,8 +4,9 @@ Architecture Search", Algorithm 1), on any declared search space.
 The first `population` proposals are uniform samples (from a random stream of its own: random search
 with the same seed starts with other children). After that, each proposal takes a tournament of
 `sample_size` members drawn uniformly from the population, with replacement as in Algorithm 1, and
-mutates the best of them (one decision changed so that the architecture changes, `SearchSpace.mutate`). Every told child joins the population
-and the *oldest* member leaves (aging, not the worst: a lucky noisy reward cannot stay forever).
+mutates the best of them (one decision changed so that the architecture changes, `SearchSpace.mutate`).
+Every told child joins the population and the *oldest* member leaves (aging, not the worst: a lucky noisy
+reward cannot stay forever).
 """
 
 from __future__ import annotations

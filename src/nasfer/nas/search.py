@@ -44,9 +44,9 @@ from .strategy import make_strategy
 STATE_FILE = "search_state.pt"
 LOG_FILE = "search_log.jsonl"
 STATE_FORMAT = "nasfer-search-state/2"
-#: Fields that may change when a search is resumed; any other difference is a different search.
 #: A search stops when this many children or promotions fail one after another.
 MAX_FAILURES_IN_A_ROW = 5
+#: Fields that may change when a search is resumed; any other difference is a different search.
 RESUMABLE_CHANGES = ("out", "budget_minutes", "max_children", "threads", "progress", "top_k", "latency_cache")
 #: (spec, fidelity) -> validation accuracy; replaces training (toy rewards in tests).
 Evaluate = Callable[[dict, Fidelity], float]
@@ -174,8 +174,9 @@ class SearchRun:
     def _state(self) -> dict[str, Any]:
         return {"format": STATE_FORMAT, "config": to_dict(self.cfg), "trials": self.trials, "jobs": self.jobs,
                 "duplicates": self.duplicates, "durations": {str(k): v for k, v in self.durations.items()},
-                "elapsed": self.elapsed(), "cpu": self.cpu_seconds(), "log_lines": self.log_lines, "strategy": self.strategy.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "torch_rng": torch.get_rng_state()}
+                "elapsed": self.elapsed(), "cpu": self.cpu_seconds(), "log_lines": self.log_lines,
+                "strategy": self.strategy.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state()}
 
     def save_state(self) -> None:
         from ..checkpoint import save_checkpoint  # atomic write
@@ -339,7 +340,10 @@ class SearchRun:
                 record.update(job=self.jobs, elapsed=round(self.elapsed(), 2))
                 self._log(record)
                 self.save_state()
-                failing = failing + 1 if record.get("failed") else 0 if record["kind"] != "duplicate" else failing
+                if record.get("failed"):
+                    failing += 1
+                elif record["kind"] != "duplicate":  # a duplicate proposal trains nothing: the run goes on
+                    failing = 0
                 if failing >= MAX_FAILURES_IN_A_ROW:  # not one child's problem: the data, the disk, the code
                     raise ModelError(f"{failing} children in a row failed, the last with {record['failed']}; fix the "
                                      f"cause and run the same command to continue ({self.out / LOG_FILE} lists them)")
