@@ -186,12 +186,10 @@ def _parity_images(source: str | None, size: int) -> np.ndarray | None:
     if not source:
         return None
     from .data import read_dataset
-    from .data.dataset import split_matches
 
     data = read_dataset(source, size=size)
     # never test images: the parity check must not read them before the one recorded test score
-    keep = ~np.isin(np.char.lower(data.splits.astype(str)), sorted(split_matches("test")))
-    return data.images[keep][:256]
+    return data.images[~data.split_mask("test")][:256]
 
 
 def export_checkpoint(cfg: ExportConfig, images: np.ndarray | None = None) -> ExportResult:

@@ -85,14 +85,19 @@ class FaceDataset:
         'test' also matches PublicTest+PrivateTest and 'train' matches Training, so folder-named and
         officially-named splits can be asked for either way.
         """
-        wanted = split_matches(name)
-        if wanted is None:
+        if split_matches(name) is None:
             return self
-        lowered = np.char.lower(self.splits.astype(str))
-        mask = np.isin(lowered, list(wanted))
+        mask = self.split_mask(name)
         if not mask.any():
             raise ValueError(f"split {name!r} not found; this dataset has: {', '.join(self.split_names()) or 'none'}")
         return self.subset(mask)
+
+    def split_mask(self, name: str) -> np.ndarray:
+        """bool (N,): the samples of split `name` as `select_split` matches it (all True for 'all')."""
+        wanted = split_matches(name)
+        if wanted is None:
+            return np.ones(len(self.splits), dtype=bool)
+        return np.isin(np.char.lower(self.splits.astype(str)), sorted(wanted))
 
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.labels, minlength=len(self.label_names))
