@@ -45,8 +45,9 @@ def _card_of(model_path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
 
 
 def check_recordable(model_path: str | os.PathLike, split: str | None, overwrite: bool = False,
-                     extra_tta: bool = False, dataset: str | None = None) -> None:
-    """ModelError unless a score for `split` may be recorded in the card of `model_path` (.onnx).
+                     extra_tta: bool = False, dataset: str | None = None) -> list[str]:
+    """ModelError unless a score for `split` may be recorded in the card of `model_path` (.onnx); the keys of
+    the card's metrics the record replaces (only with `overwrite`: `conflicting_splits`).
 
     Called before the evaluation so a refused record costs nothing. `extra_tta`: the evaluation adds TTA
     the graph does not do, so its score is not the released model's own.
@@ -57,14 +58,16 @@ def check_recordable(model_path: str | os.PathLike, split: str | None, overwrite
         raise ModelError("--record stores the released model's own score: leave out --tta/--ten-crop (build TTA "
                          "into the graph with `nasfer export --tta` or `--ten-crop` instead)")
     path, card = _card_of(model_path)
-    key = next(iter(conflicting_splits(card, split, dataset=dataset)), None)
-    if key is not None and not overwrite:
+    replaced = conflicting_splits(card, split, dataset=dataset)
+    if replaced and not overwrite:
+        key = replaced[0]
         existing = card["metrics"][key]
         when = (existing.get("recorded") or {}).get("date", "an earlier run")
         accuracy = existing.get("accuracy", float("nan"))
         raise ModelError(f"{path} already records a {key} score (accuracy {accuracy:.4f}, {when}) and --split "
                          f"{split} scores those images again; a released model is scored on them once. Pass "
                          "--overwrite-record to replace it (the old score is kept under previous_records)")
+    return replaced
 
 
 def conflicting_splits(card: dict[str, Any], split: str, *, dataset: str | None = None) -> list[str]:
@@ -116,10 +119,9 @@ def record_metrics(model_path: str | os.PathLike, report: dict[str, Any], comman
 
     split = str(report["split"])
     dataset = (report.get("dataset") or {}).get("path")
-    check_recordable(model_path, split, overwrite, dataset=dataset)
+    replaced = check_recordable(model_path, split, overwrite, dataset=dataset)
     path, card = _card_of(model_path)
     metrics = dict(card.get("metrics") or {})
-    replaced = conflicting_splits(card, split, dataset=dataset)
     entry = {**report, "recorded": {"date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                                     "command": command}}
     entry["model"] = {**report.get("model", {}), "path": Path(model_path).name}  # the file beside the card
