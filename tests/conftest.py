@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fixtures_data import *  # noqa: E402,F401,F403
 from fixtures_models import *  # noqa: E402,F401,F403
 from fixtures_nas import *  # noqa: E402,F401,F403
+from fixtures_service import *  # noqa: E402,F401,F403
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FER2013_ZIP = SHARED / "datasets" / "fer2013.zip"

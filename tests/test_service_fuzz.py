@@ -11,10 +11,10 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
+from fixtures_service import FakeFace, FakeRecognizer
 from nasfer.service.app import create_app
 from nasfer.service.config import ServeConfig
 from nasfer.service.metrics import Metrics
-from test_service import FakeFace, FakeRecognizer
 
 FACES = [FakeFace((4, 4, 20, 20), "happy", 0.9), FakeFace((30, 2, 12, 12), "sad", 0.2)]
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from test_service import face_photo, find_model, image_bytes, parse_prometheus
+from fixtures_service import face_photo, find_model, image_bytes, parse_prometheus
 
 TESTS = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
@@ -98,7 +98,7 @@ FAKE_SERVER = textwrap.dedent("""
     from nasfer.commands.serve import serve
     from nasfer.service.app import create_app
     from nasfer.service.config import ServeConfig
-    from test_service import FakeFace, FakeRecognizer
+    from fixtures_service import FakeFace, FakeRecognizer
 
     cfg = ServeConfig(host="127.0.0.1", port=int(sys.argv[1]), workers=2, threads=2, timeout=20,
                       max_upload_mb=0.05)

@@ -18,11 +18,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fixtures_service import FakeRecognizer, error_of, parse_prometheus, png_header_only, post_multipart
 from nasfer.runtime import images
 from nasfer.errors import ImageError
 from nasfer.service.metrics import Metrics
-from test_service import (FakeRecognizer, error_of, jpeg, make_app, parse_prometheus,  # noqa: F401 (fixtures)
-                          png_header_only, post_multipart)
 
 
 @pytest.fixture

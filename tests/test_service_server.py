@@ -23,7 +23,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
-from test_service import face_photo, image_bytes
+from fixtures_service import face_photo, image_bytes
 from test_service_gunicorn import HOST, fetch, free_port, running
 
 pytestmark = pytest.mark.slow
@@ -33,7 +33,7 @@ SERVER = textwrap.dedent("""
     from nasfer.commands.serve import serve
     from nasfer.service.app import create_app
     from nasfer.service.config import ServeConfig
-    from test_service import FakeFace, FakeRecognizer
+    from fixtures_service import FakeFace, FakeRecognizer
 
     cfg = ServeConfig(host="127.0.0.1", port=int(sys.argv[1]), workers=2, threads=2, timeout=20,
                       read_timeout=3, max_upload_mb=0.05)

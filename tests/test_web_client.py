@@ -22,10 +22,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fixtures_service import LABELS, face_photo, find_model, image_bytes
 from nasfer.service.app import create_app
 from nasfer.service.config import ServeConfig
 from nasfer.service.metrics import Metrics
-from test_service import LABELS, face_photo, find_model, image_bytes
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,0 +1,198 @@
+"""Fixtures of the service tests (owned by the service part): a fake recognizer, image helpers, apps.
+
+`FakeRecognizer` stands in for `nasfer.runtime.api.EmotionRecognizer` (no model needed, fast);
+`make_app`/`client` build the Flask app around it; `face_photo()` is scikit-image's public-domain
+astronaut photo (examples/astronaut.jpg), who smiles, for the tests that run the real model.
+The helpers are imported by name (`from fixtures_service import ...`); conftest.py exports the fixtures.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nasfer.labels import EMOTIONS
+from nasfer.service.app import create_app
+from nasfer.service.config import ServeConfig
+from nasfer.service.metrics import Metrics
+
+__all__ = ["fake", "make_app", "client", "jpeg"]
+
+LABELS = list(EMOTIONS)
+
+
+# ------------------------------------------------------------------------------------------------
+# Fakes and image helpers
+# ------------------------------------------------------------------------------------------------
+class FakeFace:
+    """`unclear`: the detector could not tell which way is up (uncertain whatever the threshold)."""
+
+    def __init__(self, box, label="happy", confidence=0.8, unclear=False):
+        self.box = tuple(box)
+        self.label = label
+        self.confidence = confidence
+        self.unclear = unclear
+        self.threshold = 0.25
+
+    def to_dict(self):
+        rest = (1.0 - self.confidence) / (len(LABELS) - 1)
+        scores = {name: (self.confidence if name == self.label else rest) for name in LABELS}
+        return {"box": list(self.box), "detector_score": 0.9, "landmarks": None, "scores": scores,
+                "label": self.label, "confidence": self.confidence,
+                "uncertain": self.unclear or self.confidence < self.threshold}
+
+
+class FakeRecognizer:
+    """Returns `faces` for every image; records what it was given; can raise on demand."""
+
+    labels = LABELS
+
+    def __init__(self, faces=None, detector="haar", raises: BaseException | None = None):
+        self.faces = [FakeFace((10, 10, 40, 40))] if faces is None else faces
+        self.detector = detector
+        self.raises = raises
+        self.calls: list[tuple[tuple[int, ...], str]] = []
+        self.card = {"format": "nasfer-model-card/1", "name": "fake-model", "labels": LABELS,
+                     "preprocessing": {"size": 48, "channels": 1, "mean": 0.5, "std": 0.25}}
+
+    def detect(self, image, color="rgb", threshold=None):
+        assert isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
+        self.calls.append((image.shape, color))
+        if self.raises is not None:
+            raise self.raises
+        for face in self.faces:
+            face.threshold = 0.25 if threshold is None else threshold
+        return list(self.faces)
+
+
+def image_bytes(fmt="JPEG", size=(64, 48), mode="RGB", color=(200, 120, 60), **save_kw) -> bytes:
+    img = Image.new(mode, size, color if mode in ("RGB", "RGBA", "CMYK") else 128)
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **save_kw)
+    return buf.getvalue()
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims width x height pixels but holds almost no data (decompression-bomb probe)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+ASTRONAUT = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
+
+
+def face_photo() -> bytes:
+    """JPEG of scikit-image's astronaut (Eileen Collins, NASA, public domain; 512x512): one face,
+    smiling, that the Haar detector finds exactly once."""
+    return ASTRONAUT.read_bytes()
+
+
+def find_model() -> Path:
+    """The real ONNX model for the service tests: $NASFER_TEST_MODEL if set, else the shipped default."""
+    override = os.environ.get("NASFER_TEST_MODEL")
+    if override:
+        if not Path(override).is_file():
+            pytest.fail(f"NASFER_TEST_MODEL={override}: no such file")
+        return Path(override)
+    from nasfer.weights import resolve_model
+
+    return Path(resolve_model(None))
+
+
+def error_of(response) -> dict:
+    assert response.is_json, response.get_data(as_text=True)[:200]
+    body = response.get_json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    assert "Traceback" not in response.get_data(as_text=True)
+    return body["error"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Fixtures
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture
+def fake():
+    return FakeRecognizer()
+
+
+@pytest.fixture
+def make_app():
+    """make_app(recognizer=None, factory=None, **config) -> (app, client, built) where `built` maps
+    detector -> the FakeRecognizers the factory made."""
+
+    def make(recognizer=None, factory=None, **cfg):
+        built: dict[str, list[FakeRecognizer]] = {}
+
+        def default_factory(detector):
+            rec = FakeRecognizer(detector=detector)
+            built.setdefault(detector, []).append(rec)
+            return rec
+
+        app = create_app(ServeConfig(**cfg), recognizer=recognizer or FakeRecognizer(),
+                         recognizer_factory=factory or default_factory, metrics=Metrics())
+        return app, app.test_client(), built
+
+    return make
+
+
+@pytest.fixture
+def client(make_app, fake):
+    return make_app(recognizer=fake)[1]
+
+
+@pytest.fixture
+def jpeg():
+    return image_bytes("JPEG")
+
+
+def post_multipart(client, data: bytes, filename="photo.jpg", path="/v1/emotions", **fields):
+    return client.post(path, data={"image": (io.BytesIO(data), filename), **fields},
+                       content_type="multipart/form-data")
+
+
+def parse_prometheus(text: str) -> dict:
+    """{(name, sorted label pairs): value}; asserts every line is valid exposition format."""
+    samples = {}
+    line_re = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (-?[0-9.e+-]+|\+Inf|NaN)$')
+    for line in text.splitlines():
+        if line.startswith("# HELP ") or line.startswith("# TYPE "):
+            continue
+        m = line_re.match(line)
+        assert m, f"bad exposition line: {line!r}"
+        labels = tuple(sorted(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3) or "")))
+        samples[(m.group(1), labels)] = float(m.group(4))
+    return samples
+
+
+# ------------------------------------------------------------------------------------------------
+# OpenAPI schemas
+# ------------------------------------------------------------------------------------------------
+def _oas30_to_json_schema(node):
+    """OpenAPI 3.0 schema -> plain JSON Schema: `nullable: true` becomes `anyOf [..., null]`."""
+    if isinstance(node, dict):
+        out = {k: _oas30_to_json_schema(v) for k, v in node.items() if k not in ("nullable", "example")}
+        if node.get("nullable"):
+            return {"anyOf": [out, {"type": "null"}]}
+        return out
+    if isinstance(node, list):
+        return [_oas30_to_json_schema(v) for v in node]
+    return node
+
+
+def schema_validator(spec: dict, name: str):
+    """A validator (`.validate(instance)` raises on mismatch) for components/schemas/`name`."""
+    import jsonschema_rs  # comes with schemathesis (dev extra)
+
+    schema = {"$ref": f"#/components/schemas/{name}", "components": _oas30_to_json_schema(spec["components"])}
+    return jsonschema_rs.Draft4Validator(schema)
