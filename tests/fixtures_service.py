@@ -3,16 +3,24 @@
 `FakeRecognizer` stands in for `nasfer.runtime.api.EmotionRecognizer` (no model needed, fast);
 `make_app`/`client` build the Flask app around it; `face_photo()` is scikit-image's public-domain
 astronaut photo (examples/astronaut.jpg), who smiles, for the tests that run the real model.
+`free_port`, `fetch` and `running` start a real server process on 127.0.0.1 and talk HTTP to it.
 The helpers are imported by name (`from fixtures_service import ...`); conftest.py exports the fixtures.
 """
 
 from __future__ import annotations
 
+import http.client
 import io
 import os
 import re
+import signal
+import socket
 import struct
+import subprocess
+import tempfile
+import time
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +35,8 @@ from nasfer.service.metrics import Metrics
 __all__ = ["fake", "make_app", "client", "jpeg"]
 
 LABELS = list(EMOTIONS)
+TESTS = Path(__file__).resolve().parent
+HOST = "127.0.0.1"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -196,3 +206,61 @@ def schema_validator(spec: dict, name: str):
 
     schema = {"$ref": f"#/components/schemas/{name}", "components": _oas30_to_json_schema(spec["components"])}
     return jsonschema_rs.Draft4Validator(schema)
+
+
+# ------------------------------------------------------------------------------------------------
+# A real server on 127.0.0.1 (the gunicorn and serving-stack tests)
+# ------------------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def fetch(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
+            timeout: float = 30.0) -> tuple[int, dict, bytes]:
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+@contextmanager
+def running(cmd: list[str], port: int, startup_s: float = 90.0):
+    """Start `cmd`, wait for /healthz on `port`, yield the process, then SIGTERM it and wait.
+    The server's output goes to a temporary file (a pipe could fill up and block it); it is on
+    `proc.log` afterwards."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+        def output() -> str:
+            log.seek(0)
+            return log.read().decode(errors="replace")
+
+        try:
+            deadline = time.monotonic() + startup_s
+            while True:
+                if proc.poll() is not None:
+                    pytest.fail(f"server exited with {proc.returncode} before it was ready:\n{output()[-4000:]}")
+                try:
+                    if fetch(port, "GET", "/healthz", timeout=2)[0] == 200:
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(f"server not ready within {startup_s:.0f} s:\n{output()[-4000:]}")
+                time.sleep(0.2)
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+            proc.log = output()  # type: ignore[attr-defined]

@@ -7,45 +7,18 @@ shipped model on the astronaut photo.
 
 from __future__ import annotations
 
-import http.client
 import json
-import os
 import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 import uuid
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
-from fixtures_service import face_photo, find_model, image_bytes, parse_prometheus
-
-TESTS = Path(__file__).resolve().parent
-HOST = "127.0.0.1"
+from fixtures_service import HOST, face_photo, fetch, find_model, free_port, image_bytes, parse_prometheus, running
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def fetch(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
-            timeout: float = 30.0) -> tuple[int, dict, bytes]:
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    finally:
-        conn.close()
 
 
 def multipart(field: str, filename: str, data: bytes, content_type="image/jpeg") -> tuple[bytes, str]:
@@ -53,44 +26,6 @@ def multipart(field: str, filename: str, data: bytes, content_type="image/jpeg")
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n"
             f"Content-Type: {content_type}\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
     return body, f"multipart/form-data; boundary={boundary}"
-
-
-@contextmanager
-def running(cmd: list[str], port: int, startup_s: float = 90.0):
-    """Start `cmd`, wait for /healthz on `port`, yield the process, then SIGTERM it and wait.
-    The server's output goes to a temporary file (a pipe could fill up and block it); it is on
-    `proc.log` afterwards."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-
-        def output() -> str:
-            log.seek(0)
-            return log.read().decode(errors="replace")
-
-        try:
-            deadline = time.monotonic() + startup_s
-            while True:
-                if proc.poll() is not None:
-                    pytest.fail(f"server exited with {proc.returncode} before it was ready:\n{output()[-4000:]}")
-                try:
-                    if fetch(port, "GET", "/healthz", timeout=2)[0] == 200:
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"server not ready within {startup_s:.0f} s:\n{output()[-4000:]}")
-                time.sleep(0.2)
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
-            proc.log = output()  # type: ignore[attr-defined]
 
 
 FAKE_SERVER = textwrap.dedent("""

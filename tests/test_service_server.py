@@ -23,8 +23,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
-from fixtures_service import face_photo, image_bytes
-from test_service_gunicorn import HOST, fetch, free_port, running
+from fixtures_service import HOST, face_photo, fetch, free_port, image_bytes, running
 
 pytestmark = pytest.mark.slow
 
