@@ -8,6 +8,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from fixtures_data import *  # noqa: E402,F401,F403
+from fixtures_evaluate import *  # noqa: E402,F401,F403
 from fixtures_models import *  # noqa: E402,F401,F403
 from fixtures_nas import *  # noqa: E402,F401,F403
 from fixtures_service import *  # noqa: E402,F401,F403

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from fixtures_data import write_class_tree
+from fixtures_evaluate import run_cli, save_tiny_checkpoint
 from nasfer.cli import main
 from nasfer.evaluate import default_split, format_summary, label_index_map, predict_batches
 from nasfer.labels import EMOTIONS
@@ -37,42 +38,6 @@ def check_schema(report: dict, labels=EMOTIONS) -> None:
     assert all(v is None or 0.0 <= v <= 1.0 for v in report["roc_auc"].values())
     assert {"path", "name"} <= set(report["model"])
     json.dumps(report, allow_nan=False)
-
-
-def save_tiny_checkpoint(path: Path, labels=EMOTIONS, seed: int = 0) -> Path:
-    import torch
-
-    from nasfer.checkpoint import make_checkpoint, save_checkpoint
-    from nasfer.models import create_model
-    from nasfer.preprocessing import Preprocessing
-
-    torch.manual_seed(seed)
-    model = create_model("vgg", num_classes=len(labels), width=4)
-    save_checkpoint(path, make_checkpoint(model=model, model_name="vgg", model_kwargs={"num_classes": len(labels),
-                                          "width": 4}, labels=labels, preprocessing=Preprocessing()))
-    return path
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> Path:
-    """train/ (2 per class) and test/ (3 per class) image folders, plus one corrupt file."""
-    root = tmp_path_factory.mktemp("eval") / "faces"
-    write_class_tree(root, per_class=2, seed=0, split="train")
-    write_class_tree(root, per_class=3, seed=1, split="test")
-    (root / "test" / "happy" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
-    return root
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
-
-
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    code = main(["evaluate", *map(str, argv)])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return code, out, err
 
 
 # ---------------------------------------------------------------------------- the contract

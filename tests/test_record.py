@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from test_evaluate import checkpoint, folder, run_cli  # noqa: F401  (fixtures and the CLI helper)
+from fixtures_evaluate import run_cli
 
 
 @pytest.fixture
