@@ -11,8 +11,8 @@ again continues where it stopped (a search resumes from its last finished child,
 2. `nasfer search` per `--searches STRATEGY:SEED` (same --search-flags: budget, rungs, scheduler), in
    <work-dir>/search-<strategy>-s<seed>;
 3. per job, in <work-dir>/train-<group>-s<seed>: `nasfer train` (the same --train-flags for every job; a
-   search winner is trained from its best_arch.json with the search's seed, a control `arch[:width]` or a given
-   architecture file `NAME=FILE.json` with each --control-seeds seed), `nasfer export` (model.onnx),
+   search winner is trained from its best_arch.json with the search's seed, a control `arch[:width]` (a NASNet
+   as `arch:N@F`) or a given architecture file `NAME=FILE.json` with each --control-seeds seed), `nasfer export` (model.onnx),
    with --quantize `nasfer export --quantize int8` (model-int8.onnx; a refusal by its validation-parity check
    is recorded), `nasfer evaluate` of each model on the validation images; then every model once on
    --test-split, after all models are made and validated;
@@ -241,8 +241,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "are retrained (with the search's seed), e.g. reinforce:0 random:0 evolution:0")
     p.add_argument("--search-flags", default="", help="extra `nasfer search` flags shared by every search, "
                    "e.g. \"--budget-minutes 120 --threads 1\" (a single flag: --search-flags=--no-progress)")
-    p.add_argument("--controls", nargs="*", default=[], metavar="ARCH[:WIDTH]|NAME=FILE.json",
-                   help="control architectures retrained the same way: vgg:16 (alias vgg16), mini-xception, or an "
+    p.add_argument("--controls", nargs="*", default=[], metavar="ARCH[:WIDTH]|ARCH:N@F|NAME=FILE.json",
+                   help="control architectures retrained the same way: vgg:16 (alias vgg16), mini-xception, a NASNet "
+                        "as N@F cells per stack @ width (nasnet-a-mobile:1@8), or an "
                         "architecture file (nasfer search's best_arch.json) as NAME=FILE.json")
     p.add_argument("--control-seeds", nargs="+", type=int, default=[0], help="training seeds of each control")
     p.add_argument("--train-flags", default="", help="extra `nasfer train` flags shared by every training, e.g. "

@@ -21,7 +21,7 @@ import retrain_report as report
 CAMPAIGN_FILE = "campaign.json"
 #: Flags each job sets itself; in --search-flags / --train-flags they are an error.
 SEARCH_PER_JOB = ("data", "out", "strategy", "seed", "split_file")
-TRAIN_PER_JOB = ("data", "arch", "genotype", "width", "out", "seed")
+TRAIN_PER_JOB = ("data", "arch", "genotype", "width", "cells", "out", "seed")
 ALIASES = {"vgg16": "vgg:16"}
 
 
@@ -60,7 +60,8 @@ def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Job:
-    """One model to train. kind: search-winner (of `strategy`), control (`arch`, `width`) or genotype (a file)."""
+    """One model to train. kind: search-winner (of `strategy`), control (`arch`, `width`, NASNet `cells`) or
+    genotype (a file)."""
 
     kind: str
     group: str
@@ -68,6 +69,7 @@ class Job:
     strategy: str | None = None
     arch: str | None = None
     width: int = 0
+    cells: int = 0
     genotype: str | None = None
 
     @property
@@ -76,7 +78,8 @@ class Job:
 
 
 def parse_control(text: str) -> dict[str, Any]:
-    """`arch[:width]` (e.g. vgg:16, mini-xception; alias vgg16) or `NAME=FILE.json` (an architecture file)."""
+    """`arch[:width]` (e.g. vgg:16, mini-xception; alias vgg16), a NASNet as `arch:N@F` (N cells per stack at
+    width F, the paper's notation: nasnet-a-mobile:1@8) or `NAME=FILE.json` (an architecture file)."""
     from nasfer.errors import NasferError
     from nasfer.models import list_models
     from nasfer.nas.space import model_from_file
@@ -90,11 +93,19 @@ def parse_control(text: str) -> dict[str, Any]:
         except (NasferError, ValueError) as exc:
             raise SystemExit(f"--controls {text}: {exc}") from None
         return {"kind": "genotype", "group": name or Path(path).parent.name, "genotype": path}
-    arch, _, width = text.partition(":")
+    arch, _, size = text.partition(":")
     if arch not in list_models():
         raise SystemExit(f"--controls {text}: unknown architecture {arch!r}; registered: {', '.join(list_models())}")
+    cells, at, width = size.rpartition("@")
+    if at and not arch.startswith("nasnet"):
+        raise SystemExit(f"--controls {text}: N@F (cells per stack @ width) is for NASNet models; write {arch}:WIDTH")
     if width and not (width.isdigit() and int(width) > 0):
         raise SystemExit(f"--controls {text}: the width after ':' must be a positive integer")
+    if at and not (cells.isdigit() and int(cells) > 0):
+        raise SystemExit(f"--controls {text}: the N in N@F must be a positive integer")
+    if at:
+        return {"kind": "control", "group": f"{arch}-{cells}@{width}", "arch": arch, "width": int(width),
+                "cells": int(cells)}
     return {"kind": "control", "group": f"{arch}{width}", "arch": arch, "width": int(width or 0)}
 
 
@@ -158,7 +169,7 @@ class Campaign:
                 check_config(dataclasses.replace(self.search_cfg, strategy=job.strategy, seed=job.seed))
             if any(j.kind == "search-winner" for j in self.jobs):
                 rung_calibration(self.search_cfg.calibration, list(self.search_cfg.rungs))
-            apply_preset(self.train_cfg)
+            apply_preset(self.train_cfg).validate()
             if self.train_cfg.teacher:
                 from nasfer.distill import resolve_teacher
 
@@ -196,7 +207,8 @@ class Campaign:
     def train_config(self, job: Job):
         genotype = str(self.search_dir(job) / "best_arch.json") if job.kind == "search-winner" else job.genotype
         return dataclasses.replace(self.train_cfg, out=str(self.job_dir(job)), seed=job.seed, split_file=str(self.split),
-                                   genotype=genotype, **({"arch": job.arch, "width": job.width} if job.arch else {}))
+                                   genotype=genotype,
+                                   **({"arch": job.arch, "width": job.width, "cells": job.cells} if job.arch else {}))
 
     def settings(self) -> dict[str, Any]:
         """What makes the jobs comparable: data, split, search and training flags, int8 acceptance. A work directory
@@ -217,7 +229,8 @@ class Campaign:
 
         search_dir = self.search_dir(job)
         return {"name": job.name, "kind": job.kind, "group": job.group, "seed": job.seed, "strategy": job.strategy,
-                "arch": job.arch, "width": job.width or None, "genotype": self.train_config(job).genotype,
+                "arch": job.arch, "width": job.width or None,
+                "cells": job.cells or None, "genotype": self.train_config(job).genotype,
                 "dir": str(self.job_dir(job)), "search_dir": str(search_dir) if search_dir else None,
                 "search_command": command_line("search", self.search_config(job)) if search_dir else None,
                 "train_command": command_line("train", self.data_cfg, self.train_config(job))}

@@ -124,7 +124,7 @@ def best_job(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     best = max(scored, key=lambda r: r["val_accuracy"])
     return {"job": best["name"], "group": best["group"], "val_accuracy": best["val_accuracy"],
             "onnx": best.get("onnx"), "genotype": best.get("genotype"), "arch": best.get("arch"),
-            "width": best.get("width"), "train_command": best.get("train_command")}
+            "width": best.get("width"), "cells": best.get("cells"), "train_command": best.get("train_command")}
 
 
 # ------------------------------------------------------------------------------------------------ markdown

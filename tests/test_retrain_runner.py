@@ -123,6 +123,7 @@ def test_a_test_split_the_data_lacks_fails_at_the_first_step(tmp_path, learnable
 @pytest.mark.parametrize("flags, message", [
     (("--train-flags", "--epochs 1 --preciison fp32"), "--train-flags: unrecognized arguments: --preciison"),
     (("--train-flags", "--seed 3"), "each job sets itself"),
+    (("--train-flags", "--cells 1"), "each job sets itself"),
     (("--train-flags", "--epoch 3"), "unrecognized arguments: --epoch 3"),  # no abbreviations
     (("--train-flags", "--epochs three"), "argument --epochs: invalid int value"),
     (("--train-flags", "--teacher no-such-teacher"), "no-such-teacher: no such model file"),
@@ -132,6 +133,9 @@ def test_a_test_split_the_data_lacks_fails_at_the_first_step(tmp_path, learnable
     (("--search-flags", "--strategy random"), "--search-flags: unrecognized arguments: --strategy"),
     (("--searches", "annealing:0"), "STRATEGY one of reinforce, random, evolution"),
     (("--controls", "vgg:wide"), "width after ':' must be a positive integer"),
+    (("--controls", "vgg:1@8"), "N@F (cells per stack @ width) is for NASNet models"),
+    (("--controls", "nasnet-a-mobile:0@8"), "the N in N@F must be a positive integer"),
+    (("--train-flags", "--epochs 1 --label-smoothing 2"), "--label-smoothing must be in [0, 1), got 2"),
     (("--controls", "resnet99"), "unknown architecture 'resnet99'"),
     (("--controls", "x=missing.json"), "architecture file not found"),
     (("--test-split", "val"), "not a test split"),
@@ -160,6 +164,17 @@ def test_a_work_directory_keeps_its_settings_but_takes_new_jobs(tmp_path, monkey
                                    train_flags=TRAIN_FLAGS.replace("--epochs 1", "--epochs 2")))
 
 
+def test_a_nasnet_control_trains_with_its_cells_and_width(tmp_path):
+    argv = campaign_argv(tmp_path, tmp_path / "work", tmp_path / "out.json")
+    argv[argv.index("--controls") + 1] = "nasnet-a-mobile:1@4"
+    campaign = retrain.Runner(retrain.parse_args(argv))
+    (job,) = [j for j in campaign.jobs if j.kind == "control"]
+    spec = campaign.spec(job)
+    assert (spec["group"], spec["width"], spec["cells"]) == ("nasnet-a-mobile-1@4", 4, 1)
+    assert {"--arch nasnet-a-mobile", "--width 4", "--cells 1"} <= {
+        " ".join(pair) for pair in zip(spec["train_command"].split(), spec["train_command"].split()[1:])}
+
+
 def test_controls_name_architectures_widths_and_files(tmp_path):
     from nasfer.nas.macro import vgg_spec
 
@@ -168,6 +183,8 @@ def test_controls_name_architectures_widths_and_files(tmp_path):
     spec.write_text(json.dumps(vgg_spec(8)))
     assert retrain_jobs.parse_control("vgg16") == {"kind": "control", "group": "vgg16", "arch": "vgg", "width": 16}
     assert retrain_jobs.parse_control("mini-xception")["group"] == "mini-xception"
+    assert retrain_jobs.parse_control("nasnet-a-mobile:1@8") == {  # NASNet-A at N @ F, the paper's notation
+        "kind": "control", "group": "nasnet-a-mobile-1@8", "arch": "nasnet-a-mobile", "width": 8, "cells": 1}
     named = retrain_jobs.parse_control(f"searched={spec}")
     assert named == {"kind": "genotype", "group": "searched", "genotype": str(spec.resolve())}
     assert retrain_jobs.parse_control(str(spec))["group"] == "found"

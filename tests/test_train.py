@@ -110,6 +110,60 @@ def test_cli_train_reports_bad_data_cleanly(tmp_path, capsys):
     assert "error:" in err and "no such file" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("flag,value,message", [
+    ("--width", "-3", "--width must be >= 0, got -3"),  # was a torch RuntimeError traceback
+    ("--cells", "-1", "--cells must be >= 0"),
+    ("--epochs", "-2", "--epochs must be >= 0"),  # was "best.pt: checkpoint not found"
+    ("--limit", "-5", "--limit must be >= 0"),  # was a silent run on all but 5 images
+    ("--threads", "-1", "--threads must be >= 0"),  # was a traceback
+    ("--label-smoothing", "2", "--label-smoothing must be in [0, 1), got 2"),  # was a traceback
+    ("--random-erasing", "3", "--random-erasing must be in [0, 1], got 3"),  # was accepted
+    ("--mixup", "-1", "--mixup must be >= 0"),
+    ("--cutout", "-4", "--cutout must be >= 0"),
+    ("--ema-decay", "1", "--ema-decay must be in [0, 1)"),
+    ("--drop-path", "2", "--drop-path must be in [0, 1)"),
+    ("--distill-temperature", "0", "--distill-temperature must be > 0"),
+    ("--step-milestones", "0", "--step-milestones must be epochs >= 1, got 0"),
+])
+def test_impossible_flag_values_fail_before_any_data_is_read(tmp_path, capsys, flag, value, message):
+    from nasfer.cli import main
+
+    assert main(["train", "--data", str(tmp_path / "missing"), flag, value, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "no such file" not in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("flag,value,message", [("--width", "-3", "--width must be >= 0"),
+                                                ("--rotation", "200", "--rotation must be in [0, 180], got 200")])
+def test_crossval_checks_the_training_flags_before_reading_data(tmp_path, capsys, flag, value, message):
+    from nasfer.cli import main
+
+    assert main(["crossval", "--data", str(tmp_path / "missing"), flag, value, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "no such file" not in err and "Traceback" not in err
+
+
+def test_boundary_values_and_every_preset_are_valid():
+    TrainConfig().validate()
+    TrainConfig(random_erasing=1.0, distill_alpha=1.0, step_gamma=1.0, rotation=180.0, label_smoothing=0.0,
+                step_milestones=(1, 2)).validate()
+    for name in PRESETS:
+        apply_preset(TrainConfig(preset=name)).validate()
+
+
+def test_cells_sets_the_n_of_a_nasnet_and_is_refused_elsewhere():
+    from nasfer.errors import ModelError
+    from nasfer.train import build_model
+
+    model, name, kwargs = build_model(TrainConfig(arch="nasnet-a-mobile", width=8, cells=1), 7)
+    default, _, default_kwargs = build_model(TrainConfig(arch="nasnet-a-mobile", width=8), 7)
+    assert (name, kwargs["F"], kwargs["N"]) == ("nasnet-a-mobile", 8, 1) and "N" not in default_kwargs
+    assert (len(model.cells), len(default.cells)) == (1 * 3 + 2, 2 * 3 + 2)  # 3 stacks of N + 2 reduction cells
+    with pytest.raises(ModelError, match="--cells sets the cells per stack of a NASNet model; 'vgg' has none"):
+        build_model(TrainConfig(arch="vgg", cells=1), 7)
+
+
 def test_grouped_convs_train_contiguous_plain_convs_channels_last():
     from nasfer.models import create_model
     from nasfer.train import memory_format_for

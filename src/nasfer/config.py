@@ -207,6 +207,8 @@ class TrainConfig:
     device: str = option("cpu", "torch device (cpu, cuda)")
     precision: Literal["bf16", "fp32"] = option("bf16", "autocast precision of training steps (bf16 is ~2x faster on CPUs with AVX-512 BF16 or AMX)")
     width: int = option(0, "model width override, if the model has one (0: the model's default)")
+    cells: int = option(0, "NASNet cells per stack: the N of NASNet-A's 'N @ F' (Zoph et al. 2018), with --width "
+                           "as F (0: the model's default); NASNet models only")
     drop_path: float = option(0.0, "drop-path probability for NASNet models")
     # -- transfer learning and custom datasets (see docs/custom-data.md)
     init_from: Optional[str] = option(
@@ -230,6 +232,36 @@ class TrainConfig:
                                        "(1 - alpha on the hard labels)")
     distill_temperature: float = option(4.0, "with --teacher: softmax temperature T of the soft targets "
                                              "(the KL term is scaled by T^2)")
+
+    def validate(self) -> "TrainConfig":
+        """Raise ValueError naming the first impossible setting (0 stays "auto"/"off" where the help says so);
+        return self. Checked before any data is read."""
+        def within(name: str, low: float, high: float, *, high_open: bool = False) -> tuple[bool, str]:
+            value = getattr(self, name)
+            ok = low <= value < high if high_open else low <= value <= high
+            bounds = f"[{low:g}, {high:g})" if high_open else f"[{low:g}, {high:g}]"
+            return ok, f"--{name.replace('_', '-')} must be in {bounds}, got {value:g}"
+
+        def at_least(name: str, low: float) -> tuple[bool, str]:
+            value = getattr(self, name)
+            return value >= low, f"--{name.replace('_', '-')} must be >= {low:g}, got {value:g}"
+
+        checks = [*(at_least(n, 0) for n in ("epochs", "batch_size", "lr", "weight_decay", "crop_padding", "mixup",
+                                               "cutout", "threads", "limit", "width", "cells", "freeze_epochs",
+                                               "backbone_lr_mult")),
+                  within("momentum", 0, 1, high_open=True), within("step_gamma", 0, 1),
+                  within("label_smoothing", 0, 1, high_open=True), within("rotation", 0, 180),
+                  within("scale", 0, 1, high_open=True), within("random_erasing", 0, 1),
+                  within("ema_decay", 0, 1, high_open=True), within("val_fraction", 0, 1, high_open=True),
+                  within("test_fraction", 0, 1, high_open=True), within("drop_path", 0, 1, high_open=True),
+                  within("distill_alpha", 0, 1),
+                  (self.distill_temperature > 0, f"--distill-temperature must be > 0, got {self.distill_temperature:g}"),
+                  (all(m >= 1 for m in self.step_milestones),
+                   f"--step-milestones must be epochs >= 1, got {' '.join(map(str, self.step_milestones))}")]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        return self
 
 
 #: Named recipes. `paper` is the original design: SGD momentum 0.9, lr 0.001 divided by 5 after

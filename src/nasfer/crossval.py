@@ -80,7 +80,7 @@ def run_crossval(cv: CrossvalConfig, train_cfg: TrainConfig, data_cfg: DataConfi
     """Train and test every fold; write and return the crossval report (see the module doc)."""
     from .train import load_dataset, prepare_run, score_predictions
 
-    train_cfg = apply_preset(train_cfg)
+    train_cfg = apply_preset(train_cfg).validate()
     out = Path(cv.out)
     out.mkdir(parents=True, exist_ok=True)
     data = dataset if dataset is not None else load_dataset(train_cfg, data_cfg)

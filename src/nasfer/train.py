@@ -276,7 +276,7 @@ def prepare_run(cfg: TrainConfig, data_cfg: DataConfig, *, dataset: FaceDataset 
     from .finetune import check_init_path
 
     log: Callable[[str], None] = (lambda msg: print(msg, flush=True)) if progress and ctx.is_main else (lambda msg: None)
-    cfg = dataclasses.replace(apply_preset(cfg), device=ctx.device(cfg.device))
+    cfg = dataclasses.replace(apply_preset(cfg).validate(), device=ctx.device(cfg.device))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.freeze_epochs and not cfg.init_from:
@@ -318,6 +318,7 @@ def fit(cfg: TrainConfig, data_cfg: DataConfig, *, dataset: FaceDataset | None =
     from .distributed import session
     from .runlock import run_lock
 
+    apply_preset(cfg).validate()  # an impossible flag fails before the run directory is made
     with session(cfg.device) as ctx:
         # one writer per run directory (rank 0 writes): a second `nasfer train --out DIR` stops at once
         with run_lock(cfg.out, "training run") if cfg.out and ctx.is_main else nullcontext():

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..config import TrainConfig
+from ..errors import ModelError
 from ..models import create_model
 from ..preprocessing import Preprocessing
 
@@ -39,7 +40,8 @@ def build_model(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, str, dic
     """(model, registered name, kwargs) from --arch or --genotype (a NASNet genotype or a macro spec), for
     1-channel input and `num_classes` outputs.
 
-    Raises ModelError for an unknown architecture, DataError/ValueError for an unreadable genotype.
+    Raises ModelError for an unknown architecture or --cells on a non-NASNet one, DataError/ValueError for an
+    unreadable genotype.
     """
     kwargs: dict[str, Any] = {"num_classes": num_classes, "in_channels": 1}
     if cfg.genotype:  # a NASNet genotype or a macro-space spec (nasfer search's best_arch.json)
@@ -51,6 +53,10 @@ def build_model(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, str, dic
         name = cfg.arch
     if cfg.width:
         kwargs["width" if not name.startswith("nasnet") else "F"] = cfg.width
+    if cfg.cells:
+        if not name.startswith("nasnet"):
+            raise ModelError(f"--cells sets the cells per stack of a NASNet model; {name!r} has none")
+        kwargs["N"] = cfg.cells
     if cfg.drop_path and name.startswith("nasnet"):
         kwargs["drop_path"] = cfg.drop_path
     return create_model(name, **kwargs), name, kwargs
