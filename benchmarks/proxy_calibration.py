@@ -3,7 +3,11 @@
 Architectures: `--n-macro` points of the macro search space spread over `--latency-range` (ms per face,
 batch 1, exported ONNX graph in ONNX Runtime CPU with 1 thread; the first draw landing in each empty
 log-spaced latency bin, drawn with `--seed`, every other draw with the smallest stem so the fastest bins
-fill too; candidates whose latency, predicted from multiply-adds, falls in full bins are not timed), plus VGG-16 (`vgg --width 16`), mini-Xception and NASNet-A (`nasnet-a-mobile`).
+fill too; candidates whose latency, predicted from multiply-adds, falls in full bins are not timed), plus
+VGG-16 (`vgg --width 16`), mini-Xception and NASNet-A at 1 @ 8 (`nasnet-a-mobile --cells 1 --width 8`: one cell
+per stack at width 8, inside the latency range; the paper's mobile 2 @ 16 is about 1.1 ms per face, outside it,
+and trains about 3x slower still, ~45 min an epoch here). The hand designs follow HAND: a frozen list whose hand
+entries differ from it has them replaced (their old run directories are left in place, unused).
 
 - reference: `nasfer train` with its standard recipe for `--ref-epochs` epochs at 48 px (best validation
   accuracy, flip-TTA, as every run reports it); `--second-seed` of the models (spread over latency) are
@@ -41,7 +45,7 @@ import numpy as np
 from calibration_stats import analyse, markdown
 
 HAND = [("vgg16", "vgg", {"width": 16}), ("mini-xception", "mini-xception", {}),
-        ("nasnet-a", "nasnet-a-mobile", {})]
+        ("nasnet-a-1@8", "nasnet-a-mobile", {"F": 8, "N": 1})]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -82,12 +86,15 @@ def pick_models(args, work: Path) -> list[dict]:
     path = work / "models.json"
     if path.is_file():
         saved = json.loads(path.read_text())
-        if sum(m["name"] == "macro" for m in saved["models"]) < args.n_macro:
-            saved["models"] += top_up(saved["models"], args)
+        models = follow_hand(saved["models"], args)
+        if sum(m["name"] == "macro" for m in models) < args.n_macro:
+            models += top_up(models, args)
+        if models != saved["models"]:
+            saved["models"] = models
             path.write_text(json.dumps(saved, indent=1, default=str))
-        return saved["models"]
+        return models
     from nasfer.models import create_model
-    from nasfer.models.baselines import count_flops, count_params
+    from nasfer.models.baselines import count_flops
     from nasfer.nas.latency import measure_latency
     from nasfer.nas.space import make_space
 
@@ -122,10 +129,7 @@ def pick_models(args, work: Path) -> list[dict]:
         log(f"only {len(models)} of {args.n_macro} latency bins filled after {args.max_candidates} candidates")
     if not args.no_hand:
         models += [{"id": i, "name": n, "kwargs": k} for i, n, k in HAND]
-    for m in models:
-        net = create_model(m["name"], **m["kwargs"])
-        m["params"], m["flops"] = count_params(net), count_flops(net)
-        m["latency"] = measure_latency(m["name"], m["kwargs"])
+    models = [measured(m) for m in models]
     by_latency = sorted(models, key=lambda m: m["latency"]["ms_per_face_b1"])
     hand = [m for m in models if m["name"] != "macro"]
     spread = [by_latency[round(q * (len(by_latency) - 1))] for q in (0.25, 0.75, 0.5, 0.0, 1.0)]
@@ -141,9 +145,36 @@ def pick_models(args, work: Path) -> list[dict]:
     return order
 
 
+def measured(model: dict) -> dict:
+    """`model` with its parameters, multiply-adds and ONNX Runtime latency."""
+    from nasfer.models import create_model
+    from nasfer.models.baselines import count_flops, count_params
+    from nasfer.nas.latency import measure_latency
+
+    net = create_model(model["name"], **model["kwargs"])
+    return {**model, "params": count_params(net), "flops": count_flops(net),
+            "latency": measure_latency(model["name"], model["kwargs"])}
+
+
+def follow_hand(models: list[dict], args) -> list[dict]:
+    """The frozen list with its hand designs as HAND has them now: an entry no longer in HAND (e.g. NASNet-A at
+    the mobile size, replaced by 1 @ 8) is dropped, a missing one is measured and added (no second seed: the
+    second-seed choice was made at the draw). Macro entries are kept as drawn; none with --no-hand."""
+    hand = {} if args.no_hand else {i: {"id": i, "name": n, "kwargs": k} for i, n, k in HAND}
+    kept = [m for m in models if m["name"] == "macro" or m["id"] in hand]
+    for m in models:
+        if m not in kept:
+            log(f"{m['id']}: no longer in the hand designs; dropped (its directory is left as it is)")
+    have = {m["id"] for m in kept}
+    added = [{**measured(m), "second_seed": False} for i, m in hand.items() if i not in have]
+    for m in added:
+        log(f"{m['id']}: added ({m['latency']['ms_per_face_b1']:.3f} ms/face, {m['params']:,} params)")
+    return kept + added
+
+
 def training_order(models: list[dict]) -> list[dict]:
-    """Fastest first (ms per face, batch 1): training cost grows with latency (NASNet-A's many small ops cost as
-    much as all the macro nets together), and partial results should cover as many architectures as possible."""
+    """Fastest first (ms per face, batch 1): training cost grows with latency (NASNet's many small ops train far
+    slower than their latency suggests), and partial results should cover as many architectures as possible."""
     return sorted(models, key=lambda m: m["latency"]["ms_per_face_b1"])
 
 
@@ -167,8 +198,6 @@ def top_up(models: list[dict], args) -> list[dict]:
     """Macro models for the latency bins the first draw left empty (another seed stream; small one-block-per-stage
     draws for the fast half);
     the one nearest (log latency) to an empty bin's centre is taken when none lands inside it."""
-    from nasfer.models import create_model
-    from nasfer.models.baselines import count_flops, count_params
     from nasfer.nas.latency import measure_latency
     from nasfer.nas.space import make_space
 
@@ -192,10 +221,7 @@ def top_up(models: list[dict], args) -> list[dict]:
                 best = (ms, spec)
             if edges[k] <= ms < edges[k + 1]:
                 break
-        m = {"id": f"macro-{k:02d}", "name": "macro", "kwargs": {"spec": best[1]}, "second_seed": False}
-        net = create_model("macro", spec=best[1])
-        m["params"], m["flops"] = count_params(net), count_flops(net)
-        m["latency"] = measure_latency("macro", m["kwargs"])
+        m = measured({"id": f"macro-{k:02d}", "name": "macro", "kwargs": {"spec": best[1]}, "second_seed": False})
         log(f"topped up macro-{k:02d}: {best[0]:.3f} ms/face (bin {edges[k]:.3f}-{edges[k + 1]:.3f}), {tried} tries")
         added.append(m)
     return added
@@ -219,8 +245,9 @@ def reference(model: dict, args, work: Path, seed: int) -> float | None:
         spec_file = work / model["id"] / "spec.json"
         spec_file.write_text(json.dumps(model["kwargs"]["spec"], indent=1))
         options["genotype"] = str(spec_file)
-    else:
-        options.update(arch=model["name"], width=model["kwargs"].get("width", 0))
+    else:  # a registered model: its width (NASNet: F) and NASNet cells per stack N as nasfer train's flags
+        kwargs = model["kwargs"]
+        options.update(arch=model["name"], width=kwargs.get("width", kwargs.get("F", 0)), cells=kwargs.get("N", 0))
     start = time.monotonic()
     fit(TrainConfig(**options), DataConfig(data=args.data), progress=False)
     acc = best_val(history)

@@ -50,7 +50,7 @@ def test_calibration_end_to_end_and_resume(tmp_path, learnable_folder):
 
 def test_an_existing_draw_with_empty_latency_bins_is_topped_up(tmp_path):
     args = proxy_calibration.parse_args(["--data", "x", "--n-macro", "2", "--latency-range", "0.0001", "1000",
-                                         "--max-candidates", "4", "--blocks", "2"])
+                                         "--max-candidates", "4", "--blocks", "2", "--no-hand"])
     work = tmp_path / "work"
     work.mkdir()
     first = {"id": "macro-01", "name": "macro", "kwargs": {"spec": None}, "second_seed": False}
@@ -59,6 +59,35 @@ def test_an_existing_draw_with_empty_latency_bins_is_topped_up(tmp_path):
     assert [m["id"] for m in models] == ["macro-01", "macro-00"]
     assert models[1]["latency"]["ms_per_face_b1"] > 0 and models[1]["params"] > 0
     assert json.loads((work / "models.json").read_text())["models"] == models  # frozen again
+
+
+def test_a_frozen_list_follows_the_hand_designs(tmp_path, monkeypatch, capsys):
+    """NASNet-A moved from the mobile size (outside the latency range, ~45 min an epoch) to 1 @ 8 after the draw."""
+    monkeypatch.setattr(proxy_calibration, "HAND", [("vgg-tiny", "vgg", {"width": 4})])
+    args = proxy_calibration.parse_args(["--data", "x", "--n-macro", "1"])
+    work = tmp_path / "work"
+    work.mkdir()
+    macro = {"id": "macro-00", "name": "macro", "kwargs": {"spec": None}, "second_seed": True}
+    stale = {"id": "nasnet-a", "name": "nasnet-a-mobile", "kwargs": {}, "second_seed": False}
+    (work / "models.json").write_text(json.dumps({"drawn_with": {}, "models": [macro, stale]}))
+    models = proxy_calibration.pick_models(args, work)
+    assert [m["id"] for m in models] == ["macro-00", "vgg-tiny"] and models[0] == macro
+    assert models[1]["latency"]["ms_per_face_b1"] > 0 and models[1]["params"] > 0 and not models[1]["second_seed"]
+    assert json.loads((work / "models.json").read_text())["models"] == models
+    assert "nasnet-a: no longer in the hand designs; dropped" in capsys.readouterr().out
+    assert proxy_calibration.pick_models(args, work) == models  # the same list on the next resume
+
+
+def test_a_nasnet_reference_trains_at_its_cells_and_width(tmp_path, monkeypatch):
+    import nasfer.train
+
+    seen = []
+    monkeypatch.setattr(nasfer.train, "fit", lambda cfg, data_cfg, progress: seen.append(cfg))
+    monkeypatch.setattr(proxy_calibration, "best_val", lambda history: 0.5)
+    args = proxy_calibration.parse_args(["--data", "x", "--ref-epochs", "2"])
+    model = {"id": "nasnet-a-1@8", "name": "nasnet-a-mobile", "kwargs": {"F": 8, "N": 1}}
+    assert proxy_calibration.reference(model, args, tmp_path, 0) == 0.5
+    assert (seen[0].arch, seen[0].width, seen[0].cells, seen[0].epochs) == ("nasnet-a-mobile", 8, 1, 2)
 
 
 def test_models_train_fastest_first():
