@@ -1,6 +1,6 @@
 """Fine-tuning the shipped default on a small folder dataset with DEFAULT flags: subject-independent crossval.
 
-    python scripts/build_pseudo_ckplus.py --out /tmp/ckplus_pseudo        # 806 FER2013 PublicTest faces
+    python scripts/build_pseudo_ckplus.py --out /tmp/ckplus_pseudo        # 794 held-out FER2013 Training faces
     nice -n 10 python benchmarks/finetune_crossval.py run --data /tmp/ckplus_pseudo/CK+48 --label after
     python benchmarks/finetune_crossval.py zeroshot --data /tmp/ckplus_pseudo/CK+48 --run-dir /tmp/nasfer-ft-before
     python benchmarks/finetune_crossval.py compare before after
@@ -85,8 +85,9 @@ def run(args: argparse.Namespace) -> int:
         "benchmark": "finetune_crossval", "label": args.label,
         "command": "nasfer " + " ".join(flags), "code_revision": rev, "data": args.data, "folds": args.folds,
         "complete": complete, **summarize(run_dir), "wall_seconds": seconds,
-        "note": "default flags only; the data is FER2013 PublicTest faces in pseudo-subjects "
-                "(scripts/build_pseudo_ckplus.py): a pipeline check, not a CK+ result",
+        "note": "default flags only; the data is held-out FER2013 Training faces (the validation role no shipped "
+                "model trained on) in pseudo-subjects (scripts/build_pseudo_ckplus.py): a pipeline check, "
+                "not a CK+ result",
     }, RESULTS / f"finetune_crossval_{args.label}.json")
     return 0
 
