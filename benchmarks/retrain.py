@@ -37,7 +37,7 @@ Issue 12 (distillation from the shipped model, and int8; SEARCHED: the best_arch
 e.g. ~/nasfer-runs/issue11/search-reinforce-s1/best_arch.json):
 
     python benchmarks/retrain.py --data ../shared/datasets/fer2013.zip --work-dir ~/nasfer-runs/issue12 \
-        --controls vgg:16 mini-xception searched=SEARCHED --control-seeds 0 1 --quantize \
+        --controls vgg:16 mini-xception nasnet-a-mobile:1@8 searched=SEARCHED --control-seeds 0 1 --quantize \
         --train-flags "--epochs 30 --threads 2 --teacher default" --out benchmarks/results/distill_int8.json
 """
 
