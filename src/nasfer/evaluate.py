@@ -58,6 +58,14 @@ class EvalConfig:
     strict: bool = option(False, "fail on the first unreadable row or image instead of skipping and counting it")
     threads: int = option(0, "CPU threads for inference (0: the runtime's default)")
 
+    def validate(self) -> "EvalConfig":
+        """Raise ValueError naming the first impossible setting; return self."""
+        from .validation import check, threads_check
+
+        check([(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
+               threads_check(self.threads, zero="the runtime's default")])
+        return self
+
 
 @dataclass(frozen=True)
 class LoadedModel:
@@ -235,10 +243,12 @@ class SplitPrediction:
 def predict_split(cfg: EvalConfig, *, progress: bool = False) -> SplitPrediction:
     """Read the dataset, cut the split (`cfg.split`, with `cfg.split_file`'s roles if given), predict.
 
-    Errors: DataError (dataset, empty split), ModelError (model, TTA the graph already does).
+    Errors: ValueError (an impossible setting), DataError (dataset, empty split), ModelError (model, TTA the
+    graph already does).
     """
     from .data import detect_kind, read_dataset
 
+    cfg.validate()
     if not cfg.data:
         raise DataError("--data is required (a dataset zip, folder or fer2013.csv)")
     model = load_model(cfg.model, cfg.threads)  # before the dataset: a bad --model fails in a second

@@ -25,6 +25,8 @@ from .errors import ModelError
 from .preprocessing import Preprocessing, normalize
 
 OPSET = 17
+#: The opsets torch's TorchScript ONNX exporter (the one `export_onnx` uses) writes.
+MIN_OPSET, MAX_OPSET = 7, 20
 
 
 
@@ -62,6 +64,36 @@ class ExportConfig:
     metrics: Optional[str] = option(None, "evaluation JSON (`nasfer evaluate --json FILE`) to store in the card")
     metrics_split: Optional[str] = option(None, "name the --metrics results are stored under, e.g. PublicTest "
                                                 "(default: the JSON's 'split' field, else 'test')")
+
+    def validate(self) -> "ExportConfig":
+        """Raise ValueError naming the first impossible setting, or a --quantize flag given without
+        --quantize; return self."""
+        from .quantize import MIN_OPSET as QUANTIZE_MIN_OPSET
+        from .validation import check
+
+        if not self.quantize:
+            defaults = ExportConfig()
+            given = [f"--{name.replace('_', '-')}" for name in QUANTIZE_ONLY
+                     if getattr(self, name) != getattr(defaults, name)]
+            if given:
+                raise ValueError(f"{', '.join(given)} only apply with --quantize int8")
+        quantized = self.quantize and self.checkpoint
+        low = QUANTIZE_MIN_OPSET if quantized else MIN_OPSET
+        check([(low <= self.opset <= MAX_OPSET,
+                f"--opset must be {low}..{MAX_OPSET} (what torch's TorchScript ONNX exporter writes"
+                + (", and int8 QDQ needs" if quantized else "") + f"), got {self.opset}"),
+               (0.0 < self.atol < 1.0, f"--atol must be within (0, 1) (a probability difference), got {self.atol}"),
+               (self.calibration_images >= 1,
+                f"--calibration-images must be at least 1, got {self.calibration_images}"),
+               (self.seed >= 0, f"--seed must be >= 0, got {self.seed}"),
+               (0.0 < self.val_fraction < 1.0, f"--val-fraction must be within (0, 1), got {self.val_fraction}"),
+               (0.0 <= self.max_accuracy_drop <= 100.0,
+                f"--max-accuracy-drop must be within 0..100 (accuracy points), got {self.max_accuracy_drop}")])
+        return self
+
+
+#: The flags that only --quantize reads.
+QUANTIZE_ONLY = ("calibration_data", "calibration_images", "split_file", "seed", "val_fraction", "max_accuracy_drop")
 
 
 @dataclass

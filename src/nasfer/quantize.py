@@ -28,6 +28,8 @@ from .errors import DataError, ModelError
 from .preprocessing import Preprocessing, normalize
 
 #: How the card names the method (recorded verbatim).
+#: Lowest ONNX opset a per-channel QDQ model can have (QuantizeLinear's `axis` came in opset 13).
+MIN_OPSET = 13
 METHOD = ("onnxruntime.quantization.quantize_static after quant_pre_process; QDQ format; per-channel int8 "
           "weights (symmetric); uint8 activations calibrated with MinMax; softmax and TTA averaging kept float")
 
@@ -306,6 +308,10 @@ def export_quantized(cfg, images: np.ndarray | None = None):
     source_sha = sha256_file(source)
     if src_card.get("quantization"):
         raise ModelError(f"{source} is quantized already ({src_card['quantization'].get('format')})")
+    opset = (src_card.get("onnx") or {}).get("opset")
+    if opset is not None and int(opset) < MIN_OPSET:
+        raise ModelError(f"{source} has ONNX opset {opset}; per-channel int8 quantization needs opset {MIN_OPSET} "
+                         f"or later (export it again with --opset {MIN_OPSET} or more)")
     check_held_out_split(src_card, cfg.split_file, cfg.seed, cfg.val_fraction)
     prep = Preprocessing.from_dict(src_card["preprocessing"])
     io = src_card.get("onnx") or {}

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from ..commands.predict import PredictConfig, emit_records, report
     from ..ray_session import ray_session
 
-    cfg = config.from_args(PredictConfig, args)
+    cfg = config.from_args(PredictConfig, args).validate()
     bulk = config.from_args(BulkConfig, args).validate()
     for flag, value in (("--annotate", cfg.annotate), ("--strict", cfg.strict)):
         if value:

@@ -46,6 +46,28 @@ class EnsembleConfig:
     threads: int = option(0, "CPU threads for scoring (0: torch's default)")
     allow_incomplete: bool = option(False, "accept members whose runs have not finished their scheduled epochs")
 
+    def validate(self) -> "EnsembleConfig":
+        """Raise ValueError naming the first impossible setting, or a greedy-only flag given with --select mean;
+        return self."""
+        from ..validation import check, threads_check
+
+        if len(self.checkpoints) < 2:
+            raise ValueError("--checkpoints needs at least two files")
+        if self.select == "mean":
+            defaults = EnsembleConfig()
+            given = [flag for flag, name in (("--data", "data"), ("--split-file", "split_file"), ("--rounds", "rounds"),
+                                             ("--no-tta", "tta"), ("--threads", "threads"))
+                     if getattr(self, name) != getattr(defaults, name)]
+            if given:
+                raise ValueError(f"{', '.join(given)}: for --select greedy (with --select mean nothing is scored)")
+        check([(1 <= self.rounds <= MAX_ROUNDS, f"--rounds must be 1..{MAX_ROUNDS}, got {self.rounds}"),
+               threads_check(self.threads, zero="torch's default")])
+        return self
+
+
+#: Most greedy-selection rounds: weights are multiples of 1/(rounds + 1), and finer steps than 1e-4 change nothing.
+MAX_ROUNDS = 10_000
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, EnsembleConfig)
@@ -57,12 +79,8 @@ def run(args: argparse.Namespace) -> int:
     from ..models.ensemble import ensemble_checkpoint
     from ..runtime.engine import sha256_file
 
-    cfg = from_args(EnsembleConfig, args)
-    if len(cfg.checkpoints) < 2:
-        raise ValueError("--checkpoints needs at least two files")
+    cfg = from_args(EnsembleConfig, args).validate()
     paths, weights, selection = list(cfg.checkpoints), None, None
-    if cfg.select == "mean" and (cfg.data or cfg.split_file):
-        raise ValueError("--data and --split-file are for --select greedy (with --select mean nothing is scored)")
     files = {path: member_file(path, cfg.allow_incomplete) for path in cfg.checkpoints}
     if cfg.select == "greedy":
         paths, weights, selection = select_members(cfg, print, files)

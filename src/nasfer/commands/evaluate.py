@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..evaluate import EvalConfig, evaluate, format_summary, to_json
 
-    cfg = config.from_args(EvalConfig, args)
+    cfg = config.from_args(EvalConfig, args).validate()
     report = evaluate(cfg, progress=sys.stderr.isatty(), log=lambda msg: print(msg, file=sys.stderr))
     if cfg.json == "-":
         sys.stdout.write(to_json(report) + "\n")

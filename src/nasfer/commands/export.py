@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..export import export_checkpoint
 
-    result = export_checkpoint(config.from_args(ExportConfig, args))
+    result = export_checkpoint(config.from_args(ExportConfig, args).validate())
     quant = result.card.get("quantization")
     if quant:
         parity = quant["parity"]

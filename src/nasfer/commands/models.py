@@ -17,6 +17,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,16 @@ class FetchConfig:
     sha256: Optional[str] = option(None, "expected SHA-256 of the file (default: the pinned one)")
     force: bool = option(False, "download again even if a verified copy is present")
     timeout: float = option(60.0, "network timeout in seconds")
+
+    def validate(self) -> "FetchConfig":
+        """Raise ValueError naming the first impossible setting; return self."""
+        from ..validation import check, finite
+
+        check([(self.timeout > 0 and finite(self.timeout), f"--timeout must be a number of seconds > 0, "
+                                                            f"got {self.timeout}"),
+               (self.sha256 is None or re.fullmatch(r"[0-9a-fA-F]{64}", self.sha256) is not None,
+                f"--sha256 must be 64 hexadecimal digits, got {self.sha256!r}")])
+        return self
 
 
 @dataclass
@@ -157,7 +168,7 @@ def listing() -> dict:
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "fetch":
-        cfg = config.from_args(FetchConfig, args)
+        cfg = config.from_args(FetchConfig, args).validate()
         path, fresh = fetch(cfg)
         print(f"{path}: {'downloaded and verified' if fresh else 'already present and verified'} "
               f"({DOWNLOADS[cfg.name].about})")

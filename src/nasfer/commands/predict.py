@@ -56,6 +56,19 @@ class PredictConfig(RecognizerOptions):
     threads: int = option(0, "ONNX Runtime threads (0: all cores)")
     strict: bool = option(False, "stop at the first file that cannot be read (exit status 2)")
 
+    def validate(self) -> "PredictConfig":
+        """Raise ValueError naming the first impossible setting; return self."""
+        from ..runtime.api import check_max_faces
+        from ..validation import check, threads_check
+
+        super().validate()
+        check([(self.min_face >= 1, f"--min-face must be >= 1 pixel, got {self.min_face}"), threads_check(self.threads)])
+        try:
+            check_max_faces(self.max_faces)
+        except ValueError as exc:
+            raise ValueError(f"--max-faces: {exc}") from None
+        return self
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="IMAGE|DIR", help="image files and/or folders (recursive)")
@@ -231,12 +244,11 @@ def report(counts: Counts, pictures: int, where: str = "") -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..runtime.api import EmotionRecognizer, check_max_faces
+    from ..runtime.api import EmotionRecognizer
 
     if bulk.requested(args):
         return bulk.run(args)
-    cfg: PredictConfig = config.from_args(PredictConfig, args)
-    check_max_faces(cfg.max_faces)
+    cfg: PredictConfig = config.from_args(PredictConfig, args).validate()
     items = collect(cfg.inputs)
     if not items:
         print(f"nasfer predict: no images found in {', '.join(cfg.inputs)}", file=sys.stderr)

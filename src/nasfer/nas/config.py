@@ -49,7 +49,7 @@ class SearchConfig:
     controller_lr: float = option(0.05, "reinforce: Adam learning rate of the controller")
     entropy_weight: float = option(0.05, "reinforce: entropy bonus weight (per nat, on standardised advantages)")
     temperature: float = option(5.0, "reinforce: controller softmax temperature")
-    tanh_constant: float = option(2.5, "reinforce: controller logit clipping c * tanh(logits)")
+    tanh_constant: float = option(2.5, "reinforce: controller logit clipping c * tanh(logits) (0: no clipping)")
     population: int = option(20, "evolution: population size (the oldest member dies)")
     tournament: int = option(5, "evolution: tournament sample size")
     child_lr: float = option(3e-3, "peak AdamW learning rate of each child (nasfer train's default)")

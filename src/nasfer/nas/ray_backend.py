@@ -51,6 +51,9 @@ class RaySearchConfig:
     ray_cpus: int = option(0, "with --backend ray and no --address: CPUs the local Ray may use (0: all)")
 
     def validate(self) -> "RaySearchConfig":
+        """Raise ValueError naming the first impossible setting or a Ray flag given without --backend ray."""
+        from ..validation import MAX_THREADS, check, finite
+
         if self.backend != "ray":
             given = [flag for flag, value in (("--address", self.address), ("--ray-cpus", self.ray_cpus),
                                               ("--trial-gpus", self.trial_gpus)) if value]
@@ -58,11 +61,10 @@ class RaySearchConfig:
                 given.append("--trial-cpus")
             if given:
                 raise ValueError(f"{', '.join(given)} only apply with --backend ray")
-        for ok, message in ((self.trial_cpus > 0, f"--trial-cpus must be > 0, got {self.trial_cpus}"),
-                            (self.trial_gpus >= 0, f"--trial-gpus must be >= 0, got {self.trial_gpus}"),
-                            (self.ray_cpus >= 0, f"--ray-cpus must be >= 0, got {self.ray_cpus}")):
-            if not ok:
-                raise ValueError(message)
+        check([(0 < self.trial_cpus <= MAX_THREADS,
+                f"--trial-cpus must be within (0, {MAX_THREADS}], got {self.trial_cpus}"),
+               (self.trial_gpus >= 0 and finite(self.trial_gpus), f"--trial-gpus must be >= 0, got {self.trial_gpus}"),
+               (0 <= self.ray_cpus <= MAX_THREADS, f"--ray-cpus must be 0..{MAX_THREADS} (0: all), got {self.ray_cpus}")])
         return self
 
 

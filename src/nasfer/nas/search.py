@@ -23,6 +23,7 @@ Pareto archive (accuracy vs ms per face) and `summary.json`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -71,15 +72,26 @@ def make_search_strategy(cfg: SearchConfig, space: SearchSpace):
 
 def check_config(cfg: SearchConfig) -> list[Fidelity]:
     """The parsed rungs; ValueError naming the flag for anything out of range."""
+    from ..validation import check, threads_check
+
+    flags = {f.name: f.metadata.get("flag") or "--" + f.name.replace("_", "-") for f in dataclasses.fields(cfg)}
     for name in ("blocks", "F", "N", "eta", "reinforce_batch", "population", "tournament", "child_batch", "top_k"):
         if getattr(cfg, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
-    if cfg.budget_minutes <= 0:
-        raise ValueError(f"--budget-minutes must be positive, got {cfg.budget_minutes}")
-    if cfg.latency_target_ms < 0:
-        raise ValueError(f"--latency-target-ms must be >= 0, got {cfg.latency_target_ms}")
-    if not 0 < cfg.val_fraction < 1:
-        raise ValueError(f"--val-fraction must be in (0, 1), got {cfg.val_fraction}")
+            raise ValueError(f"{flags[name]} must be at least 1, got {getattr(cfg, name)}")
+    check([(cfg.budget_minutes > 0, f"--budget-minutes must be positive, got {cfg.budget_minutes}"),
+           (cfg.latency_target_ms >= 0, f"--latency-target-ms must be >= 0, got {cfg.latency_target_ms}"),
+           (cfg.latency_w <= 0, f"--latency-w must be <= 0 (a penalty on slower children; 0: none), got {cfg.latency_w}"),
+           (cfg.max_latency_ms >= 0, f"--max-latency-ms must be >= 0 (0: no limit), got {cfg.max_latency_ms}"),
+           (0 < cfg.val_fraction < 1, f"--val-fraction must be in (0, 1), got {cfg.val_fraction}"),
+           (cfg.subset >= 0, f"--subset must be >= 0 (0: all), got {cfg.subset}"),
+           (cfg.controller_lr > 0, f"--controller-lr must be positive, got {cfg.controller_lr}"),
+           (cfg.entropy_weight >= 0, f"--entropy-weight must be >= 0, got {cfg.entropy_weight}"),
+           (cfg.temperature > 0, f"--temperature must be positive, got {cfg.temperature}"),
+           (cfg.tanh_constant >= 0, f"--tanh-constant must be >= 0 (0: no clipping), got {cfg.tanh_constant}"),
+           (cfg.child_lr > 0, f"--child-lr must be positive, got {cfg.child_lr}"),
+           (cfg.max_children >= 0, f"--max-children must be >= 0 (0: only the time budget), got {cfg.max_children}"),
+           (cfg.seed >= 0, f"--seed must be >= 0, got {cfg.seed}"),
+           threads_check(cfg.threads, zero="torch's default")])
     if not cfg.rungs:
         raise ValueError("--rungs needs at least one fidelity")
     fidelities = [Fidelity.parse(r) for r in cfg.rungs]

@@ -25,6 +25,14 @@ class RecognizerOptions:
     detector_model: Optional[str] = option(None, "face-detector model file (YuNet's .onnx for --detector yunet)")
     threshold: float = option(0.25, "faces whose top probability is below this are marked uncertain (0..1)")
 
+    def validate(self) -> "RecognizerOptions":
+        """Raise ValueError naming the first impossible setting of these shared flags; return self."""
+        from ..validation import check
+
+        check([(0.0 <= self.threshold <= 1.0, f"--threshold must be within 0..1, got {self.threshold}"),
+               (bool(self.detector.strip()), "--detector must not be empty")])
+        return self
+
 
 def recognizer_kwargs(cfg: Any) -> dict[str, Any]:
     """`EmotionRecognizer` keyword arguments from a command config: every field the two share, with 0 meaning

@@ -49,6 +49,21 @@ class VideoConfig(RecognizerOptions):
     min_face: int = option(40, "smallest face looked for, in pixels of the original frame")
     progress: bool = option(True, "show progress on stderr (a bar on a terminal, a line every 10%% otherwise)")
 
+    def validate(self) -> "VideoConfig":
+        """Raise ValueError naming the first impossible setting; return self."""
+        from ..validation import check, threads_check
+
+        super().validate()
+        check([(self.webcam is None or self.webcam >= 0, f"--webcam must be a camera number >= 0, got {self.webcam}"),
+               (self.every >= 1, f"--every must be >= 1, got {self.every}"),
+               (0.0 < self.smoothing <= 1.0, f"--smoothing must be within (0, 1], got {self.smoothing}"),
+               (0.0 <= self.iou <= 1.0, f"--iou must be within 0..1, got {self.iou}"),
+               (self.max_age >= 0, f"--max-age must be >= 0, got {self.max_age}"),
+               (self.max_frames >= 0, f"--max-frames must be >= 0 (0: all), got {self.max_frames}"),
+               threads_check(self.threads),
+               (self.min_face >= 1, f"--min-face must be >= 1 pixel, got {self.min_face}")])
+        return self
+
 
 # ------------------------------------------------------------------------------------------------ tracking
 @dataclass
@@ -220,17 +235,15 @@ def _frames(cap, max_frames: int) -> Iterator[np.ndarray]:
 def process_video(cfg: VideoConfig, recognizer: Any = None) -> VideoSummary:
     """Analyse `cfg.path` or `cfg.webcam`; write `cfg.out` / `cfg.csv`; summary of every face seen.
 
-    Ctrl-C stops early and still closes the outputs properly.
+    Ctrl-C stops early and still closes the outputs properly. ValueError (`VideoConfig.validate`) for an
+    impossible setting, before anything is opened.
     """
     import cv2
 
     from .annotate import draw_faces
     from ..progress import progress_bar
 
-    if cfg.every < 1:
-        raise ValueError(f"--every must be >= 1, got {cfg.every}")
-    if not 0.0 < cfg.smoothing <= 1.0:
-        raise ValueError(f"--smoothing must be within (0, 1], got {cfg.smoothing}")
+    cfg.validate()
     if cfg.plot:
         try:
             import matplotlib  # noqa: F401  (fail before the video is analysed, not after)

@@ -70,20 +70,20 @@ class ServeConfig(RecognizerOptions):
 
     def validate(self) -> "ServeConfig":
         """Raise ValueError naming the first impossible setting; return self."""
-        checks = [
+        from ..validation import MAX_THREADS, check, finite
+
+        super().validate()  # --threshold, --detector
+        check([
             (0 <= self.port <= 65535, f"--port must be 0..65535, got {self.port}"),
-            (self.workers >= 0, f"--workers must be >= 0, got {self.workers}"),
-            (self.threads >= 1, f"--threads must be >= 1, got {self.threads}"),
+            (0 <= self.workers <= MAX_THREADS, f"--workers must be 0..{MAX_THREADS} (0: one per CPU core), "
+                                               f"got {self.workers}"),
+            (1 <= self.threads <= MAX_THREADS, f"--threads must be 1..{MAX_THREADS}, got {self.threads}"),
             (self.timeout >= 1, f"--timeout must be >= 1 second, got {self.timeout}"),
             (self.read_timeout >= 1, f"--read-timeout must be >= 1 second, got {self.read_timeout}"),
-            (0.0 <= self.threshold <= 1.0, f"--threshold must be within 0..1, got {self.threshold}"),
-            (self.max_upload_mb > 0, f"--max-upload-mb must be > 0, got {self.max_upload_mb}"),
+            (self.max_upload_mb > 0 and finite(self.max_upload_mb),
+             f"--max-upload-mb must be a number > 0, got {self.max_upload_mb}"),
             (self.max_pixels > 0, f"--max-pixels must be > 0, got {self.max_pixels}"),
-            (bool(self.detector.strip()), "--detector must not be empty"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        ])
         from ..runtime.api import check_max_faces  # the one face-limit rule of CLI, Python API and service
 
         try:

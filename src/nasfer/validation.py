@@ -1,0 +1,35 @@
+"""Range checks shared by the command configs' `validate()` methods (bad input: one clear line, no traceback).
+
+Each `validate()` lists `(ok, message)` pairs, the message naming the flag, and hands them to `check`, which
+raises ValueError with the first failing message; the CLI prints it as `nasfer CMD: error: MESSAGE`.
+Write each condition as what a good value satisfies, so NaN (which fails every comparison) is refused too.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+#: Most threads (or worker processes) a flag may ask for: far beyond any machine nasfer runs on, but small
+#: enough that a typo (--threads 100000) fails at once instead of hanging while the threads are created.
+MAX_THREADS = 1024
+
+
+def check(checks: Iterable[tuple[bool, str]]) -> None:
+    """Raise ValueError with the message of the first `(ok, message)` pair whose `ok` is false."""
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+
+
+def threads_check(value: int, flag: str = "--threads", zero: str = "all cores") -> tuple[bool, str]:
+    """The `(ok, message)` pair of a thread-count flag: 0..MAX_THREADS, 0 meaning `zero`."""
+    return 0 <= value <= MAX_THREADS, f"{flag} must be 0..{MAX_THREADS} (0: {zero}), got {value}"
+
+
+def finite(value: float) -> bool:
+    """True for a real number (not NaN, not +-infinity)."""
+    return math.isfinite(value)
+
+
+__all__ = ["MAX_THREADS", "check", "finite", "threads_check"]
