@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -242,3 +243,28 @@ def _export(checkpoint: str, folder) -> str:
     out = str(Path(folder) / (Path(checkpoint).stem + ".onnx"))
     export_checkpoint(ExportConfig(checkpoint=checkpoint, out=out))
     return out
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"checkpoints": ["a.pt"]}, "--checkpoints needs at least two files"),
+    ({"rounds": 3}, "--rounds: for --select greedy"),  # before: ignored with --select mean
+    ({"threads": 2}, "--threads: for --select greedy"),
+    ({"tta": False, "data": "d.zip"}, "--data, --no-tta: for --select greedy"),
+    ({"select": "greedy", "rounds": 0}, "--rounds must be 1..10000"),  # before: only the best single member
+    ({"select": "greedy", "rounds": -3}, "--rounds must be 1..10000"),  # before: refused after scoring every member
+    ({"select": "greedy", "rounds": 100_000_000}, "--rounds must be 1..10000"),  # before: ran for hours
+    ({"select": "greedy", "threads": -1}, "--threads must be 0..1024"),  # before: torch's RuntimeError traceback
+    ({}, None),  # boundaries are accepted
+    ({"select": "greedy", "rounds": 1, "threads": 1024}, None),
+    ({"select": "greedy", "rounds": 10_000, "threads": 0}, None),
+])
+def test_config_validation(kwargs, message):
+    from nasfer.commands.ensemble import EnsembleConfig
+
+    kwargs = {"checkpoints": ["a.pt", "b.pt"], **kwargs}
+    cfg = EnsembleConfig(**kwargs)
+    if message is None:
+        assert cfg.validate() is cfg
+    else:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            cfg.validate()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -337,3 +338,26 @@ def test_without_model_uses_the_shipped_default(capsys, monkeypatch, tmp_path, f
     monkeypatch.setattr(nasfer.weights, "default_model_path", lambda: tmp_path / "gone.onnx")
     code, _, err = run_cli(capsys, "--data", folder)
     assert code == 2 and "gone.onnx" in err and "--model" in err
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"batch_size": 0}, "--batch-size must be at least 1"),
+    ({"threads": -1}, "--threads must be 0..1024"),  # before: torch's RuntimeError traceback for a .pt model
+    ({"threads": 100_000}, "--threads must be 0..1024"),  # before: hung creating ONNX Runtime's threads
+    ({"batch_size": 1, "threads": 1024}, None),  # boundaries are accepted
+    ({"threads": 0}, None),
+])
+def test_config_validation(kwargs, message):
+    from nasfer.evaluate import EvalConfig
+
+    cfg = EvalConfig(**kwargs)
+    if message is None:
+        assert cfg.validate() is cfg
+    else:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            cfg.validate()
+
+
+def test_impossible_threads_are_one_line_for_a_checkpoint(capsys, folder, checkpoint):
+    code, out, err = run_cli(capsys, "--data", folder, "--model", checkpoint, "--threads", -1)
+    assert code == 2 and err.startswith("nasfer evaluate: error: --threads must be 0..1024") and out == ""

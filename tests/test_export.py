@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -159,3 +160,44 @@ def test_parity_data_never_reads_test_images(kaggle_zip):
     got = _parity_images(str(kaggle_zip), 48)
     train = data.select_split("train").images
     assert len(got) == min(256, len(train)) and np.array_equal(got, train[:len(got)])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"opset": 0}, "--opset must be 7..20"),  # before: torch's RuntimeError traceback
+    ({"opset": 99}, "--opset must be 7..20"),
+    ({"quantize": "int8", "checkpoint": "m.pt", "opset": 12}, "--opset must be 13..20"),  # before: ORT traceback
+    ({"atol": -1.0}, "--atol must be within (0, 1)"),  # before: "parity check failed ... (allowed -1e+00)"
+    ({"atol": 0.0}, "--atol must be within (0, 1)"),
+    ({"atol": 5.0}, "--atol must be within (0, 1)"),  # before: accepted, so no parity check at all
+    ({"atol": float("nan")}, "--atol must be within (0, 1)"),
+    ({"quantize": "int8", "calibration_images": 0}, "--calibration-images must be at least 1"),
+    ({"quantize": "int8", "seed": -1}, "--seed must be >= 0"),
+    ({"quantize": "int8", "val_fraction": 2.0}, "--val-fraction must be within (0, 1)"),
+    ({"quantize": "int8", "val_fraction": 0.0}, "--val-fraction must be within (0, 1)"),
+    ({"quantize": "int8", "max_accuracy_drop": -1.0}, "--max-accuracy-drop must be within 0..100"),
+    ({"quantize": "int8", "max_accuracy_drop": 1000.0}, "--max-accuracy-drop must be within 0..100"),
+    ({"calibration_images": 5}, "--calibration-images only apply with --quantize int8"),  # before: ignored
+    ({"calibration_data": "x.zip", "max_accuracy_drop": 1.0},
+     "--calibration-data, --max-accuracy-drop only apply with --quantize int8"),
+    ({"opset": 7, "atol": 0.5}, None),  # boundaries are accepted
+    ({"opset": 20}, None),
+    ({"quantize": "int8", "checkpoint": "m.pt", "opset": 13, "calibration_images": 1, "seed": 0,
+      "val_fraction": 0.5, "max_accuracy_drop": 0.0}, None),
+    ({"quantize": "int8", "onnx": "m.onnx", "max_accuracy_drop": 100.0}, None),
+])
+def test_config_validation(kwargs, message):
+    from nasfer.export import ExportConfig
+
+    cfg = ExportConfig(**kwargs)
+    if message is None:
+        assert cfg.validate() is cfg
+    else:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            cfg.validate()
+
+
+def test_impossible_opset_is_one_line(tiny_checkpoint, tmp_path, capsys):
+    assert main(["export", "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "m.onnx"), "--opset", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nasfer export: error: --opset must be 7..20") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m.onnx").exists()

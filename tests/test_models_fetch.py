@@ -6,6 +6,7 @@ import functools
 import hashlib
 import http.server
 import json
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -114,3 +115,28 @@ def test_models_list(cache, capsys):
     assert main(["models", "list", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert "resnet18" in info["architectures"] and info["detectors"]["yunet"]["model"] is None
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"timeout": 0.0}, "--timeout must be a number of seconds > 0"),
+    ({"timeout": -1.0}, "--timeout must be a number of seconds > 0"),
+    ({"timeout": float("inf")}, "--timeout must be a number of seconds > 0"),  # before: OverflowError traceback
+    ({"timeout": float("nan")}, "--timeout must be a number of seconds > 0"),
+    ({"sha256": "xyz"}, "--sha256 must be 64 hexadecimal digits"),  # before: downloaded, then always refused
+    ({"sha256": "g" * 64}, "--sha256 must be 64 hexadecimal digits"),
+    ({"timeout": 0.001, "sha256": "aB" * 32}, None),  # boundaries are accepted
+])
+def test_config_validation(kwargs, message):
+    from nasfer.commands.models import FetchConfig
+
+    cfg = FetchConfig(**kwargs)
+    if message is None:
+        assert cfg.validate() is cfg
+    else:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            cfg.validate()
+
+
+def test_impossible_timeout_is_one_line_before_any_download(cache, capsys):
+    code, _, err = fetch(capsys, "--url", "http://127.0.0.1:9/m.onnx", "--timeout", "inf")
+    assert code == 2 and err.startswith("nasfer models: error: --timeout must be") and "Traceback" not in err

@@ -2,6 +2,7 @@
 resumes after an interruption, the budget, and the CLI."""
 
 import json
+import re
 
 import pytest
 from fixtures_nas import fake_latency
@@ -343,3 +344,40 @@ def test_a_search_whose_children_all_fail_stops_with_the_cause(tmp_path):
     with pytest.raises(ModelError, match=f"{MAX_FAILURES_IN_A_ROW} children in a row failed.*No space left"):
         search(cfg, broken)
     assert len(calls) == MAX_FAILURES_IN_A_ROW
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"F": 0}, "--filters must be at least 1"),  # before: "--F must be at least 1", a flag that does not exist
+    ({"N": 0}, "--cells must be at least 1"),
+    ({"latency_w": 1.0}, "--latency-w must be <= 0"),  # before: accepted, rewarding slower children
+    ({"max_latency_ms": -1.0}, "--max-latency-ms must be >= 0"),
+    ({"subset": -5}, "--subset must be >= 0"),  # before: silently all images
+    ({"controller_lr": -1.0}, "--controller-lr must be positive"),  # before: torch's "Invalid learning rate"
+    ({"entropy_weight": -1.0}, "--entropy-weight must be >= 0"),
+    ({"temperature": 0.0}, "--temperature must be positive"),  # before: a division by zero in the controller
+    ({"tanh_constant": -1.0}, "--tanh-constant must be >= 0"),
+    ({"child_lr": -1.0}, "--child-lr must be positive"),  # before: "the budget ended before the first child"
+    ({"max_children": -1}, "--max-children must be >= 0"),  # before: silently no limit
+    ({"seed": -1}, "--seed must be >= 0"),  # before: numpy's "expected non-negative integer"
+    ({"threads": -1}, "--threads must be 0..1024"),  # before: torch's RuntimeError traceback
+    ({"threads": 100_000}, "--threads must be 0..1024"),
+    ({"budget_minutes": float("nan")}, "--budget-minutes must be positive"),
+    ({"latency_w": 0.0, "max_latency_ms": 0.0, "subset": 0, "entropy_weight": 0.0, "tanh_constant": 0.0,
+      "max_children": 0, "seed": 0, "threads": 1024, "latency_target_ms": 0.0}, None),  # boundaries are accepted
+    ({"threads": 0}, None),
+])
+def test_check_config_names_the_flag(kwargs, message):
+    from nasfer.nas.search import check_config
+
+    cfg = SearchConfig(**kwargs)
+    if message is None:
+        assert [str(f) for f in check_config(cfg)] == [str(Fidelity.parse(r)) for r in cfg.rungs]
+    else:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            check_config(cfg)
+
+
+def test_impossible_threads_are_one_line(tmp_path, capsys):
+    assert main(["search", "--data", str(tmp_path), "--out", str(tmp_path / "s"), "--threads", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nasfer search: error: --threads must be 0..1024") and "Traceback" not in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import json
 from pathlib import Path
 
@@ -212,3 +213,35 @@ def test_recognizer_flags_are_declared_once_for_predict_video_and_serve():
     predict = recognizer_kwargs(PredictConfig(max_faces=3, threads=2, detector="none"))
     assert predict["max_faces"] == 3 and predict["threads"] == 2 and predict["detector"] == "none"
     assert recognizer_kwargs(PredictConfig())["max_faces"] is None
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"threshold": 2.0}, "--threshold must be within 0..1"),
+    ({"threshold": -0.1}, "--threshold must be within 0..1"),
+    ({"threshold": float("nan")}, "--threshold must be within 0..1"),
+    ({"detector": " "}, "--detector must not be empty"),
+    ({"max_faces": -1}, "--max-faces: max_faces must be >= 0"),
+    ({"min_face": 0}, "--min-face must be >= 1 pixel"),
+    ({"threads": -1}, "--threads must be 0..1024"),
+    ({"threads": 100_000}, "--threads must be 0..1024"),  # before: hung creating the threads
+    ({"threshold": 0.0, "max_faces": 0, "min_face": 1, "threads": 1024}, None),  # boundaries are accepted
+    ({"threshold": 1.0, "threads": 0}, None),
+])
+def test_config_validation(kwargs, message):
+    from nasfer.commands.predict import PredictConfig
+
+    cfg = PredictConfig(**kwargs)
+    if message is None:
+        assert cfg.validate() is cfg
+    else:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            cfg.validate()
+
+
+@pytest.mark.parametrize("argv, message", [(["--threads", "-1"], "--threads must be 0..1024 (0: all cores), got -1"),
+                                           (["--threads", "100000"], "--threads must be 0..1024")])
+def test_impossible_settings_are_one_line_before_any_work(argv, message, folder, tiny_onnx, capsys):
+    """Before: --threads -1 was passed to ONNX Runtime as is, --threads 100000 hung."""
+    code, out, err = run(capsys, folder, *argv, "--model", tiny_onnx)
+    assert code == 2 and err.startswith(f"nasfer predict: error: {message}") and out == ""
+    assert len(err.strip().splitlines()) == 1

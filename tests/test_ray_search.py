@@ -128,6 +128,10 @@ def test_interrupted_ray_search_restores_and_finishes(tmp_path, local_ray, capsy
 @pytest.mark.parametrize("argv, message", [
     (["--address", "auto"], "--address only apply with --backend ray"),
     (["--backend", "ray", "--trial-cpus", "0"], "--trial-cpus must be > 0"),
+    (["--backend", "ray", "--trial-cpus", "100000"], "--trial-cpus must be at most 1024"),
+    (["--backend", "ray", "--ray-cpus", "100000"], "--ray-cpus must be 0..1024"),
+    (["--backend", "ray", "--trial-gpus", "inf"], "--trial-gpus must be >= 0"),
+    (["--backend", "ray", "--subset", "-5"], "--subset must be >= 0"),  # the Ray backend runs check_config too
 ])
 def test_flag_errors_are_one_line(tmp_path, argv, message, capsys):
     assert main(["search", "--data", str(tmp_path), "--out", str(tmp_path / "s"), *argv]) == 2

@@ -24,10 +24,21 @@ from nasfer.service.metrics import Metrics
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("field,value", [("port", 70000), ("threads", 0), ("threshold", 1.5), ("max_faces", -1),
                                          ("max_upload_mb", 0), ("max_pixels", 0), ("timeout", 0), ("read_timeout", 0),
-                                         ("workers", -1), ("detector", " ")])
+                                         ("workers", -1), ("detector", " "),
+                                         # before: accepted, forking / starting that many (or an OverflowError)
+                                         ("workers", 100_000), ("threads", 100_000), ("max_upload_mb", math.inf),
+                                         ("max_upload_mb", math.nan), ("threshold", math.nan)])
 def test_config_validation(field, value):
-    with pytest.raises(ValueError, match=field.replace("_", "-")):
+    with pytest.raises(ValueError, match=f"^--{field.replace('_', '-')}[ :]"):
         ServeConfig(**{field: value}).validate()
+
+
+@pytest.mark.parametrize("kwargs", [{"port": 0, "workers": 0, "threads": 1, "timeout": 1, "read_timeout": 1,
+                                     "threshold": 0.0, "max_faces": 0, "max_upload_mb": 0.001, "max_pixels": 1},
+                                    {"port": 65535, "workers": 1024, "threads": 1024, "threshold": 1.0}])
+def test_config_validation_accepts_the_boundaries(kwargs):
+    cfg = ServeConfig(**kwargs)
+    assert cfg.validate() is cfg
 
 
 def test_cli_flags_map_to_serve_config():

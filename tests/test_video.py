@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -81,12 +82,38 @@ def test_video_command(clip, tiny_onnx, tmp_path, capsys):
     ([], "give a video file or --webcam N"),
     (["{clip}", "--webcam", "0"], "give a video file or --webcam N"),
     (["{clip}", "--every", "0"], "every must be >= 1"),
+    (["--webcam", "-1"], "--webcam must be a camera number >= 0"),  # before: OpenCV crashed (segmentation fault)
 ])
 def test_video_errors_are_one_line(argv, message, clip, tiny_onnx, capsys):
     argv = [a.format(clip=clip) for a in argv]
     assert main(["video", *argv, "--model", str(tiny_onnx), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"webcam": -1}, "--webcam must be a camera number >= 0"),
+    ({"every": 0}, "--every must be >= 1"),
+    ({"smoothing": 0.0}, "--smoothing must be within (0, 1]"),
+    ({"smoothing": 1.5}, "--smoothing must be within (0, 1]"),
+    ({"iou": -0.1}, "--iou must be within 0..1"),  # before: every face linked to any other
+    ({"iou": 2.0}, "--iou must be within 0..1"),  # before: no face ever kept its id
+    ({"max_age": -1}, "--max-age must be >= 0"),
+    ({"max_frames": -5}, "--max-frames must be >= 0"),  # before: silently read no frame
+    ({"threads": -1}, "--threads must be 0..1024"),
+    ({"min_face": 0}, "--min-face must be >= 1 pixel"),
+    ({"threshold": 3.0}, "--threshold must be within 0..1"),
+    ({"webcam": 0, "every": 1, "smoothing": 1.0, "iou": 0.0, "max_age": 0, "max_frames": 0, "threads": 1024,
+      "min_face": 1}, None),  # boundaries are accepted
+    ({"iou": 1.0, "threads": 0}, None),
+])
+def test_config_validation(kwargs, message):
+    cfg = VideoConfig(**kwargs)
+    if message is None:
+        assert cfg.validate() is cfg
+    else:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            cfg.validate()
 
 
 def test_a_file_that_is_not_a_video(tmp_path, tiny_onnx, capsys):

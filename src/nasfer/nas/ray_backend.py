@@ -61,8 +61,8 @@ class RaySearchConfig:
                 given.append("--trial-cpus")
             if given:
                 raise ValueError(f"{', '.join(given)} only apply with --backend ray")
-        check([(0 < self.trial_cpus <= MAX_THREADS,
-                f"--trial-cpus must be within (0, {MAX_THREADS}], got {self.trial_cpus}"),
+        check([(self.trial_cpus > 0, f"--trial-cpus must be > 0, got {self.trial_cpus}"),
+               (self.trial_cpus <= MAX_THREADS, f"--trial-cpus must be at most {MAX_THREADS}, got {self.trial_cpus}"),
                (self.trial_gpus >= 0 and finite(self.trial_gpus), f"--trial-gpus must be >= 0, got {self.trial_gpus}"),
                (0 <= self.ray_cpus <= MAX_THREADS, f"--ray-cpus must be 0..{MAX_THREADS} (0: all), got {self.ray_cpus}")])
         return self
