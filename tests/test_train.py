@@ -111,18 +111,23 @@ def test_cli_train_reports_bad_data_cleanly(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flag,value,message", [
-    ("--width", "-3", "--width must be >= 0, got -3"),  # was a torch RuntimeError traceback
-    ("--cells", "-1", "--cells must be >= 0"),
-    ("--epochs", "-2", "--epochs must be >= 0"),  # was "best.pt: checkpoint not found"
-    ("--limit", "-5", "--limit must be >= 0"),  # was a silent run on all but 5 images
-    ("--threads", "-1", "--threads must be >= 0"),  # was a traceback
+    ("--width", "-3", "--width must be a number >= 0, got -3"),  # was a torch RuntimeError traceback
+    ("--cells", "-1", "--cells must be a number >= 0"),
+    ("--seed", "-1", "--seed must be a number >= 0"),  # was "expected non-negative integer"
+    ("--lr", "inf", "--lr must be a number >= 0, got inf"),
+    ("--weight-decay", "nan", "--weight-decay must be a number >= 0, got nan"),
+    ("--val-fraction", "1", "--val-fraction must be in [0, 1), got 1"),  # was "fraction must be in [0, 1)"
+    ("--threads", "100000", "--threads must be 0..1024"),  # would hang creating the threads
+    ("--epochs", "-2", "--epochs must be a number >= 0"),  # was "best.pt: checkpoint not found"
+    ("--limit", "-5", "--limit must be a number >= 0"),  # was a silent run on all but 5 images
+    ("--threads", "-1", "--threads must be 0..1024 (0: torch's default), got -1"),  # was a traceback
     ("--label-smoothing", "2", "--label-smoothing must be in [0, 1), got 2"),  # was a traceback
     ("--random-erasing", "3", "--random-erasing must be in [0, 1], got 3"),  # was accepted
-    ("--mixup", "-1", "--mixup must be >= 0"),
-    ("--cutout", "-4", "--cutout must be >= 0"),
+    ("--mixup", "-1", "--mixup must be a number >= 0"),
+    ("--cutout", "-4", "--cutout must be a number >= 0"),
     ("--ema-decay", "1", "--ema-decay must be in [0, 1)"),
     ("--drop-path", "2", "--drop-path must be in [0, 1)"),
-    ("--distill-temperature", "0", "--distill-temperature must be > 0"),
+    ("--distill-temperature", "0", "--distill-temperature must be a number > 0"),
     ("--step-milestones", "0", "--step-milestones must be epochs >= 1, got 0"),
 ])
 def test_impossible_flag_values_fail_before_any_data_is_read(tmp_path, capsys, flag, value, message):
@@ -134,7 +139,8 @@ def test_impossible_flag_values_fail_before_any_data_is_read(tmp_path, capsys, f
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("flag,value,message", [("--width", "-3", "--width must be >= 0"),
+@pytest.mark.parametrize("flag,value,message", [("--width", "-3", "--width must be a number >= 0"),
+                                                ("--folds", "1", "--folds must be at least 2, got 1"),
                                                 ("--rotation", "200", "--rotation must be in [0, 180], got 200")])
 def test_crossval_checks_the_training_flags_before_reading_data(tmp_path, capsys, flag, value, message):
     from nasfer.cli import main

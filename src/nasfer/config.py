@@ -234,33 +234,36 @@ class TrainConfig:
                                              "(the KL term is scaled by T^2)")
 
     def validate(self) -> "TrainConfig":
-        """Raise ValueError naming the first impossible setting (0 stays "auto"/"off" where the help says so);
-        return self. Checked before any data is read."""
+        """Raise ValueError naming the first impossible setting (0 stays "auto"/"off" where the help says so;
+        NaN and infinities are refused); return self. Checked before any data is read."""
+        from .validation import check, finite, threads_check
+
+        def flag(name: str) -> str:
+            return "--" + name.replace("_", "-")
+
         def within(name: str, low: float, high: float, *, high_open: bool = False) -> tuple[bool, str]:
             value = getattr(self, name)
             ok = low <= value < high if high_open else low <= value <= high
-            bounds = f"[{low:g}, {high:g})" if high_open else f"[{low:g}, {high:g}]"
-            return ok, f"--{name.replace('_', '-')} must be in {bounds}, got {value:g}"
+            return ok, f"{flag(name)} must be in [{low:g}, {high:g}{')' if high_open else ']'}, got {value:g}"
 
         def at_least(name: str, low: float) -> tuple[bool, str]:
             value = getattr(self, name)
-            return value >= low, f"--{name.replace('_', '-')} must be >= {low:g}, got {value:g}"
+            return finite(value) and value >= low, f"{flag(name)} must be a number >= {low:g}, got {value:g}"
 
-        checks = [*(at_least(n, 0) for n in ("epochs", "batch_size", "lr", "weight_decay", "crop_padding", "mixup",
-                                               "cutout", "threads", "limit", "width", "cells", "freeze_epochs",
-                                               "backbone_lr_mult")),
-                  within("momentum", 0, 1, high_open=True), within("step_gamma", 0, 1),
-                  within("label_smoothing", 0, 1, high_open=True), within("rotation", 0, 180),
-                  within("scale", 0, 1, high_open=True), within("random_erasing", 0, 1),
-                  within("ema_decay", 0, 1, high_open=True), within("val_fraction", 0, 1, high_open=True),
-                  within("test_fraction", 0, 1, high_open=True), within("drop_path", 0, 1, high_open=True),
-                  within("distill_alpha", 0, 1),
-                  (self.distill_temperature > 0, f"--distill-temperature must be > 0, got {self.distill_temperature:g}"),
-                  (all(m >= 1 for m in self.step_milestones),
-                   f"--step-milestones must be epochs >= 1, got {' '.join(map(str, self.step_milestones))}")]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        check([*(at_least(n, 0) for n in ("epochs", "batch_size", "lr", "weight_decay", "crop_padding", "mixup",
+                                          "cutout", "limit", "width", "cells", "freeze_epochs", "backbone_lr_mult",
+                                          "seed")),
+               threads_check(self.threads, zero="torch's default"),
+               within("momentum", 0, 1, high_open=True), within("step_gamma", 0, 1),
+               within("label_smoothing", 0, 1, high_open=True), within("rotation", 0, 180),
+               within("scale", 0, 1, high_open=True), within("random_erasing", 0, 1),
+               within("ema_decay", 0, 1, high_open=True), within("val_fraction", 0, 1, high_open=True),
+               within("test_fraction", 0, 1, high_open=True), within("drop_path", 0, 1, high_open=True),
+               within("distill_alpha", 0, 1),
+               (finite(self.distill_temperature) and self.distill_temperature > 0,
+                f"--distill-temperature must be a number > 0, got {self.distill_temperature:g}"),
+               (all(m >= 1 for m in self.step_milestones),
+                f"--step-milestones must be epochs >= 1, got {' '.join(map(str, self.step_milestones))}")])
         return self
 
 

@@ -40,6 +40,12 @@ class CrossvalConfig:
                                                     "is the subject id (a pattern with '/' is matched on the path)")
     out: str = option("runs/crossval", "output directory: crossval.json, confusion.png, folds.json, fold-NN/ runs")
 
+    def validate(self) -> "CrossvalConfig":
+        """Raise ValueError naming an impossible setting; return self."""
+        if self.folds < 2:
+            raise ValueError(f"--folds must be at least 2, got {self.folds}")
+        return self
+
 
 def validation_subjects(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Positions (into `labels`) of a validation part made of whole subjects, about `fraction` of them."""
@@ -80,7 +86,7 @@ def run_crossval(cv: CrossvalConfig, train_cfg: TrainConfig, data_cfg: DataConfi
     """Train and test every fold; write and return the crossval report (see the module doc)."""
     from .train import load_dataset, prepare_run, score_predictions
 
-    train_cfg = apply_preset(train_cfg).validate()
+    cv, train_cfg = cv.validate(), apply_preset(train_cfg).validate()
     out = Path(cv.out)
     out.mkdir(parents=True, exist_ok=True)
     data = dataset if dataset is not None else load_dataset(train_cfg, data_cfg)
