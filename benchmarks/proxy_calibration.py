@@ -5,7 +5,8 @@ batch 1, exported ONNX graph in ONNX Runtime CPU with 1 thread; the first draw l
 log-spaced latency bin, drawn with `--seed`, every other draw with the smallest stem so the fastest bins
 fill too; candidates whose latency, predicted from multiply-adds, falls in full bins are not timed), plus
 VGG-16 (`vgg --width 16`), mini-Xception and NASNet-A at 1 @ 8 (`nasnet-a-mobile --cells 1 --width 8`: one cell
-per stack at width 8, inside the latency range; the paper's mobile 2 @ 16 is about 1.1 ms per face, outside it,
+per stack at width 8, inside the latency range; nasfer's `nasnet-a-mobile` default, 2 @ 16, is about 1.1 ms per
+face, outside it,
 and trains about 3x slower still, ~45 min an epoch here). The hand designs follow HAND: a frozen list whose hand
 entries differ from it has them replaced (their old run directories are left in place, unused).
 
@@ -86,13 +87,14 @@ def pick_models(args, work: Path) -> list[dict]:
     path = work / "models.json"
     if path.is_file():
         saved = json.loads(path.read_text())
-        models = follow_hand(saved["models"], args)
+        models = list(saved["models"]) if args.no_hand else follow_hand(saved["models"], work)
         if sum(m["name"] == "macro" for m in models) < args.n_macro:
             models += top_up(models, args)
         if models != saved["models"]:
             saved["models"] = models
             path.write_text(json.dumps(saved, indent=1, default=str))
-        return models
+        # --no-hand leaves the frozen hand entries (and their second-seed choice) in the file, untrained
+        return [m for m in models if m["name"] == "macro"] if args.no_hand else models
     from nasfer.models import create_model
     from nasfer.models.baselines import count_flops
     from nasfer.nas.latency import measure_latency
@@ -156,15 +158,28 @@ def measured(model: dict) -> dict:
             "latency": measure_latency(model["name"], model["kwargs"])}
 
 
-def follow_hand(models: list[dict], args) -> list[dict]:
-    """The frozen list with its hand designs as HAND has them now: an entry no longer in HAND (e.g. NASNet-A at
-    the mobile size, replaced by 1 @ 8) is dropped, a missing one is measured and added (no second seed: the
-    second-seed choice was made at the draw). Macro entries are kept as drawn; none with --no-hand."""
-    hand = {} if args.no_hand else {i: {"id": i, "name": n, "kwargs": k} for i, n, k in HAND}
-    kept = [m for m in models if m["name"] == "macro" or m["id"] in hand]
+def follow_hand(models: list[dict], work: Path) -> list[dict]:
+    """The frozen list with its hand designs as HAND has them now: an entry whose id, model or kwargs differ from
+    HAND's (e.g. NASNet-A at nasfer's mobile default 2 @ 16, replaced by 1 @ 8) is dropped, a missing one is
+    measured and added (no second seed: the second-seed choice was made at the draw). Macro entries are kept.
+    A dropped entry's directory is left in place, or renamed `<id>.replaced-N` when HAND reuses its id, so
+    its proxies and runs are never taken for the new model's."""
+    hand = {i: {"id": i, "name": n, "kwargs": k} for i, n, k in HAND}
+
+    def current(m: dict) -> bool:
+        return m["id"] in hand and (m["name"], m["kwargs"]) == (hand[m["id"]]["name"], hand[m["id"]]["kwargs"])
+
+    kept = [m for m in models if m["name"] == "macro" or current(m)]
     for m in models:
-        if m not in kept:
-            log(f"{m['id']}: no longer in the hand designs; dropped (its directory is left as it is)")
+        if m in kept:
+            continue
+        log(f"{m['id']}: no longer in the hand designs; dropped (its directory is left as it is)")
+        if m["id"] in hand and (work / m["id"]).exists():
+            n = 1
+            while (work / f"{m['id']}.replaced-{n}").exists():
+                n += 1
+            (work / m["id"]).rename(work / f"{m['id']}.replaced-{n}")
+            log(f"{m['id']}: its directory is now {m['id']}.replaced-{n}")
     have = {m["id"] for m in kept}
     added = [{**measured(m), "second_seed": False} for i, m in hand.items() if i not in have]
     for m in added:

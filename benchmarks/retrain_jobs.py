@@ -99,8 +99,8 @@ def parse_control(text: str) -> dict[str, Any]:
     cells, at, width = size.rpartition("@")
     if at and not arch.startswith("nasnet"):
         raise SystemExit(f"--controls {text}: N@F (cells per stack @ width) is for NASNet models; write {arch}:WIDTH")
-    if width and not (width.isdigit() and int(width) > 0):
-        raise SystemExit(f"--controls {text}: the width after ':' must be a positive integer")
+    if (width or at) and not (width.isdigit() and int(width) > 0):
+        raise SystemExit(f"--controls {text}: the width after ':' (F in N@F) must be a positive integer")
     if at and not (cells.isdigit() and int(cells) > 0):
         raise SystemExit(f"--controls {text}: the N in N@F must be a positive integer")
     if at:

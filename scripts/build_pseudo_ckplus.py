@@ -53,6 +53,9 @@ def build(fer: Path, out: Path, seed: int = 0, *, split_file: Path | None = None
     from nasfer.data.splits import VAL, sample_keys
     from nasfer.train import plan_split
 
+    if split_file is None and Path(fer).suffix.lower() == ".csv":
+        raise SystemExit(f"{fer}: a fer2013.csv is read in row order, so the seed-{split_seed} draw is not the one the "
+                         "shipped models held out (they trained from the Kaggle zip); give --split-file")
     data = read_dataset(fer)
     roles = plan_split(data, TrainConfig(seed=split_seed, val_fraction=val_fraction),
                        sample_keys(data.sources, str(Path(fer).expanduser())), str(split_file) if split_file else None)
@@ -82,8 +85,9 @@ def build(fer: Path, out: Path, seed: int = 0, *, split_file: Path | None = None
         files.append({"file": f"{folder}/{name}", "fer2013": str(data.sources[i])})
     manifest = {
         "format": "nasfer-pseudo-ckplus/2", "source": str(fer), "split": "Training, validation role",
-        "split_file": str(split_file) if split_file else None, "split_seed": split_seed,
-        "val_fraction": val_fraction, "seed": seed, "subjects": subjects, "n": len(files),
+        "split_file": str(split_file) if split_file else None,
+        "split_seed": None if split_file else split_seed, "val_fraction": None if split_file else val_fraction,
+        "seed": seed, "subjects": subjects, "n": len(files),
         "class_counts": {folder: sum(f["file"].startswith(folder + "/") for f in files) for folder in CLASSES},
         "files": files,
     }

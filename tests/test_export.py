@@ -87,7 +87,16 @@ def test_failed_parity_writes_nothing(tiny_checkpoint, tmp_path):
 
     out = tmp_path / "m.onnx"
     with pytest.raises(ModelError, match="was not written"):
-        export_checkpoint(ExportConfig(checkpoint=str(tiny_checkpoint), out=str(out), atol=0.0))
+        export_checkpoint(ExportConfig(checkpoint=str(tiny_checkpoint), out=str(out), atol=1e-15))  # no export is that exact
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_python_api_checks_the_config_before_any_work(tiny_checkpoint, tmp_path):
+    """Before: atol=-1 exported, then failed its parity check with a misleading message."""
+    from nasfer.export import ExportConfig, export_checkpoint
+
+    with pytest.raises(ValueError, match="--atol"):
+        export_checkpoint(ExportConfig(checkpoint=str(tiny_checkpoint), out=str(tmp_path / "m.onnx"), atol=-1.0))
     assert list(tmp_path.iterdir()) == []
 
 

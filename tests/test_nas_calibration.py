@@ -69,9 +69,17 @@ def test_a_frozen_list_follows_the_hand_designs(tmp_path, monkeypatch, capsys):
     work.mkdir()
     macro = {"id": "macro-00", "name": "macro", "kwargs": {"spec": None}, "second_seed": True}
     stale = {"id": "nasnet-a", "name": "nasnet-a-mobile", "kwargs": {}, "second_seed": False}
-    (work / "models.json").write_text(json.dumps({"drawn_with": {}, "models": [macro, stale]}))
+    resized = {"id": "vgg-tiny", "name": "vgg", "kwargs": {"width": 8}, "second_seed": True}  # same id, old size
+    (work / "models.json").write_text(json.dumps({"drawn_with": {}, "models": [macro, stale, resized]}))
+    (work / "vgg-tiny").mkdir()
+    (work / "vgg-tiny" / "proxies.json").write_text('{"2s@16": {"accuracy": 0.9, "seconds": 1}}')  # old size's
+    no_hand = proxy_calibration.parse_args(["--data", "x", "--n-macro", "1", "--no-hand"])
+    assert proxy_calibration.pick_models(no_hand, work) == [macro]  # and the file keeps its hand entries:
+    assert len(json.loads((work / "models.json").read_text())["models"]) == 3
     models = proxy_calibration.pick_models(args, work)
     assert [m["id"] for m in models] == ["macro-00", "vgg-tiny"] and models[0] == macro
+    assert models[1]["kwargs"] == {"width": 4} and not (work / "vgg-tiny").exists()
+    assert (work / "vgg-tiny.replaced-1" / "proxies.json").is_file()  # kept, never read for the new model
     assert models[1]["latency"]["ms_per_face_b1"] > 0 and models[1]["params"] > 0 and not models[1]["second_seed"]
     assert json.loads((work / "models.json").read_text())["models"] == models
     assert "nasnet-a: no longer in the hand designs; dropped" in capsys.readouterr().out

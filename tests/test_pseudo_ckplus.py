@@ -66,6 +66,10 @@ def test_a_split_file_of_other_images_and_an_output_inside_the_repository_are_re
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "splits.json" in err and "Traceback" not in err
     assert not (tmp_path / "c").exists()
+    csv = tmp_path / "fer2013.csv"
+    csv.write_text("emotion,pixels,Usage\n")
+    with pytest.raises(SystemExit, match="row order"):  # its seed-0 draw would not be the shipped models' split
+        build_pseudo_ckplus.build(csv, tmp_path / "d")
     inside = Path(build_pseudo_ckplus.__file__).resolve().parents[1] / "pseudo"
     assert build_pseudo_ckplus.main(["--fer", str(fer_zip), "--out", str(inside)]) == 2
     assert "inside the repository" in capsys.readouterr().err and not inside.exists()

@@ -132,9 +132,10 @@ def test_a_test_split_the_data_lacks_fails_at_the_first_step(tmp_path, learnable
     (("--search-flags", "--rungs fast"), "fidelity 'fast'"),
     (("--search-flags", "--strategy random"), "--search-flags: unrecognized arguments: --strategy"),
     (("--searches", "annealing:0"), "STRATEGY one of reinforce, random, evolution"),
-    (("--controls", "vgg:wide"), "width after ':' must be a positive integer"),
+    (("--controls", "vgg:wide"), "width after ':' (F in N@F) must be a positive integer"),
     (("--controls", "vgg:1@8"), "N@F (cells per stack @ width) is for NASNet models"),
     (("--controls", "nasnet-a-mobile:0@8"), "the N in N@F must be a positive integer"),
+    (("--controls", "nasnet-a-mobile:1@"), "(F in N@F) must be a positive integer"),  # was a ValueError traceback
     (("--train-flags", "--epochs 1 --label-smoothing 2"), "--label-smoothing must be in [0, 1), got 2"),
     (("--controls", "resnet99"), "unknown architecture 'resnet99'"),
     (("--controls", "x=missing.json"), "architecture file not found"),

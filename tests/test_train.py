@@ -141,6 +141,7 @@ def test_impossible_flag_values_fail_before_any_data_is_read(tmp_path, capsys, f
 
 @pytest.mark.parametrize("flag,value,message", [("--width", "-3", "--width must be a number >= 0"),
                                                 ("--folds", "1", "--folds must be at least 2, got 1"),
+                                                ("--group-regex", "(", "--group-regex '(' is not a valid"),
                                                 ("--rotation", "200", "--rotation must be in [0, 180], got 200")])
 def test_crossval_checks_the_training_flags_before_reading_data(tmp_path, capsys, flag, value, message):
     from nasfer.cli import main
@@ -148,6 +149,21 @@ def test_crossval_checks_the_training_flags_before_reading_data(tmp_path, capsys
     assert main(["crossval", "--data", str(tmp_path / "missing"), flag, value, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert message in err and "no such file" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--init-from", "default", "--width", "8"], "--width with --init-from: the architecture comes from the checkpoint"),
+    (["--init-from", "default", "--arch", "vgg"], "--arch with --init-from"),  # given, even at its default value
+    (["--arch", "vgg", "--cells", "2"], "--cells sets the cells per stack of a NASNet model; 'vgg' has none"),
+])
+def test_architecture_flags_that_would_be_ignored_are_refused_before_any_work(tmp_path, capsys, argv, message):
+    """--width/--cells with --init-from were silently ignored while the run recorded them; --cells on a VGG failed
+    only after the data was read and the run directory made."""
+    from nasfer.cli import main
+
+    assert main(["train", "--data", str(tmp_path / "missing"), *argv, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "no such file" not in err and not (tmp_path / "o").exists()
 
 
 def test_boundary_values_and_every_preset_are_valid():

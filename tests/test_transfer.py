@@ -25,6 +25,8 @@ def tiny_cfg(out, **kw) -> TrainConfig:
     base = dict(arch="vgg", width=8, epochs=5, batch_size=32, lr=5e-3, out=str(out), val_fraction=0.15,
                 rotation=0.0, scale=0.0, crop_padding=2, seed=1, test_fraction=0.2)
     base.update(kw)
+    if base.get("init_from"):  # the architecture comes from the checkpoint (--width with --init-from is refused)
+        base.pop("width")
     return TrainConfig(**base)
 
 

@@ -264,6 +264,12 @@ class TrainConfig:
                 f"--distill-temperature must be a number > 0, got {self.distill_temperature:g}"),
                (all(m >= 1 for m in self.step_milestones),
                 f"--step-milestones must be epochs >= 1, got {' '.join(map(str, self.step_milestones))}")])
+        architecture = [f"--{n}" for n in ("arch", "genotype", "width", "cells")
+                        if (n in self.explicit if n == "arch" else getattr(self, n))]
+        check([(not (self.init_from and architecture),
+                f"{', '.join(architecture)} with --init-from: the architecture comes from the checkpoint"),
+               (not self.cells or bool(self.genotype) or self.arch.startswith("nasnet"),
+                f"--cells sets the cells per stack of a NASNet model; {self.arch!r} has none")])
         return self
 
 

@@ -42,8 +42,14 @@ class CrossvalConfig:
 
     def validate(self) -> "CrossvalConfig":
         """Raise ValueError naming an impossible setting; return self."""
+        import re
+
         if self.folds < 2:
             raise ValueError(f"--folds must be at least 2, got {self.folds}")
+        try:
+            re.compile(self.group_regex)
+        except re.error as exc:
+            raise ValueError(f"--group-regex {self.group_regex!r} is not a valid regular expression ({exc})") from None
         return self
 
 

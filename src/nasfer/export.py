@@ -231,6 +231,7 @@ def export_checkpoint(cfg: ExportConfig, images: np.ndarray | None = None) -> Ex
     """
     from .record import check_replaceable, command_line
 
+    cfg.validate()  # the CLI validated already; a Python caller gets the same checks before any work
     out = Path(cfg.out)
     if out.suffix.lower() != ".onnx":
         raise ValueError(f"--out must end in .onnx, got {out}")

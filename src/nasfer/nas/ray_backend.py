@@ -247,6 +247,7 @@ def search(cfg: Any, rcfg: RaySearchConfig, *, dataset=None, evaluate=None, late
     from .search import LOG_FILE, RESUMABLE_CHANGES, STATE_FILE, SearchRun
 
     require_ray()
+    rcfg.validate()
     out = Path(cfg.out)
     if (out / STATE_FILE).exists():
         raise ModelError(f"{out} holds a search of the local backend; continue it without --backend ray, "
