@@ -279,7 +279,7 @@ def export_quantized(cfg, images: np.ndarray | None = None):
 
     from .card import write_card
     from .runtime.engine import card_path, read_card, sha256_file
-    from .export import ExportResult, export_checkpoint
+    from .export import QUANTIZE_ONLY, ExportConfig, ExportResult, export_checkpoint
     from .record import command_line
 
     out = Path(cfg.out)
@@ -299,7 +299,9 @@ def export_quantized(cfg, images: np.ndarray | None = None):
         raise ValueError(f"--calibration-images must be at least 1, got {cfg.calibration_images}")
     if cfg.checkpoint:
         source = out.with_name(out.stem + "-fp32.onnx")
-        export_checkpoint(dataclasses.replace(cfg, quantize=None, out=str(source), name=cfg.name or out.stem), images)
+        fp32 = {name: getattr(ExportConfig(), name) for name in QUANTIZE_ONLY}  # the plain export's own flags only
+        export_checkpoint(dataclasses.replace(cfg, quantize=None, out=str(source), name=cfg.name or out.stem, **fp32),
+                          images)
     else:
         source = Path(cfg.onnx)
         if not source.is_file():
