@@ -32,6 +32,24 @@ def option(default: Any, help: str, *, flag: str | None = None, cli: bool = True
     return field(default=default, metadata=meta, **kwargs)
 
 
+def flag_of(f: dataclasses.Field) -> str:
+    """The CLI flag of a config field: its `flag` metadata, else `--field-name`."""
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def changed_flags(cfg: Any, names: typing.Sequence[str]) -> list[str]:
+    """The flags, in `names`' order, of the fields of dataclass instance `cfg` that differ from their defaults
+    (a boolean switched off by its default-on flag as `--no-x`): for "only applies with ..." checks."""
+    defaults, fields = type(cfg)(), {f.name: f for f in dataclasses.fields(cfg)}
+    out = []
+    for name in names:
+        value = getattr(cfg, name)
+        if value != getattr(defaults, name):
+            flag = flag_of(fields[name])
+            out.append("--no-" + flag[2:] if value is False else flag)
+    return out
+
+
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -48,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude: tuple[
         if f.name in exclude or not f.init or f.metadata.get("cli") is False:
             continue
         tp, _ = _unwrap_optional(hints[f.name])
-        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        flag = flag_of(f)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": f.metadata.get("help", "")}
         if default not in (None, "", (), [], {}) and tp is not bool and "(default:" not in kwargs["help"]:
@@ -130,7 +148,7 @@ def to_flags(values: typing.Mapping[str, Any], cls: type) -> list[str]:
         default = list(default) if isinstance(default, tuple) else default
         if value is None or (value == default and f.name not in explicit):
             continue
-        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        flag = flag_of(f)
         if isinstance(value, bool):
             parts.append(flag if value else "--no-" + flag[2:])
         elif isinstance(value, list):
@@ -238,17 +256,16 @@ class TrainConfig:
         NaN and infinities are refused); return self. Checked before any data is read."""
         from .validation import check, finite, threads_check
 
-        def flag(name: str) -> str:
-            return "--" + name.replace("_", "-")
+        flags = {f.name: flag_of(f) for f in dataclasses.fields(self)}
 
         def within(name: str, low: float, high: float, *, high_open: bool = False) -> tuple[bool, str]:
             value = getattr(self, name)
             ok = low <= value < high if high_open else low <= value <= high
-            return ok, f"{flag(name)} must be in [{low:g}, {high:g}{')' if high_open else ']'}, got {value:g}"
+            return ok, f"{flags[name]} must be in [{low:g}, {high:g}{')' if high_open else ']'}, got {value:g}"
 
         def at_least(name: str, low: float) -> tuple[bool, str]:
             value = getattr(self, name)
-            return finite(value) and value >= low, f"{flag(name)} must be a number >= {low:g}, got {value:g}"
+            return finite(value) and value >= low, f"{flags[name]} must be a number >= {low:g}, got {value:g}"
 
         check([*(at_least(n, 0) for n in ("epochs", "batch_size", "lr", "weight_decay", "crop_padding", "mixup",
                                           "cutout", "limit", "width", "cells", "freeze_epochs", "backbone_lr_mult",

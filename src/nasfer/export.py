@@ -68,13 +68,12 @@ class ExportConfig:
     def validate(self) -> "ExportConfig":
         """Raise ValueError naming the first impossible setting, or a --quantize flag given without
         --quantize; return self."""
+        from .config import changed_flags
         from .quantize import MIN_OPSET as QUANTIZE_MIN_OPSET
         from .validation import check
 
         if not self.quantize:
-            defaults = ExportConfig()
-            given = [f"--{name.replace('_', '-')}" for name in QUANTIZE_ONLY
-                     if getattr(self, name) != getattr(defaults, name)]
+            given = changed_flags(self, QUANTIZE_ONLY)
             if given:
                 raise ValueError(f"{', '.join(given)} only apply with --quantize int8")
         quantized = self.quantize and self.checkpoint

@@ -27,9 +27,9 @@ import numpy as np
 from .errors import DataError, ModelError
 from .preprocessing import Preprocessing, normalize
 
-#: How the card names the method (recorded verbatim).
 #: Lowest ONNX opset a per-channel QDQ model can have (QuantizeLinear's `axis` came in opset 13).
 MIN_OPSET = 13
+#: How the card names the method (recorded verbatim).
 METHOD = ("onnxruntime.quantization.quantize_static after quant_pre_process; QDQ format; per-channel int8 "
           "weights (symmetric); uint8 activations calibrated with MinMax; softmax and TTA averaging kept float")
 
@@ -295,8 +295,6 @@ def export_quantized(cfg, images: np.ndarray | None = None):
     if cfg.onnx and (cfg.tta or cfg.ten_crop):
         raise ValueError("--tta/--ten-crop apply when exporting a checkpoint; an --onnx model keeps the TTA its "
                          "graph has")
-    if cfg.calibration_images < 1:
-        raise ValueError(f"--calibration-images must be at least 1, got {cfg.calibration_images}")
     if cfg.checkpoint:
         source = out.with_name(out.stem + "-fp32.onnx")
         fp32 = {name: getattr(ExportConfig(), name) for name in QUANTIZE_ONLY}  # the plain export's own flags only

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Literal, Optional
 
 from ..config import add_arguments as add_config_arguments
-from ..config import from_args, option
+from ..config import changed_flags, from_args, option
 
 NAME = "ensemble"
 HELP = "average several trained checkpoints into one model (exports as a single ONNX graph)"
@@ -54,10 +54,7 @@ class EnsembleConfig:
         if len(self.checkpoints) < 2:
             raise ValueError("--checkpoints needs at least two files")
         if self.select == "mean":
-            defaults = EnsembleConfig()
-            given = [flag for flag, name in (("--data", "data"), ("--split-file", "split_file"), ("--rounds", "rounds"),
-                                             ("--no-tta", "tta"), ("--threads", "threads"))
-                     if getattr(self, name) != getattr(defaults, name)]
+            given = changed_flags(self, ("data", "split_file", "rounds", "tta", "threads"))
             if given:
                 raise ValueError(f"{', '.join(given)}: for --select greedy (with --select mean nothing is scored)")
         check([(1 <= self.rounds <= MAX_ROUNDS, f"--rounds must be 1..{MAX_ROUNDS}, got {self.rounds}"),

@@ -58,15 +58,12 @@ class PredictConfig(RecognizerOptions):
 
     def validate(self) -> "PredictConfig":
         """Raise ValueError naming the first impossible setting; return self."""
-        from ..runtime.api import check_max_faces
+        from ..runtime.options import check_max_faces_flag
         from ..validation import check, threads_check
 
         super().validate()
         check([(self.min_face >= 1, f"--min-face must be >= 1 pixel, got {self.min_face}"), threads_check(self.threads)])
-        try:
-            check_max_faces(self.max_faces)
-        except ValueError as exc:
-            raise ValueError(f"--max-faces: {exc}") from None
+        check_max_faces_flag(self.max_faces)
         return self
 
 

@@ -72,9 +72,10 @@ def make_search_strategy(cfg: SearchConfig, space: SearchSpace):
 
 def check_config(cfg: SearchConfig) -> list[Fidelity]:
     """The parsed rungs; ValueError naming the flag for anything out of range."""
+    from ..config import flag_of
     from ..validation import check, threads_check
 
-    flags = {f.name: f.metadata.get("flag") or "--" + f.name.replace("_", "-") for f in dataclasses.fields(cfg)}
+    flags = {f.name: flag_of(f) for f in dataclasses.fields(cfg)}
     for name in ("blocks", "F", "N", "eta", "reinforce_batch", "population", "tournament", "child_batch", "top_k"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"{flags[name]} must be at least 1, got {getattr(cfg, name)}")

@@ -34,6 +34,16 @@ class RecognizerOptions:
         return self
 
 
+def check_max_faces_flag(value: int | None) -> None:
+    """`runtime.api.check_max_faces` (the one face-limit rule) with its error naming the --max-faces flag."""
+    from .api import check_max_faces
+
+    try:
+        check_max_faces(value)
+    except ValueError as exc:
+        raise ValueError(f"--max-faces: {exc}") from None
+
+
 def recognizer_kwargs(cfg: Any) -> dict[str, Any]:
     """`EmotionRecognizer` keyword arguments from a command config: every field the two share, with 0 meaning
     "not set" (None) for `threads` and `max_faces`."""

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..config import option
-from ..runtime.options import RecognizerOptions
+from ..runtime.options import RecognizerOptions, check_max_faces_flag
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -84,12 +84,7 @@ class ServeConfig(RecognizerOptions):
              f"--max-upload-mb must be a number > 0, got {self.max_upload_mb}"),
             (self.max_pixels > 0, f"--max-pixels must be > 0, got {self.max_pixels}"),
         ])
-        from ..runtime.api import check_max_faces  # the one face-limit rule of CLI, Python API and service
-
-        try:
-            check_max_faces(self.max_faces)
-        except ValueError as exc:
-            raise ValueError(f"--max-faces: {exc}") from None
+        check_max_faces_flag(self.max_faces)  # the one face-limit rule of CLI, Python API and service
         return self
 
     @property
