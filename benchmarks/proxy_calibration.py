@@ -6,9 +6,9 @@ log-spaced latency bin, drawn with `--seed`, every other draw with the smallest 
 fill too; candidates whose latency, predicted from multiply-adds, falls in full bins are not timed), plus
 VGG-16 (`vgg --width 16`), mini-Xception and NASNet-A at 1 @ 8 (`nasnet-a-mobile --cells 1 --width 8`: one cell
 per stack at width 8, inside the latency range; nasfer's `nasnet-a-mobile` default, 2 @ 16, is about 1.1 ms per
-face, outside it,
-and trains about 3x slower still, ~45 min an epoch here). The hand designs follow HAND: a frozen list whose hand
-entries differ from it has them replaced (their old run directories are left in place, unused).
+face, outside it, and trains about 3x slower still, ~45 min an epoch here). The hand designs follow HAND: a
+frozen list whose hand entries differ from it has them replaced (`follow_hand`: their old run directories are
+kept, renamed aside where the id is reused).
 
 - reference: `nasfer train` with its standard recipe for `--ref-epochs` epochs at 48 px (best validation
   accuracy, flip-TTA, as every run reports it); `--second-seed` of the models (spread over latency) are
