@@ -297,3 +297,26 @@ def test_a_long_run_started_before_auto_defaults_resolves_to_the_same_recipe():
     cfg = resolve_auto(apply_preset(TrainConfig(preset="long", width=32)), 25_838)
     assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.optimizer, cfg.schedule) == (150, 128, 3e-3, "adamw", "onecycle")
     assert (cfg.random_erasing, cfg.ema_decay, cfg.label_smoothing, cfg.teacher) == (0.5, 0.999, 0.1, None)
+
+
+def test_resume_accepts_a_default_spelled_out(learnable_folder, tmp_path):
+    # a NASNet started without --cells is N = 2; the same command with --cells 2 is the same model and continues
+    data_cfg = DataConfig(data=str(learnable_folder))
+    nas = dict(arch="nasnet-a-mobile", width=4, limit=70)
+    fit(small_cfg(tmp_path / "run", epochs=1, **nas), data_cfg, progress=False)
+    fit(small_cfg(tmp_path / "run", epochs=2, cells=2, **nas), data_cfg, progress=False)
+    assert [h["epoch"] for h in json.loads((tmp_path / "run" / "history.json").read_text())] == [1, 2]
+    from nasfer.errors import ModelError
+
+    with pytest.raises(ModelError, match="different model"):  # one cell per stack is not
+        fit(small_cfg(tmp_path / "run", epochs=3, cells=1, **nas), data_cfg, progress=False)
+
+
+def test_resolved_kwargs_fill_the_factory_defaults():
+    from nasfer.errors import ModelError
+    from nasfer.models.registry import resolved_kwargs
+
+    assert resolved_kwargs("nasnet-a-mobile", {}) == resolved_kwargs("nasnet-a-mobile", {"N": 2, "F": 16})
+    assert resolved_kwargs("nasnet-a-mobile", {"N": 1}) != resolved_kwargs("nasnet-a-mobile", {})
+    with pytest.raises(ModelError, match="does not take"):
+        resolved_kwargs("vgg", {"cells": 2})

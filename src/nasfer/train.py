@@ -36,6 +36,7 @@ from .data.splits import write_split_file
 from .distributed import Context
 from .errors import ModelError
 from .metrics import classification_report
+from .models.registry import resolved_kwargs
 from .training.data import TrainData, load_dataset, plan_split, prepare_data, training_mask, training_split
 from .training.loop import batch_loss, epoch_order, evaluate_model, make_batch, validation_sums
 from .training.model import ModelStart, build_model, memory_format_for, start_model
@@ -110,7 +111,8 @@ class Trainer:
         if not last.exists():
             return
         ckpt = load_checkpoint(last)
-        if ckpt["model"]["name"] != self.start.name or ckpt["model"]["kwargs"] != self.start.kwargs:
+        name, kwargs = ckpt["model"]["name"], ckpt["model"]["kwargs"]
+        if name != self.start.name or resolved_kwargs(name, kwargs) != resolved_kwargs(name, self.start.kwargs):
             raise ModelError(f"{last} holds a different model ({ckpt['model']['name']}); use a new --out")
         self.model.load_state_dict(ckpt["state_dict"])
         if self.ema is not None:

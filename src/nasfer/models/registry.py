@@ -7,6 +7,7 @@ kwargs, so a model is rebuilt by the same call that made it.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 from ..errors import ModelError
@@ -35,6 +36,24 @@ def _load_builtin() -> None:
 def list_models() -> list[str]:
     _load_builtin()
     return sorted(_REGISTRY)
+
+
+def resolved_kwargs(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`kwargs` with every argument the factory of `name` leaves at its default filled in.
+
+    Two (name, kwargs) pairs build the same network exactly when their resolved kwargs are equal, so
+    `{"N": 2}` and `{}` are one NASNet (N defaults to 2). Raises ModelError for an unknown name or
+    arguments the factory does not take.
+    """
+    _load_builtin()
+    if name not in _REGISTRY:
+        raise ModelError(f"unknown model {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
+    try:
+        bound = inspect.signature(_REGISTRY[name]).bind(**kwargs)
+    except TypeError as exc:
+        raise ModelError(f"model {name!r} does not take these arguments: {exc}") from None
+    bound.apply_defaults()
+    return dict(bound.arguments)
 
 
 def create_model(name: str, **kwargs: Any):
