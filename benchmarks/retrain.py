@@ -278,6 +278,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              ("--max-accuracy-drop", args.max_accuracy_drop, 0)):
         if value < low:
             p.error(f"{flag} must be {'> 0' if low else '>= 0'}, got {value}")
+    if args.max_accuracy_drop > 100:  # nasfer export's own bound, checked here before hours of training
+        p.error(f"--max-accuracy-drop must be within 0..100 (accuracy points), got {args.max_accuracy_drop}")
     return args
 
 
