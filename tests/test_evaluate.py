@@ -12,7 +12,8 @@ import pytest
 from fixtures_data import write_class_tree
 from fixtures_evaluate import run_cli, save_tiny_checkpoint
 from nasfer.cli import main
-from nasfer.evaluate import default_split, format_summary, label_index_map, predict_batches
+from nasfer.evaluate import default_split, format_summary, predict_batches
+from nasfer.labels import label_index_map
 from nasfer.labels import EMOTIONS
 
 REQUIRED = {  # DESIGN.md's evaluate JSON, plus what the brief adds

@@ -20,7 +20,7 @@ import numpy as np
 
 from .config import option
 from .errors import DataError, ModelError, NasferError
-from .labels import canonical_name, normalize_name
+from .labels import is_canonical_label_set, label_index_map, normalize_name
 from .preprocessing import Preprocessing
 from .record import check_recordable, command_line, record_metrics
 from .tta import builtin_tta, predict_batches, tta_plan  # noqa: F401  (predict_batches: public here too)
@@ -136,39 +136,6 @@ def _load_checkpoint(path: Path, threads: int) -> LoadedModel:
 
 
 # ---------------------------------------------------------------------------- labels and splits
-
-
-def _canonical_or_none(name: str) -> str | None:
-    try:
-        return canonical_name(name)
-    except ValueError:
-        return None
-
-
-def is_canonical_label_set(labels: Sequence[str]) -> bool:
-    """True when every label is a canonical emotion or a synonym (the dataset can then be read canonically)."""
-    return all(_canonical_or_none(label) is not None for label in labels)
-
-
-def label_index_map(dataset_labels: Sequence[str], model_labels: Sequence[str]) -> np.ndarray:
-    """For each dataset label, the index of the same label in the model's (-1 where it has none).
-
-    Same name first (after case/separator folding), then the same canonical emotion ('sadness' = 'sad').
-    """
-    exact = {normalize_name(m): j for j, m in enumerate(model_labels)}
-    canon = {}
-    for j, m in enumerate(model_labels):
-        c = _canonical_or_none(m)
-        if c is not None:
-            canon.setdefault(c, j)
-    out = np.full(len(dataset_labels), -1, dtype=np.int64)
-    for i, d in enumerate(dataset_labels):
-        key = normalize_name(d)
-        if key in exact:
-            out[i] = exact[key]
-        elif _canonical_or_none(d) in canon:
-            out[i] = canon[_canonical_or_none(d)]
-    return out
 
 
 def default_split(split_names: Sequence[str]) -> str:
@@ -402,5 +369,5 @@ def format_summary(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["EvalConfig", "LoadedModel", "evaluate", "load_model", "label_index_map", "map_labels",
-           "is_canonical_label_set", "default_split", "predict_batches", "write_plots", "to_json", "format_summary"]
+__all__ = ["EvalConfig", "LoadedModel", "evaluate", "load_model", "map_labels", "default_split", "predict_batches",
+           "write_plots", "to_json", "format_summary"]

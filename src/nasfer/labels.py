@@ -6,7 +6,9 @@ there is exactly one place that decides what "anger" or CK+'s "contempt" means.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Sequence
+
+import numpy as np
 
 #: FER2013's order; index = class id in every model this project trains on the canonical set.
 EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -73,3 +75,36 @@ def is_known(name: str) -> bool:
     """True when `name` maps onto the canonical set or is a known unmapped label."""
     key = normalize_name(name)
     return key in EMOTIONS or key in SYNONYMS or key in UNMAPPED
+
+
+def _canonical_or_none(name: str) -> str | None:
+    try:
+        return canonical_name(name)
+    except ValueError:
+        return None
+
+
+def is_canonical_label_set(labels: Sequence[str]) -> bool:
+    """True when every label is a canonical emotion or a synonym (the dataset can then be read canonically)."""
+    return all(_canonical_or_none(label) is not None for label in labels)
+
+
+def label_index_map(dataset_labels: Sequence[str], model_labels: Sequence[str]) -> np.ndarray:
+    """For each dataset label, the index of the same label in the model's (-1 where it has none).
+
+    Same name first (after case/separator folding), then the same canonical emotion ('sadness' = 'sad').
+    """
+    exact = {normalize_name(m): j for j, m in enumerate(model_labels)}
+    canon = {}
+    for j, m in enumerate(model_labels):
+        c = _canonical_or_none(m)
+        if c is not None:
+            canon.setdefault(c, j)
+    out = np.full(len(dataset_labels), -1, dtype=np.int64)
+    for i, d in enumerate(dataset_labels):
+        key = normalize_name(d)
+        if key in exact:
+            out[i] = exact[key]
+        elif _canonical_or_none(d) in canon:
+            out[i] = canon[_canonical_or_none(d)]
+    return out

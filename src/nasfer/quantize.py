@@ -145,7 +145,7 @@ def split_images(data_path: str, labels: tuple[str, ...], size: int, *, n_calibr
     from .config import TrainConfig
     from .data import read_dataset
     from .data.splits import TRAIN, VAL, sample_keys
-    from .evaluate import label_index_map
+    from .labels import label_index_map
     from .train import plan_split
 
     data = read_dataset(data_path, dataset=dataset, size=size)
