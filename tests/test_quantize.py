@@ -154,3 +154,16 @@ def test_quantization_uses_the_split_the_model_held_out():
     with pytest.raises(ValueError, match="c/splits.json"):
         check_held_out_split(other, None, 0, 0.1)
     check_held_out_split({"name": "old card"}, None, 0, 0.1)  # cards that do not say are not checked
+
+
+def test_an_old_opset_is_refused_from_the_graph_even_when_the_card_does_not_say(capsys, tmp_path, tiny_checkpoint,
+                                                                                kaggle_zip):
+    """Before: the opset was read from the card only, so a card without `onnx.opset` let an opset-12 graph
+    through to ONNX Runtime's quantizer, which failed with a traceback."""
+    old = tmp_path / "old.onnx"
+    assert main(["export", "--checkpoint", str(tiny_checkpoint), "--out", str(old), "--opset", "12"]) == 0
+    card = card_of(old)
+    del card["onnx"]["opset"]
+    old.with_suffix(".json").write_text(json.dumps(card))
+    code, _, err = quantize(capsys, "--onnx", old, "--calibration-data", kaggle_zip, "--out", tmp_path / "q.onnx")
+    assert code == 2 and "ONNX opset 12" in err and not (tmp_path / "q.onnx").exists()

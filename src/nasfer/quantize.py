@@ -44,6 +44,16 @@ class QuantData:
     split: dict[str, Any]  # how the split was made, for the card
 
 
+def graph_opset(path: str | os.PathLike) -> int:
+    """The default-domain ONNX opset the graph at `path` imports. ModelError for a file ONNX cannot parse."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and friends: not an ONNX model
+        raise ModelError(f"{path}: not an ONNX model ({type(exc).__name__})") from None
+    return next((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
+
 def calibration_batches(images: np.ndarray, preprocessing: Preprocessing, input_name: str = "input",
                         batch_size: int = 32) -> Iterator[dict[str, np.ndarray]]:
     """Model feeds {input_name: float32 (B, C, S, S)} of the normalised uint8 crops `images` (N, S, S)."""
@@ -308,8 +318,8 @@ def export_quantized(cfg, images: np.ndarray | None = None):
     source_sha = sha256_file(source)
     if src_card.get("quantization"):
         raise ModelError(f"{source} is quantized already ({src_card['quantization'].get('format')})")
-    opset = (src_card.get("onnx") or {}).get("opset")
-    if opset is not None and int(opset) < MIN_OPSET:
+    opset = graph_opset(source)  # the graph's own, not its card's (a legacy card may not say)
+    if opset < MIN_OPSET:
         raise ModelError(f"{source} has ONNX opset {opset}; per-channel int8 quantization needs opset {MIN_OPSET} "
                          f"or later (export it again with --opset {MIN_OPSET} or more)")
     check_held_out_split(src_card, cfg.split_file, cfg.seed, cfg.val_fraction)
