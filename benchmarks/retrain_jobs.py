@@ -212,7 +212,8 @@ class Campaign:
 
     def settings(self) -> dict[str, Any]:
         """What makes the jobs comparable: data, split, search and training flags, int8 acceptance. A work directory
-        keeps them; jobs, --quantize, --test-split and the speed flags may change between runs (they add steps)."""
+        keeps them; jobs, --quantize, --test-split, the speed flags and the trainings' --threads may change between
+        runs (they add steps, or change only how fast they run)."""
         from nasfer.config import to_dict
 
         def shared(cfg, per_job):
@@ -221,7 +222,8 @@ class Campaign:
         return {"data": self.data, "split_file": str(self.split), "split_seed": self.args.split_seed,
                 "search": shared(self.search_cfg, SEARCH_PER_JOB + ("progress",)),
                 "data_config": shared(self.data_cfg, ("data",)),
-                "train": shared(self.train_cfg, TRAIN_PER_JOB + ("split_file",)),
+                # a training's thread count changes its speed, not its result: a campaign may continue on more cores
+                "train": shared(self.train_cfg, TRAIN_PER_JOB + ("split_file", "threads")),
                 "max_accuracy_drop": self.args.max_accuracy_drop}
 
     def spec(self, job: Job) -> dict[str, Any]:
