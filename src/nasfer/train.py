@@ -29,7 +29,7 @@ from torch import nn
 
 from .atomic import write_text_atomic
 from .checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
-from .config import DataConfig, TrainConfig, apply_preset, resolve_auto, to_dict
+from .config import DataConfig, TrainConfig, apply_preset, flag_of, resolve_auto, to_dict
 from .data import FaceDataset
 from .data.augment import Augment
 from .data.splits import write_split_file
@@ -114,6 +114,13 @@ class Trainer:
         name, kwargs = ckpt["model"]["name"], ckpt["model"]["kwargs"]
         if name != self.start.name or resolved_kwargs(name, kwargs) != resolved_kwargs(name, self.start.kwargs):
             raise ModelError(f"{last} holds a different model ({ckpt['model']['name']}); use a new --out")
+        changed = recipe_changes((ckpt.get("config") or {}).get("train") or {}, to_dict(self.cfg))
+        if changed:
+            raise ModelError(
+                f"{last} was trained with other flags ({'; '.join(changed)}): a run continues only with the flags "
+                f"it started with ({', '.join(RESUMABLE_FLAGS)} may change), since its learning-rate schedule and "
+                f"data were planned for them. To train on from it, start a new run: nasfer train --init-from "
+                f"{self.out / 'best.pt'} --out NEW_DIR ...")
         self.model.load_state_dict(ckpt["state_dict"])
         if self.ema is not None:
             if "ema_state_dict" not in ckpt:
@@ -266,6 +273,30 @@ class Trainer:
 
 
 # ---------------------------------------------------------------------------- the pipeline
+
+
+#: TrainConfig fields a resumed run may change: how fast it runs.
+RESUMABLE = ("threads", "device")
+#: Fields not compared on resume: where it writes, which flags were typed, the preset (its effect is in the
+#: fields it sets, which are compared), the architecture flags and paths (the model they build is compared,
+#: with its defaults filled in), and the starting weights (a resumed run starts from its own last.pt).
+NOT_COMPARED = ("out", "explicit", "preset", "arch", "genotype", "width", "cells", "init_from")
+RESUMABLE_FLAGS = tuple(flag_of(f) for f in dataclasses.fields(TrainConfig) if f.name in RESUMABLE)
+
+
+def recipe_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """'--flag OLD -> NEW' for each TrainConfig field, outside RESUMABLE and NOT_COMPARED, whose value in `current` (a resolved
+    config, `to_dict`) differs from `saved` (the checkpoint's); fields missing from either side are skipped
+    (checkpoints of older versions)."""
+    flags = {f.name: flag_of(f) for f in dataclasses.fields(TrainConfig)}
+    changes = []
+    for name, flag in flags.items():
+        if name in RESUMABLE + NOT_COMPARED or name not in saved or name not in current:
+            continue
+        old, new = saved[name], current[name]
+        if (list(old) if isinstance(old, (list, tuple)) else old) != (list(new) if isinstance(new, (list, tuple)) else new):
+            changes.append(f"{flag} {old} -> {new}")
+    return changes
 
 
 def prepare_run(cfg: TrainConfig, data_cfg: DataConfig, *, dataset: FaceDataset | None = None, progress: bool = True,
