@@ -121,12 +121,20 @@ def split_data(data: FaceDataset, keys: np.ndarray, roles: np.ndarray) -> TrainD
         skipped=len(data.skipped), notes=list(data.notes))
 
 
+#: How many skipped files/rows a run lists (the count is always complete).
+SKIPPED_SHOWN = 5
+
+
 def prepare_data(cfg: TrainConfig, data_cfg: DataConfig, out: Path, *, dataset: FaceDataset | None = None,
                  log: Callable[[str], None] = lambda msg: None) -> TrainData:
     """Steps 1-2 of a run: the dataset (read, or `dataset` as given) cut by its split plan."""
     data = dataset if dataset is not None else load_dataset(cfg, data_cfg)
     for note in data.notes:
         log(f"data: {note}")
+    if data.skipped:  # the same report as nasfer evaluate's: the count, and where and why
+        shown = "; ".join(str(s) for s in data.skipped[:SKIPPED_SHOWN])
+        more = f" (and {len(data.skipped) - SKIPPED_SHOWN} more)" if len(data.skipped) > SKIPPED_SHOWN else ""
+        log(f"data: skipped {len(data.skipped)} unreadable files/rows: {shown}{more}")
     keys = sample_keys(data.sources, data_cfg.data)
     roles = plan_split(data, cfg, keys, split_file_for(cfg, out))
     return split_data(data, keys, roles)
