@@ -125,6 +125,11 @@ def test_split_folders_are_used_as_they_are():
     official = np.array(["Training"] * 16 + ["PublicTest"] * 4)
     roles = draw_split(labels, official == "Training", official, val_fraction=0.25)
     assert (roles[:16] == "val").sum() == 4 and roles[16:].tolist() == ["PublicTest"] * 4
+    # FER2013 files all named Training_* in plain class folders: no test split of their own, so one is held out
+    # (before: none was, in silence)
+    official = np.array(["Training"] * 20)
+    roles = draw_split(labels, official == "Training", official, val_fraction=0.25, test_fraction=0.2)
+    assert (roles == "test").sum() == 4 and (roles == "val").sum() == 4 and (roles == "train").sum() == 12
 
 
 def test_same_labels_keep_the_head_and_synonyms_keep_their_rows(pretrained):
