@@ -362,3 +362,20 @@ def test_config_validation(kwargs, message):
 def test_impossible_threads_are_one_line_for_a_checkpoint(capsys, folder, checkpoint):
     code, out, err = run_cli(capsys, "--data", folder, "--model", checkpoint, "--threads", -1)
     assert code == 2 and err.startswith("nasfer evaluate: error: --threads must be 0..1024") and out == ""
+
+
+def test_scoring_images_the_model_trained_on_says_so(tmp_path, capsys):
+    """Before: `nasfer evaluate --data my_faces --model RUN/best.pt` scored all images, 48 of 60 of them
+    training images, with no word about it."""
+    data = tmp_path / "my_faces"
+    write_class_tree(data, per_class=10, seed=5, classes=("happy", "sad", "neutral"))
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(run), "--arch", "vgg", "--width", "4", "--epochs", "1",
+                 "--threads", "1"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--data", str(data), "--model", str(run / "best.pt")]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"note: \d+ of these 30 images trained or selected this model", out) and "--split test" in out
+    held_out = ["evaluate", "--data", str(data), "--model", str(run / "best.pt"), "--split-file",
+                str(run / "splits.json"), "--split", "test"]
+    assert main(held_out) == 0 and "trained or selected" not in capsys.readouterr().out

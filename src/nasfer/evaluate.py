@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional, Sequence
 
@@ -78,6 +78,7 @@ class LoadedModel:
     preprocessing: Preprocessing
     predict: Callable[[np.ndarray], np.ndarray]  # uint8 (N,S,S) -> probs (N,K)
     builtin_tta: Optional[str] = None  # TTA inside an exported graph: None, "flip" or "ten-crop"
+    training: dict[str, Any] = field(default_factory=dict)  # its training run's config ({"train", "data"}), if known
 
 
 # ---------------------------------------------------------------------------- model
@@ -108,7 +109,7 @@ def _load_onnx(path: Path, threads: int) -> LoadedModel:
         prep = Preprocessing.from_dict(dict(prep))
     return LoadedModel(path=str(path), name=str(card.get("name") or path.stem), format="onnx",
                        labels=tuple(clf.labels), preprocessing=prep, predict=clf.predict,
-                       builtin_tta=builtin_tta(card))
+                       builtin_tta=builtin_tta(card), training=dict((card.get("training") or {}).get("config") or {}))
 
 
 def _load_checkpoint(path: Path, threads: int) -> LoadedModel:
@@ -132,7 +133,8 @@ def _load_checkpoint(path: Path, threads: int) -> LoadedModel:
             return torch.softmax(net(x).float(), dim=1).numpy()
 
     return LoadedModel(path=str(path), name=str(ckpt["model"]["name"]), format="checkpoint",
-                       labels=tuple(ckpt["labels"]), preprocessing=prep, predict=predict)
+                       labels=tuple(ckpt["labels"]), preprocessing=prep, predict=predict,
+                       training=dict(ckpt.get("config") or {}))
 
 
 # ---------------------------------------------------------------------------- labels and splits
@@ -207,6 +209,34 @@ class SplitPrediction:
     read_seconds: float
 
 
+def seen_in_training(model: LoadedModel, part, data_path: Path, split: str) -> list[str]:
+    """A note when the images about to be scored include some the model was trained or selected on.
+
+    Checked when the model's training run (card or checkpoint config) read a dataset of the same file name:
+    by that run's splits.json (beside a checkpoint, or in the run folder its config names), else, for the
+    whole dataset (split 'all'), by the name alone. [] when there is nothing to say.
+    """
+    train, data = (model.training.get("train") or {}), (model.training.get("data") or {})
+    if not isinstance(data, dict) or not data.get("data") or Path(str(data["data"])).name != data_path.name:
+        return []
+    candidates = [Path(model.path).parent / "splits.json"] if model.format == "checkpoint" else []
+    if train.get("out"):
+        candidates.append(Path(str(train["out"])).expanduser() / "splits.json")
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        return [f"the model was trained on {data_path.name} and its run's splits.json was not found, so these "
+                "images may include its training images; pass it (--split-file RUN/splits.json --split test) to "
+                "score only the images it held out"] if split == "all" else []
+    from .data.splits import read_split_file, sample_keys
+
+    roles = read_split_file(found)
+    used = sum(1 for k in sample_keys(part.sources, str(data_path)).tolist() if roles.get(k) in ("train", "val"))
+    if not used:
+        return []
+    return [f"{used} of these {len(part)} images trained or selected this model ({found}): the score is optimistic; "
+            f"--split-file {found} --split test scores only the images it held out"]
+
+
 def predict_split(cfg: EvalConfig, *, progress: bool = False) -> SplitPrediction:
     """Read the dataset, cut the split (`cfg.split`, with `cfg.split_file`'s roles if given), predict.
 
@@ -242,7 +272,7 @@ def predict_split(cfg: EvalConfig, *, progress: bool = False) -> SplitPrediction
     split = "+".join(sorted(set(part.splits.astype(str).tolist())))  # the split's own name(s), e.g. PublicTest
     if cfg.record:  # again with the names the request turned out to cover ('test', 'publictest', 'all', ...)
         check_recordable(model.path, split, cfg.overwrite_record, dataset=str(data_path))
-    notes = list(dataset.notes)
+    notes = list(dataset.notes) + seen_in_training(model, part, data_path, split)
 
     index, contempt_state, mapping_notes = map_labels(part.label_names, part.labels, model, cfg.contempt,
                                                       canonical=canonical, dataset_notes=dataset.notes)
