@@ -304,12 +304,12 @@ def test_resume_accepts_a_default_spelled_out(learnable_folder, tmp_path):
     data_cfg = DataConfig(data=str(learnable_folder))
     nas = dict(arch="nasnet-a-mobile", width=4, limit=70)
     fit(small_cfg(tmp_path / "run", epochs=1, **nas), data_cfg, progress=False)
-    fit(small_cfg(tmp_path / "run", epochs=2, cells=2, **nas), data_cfg, progress=False)
-    assert [h["epoch"] for h in json.loads((tmp_path / "run" / "history.json").read_text())] == [1, 2]
+    fit(small_cfg(tmp_path / "run", epochs=1, cells=2, **nas), data_cfg, progress=False)  # finished: nothing to do
+    assert [h["epoch"] for h in json.loads((tmp_path / "run" / "history.json").read_text())] == [1]
     from nasfer.errors import ModelError
 
     with pytest.raises(ModelError, match="different model"):  # one cell per stack is not
-        fit(small_cfg(tmp_path / "run", epochs=3, cells=1, **nas), data_cfg, progress=False)
+        fit(small_cfg(tmp_path / "run", epochs=1, cells=1, **nas), data_cfg, progress=False)
 
 
 def test_resolved_kwargs_fill_the_factory_defaults():
@@ -320,3 +320,32 @@ def test_resolved_kwargs_fill_the_factory_defaults():
     assert resolved_kwargs("nasnet-a-mobile", {"N": 1}) != resolved_kwargs("nasnet-a-mobile", {})
     with pytest.raises(ModelError, match="does not take"):
         resolved_kwargs("vgg", {"cells": 2})
+
+
+def test_resume_refuses_a_changed_recipe_but_not_a_changed_thread_count(learnable_folder, tmp_path, capsys):
+    """Before: a finished 2-epoch run resumed with --epochs 3 trained its third epoch at the one-cycle
+    schedule's final learning rate (~1e-7), and said nothing."""
+    from nasfer.cli import main
+
+    data_cfg = DataConfig(data=str(learnable_folder))
+    fit(small_cfg(tmp_path / "run", epochs=1, limit=70, threads=1), data_cfg, progress=False)
+    fit(small_cfg(tmp_path / "run", epochs=1, limit=70, threads=2), data_cfg, progress=False)  # speed only: fine
+    argv = ["train", "--data", str(learnable_folder), "--out", str(tmp_path / "run"), "--arch", "vgg", "--width", "8",
+            "--batch-size", "32", "--lr", "5e-3", "--val-fraction", "0.15", "--rotation", "0", "--scale", "0",
+            "--crop-padding", "2", "--seed", "1", "--limit", "70", "--epochs", "2"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--epochs 1 -> 2" in err and "--init-from" in err and "Traceback" not in err
+    assert len(json.loads((tmp_path / "run" / "history.json").read_text())) == 1  # nothing trained
+
+
+def test_a_run_says_which_files_it_skipped_and_why(learnable_folder, tmp_path, capsys):
+    """Before: an unreadable image in the training folder was left out in silence (only a count in the checkpoint)."""
+    from nasfer.cli import main
+
+    (learnable_folder / "train" / "sad" / "img_21.jpg").write_text("not an image")
+    argv = ["train", "--data", str(learnable_folder), "--out", str(tmp_path / "run"), "--arch", "vgg", "--width", "4",
+            "--epochs", "1", "--batch-size", "32", "--limit", "70", "--threads", "1"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "skipped 1 unreadable files/rows" in out and "img_21.jpg" in out
