@@ -2,7 +2,9 @@
 
 Folders are searched recursively for images. A file that cannot be read gives an error record and
 the run goes on; the exit status is 1 only when no picture could be read (--strict: stop with
-status 2 at the first unreadable file).
+status 2 at the first unreadable file). An output (--csv, an --annotate copy) that would replace an
+input or another output stops the run before any work (status 2); --annotate copies keep the picture's
+name, with .png added to names of formats not written as such (a.gif -> a.gif.png).
 
 Output: a table (default) or one JSON object per picture (--json):
   {"file": ..., "image": {"width": W, "height": H}, "faces": [{"box": [x, y, w, h], "detector_score": ...,
