@@ -245,3 +245,16 @@ def test_impossible_settings_are_one_line_before_any_work(argv, message, folder,
     code, out, err = run(capsys, folder, *argv, "--model", tiny_onnx)
     assert code == 2 and err.startswith(f"nasfer predict: error: {message}") and out == ""
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("side, hint", [(1, False), (10, False), (23, False), (24, True), (48, True), (160, True),
+                                        (161, False)])
+def test_the_face_crop_hint_is_only_for_sizes_a_face_crop_can_have(side, hint, tiny_onnx, tmp_path, capsys):
+    """Before: a 1x1 or 10x10 picture without a face was called "a face crop already"."""
+    from nasfer.runtime.api import crop_hint
+
+    assert (crop_hint(side, side) is not None) == hint
+    image = tmp_path / "small.png"
+    image.write_bytes(png_bytes(np.full((side, side), 128, np.uint8)))
+    code, out, _ = run(capsys, image, "--model", tiny_onnx)
+    assert code == 0 and "no face found" in out and ("--detector none" in out) == hint

@@ -117,6 +117,17 @@ def test_flag_errors_are_one_line_before_ray_starts(pictures, argv, message, cap
     assert code == 2 and message in err and "Traceback" not in err
 
 
+def test_outputs_naming_an_input_or_each_other_are_refused_before_ray_starts(pictures, tmp_path, capsys):
+    """Before: --csv naming a picture emptied it, and --csv and --out naming one file left only one of them."""
+    before = (pictures / "a.jpg").read_bytes()
+    code, out, err = run(capsys, pictures, "--backend", "ray", "--csv", pictures / "a.jpg")
+    assert code == 2 and out == "" and f"would overwrite the input {pictures / 'a.jpg'}" in err
+    assert (pictures / "a.jpg").read_bytes() == before
+    code, _, err = run(capsys, pictures, "--backend", "ray", "--csv", tmp_path / "r.csv", "--out", tmp_path / "r.csv")
+    assert code == 2 and "are the same file" in err and not (tmp_path / "r.csv").exists()
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
 def test_default_import_path_does_not_need_ray():
     code = ("import sys; import nasfer.cli, nasfer.bulk, nasfer.bulk.pipeline, nasfer.commands.predict, "
             "nasfer.commands.search, nasfer.nas.ray_backend; nasfer.cli.build_parser(); sys.exit('ray' in sys.modules)")

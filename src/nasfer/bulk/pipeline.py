@@ -68,6 +68,18 @@ def records(sources: list[Source], cfg: Any, bulk: BulkConfig, files: ModelFiles
         raise NasferError(f"Ray returned {expected} records for {len(sources)} pictures")
 
 
+def _check_local_outputs(cfg: Any, bulk: BulkConfig, sources: list[Source]) -> None:
+    """ValueError before any work when --csv or a local --out names a local input or each other (the local
+    backend's rule, `nasfer.runtime.outputs.check_outputs`; URIs are not compared)."""
+    from ..runtime.outputs import check_outputs
+    from .sources import is_uri
+
+    outputs = [(f"--csv {cfg.csv}", cfg.csv)] if cfg.csv and cfg.csv != "-" else []
+    outputs += [(f"--out {bulk.out}", bulk.out)] if bulk.out and not is_uri(bulk.out) else []
+    if outputs:
+        check_outputs(outputs, [s.location for s in sources if not s.filesystem and not s.missing])
+
+
 def run(args: argparse.Namespace) -> int:
     """`nasfer predict --backend ray`: the local backend's outputs and exit status, plus `--out`."""
     from ..commands.predict import PredictConfig, emit_records, report
@@ -83,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     if not sources:
         print(f"nasfer predict: no images found in {', '.join(cfg.inputs)}", file=sys.stderr)
         return 1
+    _check_local_outputs(cfg, bulk, sources)
     files = ModelFiles.read(cfg.model, cfg.detector_model)
     labels = next(json.loads(data)["labels"] for name, data in files.model.items() if name.endswith(".json"))
     sinks: list[Any] = []

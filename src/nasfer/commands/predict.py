@@ -2,7 +2,9 @@
 
 Folders are searched recursively for images. A file that cannot be read gives an error record and
 the run goes on; the exit status is 1 only when no picture could be read (--strict: stop with
-status 2 at the first unreadable file).
+status 2 at the first unreadable file). An output (--csv, an --annotate copy) that would replace an
+input or another output stops the run before any work (status 2); --annotate copies keep the picture's
+name, with .png added to names of formats not written as such (a.gif -> a.gif.png).
 
 Output: a table (default) or one JSON object per picture (--json):
   {"file": ..., "image": {"width": W, "height": H}, "faces": [{"box": [x, y, w, h], "detector_score": ...,
@@ -50,7 +52,11 @@ class PredictConfig(RecognizerOptions):
     json: bool = option(False, "print one JSON object per image instead of a table")
     csv: Optional[str] = option(None, "also write one CSV row per face (and per unreadable file) to this file "
                                       "('-': to standard output, instead of the table)")
-    annotate: Optional[str] = option(None, "write copies of the images with the faces drawn into this folder")
+    annotate: Optional[str] = option(None, "write copies of the images with the faces drawn into this folder, under "
+                                           "their names (a named folder's images under the folder's name; names not "
+                                           "ending .jpg/.jpeg/.png/.webp/.bmp get .png added: a.gif -> a.gif.png). "
+                                           "A copy that would replace an input or another copy stops the run "
+                                           "before any work")
     max_faces: int = option(0, "keep at most this many faces per image, largest first (0: all)")
     min_face: int = option(40, "smallest face looked for, in pixels of the original image")
     threads: int = option(0, "ONNX Runtime threads (0: all cores)")
@@ -97,10 +103,32 @@ def collect(inputs: list[str]) -> list[Item]:
     return items
 
 
-def _annotated_path(root: Path, item: Item) -> Path:
-    suffix = item.relative.suffix.lower()
-    rel = item.relative if suffix in {".jpg", ".jpeg", ".png", ".webp", ".bmp"} else item.relative.with_suffix(".png")
-    return root / rel
+#: Suffixes whose annotated copies keep the format (and the name); other pictures' copies are PNG.
+ANNOTATED_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+
+
+def annotated_path(root: Path, item: Item) -> Path:
+    """Where `--annotate root` writes `item`'s copy: root/relative, with ".png" added to names of other formats
+    (a.gif -> a.gif.png), so a.gif, a.png and a.tiff of one folder get three copies."""
+    rel = item.relative
+    return root / (rel if rel.suffix.lower() in ANNOTATED_SUFFIXES else rel.with_name(rel.name + ".png"))
+
+
+def planned_outputs(items: list[Item], cfg: "PredictConfig") -> list[tuple[str, Path]]:
+    """The files a run will write, as `nasfer.runtime.outputs.check_outputs` takes them: --csv (not '-') and one
+    annotated copy per picture (a picture named twice counts once)."""
+    from ..runtime.outputs import file_key
+
+    outputs: list[tuple[str, Path]] = [(f"--csv {cfg.csv}", Path(cfg.csv))] if cfg.csv and cfg.csv != "-" else []
+    if cfg.annotate:
+        seen = set()
+        for item in items:
+            target = annotated_path(Path(cfg.annotate), item)
+            key = (file_key(item.path), file_key(target))
+            if not item.missing and key not in seen:
+                seen.add(key)
+                outputs.append((f"--annotate copy {target} of {item.shown}", target))
+    return outputs
 
 
 def _save(rgb, path: Path) -> None:
@@ -131,7 +159,7 @@ def analyse(items: list[Item], recognizer: Any, cfg: PredictConfig) -> Iterator[
                    f"{item.shown}: {message}"}
             continue
         if cfg.annotate:
-            _save(draw_faces(rgb, faces), _annotated_path(Path(cfg.annotate), item))
+            _save(draw_faces(rgb, faces), annotated_path(Path(cfg.annotate), item))
         record = {"file": item.shown, "image": {"width": int(rgb.shape[1]), "height": int(rgb.shape[0])},
                   "faces": [f.to_dict() for f in faces]}
         if getattr(faces, "hint", None):
@@ -242,6 +270,7 @@ def report(counts: Counts, pictures: int, where: str = "") -> int:
 
 def run(args: argparse.Namespace) -> int:
     from ..runtime.api import EmotionRecognizer
+    from ..runtime.outputs import check_outputs
 
     if bulk.requested(args):
         return bulk.run(args)
@@ -250,6 +279,7 @@ def run(args: argparse.Namespace) -> int:
     if not items:
         print(f"nasfer predict: no images found in {', '.join(cfg.inputs)}", file=sys.stderr)
         return 1
+    check_outputs(planned_outputs(items, cfg), [item.path for item in items if not item.missing])
     recognizer = EmotionRecognizer(**recognizer_kwargs(cfg))
     counts = emit_records(analyse(items, recognizer, cfg), items, list(recognizer.labels), cfg)
     return report(counts, len(items))

@@ -8,6 +8,12 @@ result), trading time resolution for speed.
 each smoothed label, mean confidence, mean probabilities); --plot draws each face's probabilities over
 time (needs pip install 'nasfer[plots]').
 
+Outputs that would overwrite the video or each other (--out, --csv, its .json, --plot) stop the command
+before any work (exit status 2). A file that ends before the frame count its container announces is
+analysed to its last readable frame, with a warning on stderr ("read N of M frames: the file may be
+truncated") and "truncated": true in the summary JSON; like `nasfer predict` with some unreadable
+pictures, the exit status stays 0 then, and is 1 only when no frame could be read.
+
 Examples:
   nasfer video clip.mp4 --out annotated.mp4 --csv timeline.csv --plot timeline.png
   nasfer video clip.mp4 --csv timeline.csv --every 3 --detector yunet --detector-model yunet.onnx
@@ -39,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
     done = f"{summary.frames} frames ({summary.analysed} analysed) in {summary.seconds:.1f} s " \
            f"({summary.frames_per_second:.1f} frames/s)"
     print(done + (" - stopped early (Ctrl-C)" if summary.interrupted else ""), file=sys.stderr)
+    if summary.truncated:
+        print(f"nasfer video: warning: read {summary.frames} of {summary.frames_announced} frames: "
+              "the file may be truncated", file=sys.stderr)
     if not summary.faces:
         print("no face found")
     for face in summary.faces:
@@ -49,4 +58,7 @@ def run(args: argparse.Namespace) -> int:
                        ("per-face summary", summary.summary_json), ("timeline plot", summary.plot)):
         if path:
             print(f"{kind}: {path}")
+    if not summary.frames and not summary.interrupted:
+        print("nasfer video: no frame could be read", file=sys.stderr)
+        return 1
     return 0

@@ -135,15 +135,20 @@ def check_max_faces(value: int | None) -> int | None:
 
 #: Largest side, in pixels, of an image that may be a face crop given to a face detector by mistake.
 CROP_HINT_MAX_SIDE = 160
+#: Smallest side, in pixels, of such an image: below it a face crop is implausible (FER2013 crops are 48 px,
+#: face detectors' smallest faces about 20 px), so a 1x1 or 10x10 picture gets no hint.
+CROP_HINT_MIN_SIDE = 24
 
 
 def crop_hint(width: int, height: int) -> str | None:
     """What to tell when a detector finds no face in a width x height image that looks like a face crop.
 
-    Small, roughly square images (FER2013 is 48x48) are usually crops: a detector cannot find a face
-    that fills the whole picture, and the fix is to classify the image without detection.
+    Small (CROP_HINT_MIN_SIDE..CROP_HINT_MAX_SIDE px a side), roughly square images (FER2013 is 48x48) are
+    usually crops: a detector cannot find a face that fills the whole picture, and the fix is to classify the
+    image without detection.
     """
-    if max(width, height) > CROP_HINT_MAX_SIDE or not 0.75 <= width / max(1, height) <= 1.34:
+    if not CROP_HINT_MIN_SIDE <= min(width, height) <= max(width, height) <= CROP_HINT_MAX_SIDE \
+            or not 0.75 <= width / max(1, height) <= 1.34:
         return None
     return (f"no face found, but this small image ({width}x{height}) looks like a face crop already: "
             "classify it without detection with detector 'none' (CLI: --detector none; Python: "

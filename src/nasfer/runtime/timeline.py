@@ -124,7 +124,7 @@ class Timeline:
                        title_fontsize="small")
         if title:
             fig.suptitle(title, x=0.01, ha="left", fontsize="medium")
-        path = Path(path)
+        path = plot_path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.tight_layout(rect=(0, 0.1 / n + 0.04, 1, 0.97))
         fig.savefig(path, dpi=100)
@@ -137,4 +137,11 @@ def companion_json(csv_path: str | Path) -> Path:
     return Path(csv_path).with_suffix(".json")
 
 
-__all__ = ["Timeline", "FaceSummary", "companion_json", "PLOTS_HINT"]
+def plot_path(path: str | Path) -> Path:
+    """The file `Timeline.plot(path)` writes: `path`, with ".png" added when it has no suffix (matplotlib's
+    `savefig` rule: the suffix chooses the format, PNG without one)."""
+    path = Path(path)
+    return path if path.suffix else path.with_name(path.name + ".png")
+
+
+__all__ = ["Timeline", "FaceSummary", "companion_json", "plot_path", "PLOTS_HINT"]

@@ -23,7 +23,7 @@ from ..config import option
 from ..errors import DataError
 from .faces import iou
 from .options import RecognizerOptions, recognizer_kwargs
-from .timeline import FaceSummary, Timeline, companion_json
+from .timeline import FaceSummary, Timeline, companion_json, plot_path
 
 Rect = tuple[int, int, int, int]
 
@@ -196,10 +196,25 @@ class VideoSummary:
     csv: Optional[str] = None
     summary_json: Optional[str] = None
     plot: Optional[str] = None
+    frames_announced: int = 0  # the file's frame count (OpenCV CAP_PROP_FRAME_COUNT); 0: unknown or a camera
+    truncated: bool = False  # the file ended before frames_announced (and no --max-frames or Ctrl-C stopped it)
 
     @property
     def frames_per_second(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def video_outputs(cfg: VideoConfig) -> list[tuple[str, str]]:
+    """The files `process_video(cfg)` writes, as `nasfer.runtime.outputs.check_outputs` takes them:
+    --out, --csv, the per-face summary beside it (.json) and the --plot file (.png added without a suffix)."""
+    outputs = [(f"--out {cfg.out}", cfg.out)] if cfg.out else []
+    if cfg.csv:
+        outputs += [(f"--csv {cfg.csv}", cfg.csv),
+                    (f"the per-face summary {companion_json(cfg.csv)} (--csv's name with .json)",
+                     str(companion_json(cfg.csv)))]
+    if cfg.plot:
+        outputs.append((f"--plot {plot_path(cfg.plot)}", str(plot_path(cfg.plot))))
+    return outputs
 
 
 def open_capture(path: Optional[str], webcam: Optional[int]):
@@ -208,6 +223,8 @@ def open_capture(path: Optional[str], webcam: Optional[int]):
 
     if (path is None) == (webcam is None):
         raise ValueError("give a video file or --webcam N (one of them)")
+    if path is not None and Path(path).is_dir():
+        raise DataError(f"{path} is a folder: give a video file")
     if path is not None and not Path(path).is_file():
         raise FileNotFoundError(f"{path}: no such file")
     level = cv2.utils.logging.getLogLevel()
@@ -235,22 +252,21 @@ def _frames(cap, max_frames: int) -> Iterator[np.ndarray]:
 def process_video(cfg: VideoConfig, recognizer: Any = None) -> VideoSummary:
     """Analyse `cfg.path` or `cfg.webcam`; write `cfg.out` / `cfg.csv`; summary of every face seen.
 
-    Ctrl-C stops early and still closes the outputs properly. ValueError (`VideoConfig.validate`) for an
-    impossible setting, before anything is opened.
+    Ctrl-C stops early and still closes the outputs properly. ValueError, before anything is opened, for an
+    impossible setting (`VideoConfig.validate`) or outputs that would overwrite the video or each other
+    (`nasfer.runtime.outputs.check_outputs`). A file that ends before the frame count its container announces
+    gives `summary.truncated` (also in the per-face summary JSON).
     """
     import cv2
 
     from .annotate import draw_faces
+    from .outputs import check_outputs
     from ..progress import progress_bar
 
     cfg.validate()
+    check_outputs(video_outputs(cfg), [cfg.path] if cfg.path is not None else [])
     if cfg.plot:
-        try:
-            import matplotlib  # noqa: F401  (fail before the video is analysed, not after)
-        except ImportError:
-            from .timeline import PLOTS_HINT
-
-            raise DataError(PLOTS_HINT) from None
+        _check_plot_format(cfg.plot)
     if recognizer is None:
         from .api import EmotionRecognizer
 
@@ -259,11 +275,14 @@ def process_video(cfg: VideoConfig, recognizer: Any = None) -> VideoSummary:
     fps = cap.get(cv2.CAP_PROP_FPS)
     fps = fps if fps and math.isfinite(fps) and 0 < fps < 1000 else 25.0
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cfg.webcam is None else 0
+    total = max(0, total)
+    announced = total
     if cfg.max_frames:
         total = min(total, cfg.max_frames) if total > 0 else cfg.max_frames
     labels = list(recognizer.labels)
-    summary = VideoSummary(fps=fps, out=cfg.out, csv=cfg.csv, plot=cfg.plot,
-                           summary_json=str(companion_json(cfg.csv)) if cfg.csv else None)
+    summary = VideoSummary(fps=fps, out=cfg.out, csv=cfg.csv, plot=str(plot_path(cfg.plot)) if cfg.plot else None,
+                           summary_json=str(companion_json(cfg.csv)) if cfg.csv else None,
+                           frames_announced=announced)
     stats = Timeline(labels)
     writer = None
     csv_file = open(cfg.csv, "w", newline="", encoding="utf-8") if cfg.csv else None
@@ -298,15 +317,34 @@ def process_video(cfg: VideoConfig, recognizer: Any = None) -> VideoSummary:
         if csv_file:
             csv_file.close()
     summary.seconds = time.perf_counter() - start
+    summary.truncated = (not summary.interrupted and summary.frames < announced
+                         and not (cfg.max_frames and summary.frames >= cfg.max_frames))
     summary.faces = stats.summaries()
     source = cfg.path if cfg.path is not None else f"camera {cfg.webcam}"
     if summary.summary_json:
         stats.write_json(summary.summary_json, video=source, fps=round(fps, 3), frames=summary.frames,
+                         frames_announced=summary.frames_announced, truncated=summary.truncated,
                          analysed=summary.analysed, every=cfg.every, smoothing=cfg.smoothing,
                          interrupted=summary.interrupted)
     if cfg.plot:
         stats.plot(cfg.plot, title=f"{source}: emotions per tracked face (smoothed)")
     return summary
+
+
+def _check_plot_format(path: str) -> None:
+    """Fail before the video is analysed, not after: DataError without matplotlib, ValueError for a --plot
+    suffix matplotlib cannot write."""
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        from .timeline import PLOTS_HINT
+
+        raise DataError(PLOTS_HINT) from None
+    suffix = plot_path(path).suffix.lower().lstrip(".")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if suffix not in formats:
+        raise ValueError(f"--plot {path}: matplotlib cannot write .{suffix} files "
+                         f"(use .png, or one of: {', '.join(sorted(formats))})")
 
 
 def _writer(path: str, fps: float, width: int, height: int):
@@ -320,4 +358,4 @@ def _writer(path: str, fps: float, width: int, height: int):
 
 
 __all__ = ["VideoConfig", "VideoSummary", "FaceSummary", "FrameResult", "IoUTracker", "Smoother", "analyse_frames",
-           "process_video", "timeline_header", "timeline_rows", "open_capture"]
+           "process_video", "timeline_header", "timeline_rows", "open_capture", "video_outputs"]
