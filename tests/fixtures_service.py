@@ -18,6 +18,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 import zlib
 from contextlib import contextmanager
@@ -81,6 +82,32 @@ class FakeRecognizer:
         for face in self.faces:
             face.threshold = 0.25 if threshold is None else threshold
         return list(self.faces)
+
+
+class GatedRecognizer(FakeRecognizer):
+    """A FakeRecognizer that holds the thread running its n-th `detect` call (n = 1, 2, ...) until the
+    file `open-<n>` or `open-all` exists in `directory`, after creating `entered-<n>` there: a test in
+    another process keeps a server's threads busy exactly as long as it needs, with no timing guesses.
+    Waiting longer than `limit_s` raises RuntimeError (a test that forgot to open its gates)."""
+
+    def __init__(self, directory, limit_s: float = 120.0, **kw):
+        super().__init__(**kw)
+        self.directory = Path(directory)
+        self.limit_s = limit_s
+        self.count = 0
+        self.lock = threading.Lock()
+
+    def detect(self, image, color="rgb", threshold=None):
+        with self.lock:
+            self.count += 1
+            n = self.count
+        (self.directory / f"entered-{n}").touch()
+        deadline = time.monotonic() + self.limit_s
+        while not ((self.directory / f"open-{n}").exists() or (self.directory / "open-all").exists()):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"call {n}: no open-{n} or open-all in {self.directory} within {self.limit_s} s")
+            time.sleep(0.01)
+        return super().detect(image, color, threshold)
 
 
 def image_bytes(fmt="JPEG", size=(64, 48), mode="RGB", color=(200, 120, 60), **save_kw) -> bytes:

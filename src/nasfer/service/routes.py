@@ -123,6 +123,12 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
+    """200 when the model is loaded and this worker's queue is not saturated; 503 otherwise.
+
+    Under `nasfer serve` this and /healthz run on the worker's I/O loop (worker.PROBE_PATHS), not in
+    the thread pool, so they must never block; `nasfer.queued_requests` is the pool's queue length
+    when the probe arrived (0 under other servers, e.g. `--dev`).
+    """
     cfg, pools = _config(), _pools()
     loaded = pools.loaded()
     if cfg.detector not in loaded:

@@ -17,7 +17,10 @@ On top of waitress it adds, via the extension points waitress exposes (`channel_
   so clients that send the whole body before reading (urllib, requests, browsers) see the answer
   instead of a broken pipe; `Expect: 100-continue` clients get it at once;
 * a request must arrive whole within `read_timeout` seconds (408), besides waitress's idle timeout;
-* `GET /healthz` (liveness) is answered on the I/O loop itself, never queued behind inference.
+* the probes, `GET /healthz` (liveness) and `GET /readyz` (readiness), are answered on the I/O loop
+  itself, never queued behind inference: a probe gets its answer while every thread is busy, and
+  /readyz counts the requests waiting in the thread pool's queue as they are at that moment (queued
+  behind them, it would only run once they had drained, and then always say "ready").
 """
 
 from __future__ import annotations
@@ -43,8 +46,9 @@ from .config import ServeConfig
 
 log = logging.getLogger("nasfer.service")
 
-#: Path answered on the I/O loop (liveness); everything else goes to the thread pool.
-LIVENESS_PATH = "/healthz"
+#: Paths answered on the I/O loop (liveness, readiness); everything else goes to the thread pool.
+#: Their handlers must never block: they run on the thread that reads every connection.
+PROBE_PATHS = frozenset({"/healthz", "/readyz"})
 #: Most bytes of an oversize body read and discarded before its 413 is sent.
 DRAIN_LIMIT = 64 * 1024 * 1024
 #: After the server closes a connection it lingers this long (and at most LINGER_BYTES) reading
@@ -197,17 +201,17 @@ class Channel(HTTPChannel):
 
 
 class Server(TcpWSGIServer):
-    """A listening socket: whole requests to the thread pool, liveness to the I/O loop."""
+    """A listening socket: whole requests to the thread pool, probes to the I/O loop."""
 
     channel_class = Channel
     serve_config: ServeConfig
-    liveness: collections.deque
+    probes: collections.deque
 
     def add_task(self, task: Any) -> None:
         request = task.requests[0] if task.requests else None
         if (request is not None and request.error is None and request.command in ("GET", "HEAD")
-                and request.path == LIVENESS_PATH):
-            self.liveness.append(task)  # answered by Serving.poll on the loop thread
+                and request.path in PROBE_PATHS):
+            self.probes.append(task)  # answered by Serving.poll on the loop thread
             self.pull_trigger()
         else:
             super().add_task(task)
@@ -232,10 +236,11 @@ class Serving:
         self.map: dict = {}
         self.dispatcher = ThreadedTaskDispatcher()
         self.dispatcher.set_thread_count(self.adj.threads)
-        self.liveness: collections.deque = collections.deque()
+        self.probes: collections.deque = collections.deque()
         dispatcher = self.dispatcher
 
         def wsgi(environ: dict, start_response: Callable):
+            # Requests waiting for a thread now (for /readyz, which runs on the loop: not among them).
             environ["nasfer.queued_requests"] = len(dispatcher.queue)
             return app(environ, start_response)
 
@@ -244,20 +249,20 @@ class Serving:
             server = Server(wsgi, map=self.map, _sock=sock, dispatcher=self.dispatcher, adj=self.adj,
                             bind_socket=False, sockinfo=(sock.family, sock.type, sock.proto, sock.getsockname()))
             server.serve_config = cfg
-            server.liveness = self.liveness
+            server.probes = self.probes
             self.servers.append(server)
 
     def poll(self, timeout: float) -> None:
-        """One turn of the I/O loop, then the liveness requests it completed."""
+        """One turn of the I/O loop, then the probe requests it completed."""
         wasyncore.loop(timeout=timeout, map=self.map, use_poll=True, count=1)
-        while self.liveness:
-            channel = self.liveness.popleft()
+        while self.probes:
+            channel = self.probes.popleft()
             if channel.requests:
                 channel.service()
 
     def busy(self) -> bool:
         """Requests in the thread pool, or connections with a request (partly) read or an answer unsent."""
-        return bool(self.dispatcher.active_count or self.dispatcher.queue or self.liveness
+        return bool(self.dispatcher.active_count or self.dispatcher.queue or self.probes
                     or any(ch.requests or ch.request is not None or ch.total_outbufs_len
                            for s in self.servers for ch in list(s.active_channels.values())
                            if ch.linger_until is None))
