@@ -146,3 +146,16 @@ def test_bad_arguments_are_refused_before_any_work(tmp_path, capsys):
         assert proxy_calibration.main(argv + ["--work-dir", str(tmp_path / "w")]) == 2
         assert says in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
+
+
+def test_the_search_is_rewarded_at_the_proxy_the_committed_calibration_chose():
+    """Issue 11: the search uses the cheapest proxy with Kendall tau >= 0.6 against full training, and every
+    higher rung is a calibrated fidelity that ranks at least as well."""
+    from nasfer.nas.config import SearchConfig
+
+    result = json.loads((Path(__file__).resolve().parents[1] / "benchmarks/results/proxy_calibration.json").read_text())
+    assert result["complete"] is True and len(result["models"]) >= 15
+    rungs = SearchConfig().rungs
+    assert rungs[0] == result["cheapest_proxy_with_tau_0_6"]
+    taus = [result["proxies"][r]["kendall_tau"] for r in rungs]
+    assert taus[0] >= 0.6 and all(later >= taus[0] for later in taus[1:])
