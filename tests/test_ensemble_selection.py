@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+from fixtures_config import assert_validation
 
 from nasfer.selection import greedy_selection, validation_score
 
@@ -263,8 +264,4 @@ def test_config_validation(kwargs, message):
 
     kwargs = {"checkpoints": ["a.pt", "b.pt"], **kwargs}
     cfg = EnsembleConfig(**kwargs)
-    if message is None:
-        assert cfg.validate() is cfg
-    else:
-        with pytest.raises(ValueError, match=re.escape(message)):
-            cfg.validate()
+    assert_validation(cfg, message)

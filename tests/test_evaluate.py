@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fixtures_config import assert_validation
 from fixtures_data import write_class_tree
 from fixtures_evaluate import run_cli, save_tiny_checkpoint
 from nasfer.cli import main
@@ -352,11 +353,7 @@ def test_config_validation(kwargs, message):
     from nasfer.evaluate import EvalConfig
 
     cfg = EvalConfig(**kwargs)
-    if message is None:
-        assert cfg.validate() is cfg
-    else:
-        with pytest.raises(ValueError, match=re.escape(message)):
-            cfg.validate()
+    assert_validation(cfg, message)
 
 
 def test_impossible_threads_are_one_line_for_a_checkpoint(capsys, folder, checkpoint):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -11,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from fixtures_config import assert_validation
 
 from nasfer.cli import main
 from nasfer.errors import ModelError
@@ -198,11 +199,7 @@ def test_config_validation(kwargs, message):
     from nasfer.export import ExportConfig
 
     cfg = ExportConfig(**kwargs)
-    if message is None:
-        assert cfg.validate() is cfg
-    else:
-        with pytest.raises(ValueError, match=re.escape(message)):
-            cfg.validate()
+    assert_validation(cfg, message)
 
 
 def test_impossible_opset_is_one_line(tiny_checkpoint, tmp_path, capsys):

@@ -6,12 +6,13 @@ import functools
 import hashlib
 import http.server
 import json
-import re
 import shutil
 import threading
 from pathlib import Path
 
 import pytest
+
+from fixtures_config import assert_validation
 
 from nasfer.cli import main
 from nasfer.runtime.faces import YUNET_FILENAME
@@ -130,11 +131,7 @@ def test_config_validation(kwargs, message):
     from nasfer.commands.models import FetchConfig
 
     cfg = FetchConfig(**kwargs)
-    if message is None:
-        assert cfg.validate() is cfg
-    else:
-        with pytest.raises(ValueError, match=re.escape(message)):
-            cfg.validate()
+    assert_validation(cfg, message)
 
 
 def test_impossible_timeout_is_one_line_before_any_download(cache, capsys):

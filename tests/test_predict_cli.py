@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import re
 import json
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 
 from fixtures_data import pattern_image, png_bytes
+from fixtures_config import assert_validation
 from nasfer.cli import main
 from nasfer.labels import EMOTIONS
 
@@ -231,11 +231,7 @@ def test_config_validation(kwargs, message):
     from nasfer.commands.predict import PredictConfig
 
     cfg = PredictConfig(**kwargs)
-    if message is None:
-        assert cfg.validate() is cfg
-    else:
-        with pytest.raises(ValueError, match=re.escape(message)):
-            cfg.validate()
+    assert_validation(cfg, message)
 
 
 @pytest.mark.parametrize("argv, message", [(["--threads", "-1"], "--threads must be 0..1024 (0: all cores), got -1"),

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import csv
-import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from fixtures_config import assert_validation
 
 from nasfer.runtime.api import EmotionRecognizer
 from nasfer.cli import main
@@ -109,11 +110,7 @@ def test_video_errors_are_one_line(argv, message, clip, tiny_onnx, capsys):
 ])
 def test_config_validation(kwargs, message):
     cfg = VideoConfig(**kwargs)
-    if message is None:
-        assert cfg.validate() is cfg
-    else:
-        with pytest.raises(ValueError, match=re.escape(message)):
-            cfg.validate()
+    assert_validation(cfg, message)
 
 
 def test_a_file_that_is_not_a_video(tmp_path, tiny_onnx, capsys):
