@@ -166,7 +166,12 @@ def _check_onnx(path: str | os.PathLike) -> int:
 
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto)
-    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), OPSET)
+    return default_opset(proto) or OPSET
+
+
+def default_opset(proto: Any) -> int | None:
+    """The opset an onnx.ModelProto imports for the default ONNX domain ("" or "ai.onnx"); None if it imports none."""
+    return next((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
 def parity_inputs(preprocessing: Preprocessing, images: np.ndarray | None = None, seed: int = 0,

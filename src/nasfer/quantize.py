@@ -48,11 +48,14 @@ def graph_opset(path: str | os.PathLike) -> int:
     """The default-domain ONNX opset the graph at `path` imports. ModelError for a file ONNX cannot parse."""
     import onnx
 
+    from .export import default_opset
+
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError and friends: not an ONNX model
         raise ModelError(f"{path}: not an ONNX model ({type(exc).__name__})") from None
-    return next((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
+    return default_opset(proto) or 1  # none imported: the oldest, so the check refuses it
+
 
 def calibration_batches(images: np.ndarray, preprocessing: Preprocessing, input_name: str = "input",
                         batch_size: int = 32) -> Iterator[dict[str, np.ndarray]]:

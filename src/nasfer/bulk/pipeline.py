@@ -71,10 +71,11 @@ def records(sources: list[Source], cfg: Any, bulk: BulkConfig, files: ModelFiles
 def _check_local_outputs(cfg: Any, bulk: BulkConfig, sources: list[Source]) -> None:
     """ValueError before any work when --csv or a local --out names a local input or each other (the local
     backend's rule, `nasfer.runtime.outputs.check_outputs`; URIs are not compared)."""
+    from ..commands.predict import planned_outputs
     from ..runtime.outputs import check_outputs
     from .sources import is_uri
 
-    outputs = [(f"--csv {cfg.csv}", cfg.csv)] if cfg.csv and cfg.csv != "-" else []
+    outputs = planned_outputs([], cfg)  # --csv (this backend refuses --annotate)
     outputs += [(f"--out {bulk.out}", bulk.out)] if bulk.out and not is_uri(bulk.out) else []
     if outputs:
         check_outputs(outputs, [s.location for s in sources if not s.filesystem and not s.missing])
