@@ -206,6 +206,7 @@ class Server(TcpWSGIServer):
     channel_class = Channel
     serve_config: ServeConfig
     probes: collections.deque
+    expired: collections.deque
 
     def add_task(self, task: Any) -> None:
         request = task.requests[0] if task.requests else None
@@ -217,11 +218,19 @@ class Server(TcpWSGIServer):
             super().add_task(task)
 
     def maintenance(self, now: float) -> None:
-        super().maintenance(now)  # closes idle connections (channel_timeout)
+        """Mark idle connections, time out slow requests, and queue finished lingers for closing.
+
+        Runs inside wasyncore's poll-set construction (from `readable`), so it must not close a
+        socket itself: the freed fd could be handed by `accept` to a new connection in the same loop
+        turn, and the stale poll result for the old socket (POLLNVAL) would then close the new one
+        before its request was answered. `Serving.poll` closes the queued channels after the turn.
+        """
+        super().maintenance(now)  # marks idle connections (channel_timeout) will_close
         deadline = time.monotonic() - self.serve_config.read_timeout
         for channel in list(self.active_channels.values()):
-            if channel.linger_until is not None and time.monotonic() > channel.linger_until:
-                HTTPChannel.handle_close(channel)
+            if channel.linger_until is not None:
+                if time.monotonic() > channel.linger_until:
+                    self.expired.append(channel)
                 continue
             started = getattr(channel, "request_started", None)
             if started is not None and started < deadline:
@@ -237,6 +246,7 @@ class Serving:
         self.dispatcher = ThreadedTaskDispatcher()
         self.dispatcher.set_thread_count(self.adj.threads)
         self.probes: collections.deque = collections.deque()
+        self.expired: collections.deque = collections.deque()  # lingering channels whose time is up
         dispatcher = self.dispatcher
 
         def wsgi(environ: dict, start_response: Callable):
@@ -250,15 +260,20 @@ class Serving:
                             bind_socket=False, sockinfo=(sock.family, sock.type, sock.proto, sock.getsockname()))
             server.serve_config = cfg
             server.probes = self.probes
+            server.expired = self.expired
             self.servers.append(server)
 
     def poll(self, timeout: float) -> None:
-        """One turn of the I/O loop, then the probe requests it completed."""
+        """One turn of the I/O loop, then the probe requests it completed and the lingers it ended."""
         wasyncore.loop(timeout=timeout, map=self.map, use_poll=True, count=1)
         while self.probes:
             channel = self.probes.popleft()
             if channel.requests:
                 channel.service()
+        while self.expired:
+            channel = self.expired.popleft()
+            if self.map.get(channel._fileno) is channel:  # not closed meanwhile (EOF while lingering)
+                HTTPChannel.handle_close(channel)
 
     def busy(self) -> bool:
         """Requests in the thread pool, or connections with a request (partly) read or an answer unsent."""
