@@ -49,7 +49,7 @@ it('asks for the service address first, checks the connection and shows the mode
   fireEvent.changeText(screen.getByLabelText('Service address'), ' 192.168.1.20:8000/ ');
   fireEvent.press(screen.getByRole('button', { name: 'Save and check connection' }));
 
-  expect(await screen.findByText('Model: nasfer-vgg32x2-tta')).toBeOnTheScreen();
+  expect(await screen.findByText('Model: nasfer-vgg32x2-long-tta')).toBeOnTheScreen();
   expect(screen.getByText('Labels: angry, disgust, fear, happy, sad, surprise, neutral')).toBeOnTheScreen();
   expect(globalThis.fetch).toHaveBeenCalledWith(`${SERVICE}/healthz`, expect.anything());
   expect(JSON.parse((await AsyncStorage.getItem(SETTINGS_KEY))!)).toEqual({ serviceUrl: SERVICE });
@@ -84,8 +84,8 @@ it('sends a photo from the gallery, shows the boxed result, and keeps it in the 
   expect(await screen.findByText('1 face: happy')).toBeOnTheScreen();
   expect(globalThis.fetch).toHaveBeenCalledWith(`${SERVICE}/v1/emotions`, expect.objectContaining({ method: 'POST' }));
   layoutPhoto();
-  expect(screen.getByText('1 happy 90%')).toBeOnTheScreen();
-  expect(screen.getByLabelText('happy 90 percent')).toBeOnTheScreen();
+  expect(screen.getByText('1 happy 91%')).toBeOnTheScreen();
+  expect(screen.getByLabelText('happy 91 percent')).toBeOnTheScreen();
 
   fireEvent.press(screen.getByRole('tab', { name: 'History' }));
   const item = await screen.findByRole('button', { name: /^1 face: happy, / });

@@ -129,7 +129,7 @@ describe('checkConnection', () => {
     const fetchImpl = fakeFetch({ 'GET /healthz': recorded.healthz, 'GET /v1/model': recorded.model });
     const card = await checkConnection(config(fetchImpl));
     expect(fetchImpl.mock.calls.map(([url]) => url)).toEqual([`${BASE}/healthz`, `${BASE}/v1/model`]);
-    expect(card.name).toBe('nasfer-vgg32x2-tta');
+    expect(card.name).toBe('nasfer-vgg32x2-long-tta');
     expect(card.labels).toHaveLength(7);
   });
 
