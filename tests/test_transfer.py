@@ -71,6 +71,30 @@ def test_finetuning_a_new_label_set_learns_it_with_a_new_head(finetuned):
     assert config["train"]["init_from"] and config["labels"] == list(NEW_LABELS)
 
 
+def test_finetuning_keeps_the_starting_weights_when_no_epoch_beats_them(pretrained, tmp_path, monkeypatch):
+    """Regression: best.pt was the best *epoch*, so fine-tuning that only made a model worse on validation
+    (a strong model on a few hundred faces of its own domain) returned the worse model."""
+    data = tmp_path / "data"
+    write_class_tree(data, per_class=12, seed=9)  # the pretrained task's labels: the head is kept
+    original = Trainer.train_epoch
+
+    def ruin(self, epoch):  # an epoch that leaves the network at chance
+        result = original(self, epoch)
+        with torch.no_grad():
+            for p in self.model.parameters():
+                p.zero_()
+        return result
+
+    monkeypatch.setattr(Trainer, "train_epoch", ruin)
+    run = fit(tiny_cfg(tmp_path / "run", init_from=str(pretrained), epochs=2), DataConfig(data=str(data)),
+              progress=False)
+    best, start = load_checkpoint(run / "best.pt"), load_checkpoint(pretrained)
+    assert best["epoch"] == -1 and best["history"] == []  # best_epoch 0 in a card: the starting weights
+    assert all(torch.equal(v, start["state_dict"][k]) for k, v in best["state_dict"].items())
+    history = json.loads((run / "history.json").read_text())
+    assert len(history) == 2 and best["metrics"]["val_accuracy"] > max(h["val_acc"] for h in history)
+
+
 def test_frozen_backbone_is_really_frozen_then_released(pretrained, new_labels_folder, tmp_path):
     cfg = tiny_cfg(tmp_path / "run", init_from=str(pretrained), label_set="folders", freeze_epochs=1, epochs=2,
                    backbone_lr_mult=0.1)
@@ -95,13 +119,12 @@ def test_finetuning_resumes_exactly_across_the_unfreeze(pretrained, new_labels_f
     data_cfg = DataConfig(data=str(new_labels_folder))
     kw = dict(init_from=str(pretrained), label_set="folders", freeze_epochs=1, epochs=3, rotation=5.0, mixup=0.2)
     fit(tiny_cfg(tmp_path / "straight", **kw), data_cfg, progress=False)
-    original, calls = Trainer.validate, {"n": 0}
+    original = Trainer.validate
 
-    def interrupt_in_second_epoch(self):
-        calls["n"] += 1
-        if calls["n"] == 2:
+    def interrupt_in_second_epoch(self, model=None):
+        if len(self.history) == 1:  # the first epoch is recorded: stop in the second
             raise KeyboardInterrupt
-        return original(self)
+        return original(self, model)
 
     monkeypatch.setattr(Trainer, "validate", interrupt_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):

@@ -99,7 +99,8 @@ def train_command(config: dict[str, Any]) -> Optional[str]:
 def epochs_info(ckpt: dict[str, Any], run_dir: Path | None = None) -> dict[str, Any]:
     """How long a checkpoint's run trained: best_epoch, scheduled_epochs, epochs_completed, completed.
 
-    best_epoch: the epoch (1-based) whose weights the checkpoint holds; scheduled_epochs: the run's
+    best_epoch: the epoch (1-based) whose weights the checkpoint holds (0: a fine-tuning run's starting
+    weights, which no epoch beat on validation); scheduled_epochs: the run's
     --epochs; epochs_completed: epochs the run finished, from `history.json` in the run directory (a
     best.pt's own history stops at its best epoch, so it cannot say), None where that file is absent;
     completed: epochs_completed == scheduled_epochs, None when unknown.

@@ -195,6 +195,8 @@ class Trainer:
         state = f"resuming after epoch {self.start_epoch}" if self.start_epoch else "new run"
         self.log(f"run directory {self.out} ({state}); checkpoints every epoch: if this run is interrupted, "
                  f"the same command continues it")
+        if self.start_epoch == 0 and self.start.transfer:
+            self.score_starting_point()
         for epoch in range(self.start_epoch, self.cfg.epochs):
             started = time.perf_counter()
             train_loss, train_acc = self.train_epoch(epoch)
@@ -224,6 +226,16 @@ class Trainer:
         if main and len(self.test_y):
             self.write_test_report()
         return self.out
+
+    def score_starting_point(self) -> None:
+        """Fine-tuning: the --init-from weights as loaded are best.pt's first candidate (epoch 0), so a run
+        whose epochs all score lower on validation ends where it started instead of somewhere worse."""
+        val_loss, val_acc = self.validate()
+        self.best_val = val_acc
+        if self.ctx.is_main:
+            save_checkpoint(self.out / "best.pt", self.checkpoint(-1, val_acc))
+        self.log(f"starting point (the --init-from weights): val loss {val_loss:.3f} acc {val_acc:.3f}; "
+                 f"best.pt holds it until an epoch scores higher")
 
     # -- files (rank 0)
     def write_run_files(self) -> None:
