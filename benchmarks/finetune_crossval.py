@@ -15,8 +15,9 @@ command and the code revision. `--code SRC --rev REV` runs another checkout's `n
 before a change: `git archive REV src | tar -x -C /tmp/before`). `--summarize-only` re-reads an existing
 run directory (an interrupted crossval keeps its finished folds; the JSON then says how many there are).
 `zeroshot --run-dir RUN` scores the starting point itself (default.pt, not fine-tuned) on the same folds.
-`compare A B` writes `finetune_crossval_compare.json`: both summaries and the paired per-fold differences
-B - A over the folds both finished (the folds are the same: seeded by subject, independent of the code).
+`compare A B [--out NAME.json]` writes `finetune_crossval_compare.json` (or NAME.json): both summaries and the
+paired per-fold differences B - A over the folds both finished (A or B may be a zero-shot result; the folds
+are the same: seeded by subject, independent of the code).
 """
 
 from __future__ import annotations
@@ -101,11 +102,12 @@ def compare(args: argparse.Namespace) -> int:
         d = [fb[f][key] - fa[f][key] for f in common]
         paired[key] = {args.a: stats([fa[f][key] for f in common]), args.b: stats([fb[f][key] for f in common]),
                        "difference": stats(d)}
-    write_result({"benchmark": "finetune_crossval_compare", "command": f"python benchmarks/finetune_crossval.py "
-                  f"compare {args.a} {args.b}", "folds_compared": common, "paired": paired,
-                  args.a: {k: a[k] for k in ("command", "code_revision", "folds_finished", "accuracy", "macro_f1")},
-                  args.b: {k: b[k] for k in ("command", "code_revision", "folds_finished", "accuracy", "macro_f1")}},
-                 RESULTS / "finetune_crossval_compare.json")
+    command = f"python benchmarks/finetune_crossval.py compare {args.a} {args.b}" + (f" --out {args.out}" if args.out else "")
+    write_result({"benchmark": "finetune_crossval_compare", "command": command, "folds_compared": common, "paired": paired,
+                  # a zero-shot result has no code revision of its own: None there
+                  args.a: {k: a.get(k) for k in ("command", "code_revision", "folds_finished", "accuracy", "macro_f1")},
+                  args.b: {k: b.get(k) for k in ("command", "code_revision", "folds_finished", "accuracy", "macro_f1")}},
+                 RESULTS / (args.out or "finetune_crossval_compare.json"))
     return 0
 
 
@@ -156,6 +158,7 @@ def main() -> int:
     c = sub.add_parser("compare")
     c.add_argument("a")
     c.add_argument("b")
+    c.add_argument("--out", default=None, help="file name in benchmarks/results (default: finetune_crossval_compare.json)")
     z = sub.add_parser("zeroshot")
     z.add_argument("--data", required=True)
     z.add_argument("--run-dir", required=True, help="a crossval run directory (its folds' splits.json)")

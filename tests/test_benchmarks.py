@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import accuracy_vs_fer  # noqa: E402
 import fer_row  # noqa: E402
+import finetune_crossval  # noqa: E402
 import inference_speed  # noqa: E402
 import model_table  # noqa: E402
 import pareto  # noqa: E402
@@ -131,3 +132,21 @@ def test_fer_accuracy_is_taken_from_the_stored_accuracy_vs_fer_result():
         fer_row.fer_accuracy(stored, "PrivateTest", 0)
     with pytest.raises(ValueError, match="offsets 7"):
         fer_row.fer_accuracy(stored, "PublicTest", 7)
+
+
+def test_finetune_compare_pairs_a_zero_shot_result_with_a_run_by_fold(tmp_path, monkeypatch):
+    """Regression: `compare` read `code_revision` from both files, which a zero-shot result has not (KeyError)."""
+    def result(accuracies, **extra):
+        folds = [{"fold": i + 1, "accuracy": a, "macro_f1": a / 2} for i, a in enumerate(accuracies)]
+        return {"command": "cmd", "folds_finished": len(folds), "accuracy": {}, "macro_f1": {}, "per_fold": folds,
+                **extra}
+
+    (tmp_path / "finetune_crossval_zs.json").write_text(json.dumps(result([0.7, 0.8, 0.9])))
+    (tmp_path / "finetune_crossval_ft.json").write_text(json.dumps(result([0.6, 0.9], code_revision="abc")))
+    monkeypatch.setattr(finetune_crossval, "RESULTS", tmp_path)
+    args = type("Args", (), {"a": "zs", "b": "ft", "out": "pair.json"})()
+    assert finetune_crossval.compare(args) == 0
+    out = json.loads((tmp_path / "pair.json").read_text())
+    assert out["folds_compared"] == [1, 2] and out["zs"]["code_revision"] is None and out["ft"]["code_revision"] == "abc"
+    assert out["paired"]["accuracy"]["difference"]["per_fold"] == [-0.1, 0.1]
+    assert out["command"].endswith("compare zs ft --out pair.json")
