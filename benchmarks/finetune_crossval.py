@@ -44,6 +44,19 @@ def stats(values: list[float]) -> dict:
             "per_fold": [round(float(v), 4) for v in arr]}
 
 
+def best_checkpoint(fold_dir: Path, history: list[dict]) -> tuple[float, int]:
+    """(validation accuracy, best_epoch) of the fold's best.pt: an epoch's, or 0 for the starting weights, which
+    a fine-tuning run keeps when no epoch beats them (so the history alone cannot say)."""
+    best = fold_dir / "best.pt"
+    if not best.is_file():
+        i = max(range(len(history)), key=lambda k: history[k]["val_acc"])
+        return history[i]["val_acc"], i + 1
+    import torch
+
+    ckpt = torch.load(best, map_location="cpu", weights_only=False)
+    return float(ckpt["metrics"]["val_accuracy"]), int(ckpt["epoch"]) + 1
+
+
 def summarize(run_dir: Path) -> dict:
     """Per-fold figures from the fold directories that finished (fold-NN/test.json)."""
     folds = []
@@ -54,10 +67,11 @@ def summarize(run_dir: Path) -> dict:
         report = json.loads(test.read_text())
         train = json.loads((fold_dir / "config.json").read_text())["train"]
         history = json.loads((fold_dir / "history.json").read_text())
+        best_val, best_epoch = best_checkpoint(fold_dir, history)
         folds.append({"fold": int(fold_dir.name.split("-")[1]), "n_test": report["n"],
                       "accuracy": round(report["accuracy"], 4), "macro_f1": round(report["macro_f1"], 4),
                       "epochs": train["epochs"], "batch_size": train["batch_size"], "lr": train["lr"],
-                      "best_val_accuracy": round(max(h["val_acc"] for h in history), 4),
+                      "best_val_accuracy": round(best_val, 4), "best_epoch": best_epoch,
                       "seconds": round(sum(h["seconds"] for h in history), 1)})
     return {"folds_finished": len(folds), "accuracy": stats([f["accuracy"] for f in folds]),
             "macro_f1": stats([f["macro_f1"] for f in folds]), "per_fold": folds}

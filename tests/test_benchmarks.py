@@ -150,3 +150,21 @@ def test_finetune_compare_pairs_a_zero_shot_result_with_a_run_by_fold(tmp_path, 
     assert out["folds_compared"] == [1, 2] and out["zs"]["code_revision"] is None and out["ft"]["code_revision"] == "abc"
     assert out["paired"]["accuracy"]["difference"]["per_fold"] == [-0.1, 0.1]
     assert out["command"].endswith("compare zs ft --out pair.json")
+
+
+def test_finetune_summary_reads_best_pt_so_kept_starting_weights_show(tmp_path):
+    """A fold whose fine-tuning kept the starting weights: best_epoch 0 and their validation score, not the
+    best epoch's from history.json (which never holds the starting point)."""
+    import torch
+
+    fold = tmp_path / "fold-01"
+    fold.mkdir()
+    (fold / "test.json").write_text(json.dumps({"n": 10, "accuracy": 0.8, "macro_f1": 0.7}))
+    (fold / "config.json").write_text(json.dumps({"train": {"epochs": 2, "batch_size": 32, "lr": 1e-3}}))
+    (fold / "history.json").write_text(json.dumps([{"val_acc": 0.5, "seconds": 1.0}, {"val_acc": 0.6, "seconds": 1.0}]))
+    torch.save({"epoch": -1, "metrics": {"val_accuracy": 0.75, "best_val_accuracy": 0.75}}, fold / "best.pt")
+    (row,) = finetune_crossval.summarize(tmp_path)["per_fold"]
+    assert row["best_epoch"] == 0 and row["best_val_accuracy"] == 0.75
+    (fold / "best.pt").unlink()
+    (row,) = finetune_crossval.summarize(tmp_path)["per_fold"]
+    assert row["best_epoch"] == 2 and row["best_val_accuracy"] == 0.6
