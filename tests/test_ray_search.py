@@ -161,3 +161,42 @@ def test_a_child_is_not_started_after_the_budgets_end(faces):
     assert ended.evaluate(spec, 0, []) is None
     running = ChildProblem(cfg, evaluate_fn=lambda spec, fidelity: 0.5, deadline=time.time() + 60)
     assert running.evaluate(spec, 0, [])["score"] == 0.5
+
+
+class CutProblem:
+    """Every child's first rung ends with the search's budget: evaluate says None, nothing is reported."""
+
+    n_rungs = 2
+    eta = 2
+
+    def evaluate(self, spec, rung, done):
+        return None
+
+
+def test_a_trial_cut_before_its_first_result_does_not_fail_the_search(tmp_path, local_ray):
+    """Regression: Tune refused the final result of a trial that returned without reporting (it lacks the
+    scheduler's metric), so a child cut by the budget's end failed the whole search (TuneError)."""
+    from ray.tune.search import Searcher
+
+    from nasfer.nas.ray_tune import run_tune
+
+    local_ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # CutProblem travels to the trial
+    marker = tmp_path / "finished"
+
+    class OneChild(Searcher):
+        def __init__(self):
+            super().__init__(metric="reward", mode="max")
+            self.proposed = False
+
+        def suggest(self, trial_id):
+            if self.proposed:
+                return Searcher.FINISHED
+            self.proposed = True
+            return {"spec": {"stages": [1, 2]}, "child": 0}
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            marker.write_text("done")
+
+    outcome = run_tune(CutProblem(), OneChild, tmp_path / "search", finished_marker=marker)
+    assert outcome.errors == 0 and outcome.trials == 1 and outcome.finished, outcome.first_error
+    assert "TUNE_DISABLE_STRICT_METRIC_CHECKING" not in __import__("os").environ  # the switch is not left on

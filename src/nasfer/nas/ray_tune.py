@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import tempfile
 from contextlib import contextmanager
@@ -104,6 +105,24 @@ def sigterm_as_sigint() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def trials_may_end_without_a_result() -> Iterator[None]:
+    """A child cut by the search's budget returns without reporting (its rung is not counted), and Tune
+    then refuses the trial's final result for lacking the scheduler's metric (a ValueError that fails the
+    whole search). Tune's documented switch, TUNE_DISABLE_STRICT_METRIC_CHECKING, allows that, for the
+    driver while the experiment runs; the previous value is restored after."""
+    name = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
+    previous = os.environ.get(name)
+    os.environ[name] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+
+
 def experiment_path(out: str | Path) -> Path:
     return Path(out).resolve() / EXPERIMENT
 
@@ -139,7 +158,7 @@ def run_tune(problem: Problem, make_searcher: Callable[[], Any], out: str | Path
                 name=EXPERIMENT, storage_path=str(path.parent), verbose=verbose,
                 failure_config=tune.FailureConfig(max_failures=1),  # a lost node's trial is retried once
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=None)))  # small JSON files
-    with sigterm_as_sigint():
+    with sigterm_as_sigint(), trials_may_end_without_a_result():
         grid = tuner.fit()
     ended = grid.num_terminated + grid.num_errors
     first = next((str(e).strip().splitlines()[-1] for e in grid.errors if str(e).strip()), "")
