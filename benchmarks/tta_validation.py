@@ -12,6 +12,7 @@ do (`nasfer.tta.tta_plan`). Usage:
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def main() -> None:
             print(f"{model.name:24s} {label:9s} val accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}")
         rows.append(row)
     write_result({"benchmark": "tta_validation", "data": Path(args.data).name, "models": rows,
-                  "command": "python benchmarks/tta_validation.py " + " ".join(args.models)}, args.out)
+                  "command": "python benchmarks/tta_validation.py " + " ".join(sys.argv[1:])}, args.out)
 
 
 if __name__ == "__main__":
