@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -200,4 +201,4 @@ def test_a_trial_cut_before_its_first_result_does_not_fail_the_search(tmp_path, 
 
     outcome = run_tune(CutProblem(), OneChild, tmp_path / "search", finished_marker=marker)
     assert outcome.errors == 0 and outcome.trials == 1 and outcome.finished, outcome.first_error
-    assert "TUNE_DISABLE_STRICT_METRIC_CHECKING" not in __import__("os").environ  # the switch is not left on
+    assert "TUNE_DISABLE_STRICT_METRIC_CHECKING" not in os.environ  # the switch is not left on
