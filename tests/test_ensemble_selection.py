@@ -130,6 +130,7 @@ def test_nasfer_ensemble_selects_on_validation_and_records_it(learnable_folder, 
     monkeypatch.setattr(nasfer.selection, "greedy_selection", real)
     info = training_info(ckpt)
     assert info["selection"]["validation_split"] == "a/splits.json"
+    assert "selection" not in info["config"]  # recorded once in the card (it was under config too)
     assert "--select greedy" in info["commands"][-1] and "a/best.pt b/best.pt c/best.pt" in info["commands"][-1]
     assert "--split-file a/splits.json" in info["commands"][-1] and info["commands"][-1].endswith("--out ens.pt")
 

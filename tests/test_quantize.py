@@ -153,6 +153,9 @@ def test_quantization_uses_the_split_the_model_held_out():
     other = {"training": {"config": {"members": members, "selection": {"validation_split": "c/splits.json"}}}}
     with pytest.raises(ValueError, match="c/splits.json"):
         check_held_out_split(other, None, 0, 0.1)
+    now = {"training": {"config": {"members": members}, "selection": {"validation_split": "c/splits.json"}}}
+    with pytest.raises(ValueError, match="c/splits.json"):  # today's cards hold the selection under training
+        check_held_out_split(now, None, 0, 0.1)
     check_held_out_split({"name": "old card"}, None, 0, 0.1)  # cards that do not say are not checked
 
 

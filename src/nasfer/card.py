@@ -161,8 +161,8 @@ def training_info(ckpt: dict[str, Any], run_dir: Path | None = None) -> dict[str
         info["teacher"] = config["distillation"]
     if isinstance(ckpt.get("members_training"), list):
         info["members"] = ckpt["members_training"]
-    if isinstance(config.get("selection"), dict):  # members and weights chosen on validation images
-        info["selection"] = config["selection"]
+    if isinstance(config.get("selection"), dict):  # members and weights chosen on validation images (once)
+        info["selection"] = config.pop("selection")
     for key in ("n_train", "n_val", "skipped", "finetune"):
         if key in ckpt:
             info[key] = _public(ckpt[key]) if isinstance(ckpt[key], dict) else ckpt[key]

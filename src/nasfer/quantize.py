@@ -196,7 +196,8 @@ def check_held_out_split(card: dict, split_file: str | None, seed: int, val_frac
     if not train:
         return
     own = run_relative(Path(str(train["out"])) / "splits.json") if train.get("out") else None
-    selected_on = (config.get("selection") or {}).get("validation_split")
+    selection = (card.get("training") or {}).get("selection") or config.get("selection") or {}  # older cards: config
+    selected_on = selection.get("validation_split")
     needed = train.get("split_file") or (selected_on if selected_on and selected_on != own else None)
     if needed:
         if split_file is None or run_relative(split_file) != run_relative(needed):
