@@ -95,6 +95,30 @@ def test_finetuning_keeps_the_starting_weights_when_no_epoch_beats_them(pretrain
     assert len(history) == 2 and best["metrics"]["val_accuracy"] > max(h["val_acc"] for h in history)
 
 
+def test_a_start_with_new_head_rows_is_not_kept_as_best(pretrained, tmp_path, monkeypatch, capsys):
+    """Regression (user review): a label the checkpoint does not know starts with a random head row, yet the
+    starting weights were kept as best.pt when no epoch beat them, so that label's row was never trained."""
+    data = tmp_path / "data"
+    write_class_tree(data, per_class=12, seed=9, classes=("happy", "sad", "grumpy"))
+    scored = []
+    monkeypatch.setattr(Trainer, "score_starting_point", lambda self: scored.append(True))
+    run = fit(tiny_cfg(tmp_path / "run", init_from=str(pretrained), label_set="folders", epochs=1),
+              DataConfig(data=str(data)), progress=False)
+    best = load_checkpoint(run / "best.pt")
+    assert scored == [] and best["epoch"] == 0 and best["finetune"]["head_rows"]["grumpy"] is None
+    assert best["finetune"]["head_rows"]["happy"] == "happy"
+
+
+def test_the_transfer_summary_counts_the_head_apart_from_the_body(pretrained):
+    """The log said "N tensors loaded, 2 re-initialised" for a head whose rows were all copied."""
+    model = create_model("vgg", num_classes=7, width=8)
+    labels = sorted(EMOTIONS)  # the same labels in another order: a new head, every row copied
+    report = transfer_weights(model, load_checkpoint(pretrained), labels, head_parameter_names("vgg", {"width": 8}))
+    first, *rest = report.summary().splitlines()
+    assert "re-initialised" not in first and "2 head tensors rebuilt" in first and report.fresh_rows == []
+    assert any("rows initialised fresh:   none" in line for line in rest)
+
+
 def test_frozen_backbone_is_really_frozen_then_released(pretrained, new_labels_folder, tmp_path):
     cfg = tiny_cfg(tmp_path / "run", init_from=str(pretrained), label_set="folders", freeze_epochs=1, epochs=2,
                    backbone_lr_mult=0.1)

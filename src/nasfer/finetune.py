@@ -49,9 +49,20 @@ class TransferReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def fresh_rows(self) -> list[str]:
+        """Labels whose head row starts at its random initialisation (the checkpoint had no such label)."""
+        return [] if self.head_kept else [new for new, old in self.head_rows.items() if not old]
+
     def summary(self) -> str:
-        lines = [f"fine-tuning from {self.source}: {len(self.loaded)} tensors loaded, "
-                 f"{len(self.reinitialised)} re-initialised"]
+        in_head = [n for n in self.reinitialised if n.rsplit('.', 1)[0] in self.head]
+        body = [n for n in self.reinitialised if n.rsplit('.', 1)[0] not in self.head]
+        first = f"fine-tuning from {self.source}: {len(self.loaded)} tensors loaded"
+        if in_head:
+            first += f", {len(in_head)} head tensors rebuilt for the labels (rows below)"
+        if body:
+            first += f", {len(body)} re-initialised"
+        lines = [first]
         if self.head_kept:
             lines.append(f"  head {', '.join(self.head)}: kept (same labels: {', '.join(self.labels)})")
         else:
@@ -61,7 +72,6 @@ class TransferReport:
                          f"(checkpoint had {len(self.source_labels)})")
             lines.append(f"    rows from the checkpoint: {', '.join(copied) or 'none'}")
             lines.append(f"    rows initialised fresh:   {', '.join(fresh) or 'none'}")
-        body = [n for n in self.reinitialised if n.rsplit('.', 1)[0] not in self.head]
         if body:
             lines.append(f"  re-initialised outside the head (no matching name/shape): {', '.join(body)}")
         return "\n".join(lines)

@@ -196,7 +196,13 @@ class Trainer:
         self.log(f"run directory {self.out} ({state}); checkpoints every epoch: if this run is interrupted, "
                  f"the same command continues it")
         if self.start_epoch == 0 and self.start.transfer:
-            self.score_starting_point()
+            from .finetune import TransferReport
+
+            fresh = TransferReport(**self.start.transfer).fresh_rows
+            if fresh:  # those rows are random: the start is not a model of these labels, the epochs must decide
+                self.log(f"starting point not a candidate for best.pt: the head rows of {', '.join(fresh)} are new")
+            else:
+                self.score_starting_point()
         for epoch in range(self.start_epoch, self.cfg.epochs):
             started = time.perf_counter()
             train_loss, train_acc = self.train_epoch(epoch)
@@ -229,7 +235,10 @@ class Trainer:
 
     def score_starting_point(self) -> None:
         """Fine-tuning: the --init-from weights as loaded are best.pt's first candidate (epoch 0), so a run
-        whose epochs all score lower on validation ends where it started instead of somewhere worse."""
+        whose epochs all score lower on validation ends where it started instead of somewhere worse.
+
+        Only when every head row came from the checkpoint: with a label it did not know, the start has a
+        random row and is no model of the run's labels (an epoch that ties it must still win)."""
         val_loss, val_acc = self.validate()
         self.best_val = val_acc
         if self.ctx.is_main:
