@@ -147,9 +147,15 @@ def test_quantization_uses_the_split_the_model_held_out():
     check_held_out_split(own, None, 0, 0.1)  # selected on the first member's own split: its seed draw
     check_held_out_split(own, "/home/me/runs/a/splits.json", 0, 0.1)
     odd = {"training": {"config": {"train": {"out": "runs/d", "test_fraction": 0.2}}}}
-    with pytest.raises(ValueError, match=r"--test-fraction or --limit: pass its splits.json as --split-file \(d/splits"):
+    with pytest.raises(ValueError, match=r"--test-fraction, --limit or --label-set: pass its splits.json as --split-file \(d/splits"):
         check_held_out_split(odd, None, 0, 0.1)
     check_held_out_split(odd, "runs/d/splits.json", 0, 0.1)
+    # user review: a --label-set folders run stratified its draw on other label indices; redrawn, 10 of 28
+    # "validation" images had been training images
+    folders = {"training": {"config": {"train": {"out": "runs/e", "label_set": "folders"}}}}
+    with pytest.raises(ValueError, match=r"--label-set: pass its splits.json as --split-file \(e/splits"):
+        check_held_out_split(folders, None, 0, 0.1)
+    check_held_out_split(folders, "runs/e/splits.json", 0, 0.1)
     other = {"training": {"config": {"members": members, "selection": {"validation_split": "c/splits.json"}}}}
     with pytest.raises(ValueError, match="c/splits.json"):
         check_held_out_split(other, None, 0, 0.1)

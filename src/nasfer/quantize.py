@@ -208,9 +208,10 @@ def check_held_out_split(card: dict, split_file: str | None, seed: int, val_frac
     if split_file:
         return  # the run drew its split; its splits.json (beside its checkpoints) holds exactly that draw
     defaults = TrainConfig()
-    if any(train.get(k, getattr(defaults, k)) != getattr(defaults, k) for k in ("test_fraction", "limit")):
-        raise ValueError("the model's training run drew its split with a non-default --test-fraction or --limit: "
-                         f"pass its splits.json as --split-file ({own or 'RUN/splits.json'})")
+    redraw = ("test_fraction", "limit", "label_set")  # flags this command cannot repeat: the draw would differ
+    if any(train.get(k, getattr(defaults, k)) != getattr(defaults, k) for k in redraw):
+        raise ValueError("the model's training run drew its split with a non-default --test-fraction, --limit or "
+                         f"--label-set: pass its splits.json as --split-file ({own or 'RUN/splits.json'})")
     held = (train.get("seed", defaults.seed), train.get("val_fraction", defaults.val_fraction))
     if (seed, val_fraction) != held:
         raise ValueError(f"the model's training run drew its validation split with --seed {held[0]} --val-fraction "
