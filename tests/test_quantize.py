@@ -30,7 +30,7 @@ def test_int8_from_an_onnx_export_is_static_qdq_with_its_parity_in_the_card(caps
     out = tmp_path / "tiny-int8.onnx"
     code, stdout, _ = quantize(capsys, "--onnx", tiny_onnx, "--calibration-data", kaggle_zip, "--out", out,
                                "--calibration-images", 10, "--max-accuracy-drop", 100)
-    assert code == 0 and "int8" in stdout and "validation" in stdout
+    assert code == 0 and "int8" in stdout and "validation" in stdout and "--split SPLIT" in stdout
     ops = {n.op_type for n in onnx.load(str(out)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # QDQ format, not dynamic (no DynamicQuantizeLinear)
     assert "DynamicQuantizeLinear" not in ops and "MatMulInteger" not in ops and "ConvInteger" not in ops

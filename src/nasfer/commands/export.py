@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
               f"validation accuracy {100 * parity['int8_accuracy']:.2f}% vs {100 * parity['fp32_accuracy']:.2f}% "
               f"fp32 on {parity['n']} validation images (drop {parity['accuracy_drop_points']:.2f} points, allowed "
               f"{parity['max_drop_points']:.2f})")
-        print(f"{result.card_path}: model card (no test score yet: nasfer evaluate --split PublicTest --record)")
+        print(f"{result.card_path}: model card (no test score yet: `nasfer evaluate --data DATA --split SPLIT "
+              f"--model {result.onnx.name} --record` scores it once, on the test split: PublicTest for FER2013)")
         return 0
     if result.max_abs_diff is None:
         print(f"{result.card_path}: metrics {', '.join(result.card['metrics'])} stored")
