@@ -116,6 +116,7 @@ def test_models_list(cache, capsys):
     assert main(["models", "list", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert "resnet18" in info["architectures"] and info["detectors"]["yunet"]["model"] is None
+    assert main(["models"]) == 0 and capsys.readouterr().out == out  # no action: the listing (was a usage error)
 
 
 @pytest.mark.parametrize("kwargs, message", [

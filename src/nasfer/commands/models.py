@@ -6,7 +6,7 @@ streamed to a temporary name beside its destination, its SHA-256 checked, then r
 cache ($XDG_CACHE_HOME/nasfer or ~/.cache/nasfer), where `--detector yunet` finds it.
 
 Examples:
-  nasfer models list
+  nasfer models list          (or just `nasfer models`)
   nasfer models fetch yunet
   nasfer models fetch yunet --url https://mirror.example/face_detection_yunet_2023mar.onnx
 """
@@ -83,7 +83,7 @@ class ListConfig:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")  # none: list
     lister = sub.add_parser("list", help="registered architectures and face detectors")
     config.add_arguments(lister, ListConfig)
     fetch = sub.add_parser("fetch", help="download a detector model into the user cache (SHA-256 checked)")
@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
               f"({DOWNLOADS[cfg.name].about})")
         return 0
     info = listing()
-    if config.from_args(ListConfig, args).json:
+    if args.action == "list" and config.from_args(ListConfig, args).json:  # `nasfer models` alone lists too
         print(json.dumps(info, indent=2))
         return 0
     archs = info["architectures"]
