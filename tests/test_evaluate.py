@@ -120,7 +120,9 @@ def test_split_file_scores_the_validation_images_a_run_held_out(capsys, tmp_path
 
 def test_unknown_split_is_a_clean_error(capsys, folder, checkpoint):
     code, _, err = run_cli(capsys, "--data", folder, "--model", checkpoint, "--split", "PrivateTest")
-    assert code == 2 and "nasfer evaluate: error:" in err and "not found" in err
+    assert code == 2 and "nasfer evaluate: error:" in err and "not found" in err and "--split-file" not in err
+    code, _, err = run_cli(capsys, "--data", folder, "--model", checkpoint, "--split", "val")  # a run's role
+    assert code == 2 and "not found" in err and "add --split-file RUN/splits.json" in err
 
 
 # ---------------------------------------------------------------------------- errors

@@ -268,7 +268,12 @@ def predict_split(cfg: EvalConfig, *, progress: bool = False) -> SplitPrediction
         roles = apply_split_file(read_split_file(cfg.split_file), sample_keys(dataset.sources, str(data_path)),
                                  where=cfg.split_file)
         dataset = replace(dataset, splits=roles)
-    part = dataset.select_split(cfg.split or default_split(dataset.split_names()))
+    try:
+        part = dataset.select_split(cfg.split or default_split(dataset.split_names()))
+    except ValueError as exc:
+        if cfg.split_file or (cfg.split or "").lower() not in ("train", "val", "test"):
+            raise
+        raise ValueError(f"{exc}; a training run's {cfg.split} images: add --split-file RUN/splits.json") from None
     split = "+".join(sorted(set(part.splits.astype(str).tolist())))  # the split's own name(s), e.g. PublicTest
     if cfg.record:  # again with the names the request turned out to cover ('test', 'publictest', 'all', ...)
         check_recordable(model.path, split, cfg.overwrite_record, dataset=str(data_path))
