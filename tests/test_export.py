@@ -13,6 +13,7 @@ import pytest
 
 from fixtures_config import assert_validation
 
+from nasfer.checkpoint import load_checkpoint
 from nasfer.cli import main
 from nasfer.errors import ModelError
 from nasfer.labels import EMOTIONS
@@ -101,12 +102,15 @@ def test_the_python_api_checks_the_config_before_any_work(tiny_checkpoint, tmp_p
     assert list(tmp_path.iterdir()) == []
 
 
-def test_tta_export_averages_the_mirror_image(tiny_checkpoint, tiny_onnx, tmp_path):
+def test_tta_export_averages_the_mirror_image(tiny_checkpoint, tiny_onnx, tmp_path, capsys):
     from nasfer.runtime.engine import Classifier
 
+    assert load_checkpoint(tiny_checkpoint)["config"]["train"]["tta"] is True  # scored with flip TTA
+    assert main(["export", "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "plain.onnx")]) == 0
+    assert "--tta builds the flip into the graph" in capsys.readouterr().out  # user review: said nothing
     out = tmp_path / "tta.onnx"
     assert main(["export", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--tta"]) == 0
-    assert card_of(out)["onnx"]["tta"] is True
+    assert card_of(out)["onnx"]["tta"] is True and "--tta builds" not in capsys.readouterr().out
     crops = np.random.default_rng(0).integers(0, 256, (5, 48, 48), dtype=np.uint8)
     plain = Classifier(tiny_onnx)
     expected = 0.5 * (plain.predict(crops) + plain.predict(crops[:, :, ::-1].copy()))

@@ -72,6 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude: tuple[
         if default not in (None, "", (), [], {}) and tp is not bool and "(default:" not in kwargs["help"]:
             shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
             kwargs["help"] += f" (default: {shown})"
+        elif tp is bool and default is True and "(default:" not in kwargs["help"]:  # on unless --no-FLAG
+            kwargs["help"] += " (default: on)"
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(tp) is Literal:

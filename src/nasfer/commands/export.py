@@ -53,4 +53,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{result.onnx}: {arch['name']}, {arch['params']:,} parameters, {arch['flops'] / 1e6:.1f} M multiply-adds, "
           f"labels {', '.join(result.card['labels'])}; ONNX Runtime matches PyTorch to {result.max_abs_diff:.1e}")
     print(f"{result.card_path}: model card")
+    train = ((result.card.get("training") or {}).get("config") or {}).get("train") or {}
+    if train.get("tta") and not result.card["onnx"].get("tta"):
+        print("note: the run scored validation and test.json with flip TTA; this graph classifies each face once "
+              "(--tta builds the flip into the graph: those scores, at twice the compute)")
     return 0
