@@ -228,10 +228,28 @@ def test_one_colour_or_one_channel_crop_is_one_row_not_h_rows(whole):
     np.testing.assert_allclose(whole.classify(bgr, color="bgr"), whole.classify(bgr[:, :, ::-1].copy()), atol=1e-6)
 
 
+def test_gray_plus_alpha_crop_is_one_gray_crop_not_h_rows(whole):
+    """Before: np.array() of a PIL "LA" image, (48, 48, 2), gave 48 rows of (48, 2) crops."""
+    from PIL import Image
+
+    gray = np.random.default_rng(6).integers(0, 256, (48, 48), dtype=np.uint8)
+    la = np.array(Image.fromarray(gray).convert("LA"))
+    assert la.shape == (48, 48, 2)
+    la[:, :, 1] = np.arange(48, dtype=np.uint8)[None, :]  # the alpha channel is dropped, as for RGBA
+    want = whole.classify(gray)
+    assert whole.classify(la).shape == (1, 7)
+    np.testing.assert_allclose(whole.classify(la), want, atol=1e-6)
+    np.testing.assert_allclose(whole.classify(la / 255.0), want, atol=1e-5)
+    np.testing.assert_allclose(whole.classify(np.stack([la, la])), np.repeat(want, 2, axis=0), atol=1e-6)
+    np.testing.assert_allclose(whole.classify([la, gray]), np.repeat(want, 2, axis=0), atol=1e-6)
+    with pytest.raises(ImageError, match=r"C in 1, 2, 3, 4"):
+        whole.classify(np.zeros(48, np.uint8))
+
+
 def test_gray_batches_of_any_square_size_are_resized(whole):
     crops = np.random.default_rng(3).integers(0, 256, (4, 96, 96), dtype=np.uint8)
     assert whole.classify(crops).shape == (4, 7)
-    assert whole.classify(crops[:, :60, :80]).shape == (4, 7)  # (N, H, W), W not 1/3/4: a batch
+    assert whole.classify(crops[:, :60, :80]).shape == (4, 7)  # (N, H, W), W not 1/2/3/4: a batch
 
 
 def test_float_and_other_integer_crops_are_converted_or_refused(whole):

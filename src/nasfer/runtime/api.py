@@ -263,13 +263,14 @@ class EmotionRecognizer:
     def classify(self, crops: Any, color: str = "rgb") -> np.ndarray:
         """Probabilities float32 (N, K), K = len(self.labels), for N face crops (no detection).
 
-        Accepted (see `as_crops`): one crop as an (H, W) gray or (H, W, 3|4|1) colour array; a batch
-        as an (N, H, W) gray array (N >= 1, and H, W not in {1, 3, 4}: an (H, W, 3) array is always one
-        colour crop) or an (N, H, W, 3|4|1) array; or a list of crops of any sizes (arrays, paths,
-        bytes, PIL images). Crops of any size are converted to the model's input: grayscale (ITU-R
-        601 luma), resized to S x S (the card's size; INTER_AREA down, INTER_LINEAR up), as the
-        detector path does. dtypes: uint8 0..255; other integer types holding 0..255; float in 0..1
-        (scaled by 255). Anything else raises ImageError saying what was expected.
+        Accepted (see `as_crops`): one crop as an (H, W) gray, (H, W, 1) gray, (H, W, 2) gray + alpha
+        (a PIL "LA" image), (H, W, 3) colour or (H, W, 4) colour + alpha array (alpha is dropped); a
+        batch as an (N, H, W) gray array (N >= 1, and W not in {1, 2, 3, 4}: an (H, W, 3) or (H, W, 2)
+        array is always one crop, never a batch of rows) or an (N, H, W, 1|2|3|4) array; or a list of
+        crops of any sizes (arrays, paths, bytes, PIL images). Crops of any size are converted to the
+        model's input: grayscale (ITU-R 601 luma), resized to S x S (the card's size; INTER_AREA down,
+        INTER_LINEAR up), as the detector path does. dtypes: uint8 0..255; other integer types holding
+        0..255; float in 0..1 (scaled by 255). Anything else raises ImageError saying what was expected.
         """
         from .crops import as_crops
 

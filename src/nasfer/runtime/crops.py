@@ -14,6 +14,9 @@ import numpy as np
 
 from ..errors import ImageError
 
+#: Channel counts of a crop's trailing axis: gray, gray + alpha (PIL "LA"), colour, colour + alpha.
+CHANNELS = (1, 2, 3, 4)
+
 
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
     """uint8 copy of an image array: uint8 as is, integers within 0..255 cast, floats within 0..1 x 255."""
@@ -40,18 +43,23 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
 
 
 def _one_crop(crop: Any, size: int, color: str) -> np.ndarray:
-    """uint8 (size, size) gray crop from one array (H, W) / (H, W, 1|3|4), path, bytes or PIL image."""
+    """uint8 (size, size) gray crop from one array (H, W) / (H, W, 1|2|3|4), path, bytes or PIL image.
+
+    C=2 is gray + alpha (what `np.array` gives for a PIL "LA" image) and C=4 colour + alpha: the alpha
+    channel is dropped, as everywhere else in the runtime.
+    """
     import cv2
 
     if isinstance(crop, np.ndarray):
         arr = _to_uint8(crop)
-        if arr.ndim == 3 and arr.shape[2] == 1:
+        if arr.ndim == 3 and arr.shape[2] in (1, 2):  # gray, or gray + alpha: keep the gray channel
             arr = arr[:, :, 0]
         if arr.ndim == 3 and arr.shape[2] in (3, 4):
             code = cv2.COLOR_BGR2GRAY if color == "bgr" else cv2.COLOR_RGB2GRAY
             arr = cv2.cvtColor(np.ascontiguousarray(arr[:, :, :3]), code)
         elif arr.ndim != 2:
-            raise ImageError(f"a crop must be (H, W) gray or (H, W, 1|3|4) colour, got shape {crop.shape}")
+            raise ImageError(f"a crop must be (H, W) gray, (H, W, 1|2) gray (+ alpha) or (H, W, 3|4) colour "
+                             f"(+ alpha), got shape {crop.shape}")
         if min(arr.shape) < 1:
             raise ImageError(f"empty crop of shape {crop.shape}")
     else:
@@ -67,23 +75,24 @@ def _one_crop(crop: Any, size: int, color: str) -> np.ndarray:
 def as_crops(crops: Any, size: int, color: str = "rgb") -> np.ndarray:
     """uint8 (N, size, size) model-input crops from what `EmotionRecognizer.classify` accepts.
 
-    Array shapes: (H, W) and (H, W, C) with C in {1, 3, 4} are one crop; (N, H, W) with W not in
-    {1, 3, 4} is a batch of gray crops; (N, H, W, C) a batch of colour crops. Lists and tuples
-    hold one crop per item, of any sizes. ImageError for anything else (never reinterpreted).
+    Array shapes: (H, W) and (H, W, C) with C in {1, 2, 3, 4} are one crop (C=1 gray, 2 gray + alpha,
+    3 colour, 4 colour + alpha; alpha is dropped); (N, H, W) with W not in {1, 2, 3, 4} is a batch of
+    gray crops; (N, H, W, C) a batch of such crops. Lists and tuples hold one crop per item, of any
+    sizes. ImageError for anything else (never reinterpreted).
     """
     if color not in ("rgb", "bgr"):
         raise ValueError(f"color must be 'rgb' or 'bgr', got {color!r}")
     if isinstance(crops, np.ndarray):
         shape = crops.shape
-        if crops.ndim == 2 or (crops.ndim == 3 and shape[2] in (1, 3, 4)):
+        if crops.ndim == 2 or (crops.ndim == 3 and shape[2] in CHANNELS):
             items: Sequence[Any] = [crops]
-        elif crops.ndim == 3 or (crops.ndim == 4 and shape[3] in (1, 3, 4)):
+        elif crops.ndim == 3 or (crops.ndim == 4 and shape[3] in CHANNELS):
             if crops.ndim == 3 and crops.dtype == np.uint8 and shape[1:] == (size, size):
                 return crops  # the fast path: already model input
             items = list(crops)
         else:
-            raise ImageError(f"crops must be (H, W), (H, W, C), (N, H, W) or (N, H, W, C) with C in 1, 3, 4; "
-                             f"got shape {shape}")
+            raise ImageError(f"crops must be (H, W), (H, W, C), (N, H, W) or (N, H, W, C) with C in 1, 2, 3, 4 "
+                             f"(gray, gray + alpha, colour, colour + alpha); got shape {shape}")
     elif isinstance(crops, (list, tuple)):
         items = crops
     else:
