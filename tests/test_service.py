@@ -10,6 +10,7 @@ import base64
 import io
 import logging
 import re
+import struct
 
 import numpy as np
 import pytest
@@ -135,13 +136,109 @@ def test_no_face_found_is_a_200_with_empty_list(make_app, jpeg):
 
 
 # ------------------------------------------------------------------------------------------------
+# POST /v1/emotions: GIF, BMP and TIFF, as `nasfer predict` reads them
+# ------------------------------------------------------------------------------------------------
+def encode_pil(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def astronaut_image():
+    from skimage import data
+
+    return Image.fromarray(data.astronaut())  # 512x512, one smiling face
+
+
+@pytest.fixture(scope="module")
+def real_client():
+    from fixtures_service import find_model
+    from nasfer.service.app import create_app
+    from nasfer.service.config import ServeConfig
+    from nasfer.service.metrics import Metrics
+
+    return create_app(ServeConfig(model=str(find_model()), threads=1), metrics=Metrics()).test_client()
+
+
+@pytest.mark.parametrize("fmt,kw,mime", [
+    ("BMP", {}, "image/bmp"), ("GIF", {}, "image/gif"), ("TIFF", {}, "image/tiff"),
+    ("TIFF", {"compression": "tiff_lzw"}, "application/octet-stream"), ("TIFF", {"compression": "jpeg"}, "image/tiff"),
+])
+def test_gif_bmp_and_tiff_are_read_like_the_cli_reads_them(real_client, astronaut_image, fmt, kw, mime):
+    """Before: 415 for all of them, while `nasfer predict` read them."""
+    data = encode_pil(astronaut_image, fmt, **kw)
+    for r in (real_client.post("/v1/emotions", data=data, content_type=mime),
+              post_multipart(real_client, data, filename=f"astronaut.{fmt.lower()}"),
+              real_client.post("/v1/emotions", json={"image_base64": base64.b64encode(data).decode()})):
+        assert r.status_code == 200, (fmt, r.get_data(as_text=True))
+        body = r.get_json()
+        assert body["image"] == {"width": 512, "height": 512}
+        assert len(body["faces"]) == 1 and body["faces"][0]["label"] == "happy", body["faces"]
+
+
+def test_first_frame_of_an_animated_gif_and_first_page_of_a_tiff(client, fake):
+    first, second = Image.new("RGB", (64, 48), (200, 120, 60)), Image.new("RGB", (30, 20), (0, 0, 255))
+    r = client.post("/v1/emotions", data=encode_pil(first, "TIFF", save_all=True, append_images=[second]),
+                    content_type="image/tiff")
+    assert r.status_code == 200 and r.get_json()["image"] == {"width": 64, "height": 48}
+    gif = encode_pil(first, "GIF", save_all=True, append_images=[first.rotate(90), second.resize((64, 48))])
+    r = client.post("/v1/emotions", data=gif, content_type="image/gif")
+    assert r.status_code == 200 and r.get_json()["image"] == {"width": 64, "height": 48}
+    assert fake.calls[-1] == ((48, 64, 3), "rgb")
+
+
+@pytest.mark.parametrize("fmt,kw", [("BMP", {}), ("GIF", {}), ("TIFF", {}), ("TIFF", {"compression": "jpeg"}),
+                                    ("TIFF", {"compression": "tiff_deflate"})])
+def test_truncated_gif_bmp_and_tiff_are_422(client, fmt, kw):
+    noisy = Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 300, 3), dtype=np.uint8))
+    data = encode_pil(noisy, fmt, **kw)
+    for cut in (len(data) // 10, len(data) // 2, len(data) - 100):
+        r = client.post("/v1/emotions", data=data[:cut], content_type="application/octet-stream")
+        assert r.status_code == 422, (fmt, cut, r.get_data(as_text=True))
+        assert error_of(r)["code"] == "invalid_image"
+
+
+def gif_screen(width: int, height: int) -> bytes:
+    """A 1x1 GIF whose logical screen claims width x height pixels (37 bytes)."""
+    data = bytearray(encode_pil(Image.new("P", (1, 1)), "GIF"))
+    data[6:10] = struct.pack("<HH", width, height)
+    return bytes(data)
+
+
+def bmp_header_only(width: int, height: int) -> bytes:
+    """An 8-bit uncompressed BMP header that claims width x height pixels and holds none."""
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 0, 0, 2835, 2835, 256, 0)
+    offset = 14 + 40 + 1024
+    return b"BM" + struct.pack("<IHHI", offset, 0, 0, offset) + info + b"\0" * 1024
+
+
+def test_gif_bmp_and_tiff_bombs_are_413_and_empty_claims_422(make_app):
+    _, client, _ = make_app(max_pixels=1_000_000)
+    for bomb in (gif_screen(65535, 65535), bmp_header_only(100_000, 100_000),
+                 encode_pil(Image.new("L", (1001, 1000)), "TIFF", compression="tiff_deflate")):
+        assert len(bomb) < 20_000
+        r = client.post("/v1/emotions", data=bomb, content_type="application/octet-stream")
+        assert r.status_code == 413 and error_of(r)["code"] == "image_too_large", r.get_data(as_text=True)
+    # Headers that claim more pixels than the bytes can hold: refused before decoding, like a JPEG.
+    tiff = encode_pil(Image.new("L", (1000, 1000)), "TIFF")  # uncompressed: the header, then 1 MB of pixels
+    for claim in (gif_screen(1000, 1000), bmp_header_only(1000, 1000), tiff[:4096]):
+        r = client.post("/v1/emotions", data=claim, content_type="application/octet-stream")
+        assert r.status_code == 422 and error_of(r)["code"] == "invalid_image", r.get_data(as_text=True)
+        assert "header claims 1000x1000 pixels" in error_of(r)["message"]
+
+
+# ------------------------------------------------------------------------------------------------
 # POST /v1/emotions: bad input never gives a 500
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kwargs,status,code", [
     ({}, 400, "missing_image"),                                                   # nothing at all
     ({"data": b"", "content_type": "image/jpeg"}, 400, "empty_image"),            # empty raw body
     ({"data": b"hello, not a picture", "content_type": "image/png"}, 415, "unsupported_image_type"),
-    ({"data": b"GIF89a" + b"\0" * 30, "content_type": "image/jpeg"}, 415, "unsupported_image_type"),
+    ({"data": b"GIF89a" + b"\0" * 30, "content_type": "image/jpeg"}, 422, "invalid_image"),    # GIF, no picture
+    ({"data": b"BMW is a car, not a bitmap", "content_type": "image/bmp"}, 415, "unsupported_image_type"),
+    ({"data": b"%PDF-1.4 not an image", "content_type": "image/tiff"}, 415, "unsupported_image_type"),
+    ({"data": b"GIF89 is almost a GIF", "content_type": "image/gif"}, 415, "unsupported_image_type"),
     ({"data": b"some text", "content_type": "text/plain"}, 415, "unsupported_media_type"),
     ({"data": b"some bytes"}, 415, "unsupported_media_type"),                    # body, no type
     ({"data": "a=b", "content_type": "application/x-www-form-urlencoded"}, 415, "unsupported_media_type"),

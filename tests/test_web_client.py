@@ -182,7 +182,7 @@ def test_no_face_and_error_messages(live_server):
             page.set_input_files("#pick-input", files=[{"name": "notes.jpg", "mimeType": "image/jpeg",
                                                         "buffer": b"this is not an image"}])
             page.wait_for_selector("#status.error", timeout=30_000)
-            assert "not a JPEG, PNG or WebP" in page.inner_text("#status")
+            assert "not a JPEG, PNG, WebP, GIF, BMP or TIFF image" in page.inner_text("#status")
             _screenshot(page, "web-client-error.png")
         finally:
             browser.close()

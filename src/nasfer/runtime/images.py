@@ -33,10 +33,6 @@ from ..errors import ImageError
 #: flat picture of any size in a few bytes: only the pixel limit applies to it.
 MAX_PIXELS_PER_BYTE = {"JPEG": 1024, "PNG": 8256, "WEBP": 4096}
 
-#: Magic bytes of the formats the service accepts (the Python API opens anything Pillow reads).
-FORMATS = ("JPEG", "PNG", "WEBP")
-
-
 class TooManyPixels(ImageError):
     """The picture has more pixels than the caller's limit (`width`, `height`: 0 when unknown)."""
 

@@ -19,6 +19,7 @@ from .imaging import MIME_TYPES
 
 OPTIONS = ("detector", "threshold", "max_faces")
 RAW_TYPES = (*MIME_TYPES, "application/octet-stream")
+_RAW_NAMES = ", ".join(MIME_TYPES)  # image/jpeg, image/png, image/webp, image/gif, image/bmp, image/tiff
 MAX_FACES_CAP = 100  # the most a request may ask for when the server sets no limit
 
 
@@ -48,15 +49,15 @@ def read_input() -> tuple[bytes, dict[str, Any]]:
         return request.get_data(cache=False), {}
     if not mimetype:
         if not request.content_length and not request.get_data(cache=True):
-            raise _bad("no image in the request: send it as multipart field 'image', as a raw "
-                       "image/jpeg, image/png or image/webp body, or as JSON {\"image_base64\": ...}",
+            raise _bad(f"no image in the request: send it as multipart field 'image', as a raw body "
+                       f"({_RAW_NAMES} or application/octet-stream), or as JSON {{\"image_base64\": ...}}",
                        "missing_image")
         raise ApiError(415, "unsupported_media_type",
-                       "the request has a body but no Content-Type; use multipart/form-data, "
-                       "image/jpeg, image/png, image/webp or application/json")
+                       f"the request has a body but no Content-Type; use multipart/form-data, "
+                       f"{_RAW_NAMES}, application/octet-stream or application/json")
     raise ApiError(415, "unsupported_media_type",
                    f"Content-Type {mimetype} is not supported; use multipart/form-data (field 'image'), "
-                   f"image/jpeg, image/png, image/webp, application/octet-stream or application/json")
+                   f"{_RAW_NAMES}, application/octet-stream or application/json")
 
 
 def _read_multipart() -> tuple[bytes, dict[str, Any]]:
