@@ -65,7 +65,7 @@ def test_finetuning_a_new_label_set_learns_it_with_a_new_head(finetuned):
     model, _ = load_model(finetuned / "best.pt")
     assert model.head[3].out_features == 3
     test = json.loads((finetuned / "test.json").read_text())
-    assert test["n"] == 18 and test["labels"] == list(NEW_LABELS)  # 20% of 3 x 30, stratified
+    assert test["n"] == 18 and test["labels"] == list(NEW_LABELS) and test["tta"] == "flip"  # 20% of 3 x 30, stratified
     assert test["accuracy"] >= 0.8, f"accuracy {test['accuracy']:.2f} where chance is 0.33"
     config = json.loads((finetuned / "config.json").read_text())
     assert config["train"]["init_from"] and config["labels"] == list(NEW_LABELS)
@@ -391,3 +391,23 @@ def test_custom_labels_reach_the_service(custom_onnx, new_labels_folder):
     assert set(body["faces"][0]["scores"]) == set(NEW_LABELS)
     card = client.get("/v1/model")
     assert card.status_code == 200 and card.get_json()["labels"] == list(NEW_LABELS)
+
+
+def test_a_custom_label_model_exports_and_quantizes_on_its_own_folders(finetuned, new_labels_folder, tmp_path, capsys):
+    """Custom class folders are refused when read with the canonical labels (user review); export's parity
+    images and int8 calibration read them with the model's own labels, on the run's own split."""
+    from nasfer.cli import main
+
+    onnx = tmp_path / "custom.onnx"
+    assert main(["export", "--checkpoint", str(finetuned / "best.pt"), "--out", str(onnx),
+                 "--parity-data", str(new_labels_folder)]) == 0
+    argv = ["export", "--onnx", str(onnx), "--quantize", "int8", "--calibration-data", str(new_labels_folder),
+            "--max-accuracy-drop", "100", "--out", str(tmp_path / "int8.onnx")]
+    capsys.readouterr()
+    assert main(argv) == 2 and "--label-set: pass its splits.json" in capsys.readouterr().err
+    assert main([*argv, "--split-file", str(finetuned / "splits.json")]) == 0
+    card = json.loads((tmp_path / "int8.json").read_text())
+    from nasfer.data.splits import read_split_file
+
+    held_out = sum(role == "val" for role in read_split_file(finetuned / "splits.json").values())
+    assert card["labels"] == list(NEW_LABELS) and card["quantization"]["parity"]["n"] == held_out > 0

@@ -94,7 +94,6 @@ def run_crossval(cv: CrossvalConfig, train_cfg: TrainConfig, data_cfg: DataConfi
 
     cv, train_cfg = cv.validate(), apply_preset(train_cfg).validate()
     out = Path(cv.out)
-    out.mkdir(parents=True, exist_ok=True)
     data = dataset if dataset is not None else load_dataset(train_cfg, data_cfg)
     for note in data.notes:
         log(f"data: {note}")
@@ -105,6 +104,7 @@ def run_crossval(cv: CrossvalConfig, train_cfg: TrainConfig, data_cfg: DataConfi
     n_subjects = len(np.unique(groups))
     log(f"crossval: {len(data)} images of {n_subjects} subjects, {len(label_names)} labels "
         f"({', '.join(label_names)}), {cv.folds} subject-independent folds -> {out}")
+    out.mkdir(parents=True, exist_ok=True)  # only now: a refused dataset or fold plan leaves no folder behind
     (out / "folds.json").write_text(json.dumps({
         "format": "nasfer-folds/1", "group_regex": cv.group_regex, "seed": train_cfg.seed,
         "folds": [{"fold": f + 1, "subjects": sorted(set(groups[idx].tolist())), "n": int(len(idx)),

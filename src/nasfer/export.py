@@ -223,7 +223,7 @@ def _parity_images(source: str | None, size: int) -> np.ndarray | None:
         return None
     from .data import read_dataset
 
-    data = read_dataset(source, size=size)
+    data = read_dataset(source, size=size, label_set="folders")  # images only: any class folders will do
     # never test images: the parity check must not read them before the one recorded test score
     return data.images[~data.split_mask("test")][:256]
 

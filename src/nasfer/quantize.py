@@ -158,10 +158,11 @@ def split_images(data_path: str, labels: tuple[str, ...], size: int, *, n_calibr
     from .config import TrainConfig
     from .data import read_dataset
     from .data.splits import TRAIN, VAL, sample_keys
-    from .labels import label_index_map
+    from .labels import is_canonical_label_set, label_index_map
     from .train import plan_split
 
-    data = read_dataset(data_path, dataset=dataset, size=size)
+    label_set = "canonical" if is_canonical_label_set(labels) else "folders"  # as the model was trained
+    data = read_dataset(data_path, dataset=dataset, size=size, label_set=label_set)
     keys = sample_keys(data.sources, str(Path(data_path).expanduser()))
     roles = plan_split(data, TrainConfig(seed=seed, val_fraction=val_fraction), keys, split_file)
     train_idx, val_idx = np.flatnonzero(roles == TRAIN), np.flatnonzero(roles == VAL)

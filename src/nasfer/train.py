@@ -277,13 +277,14 @@ class Trainer:
         probs = self.test_probabilities()
         report = score_predictions(self.test_y, probs, self.label_names)
         pred = probs.argmax(1)
-        report = {"split": "test", "checkpoint": "best.pt", **report, "predictions": [
+        tta = "flip" if self.cfg.tta else "none"  # as validation chose best.pt; `nasfer export --tta` keeps it
+        report = {"split": "test", "checkpoint": "best.pt", "tta": tta, **report, "predictions": [
             {"image": str(key), "label": self.label_names[int(y)], "predicted": self.label_names[int(p)],
              "confidence": round(float(probs[i, p]), 4)}
             for i, (key, y, p) in enumerate(zip(self.data.test_keys.tolist(), self.test_y, pred))]}
         (self.out / "test.json").write_text(json.dumps(report, indent=1))
         self.log(f"test: accuracy {report['accuracy']:.3f}  macro-F1 {report['macro_f1']:.3f} on "
-                 f"{len(self.test_y)} held-out images -> {self.out / 'test.json'}")
+                 f"{len(self.test_y)} held-out images (TTA: {tta}) -> {self.out / 'test.json'}")
         return report
 
     def write_history(self) -> None:
@@ -320,6 +321,31 @@ def recipe_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     return changes
 
 
+def check_inputs(cfg: TrainConfig, data_cfg: DataConfig, dataset: FaceDataset | None = None) -> None:
+    """Refuse at once, before any data is read or the run directory is made, a run that cannot start:
+    --freeze-epochs without --init-from (ValueError), an --out that is a file (ValueError), a missing --data
+    unless `dataset` is given (DataError), a missing or unreadable --split-file (DataError), an --init-from
+    that is no training checkpoint (ModelError)."""
+    from .data.splits import read_split_file
+    from .errors import DataError
+    from .finetune import check_init_path
+
+    if cfg.freeze_epochs and not cfg.init_from:
+        raise ValueError("--freeze-epochs freezes a pretrained backbone: it needs --init-from")
+    if cfg.out and Path(cfg.out).exists() and not Path(cfg.out).is_dir():
+        raise ValueError(f"--out {cfg.out}: a file is there; the run directory must be a folder")
+    if dataset is None:
+        if not data_cfg.data:
+            raise DataError("--data is required (a dataset zip, folder or fer2013.csv)")
+        data_path = Path(data_cfg.data).expanduser()
+        if not data_path.exists():
+            raise DataError(f"{data_path}: no such file or folder")
+    if cfg.split_file:
+        read_split_file(cfg.split_file)
+    if cfg.init_from:
+        check_init_path(cfg.init_from)
+
+
 def prepare_run(cfg: TrainConfig, data_cfg: DataConfig, *, dataset: FaceDataset | None = None, progress: bool = True,
                 ctx: Context = Context()) -> Trainer:
     """Every step before the loop, in order; returns the Trainer ready to `run()`.
@@ -327,16 +353,11 @@ def prepare_run(cfg: TrainConfig, data_cfg: DataConfig, *, dataset: FaceDataset 
     Raises DataError (unreadable data, empty split), ModelError (bad --init-from / --teacher), ValueError
     (inconsistent flags).
     """
-    from .finetune import check_init_path
-
     log: Callable[[str], None] = (lambda msg: print(msg, flush=True)) if progress and ctx.is_main else (lambda msg: None)
     cfg = dataclasses.replace(apply_preset(cfg).validate(), device=ctx.device(cfg.device))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    if cfg.freeze_epochs and not cfg.init_from:
-        raise ValueError("--freeze-epochs freezes a pretrained backbone: it needs --init-from")
-    if cfg.init_from:
-        check_init_path(cfg.init_from)                            # fail before reading a large dataset
+    check_inputs(cfg, data_cfg, dataset)                          # fail before reading a large dataset
     out = Path(cfg.out)
     data = prepare_data(cfg, data_cfg, out, dataset=dataset, log=log)               # load data, plan split
     auto = cfg
@@ -365,20 +386,25 @@ def prepare_run(cfg: TrainConfig, data_cfg: DataConfig, *, dataset: FaceDataset 
 def fit(cfg: TrainConfig, data_cfg: DataConfig, *, dataset: FaceDataset | None = None, progress: bool = True) -> Path:
     """Train (or resume) and return the run directory holding best.pt, last.pt, history.json, curves.png.
 
-    Under torchrun (WORLD_SIZE > 1) the run is data-parallel (`nasfer.distributed`).
+    Under torchrun (WORLD_SIZE > 1) the run is data-parallel (`nasfer.distributed`). Raises what
+    `check_inputs` and `prepare_run` raise, and RunLocked when another process writes in `cfg.out`; a refused
+    run leaves no run directory (or lock file) behind that it made.
     """
     from contextlib import nullcontext
 
     from .distributed import session
     from .runlock import run_lock
 
-    apply_preset(cfg).validate()  # an impossible flag fails before the run directory is made
+    # an impossible flag, a missing --data, --split-file or --init-from fails before the run directory is made
+    check_inputs(apply_preset(cfg).validate(), data_cfg, dataset)
     with session(cfg.device) as ctx:
-        # one writer per run directory (rank 0 writes): a second `nasfer train --out DIR` stops at once
-        with run_lock(cfg.out, "training run") if cfg.out and ctx.is_main else nullcontext():
+        # one writer per run directory (rank 0 writes): a second `nasfer train --out DIR` stops at once. A run
+        # refused later (bad images, an empty split, a checkpoint that does not fit) removes the directory it
+        # made and its lock file; a run directory that was there before (a resumed run) is kept as it was.
+        with run_lock(cfg.out, "training run", clean_up=True) if cfg.out and ctx.is_main else nullcontext():
             return prepare_run(cfg, data_cfg, dataset=dataset, progress=progress, ctx=ctx).run()
 
 
-__all__ = ["fit", "prepare_run", "Trainer", "score_predictions", "evaluate_model", "lr_multiplier", "class_weights",
-           "make_ema", "build_model", "memory_format_for", "training_split", "training_mask", "load_dataset",
-           "plan_split"]
+__all__ = ["fit", "prepare_run", "check_inputs", "Trainer", "score_predictions", "evaluate_model", "lr_multiplier",
+           "class_weights", "make_ema", "build_model", "memory_format_for", "training_split", "training_mask",
+           "load_dataset", "plan_split"]

@@ -2,7 +2,9 @@
 
 All read from a folder or a zip without extracting, all return a `FaceDataset` of 48x48 uint8
 crops, and all treat bad rows and images the same way: skip and count (reason and place kept in
-`FaceDataset.skipped`), or raise `DataError` at the first one with `strict=True`.
+`FaceDataset.skipped`), or raise `DataError` at the first one with `strict=True`. A class folder is
+not a bad image: read with the canonical labels, a folder that names no emotion is a `DataError` (pass
+`label_set="folders"` to use the folder names as the labels), not a silent skip of all its images.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Callable, Iterable, Literal
 import numpy as np
 
 from ..errors import DataError
-from ..labels import EMOTIONS, canonical_name, normalize_name
+from ..labels import EMOTIONS, SYNONYMS, canonical_name, is_known, normalize_name
 from .dataset import FaceDataset, Skipped
 from .sources import IMAGE_SUFFIXES, Entry, Source, open_source
 
@@ -157,19 +159,44 @@ def _class_and_split(path: PurePosixPath) -> tuple[str, str] | None:
     return class_dir, split
 
 
+#: How many class folders a refusal names (the count is always complete).
+FOLDERS_SHOWN = 10
+
+
+def check_canonical_folders(where: str, class_dirs: Iterable[str]) -> None:
+    """DataError naming every class folder (with its image count) that is not a canonical emotion, a synonym
+    of one or a known label without one (CK+ contempt), and saying how to use the folder names as labels.
+
+    `class_dirs`: the class folder of every image, repeated per image. Read with the canonical labels, such a
+    folder is far more often a typo or a dataset of other classes than something to leave out in silence.
+    """
+    unknown = Counter(c for c in class_dirs if not is_known(c))
+    if not unknown:
+        return
+    names = sorted(unknown, key=str.lower)
+    shown = ", ".join(f"'{c}' ({unknown[c]} image{'s' if unknown[c] != 1 else ''})" for c in names[:FOLDERS_SHOWN])
+    more = f" and {len(names) - FOLDERS_SHOWN} more" if len(names) > FOLDERS_SHOWN else ""
+    raise DataError(
+        f"{where}: class folder{'s' if len(names) > 1 else ''} {shown}{more} "
+        f"{'are' if len(names) > 1 else 'is'} not {'' if len(names) > 1 else 'a '}canonical emotion "
+        f"label{'s' if len(names) > 1 else ''} ({', '.join(EMOTIONS)}, or a synonym such as "
+        f"{', '.join(sorted(SYNONYMS)[:4])}, ...); to use the folder names as the labels, train with "
+        f"--label-set folders (nasfer train, nasfer crossval), or rename a folder whose name is a typo")
+
+
 def _folder_label_map(
     class_dirs: Iterable[str], label_set: LabelSet, contempt: str
-) -> tuple[tuple[str, ...], Callable[[str], int | None | str]]:
-    """Label names and a function class-dir -> label index, None (excluded) or str (error reason)."""
+) -> tuple[tuple[str, ...], Callable[[str], int | None]]:
+    """Label names and a function class-dir -> label index or None (excluded: CK+ contempt by default).
+
+    Canonical labels: call `check_canonical_folders` first (a folder with no canonical meaning is refused).
+    """
     if label_set == "folders":
         names = tuple(sorted({normalize_name(c) for c in class_dirs}))
         return names, lambda c: names.index(normalize_name(c))
 
-    def to_index(class_dir: str) -> int | None | str:
-        try:
-            mapped = canonical_name(class_dir, contempt)  # type: ignore[arg-type]
-        except ValueError as exc:
-            return str(exc)
+    def to_index(class_dir: str) -> int | None:
+        mapped = canonical_name(class_dir, contempt)  # type: ignore[arg-type]
         return None if mapped is None else EMOTIONS.index(mapped)
 
     return EMOTIONS, to_index
@@ -183,7 +210,12 @@ def read_image_folders(
     label_set: LabelSet = "canonical",
     size: int = 48,
 ) -> FaceDataset:
-    """Any `[<split>/]<class>/<image>` tree in a folder or zip (Kaggle FER2013, CK+48, custom)."""
+    """Any `[<split>/]<class>/<image>` tree in a folder or zip (Kaggle FER2013, CK+48, custom).
+
+    With the canonical labels, a class folder that names no canonical emotion (nor a synonym, nor CK+
+    contempt) is a DataError naming it (`check_canonical_folders`), never a silent skip of its images;
+    unreadable files are skipped and counted (DataError at the first with `strict`).
+    """
     source = open_source(path)
     located: list[tuple[Entry, str, str]] = []
     out = _Collector(strict=strict, size=size)
@@ -198,14 +230,13 @@ def read_image_folders(
             out.skip(f"{source.name}:{entry.path}", "not an image file")
             continue
         located.append((entry, class_dir, split))
+    if label_set == "canonical":
+        check_canonical_folders(source.name, (c for _, c, _ in located))
     label_names, to_index = _folder_label_map({c for _, c, _ in located}, label_set, contempt)
     excluded: Counter[str] = Counter()
     for entry, class_dir, split in located:
         where = f"{source.name}:{entry.path}"
         index = to_index(class_dir)
-        if isinstance(index, str):
-            out.skip(where, index)
-            continue
         if index is None:
             excluded[normalize_name(class_dir)] += 1
             continue

@@ -1,0 +1,174 @@
+"""A refused `nasfer train` leaves the file system as it found it, and says clearly why it refused.
+
+User review: a refused run left its run directory (empty, or with a stale .lock) behind, and a folder
+dataset with a class folder that is no emotion trained on the other folders, its images counted as
+"unreadable".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from fixtures_data import write_class_tree
+from fixtures_evaluate import save_tiny_checkpoint
+from nasfer.cli import main
+from nasfer.config import DataConfig, TrainConfig
+from nasfer.errors import DataError
+from nasfer.runlock import LOCK_FILE, run_lock
+
+TINY = ["--arch", "vgg", "--width", "4", "--epochs", "1", "--batch-size", "8", "--threads", "1"]
+
+
+@pytest.fixture
+def grumpy_folder(tmp_path) -> Path:
+    """happy/, sad/ and grumpy/: one class folder that names no canonical emotion."""
+    root = tmp_path / "grumpy-data"
+    write_class_tree(root, per_class=6, seed=2, classes=("happy", "sad", "grumpy"))
+    return root
+
+
+def train(capsys, *argv) -> tuple[int, str]:
+    rc = main(["train", *map(str, argv)])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return rc, err
+
+
+# ---------------------------------------------------------------------------- the run directory
+
+
+def test_a_missing_dataset_is_refused_before_the_run_directory_is_made(tmp_path, capsys):
+    rc, err = train(capsys, "--data", tmp_path / "nonexistent", "--out", tmp_path / "r" / "z", "--epochs", "1")
+    assert rc == 2 and "no such file or folder" in err
+    assert not (tmp_path / "r").exists()  # neither the run directory nor its parent
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--init-from", "default", "--width", "16"], "--width with --init-from"),
+    (["--freeze-epochs", "2"], "needs --init-from"),
+    (["--split-file", "missing.json"], "split file not found"),
+    (["--init-from", "missing.pt"], "--init-from checkpoint not found"),
+])
+def test_flags_that_cannot_start_a_run_make_no_directory(tmp_path, capsys, learnable_folder, argv, message):
+    rc, err = train(capsys, "--data", learnable_folder, "--out", tmp_path / "r" / "w", *argv)
+    assert rc == 2 and message in err and not (tmp_path / "r").exists()
+
+
+def test_an_out_that_is_a_file_is_refused(tmp_path, capsys, learnable_folder):
+    (tmp_path / "taken").write_text("mine")
+    rc, err = train(capsys, "--data", learnable_folder, "--out", tmp_path / "taken", *TINY)
+    assert rc == 2 and "a file is there" in err and (tmp_path / "taken").read_text() == "mine"
+
+
+def test_a_refusal_found_while_reading_removes_the_directory_and_its_lock(tmp_path, capsys, grumpy_folder):
+    rc, err = train(capsys, "--data", grumpy_folder, "--out", tmp_path / "r" / "g", *TINY)
+    assert rc == 2 and "'grumpy'" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_split_file_of_other_images_is_refused_without_leaving_the_directory(tmp_path, capsys, learnable_folder):
+    split = tmp_path / "other.json"
+    split.write_text(json.dumps({"splits": {"happy/elsewhere.png": "train"}}))
+    rc, err = train(capsys, "--data", learnable_folder, "--split-file", split, "--out", tmp_path / "r" / "s", *TINY)
+    assert rc == 2 and "error:" in err and not (tmp_path / "r").exists()
+
+
+def test_an_existing_run_directory_survives_a_refusal(tmp_path, capsys, grumpy_folder):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("keep me")
+    rc, _ = train(capsys, "--data", grumpy_folder, "--out", run, *TINY)
+    assert rc == 2 and sorted(p.name for p in run.iterdir()) == ["notes.txt"]  # the lock it made is gone too
+    (run / LOCK_FILE).write_text("123 training run\n")  # a lock file left by an earlier run stays
+    rc, _ = train(capsys, "--data", grumpy_folder, "--out", run, *TINY)
+    assert rc == 2 and sorted(p.name for p in run.iterdir()) == [LOCK_FILE, "notes.txt"]
+
+
+def test_a_resumed_run_refused_keeps_its_checkpoints(tmp_path, capsys, learnable_folder):
+    from nasfer.train import fit
+
+    run = fit(TrainConfig(arch="vgg", width=4, epochs=1, batch_size=32, out=str(tmp_path / "run"), threads=1),
+              DataConfig(data=str(learnable_folder)), progress=False)
+    before = sorted(p.name for p in run.iterdir())
+    rc, err = train(capsys, "--data", learnable_folder, "--out", run, "--arch", "vgg", "--width", "8",
+                    "--epochs", "2", "--batch-size", "32", "--threads", "1")
+    assert rc == 2 and "holds a different model" in err
+    assert sorted(p.name for p in run.iterdir()) == before
+
+
+def test_run_lock_clean_up_removes_only_what_it_made(tmp_path):
+    with pytest.raises(RuntimeError):
+        with run_lock(tmp_path / "a" / "b", clean_up=True):
+            raise RuntimeError("refused")
+    assert not (tmp_path / "a").exists()
+
+    with pytest.raises(RuntimeError):  # files written inside the block: the folder stays, the lock goes
+        with run_lock(tmp_path / "c", clean_up=True):
+            (tmp_path / "c" / "last.pt").write_bytes(b"x")
+            raise RuntimeError("crashed")
+    assert sorted(os.listdir(tmp_path / "c")) == ["last.pt"]
+
+    with run_lock(tmp_path / "d", clean_up=True):  # no error: everything stays
+        pass
+    assert (tmp_path / "d" / LOCK_FILE).is_file()
+
+    with pytest.raises(RuntimeError):  # without clean_up, as before
+        with run_lock(tmp_path / "e"):
+            raise RuntimeError("refused")
+    assert (tmp_path / "e" / LOCK_FILE).is_file()
+
+
+# ---------------------------------------------------------------------------- class folders that are no emotion
+
+
+def test_a_class_folder_that_is_no_emotion_is_refused_by_name(tmp_path, capsys, grumpy_folder):
+    (grumpy_folder / "Bored").mkdir()
+    (grumpy_folder / "Bored" / "x.png").write_bytes((grumpy_folder / "happy" / "img_0000.png").read_bytes())
+    (grumpy_folder / "happy" / "broken.png").write_bytes(b"\x89PNG garbage")
+    rc, err = train(capsys, "--data", grumpy_folder, "--out", tmp_path / "o", *TINY)
+    assert rc == 2
+    assert "class folders 'Bored' (1 image), 'grumpy' (6 images) are not canonical emotion labels" in err
+    assert "--label-set folders" in err and "unreadable" not in err
+
+
+def test_folder_labels_train_on_every_folder_and_unreadable_files_are_still_skipped(tmp_path, capsys,
+                                                                                     grumpy_folder):
+    (grumpy_folder / "happy" / "broken.png").write_bytes(b"\x89PNG garbage")
+    rc = main(["train", "--data", str(grumpy_folder), "--label-set", "folders", "--out", str(tmp_path / "o"), *TINY])
+    out = capsys.readouterr().out
+    assert rc == 0 and "skipped 1 unreadable files/rows" in out and "broken.png" in out
+    config = json.loads((tmp_path / "o" / "config.json").read_text())
+    assert config["labels"] == ["grumpy", "happy", "sad"]
+
+
+def test_canonical_folders_with_synonyms_and_contempt_still_read(tmp_path):
+    from nasfer.data import read_dataset
+
+    write_class_tree(tmp_path / "d", per_class=2, classes=("Anger", "happiness", "contempt", "neutral"))
+    data = read_dataset(tmp_path / "d")
+    assert len(data) == 6 and any("'contempt' images excluded" in n for n in data.notes)
+    write_class_tree(tmp_path / "d", per_class=1, classes=("grumpy",))
+    with pytest.raises(DataError, match="class folder 'grumpy' \\(1 image\\)"):
+        read_dataset(tmp_path / "d", strict=True)
+
+
+def test_evaluate_refuses_such_a_folder_for_a_canonical_model_and_scores_a_folder_label_model(
+        tmp_path, capsys, grumpy_folder):
+    canonical = save_tiny_checkpoint(tmp_path / "canonical.pt")
+    assert main(["evaluate", "--data", str(grumpy_folder), "--model", str(canonical)]) == 2
+    err = capsys.readouterr().err
+    assert "'grumpy' (6 images)" in err and "Traceback" not in err
+    own = save_tiny_checkpoint(tmp_path / "own.pt", labels=("grumpy", "happy", "sad"))
+    assert main(["evaluate", "--data", str(grumpy_folder), "--model", str(own), "--json", "-"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == 18 and report["labels"] == ["grumpy", "happy", "sad"]
+
+
+def test_crossval_refuses_such_a_folder_without_folder_labels(tmp_path, capsys, grumpy_folder):
+    rc = main(["crossval", "--data", str(grumpy_folder), "--folds", "2", "--out", str(tmp_path / "cv"), *TINY])
+    err = capsys.readouterr().err
+    assert rc == 2 and "'grumpy' (6 images)" in err and "--label-set folders" in err and "Traceback" not in err
