@@ -43,6 +43,26 @@ def test_greedy_selection_drops_a_useless_member_and_mixes_complementary_ones():
     assert np.array_equal(w, greedy_selection(probs, y, rounds=10))  # deterministic
 
 
+def test_greedy_selection_can_cap_the_distinct_members():
+    """--max-members: each distinct member costs a forward pass per face; the cap keeps the cheapest
+    ensemble of at most that many, the others are never added."""
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 300)
+    members = []
+    for third in range(3):  # each wrong on its own third: the uncapped selection takes all three
+        p = y.copy()
+        p[100 * third:100 * (third + 1)] = (y[100 * third:100 * (third + 1)] + 1) % 3
+        members.append(one_hot(p))
+    probs = np.stack(members)
+    assert np.count_nonzero(greedy_selection(probs, y, rounds=10)) == 3
+    capped = greedy_selection(probs, y, rounds=10, max_members=2)
+    assert np.count_nonzero(capped) == 2 and capped.sum() == pytest.approx(1.0)
+    assert np.array_equal(greedy_selection(probs, y, rounds=10, max_members=3), greedy_selection(probs, y, rounds=10))
+    assert greedy_selection(probs, y, rounds=10, max_members=1).tolist() == [1.0, 0.0, 0.0]  # the best single one
+    with pytest.raises(ValueError, match="max_members"):
+        greedy_selection(probs, y, max_members=-1)
+
+
 def test_greedy_selection_keeps_the_best_single_member_when_mixing_does_not_help():
     y = np.array([0, 1, 2, 0, 1, 2])
     good, bad = one_hot(y), one_hot((y + 1) % 3)
@@ -101,21 +121,21 @@ def test_nasfer_ensemble_selects_on_validation_and_records_it(learnable_folder, 
     ckpts = [str(tmp_path / n / "best.pt") for n in "abc"]
     out = tmp_path / "ens.pt"
     argv = ["ensemble", "--checkpoints", *ckpts, "--select", "greedy", "--data", str(learnable_folder),
-            "--rounds", "8", "--out", str(out)]
+            "--rounds", "8", "--max-members", "2", "--out", str(out)]
     import nasfer.selection
 
     real = nasfer.selection.greedy_selection
     seen = {}
 
-    def chosen_weights(probs, y, rounds):  # the algorithm is tested above; here: what the command does with it
-        seen.update(shape=probs.shape, rounds=rounds, real=real(probs, y, rounds))
+    def chosen_weights(probs, y, rounds, max_members):  # the algorithm is tested above; here: what the command does
+        seen.update(shape=probs.shape, rounds=rounds, max_members=max_members, real=real(probs, y, rounds))
         return np.array([0.0, 1.0, 0.0]) if "alone" in seen else np.array([0.75, 0.25, 0.0])
 
     monkeypatch.setattr(nasfer.selection, "greedy_selection", chosen_weights)
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert printed.count("validation accuracy") == 3 and "greedy selection" in printed
-    assert seen["shape"][0] == 3 and seen["shape"][2] == 7 and seen["rounds"] == 8
+    assert seen["shape"][0] == 3 and seen["shape"][2] == 7 and seen["rounds"] == 8 and seen["max_members"] == 2
     ckpt = load_checkpoint(out)
     selection = ckpt["config"]["selection"]
     weights = ckpt["model"]["kwargs"]["weights"]
@@ -133,6 +153,7 @@ def test_nasfer_ensemble_selects_on_validation_and_records_it(learnable_folder, 
     assert "selection" not in info["config"]  # recorded once in the card (it was under config too)
     assert "--select greedy" in info["commands"][-1] and "a/best.pt b/best.pt c/best.pt" in info["commands"][-1]
     assert "--split-file a/splits.json" in info["commands"][-1] and info["commands"][-1].endswith("--out ens.pt")
+    assert "--rounds 8 --max-members 2" in info["commands"][-1] and selection["max_members"] == 2
 
     # a member trained on its own split saw validation images of the first one's: refused
     fit(TrainConfig(epochs=1, out=str(tmp_path / "d"), seed=9, **base), data, progress=False)
@@ -256,6 +277,8 @@ def _export(checkpoint: str, folder) -> str:
     ({"select": "greedy", "rounds": -3}, "--rounds must be 1..10000"),  # before: refused after scoring every member
     ({"select": "greedy", "rounds": 100_000_000}, "--rounds must be 1..10000"),  # before: ran for hours
     ({"select": "greedy", "threads": -1}, "--threads must be 0..1024"),  # before: torch's RuntimeError traceback
+    ({"select": "greedy", "max_members": -1}, "--max-members must be >= 0"),
+    ({"max_members": 2}, "--max-members: for --select greedy"),
     ({}, None),  # boundaries are accepted
     ({"select": "greedy", "rounds": 1, "threads": 1024}, None),
     ({"select": "greedy", "rounds": 10_000, "threads": 0}, None),

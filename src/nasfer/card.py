@@ -131,6 +131,7 @@ def ensemble_command(config: dict[str, Any], members: list[dict[str, Any]]) -> s
     data = next(((m.get("data") or {}).get("data") for m in members if (m.get("data") or {}).get("data")), "DATA")
     return (f"nasfer ensemble --checkpoints {' '.join(candidates)} --select greedy --data {Path(str(data)).name} "
             f"--split-file {selection.get('validation_split')} --rounds {selection.get('rounds')}"
+            + (f" --max-members {selection['max_members']}" if selection.get("max_members") else "")
             + ("" if selection.get("tta") else " --no-tta") + f" --out {selection.get('out') or 'ensemble.pt'}")
 
 

@@ -28,11 +28,14 @@ def validation_score(probs: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return acc, nll
 
 
-def greedy_selection(probs: np.ndarray, y: np.ndarray, rounds: int = 25) -> np.ndarray:
+def greedy_selection(probs: np.ndarray, y: np.ndarray, rounds: int = 25, max_members: int = 0) -> np.ndarray:
     """Weights float64 (M,) summing to 1 for M members' validation probabilities `probs` (M, N, K).
 
     `rounds`: additions after the initial best member (ties between members go to the lower index,
-    so the result is deterministic). ValueError for empty or inconsistent input or rounds < 0.
+    so the result is deterministic). `max_members` (0: no cap): once that many distinct members are
+    in, only they can be added again, so at most that many have a weight (the inference cost of the
+    ensemble grows with its distinct members, not with its rounds). ValueError for empty or inconsistent
+    input, rounds < 0 or max_members < 0.
     """
     probs = np.asarray(probs, dtype=np.float64)
     y = np.asarray(y)
@@ -40,6 +43,8 @@ def greedy_selection(probs: np.ndarray, y: np.ndarray, rounds: int = 25) -> np.n
         raise ValueError(f"expected probabilities (M, N, K) for N = {len(y)} labels, got shape {probs.shape}")
     if rounds < 0:
         raise ValueError(f"rounds must be >= 0, got {rounds}")
+    if max_members < 0:
+        raise ValueError(f"max_members must be >= 0 (0: no cap), got {max_members}")
 
     def key(p: np.ndarray) -> tuple[float, float]:
         acc, nll = validation_score(p, y)
@@ -52,7 +57,9 @@ def greedy_selection(probs: np.ndarray, y: np.ndarray, rounds: int = 25) -> np.n
     best_counts, best_key = counts.copy(), key(total)
     for _ in range(rounds):
         n = counts.sum()
-        candidates = [(key((total + probs[i]) / (n + 1)), -i) for i in range(len(probs))]
+        full = max_members and np.count_nonzero(counts) >= max_members
+        allowed = np.flatnonzero(counts) if full else range(len(probs))
+        candidates = [(key((total + probs[i]) / (n + 1)), -i) for i in allowed]
         (_, neg_i) = max(candidates)
         i = -neg_i
         counts[i] += 1

@@ -42,6 +42,8 @@ class EnsembleConfig:
                                              "splits.json beside the first checkpoint)")
     rounds: int = option(25, "greedy: additions after the best single member; the best of the rounds is kept "
                              "(a member's weight is how often it was added)")
+    max_members: int = option(0, "greedy: at most this many distinct members get a weight (each costs a forward "
+                                 "pass per face; 0: no cap)")
     tta: bool = option(True, "greedy: score members with flip TTA (--no-tta: without)")
     threads: int = option(0, "CPU threads for scoring (0: torch's default)")
     allow_incomplete: bool = option(False, "accept members whose runs have not finished their scheduled epochs")
@@ -54,10 +56,11 @@ class EnsembleConfig:
         if len(self.checkpoints) < 2:
             raise ValueError("--checkpoints needs at least two files")
         if self.select == "mean":
-            given = changed_flags(self, ("data", "split_file", "rounds", "tta", "threads"))
+            given = changed_flags(self, ("data", "split_file", "rounds", "max_members", "tta", "threads"))
             if given:
                 raise ValueError(f"{', '.join(given)}: for --select greedy (with --select mean nothing is scored)")
         check([(1 <= self.rounds <= MAX_ROUNDS, f"--rounds must be 1..{MAX_ROUNDS}, got {self.rounds}"),
+               (self.max_members >= 0, f"--max-members must be >= 0 (0: no cap), got {self.max_members}"),
                threads_check(self.threads, zero="torch's default")])
         return self
 
@@ -173,7 +176,7 @@ def select_members(cfg: EnsembleConfig, log, files: dict[str, dict]) -> tuple[li
         scores.append(validation_score(pred.probs, y))
         log(f"{path}: validation accuracy {scores[-1][0]:.4f}, log-loss {scores[-1][1]:.4f} ({len(y)} images)")
     stacked = np.stack(probs)
-    weights = greedy_selection(stacked, y, cfg.rounds)
+    weights = greedy_selection(stacked, y, cfg.rounds, cfg.max_members)
     chosen = [i for i, w in enumerate(weights) if w > 0]
     mean_acc, mean_nll = validation_score(stacked.mean(0), y)
     sel_acc, sel_nll = validation_score(np.tensordot(weights, stacked, axes=1), y)
@@ -181,7 +184,8 @@ def select_members(cfg: EnsembleConfig, log, files: dict[str, dict]) -> tuple[li
         f"(on log-loss): accuracy {sel_acc:.4f}, log-loss {sel_nll:.4f} with weights "
         + ", ".join(f"{cfg.checkpoints[i]} {weights[i]:.3f}" for i in chosen))
     record = {"method": f"greedy ensemble selection with replacement (Caruana et al. 2004) on {CRITERION}",
-              "rounds": cfg.rounds, "validation_split": run_relative(split_file), "n_val": int(len(y)),
+              "rounds": cfg.rounds, "max_members": cfg.max_members or None,
+              "validation_split": run_relative(split_file), "n_val": int(len(y)),
               "tta": "flip" if cfg.tta else None,
               "candidates": [{"checkpoint": run_relative(p), "val_accuracy": acc, "val_nll": nll, "weight": float(w),
                               **{k: files[p][k] for k in ("sha256", "weights", "epochs", "command")}}
