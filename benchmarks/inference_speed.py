@@ -346,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         card = read_card(model)
         result = {
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "command": "python benchmarks/inference_speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
             "machine": machine(),
             "other_processes_at_start": busy_processes(),
             "settings": {"seconds_per_measurement": args.seconds, "threads": args.threads or "all cores",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 
 import torch
@@ -66,7 +67,8 @@ def main() -> None:
               flush=True)
         rows.append(row)
     result = {
-        "benchmark": "train_speed", "batch": args.batch, "steps": args.steps, "threads": args.threads,
+        "benchmark": "train_speed", "command": "python benchmarks/train_speed.py " + " ".join(sys.argv[1:]),
+        "batch": args.batch, "steps": args.steps, "threads": args.threads,
         "torch": torch.__version__, "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
         "results": rows,
     }

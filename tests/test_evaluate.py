@@ -56,6 +56,7 @@ def test_pt_checkpoint_json_file_and_plots(capsys, tmp_path, folder, checkpoint)
     assert report["skipped"] == 1 and "broken.png" in report["skipped_examples"][0]
     assert report["model"]["format"] == "checkpoint" and report["model"]["name"] == "vgg"
     assert report["contempt"] is None and report["tta"] is False
+    assert report["command"].startswith("nasfer evaluate --data ") and "--batch-size 5" in report["command"]
     for name in ("confusion.png", "roc.png", "reliability.png"):
         assert (tmp_path / "figs" / name).read_bytes()[:4] == b"\x89PNG"
     assert "accuracy" in out and "macro-F1" in out  # the summary is still printed with --json FILE

@@ -339,7 +339,7 @@ def evaluate(cfg: EvalConfig, *, progress: bool = False, log: Callable[[str], No
         if cfg.json and cfg.json != "-":
             path = Path(cfg.json)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(to_json(report) + "\n")
+            path.write_text(to_json({**report, "command": command or command_line("evaluate", cfg)}) + "\n")
             log(f"report written to {path}")
     except OSError as exc:
         raise DataError(f"cannot write the report ({exc.strerror or exc}: {exc.filename or cfg.json})"
