@@ -3,6 +3,10 @@ is driven directly, as Tune's controller drives it)."""
 
 from __future__ import annotations
 
+import json
+import math
+
+import pytest
 import ray.tune  # noqa: E402,F401  (the distributed extra, installed by the test command)
 
 from ray.tune.search import Searcher  # noqa: E402
@@ -65,9 +69,10 @@ def test_batched_strategy_waits_and_is_told_the_rung0_reward_once():
     assert searcher.strategy.told == [((1,), 0.4)]
     assert [(e["trial_id"], e[RUNG]) for e in results.events] == [("a", 0), ("a", 1)]  # logged once each
     assert searcher.suggest("c")["values"] == [3]
-    searcher.on_trial_complete("b", None, error=True)  # failed before any result: scored 0, not waited for
-    assert searcher.strategy.told[-1] == ((2,), 0.0)
-    assert [e["reward"] for e in told.events] == [0.4, 0.0] and told.events[1]["result"]["error"]
+    searcher.on_trial_complete("b", None, error=True)  # failed before any result: dropped (NaN), not waited for
+    assert searcher.strategy.told[-1][0] == (2,) and math.isnan(searcher.strategy.told[-1][1])
+    rewards = [e["reward"] for e in told.events]
+    assert rewards[0] == 0.4 and math.isnan(rewards[1]) and told.events[1]["result"]["error"]
     # ASHA stopping a trial on its rung-0 result: Tune hands that result to on_trial_complete only
     searcher.on_trial_complete("c", {METRIC: 0.3, RUNG: 0})
     assert searcher.strategy.told[-1] == ((3,), 0.3)
@@ -158,3 +163,61 @@ def test_a_trial_cut_by_the_budgets_end_is_not_counted():
     searcher.budget_s = 0.0  # the budget ends while "a" trains; its trial ends without a result
     searcher.on_trial_complete("a", None)
     assert searcher.strategy.told == [] and told.events == [] and searcher.waiting == {}
+
+
+def test_a_failed_child_is_dropped_not_rewarded_and_so_are_its_duplicates(tmp_path):
+    """The strategy contract (and the local backend): a failed child is told NaN ("dropped"), never a
+    measured 0.0; a twin waiting on it and a later duplicate of it are told NaN too, not trained again."""
+    told = Recorder()
+    searcher = StrategySearcher(Proposes(1, 101, 2, 201, 3), Space(), budget_s=3600, on_told=told)
+    assert searcher.suggest("a")["values"] == [1]
+    assert searcher.suggest("b") is None  # 101: 1's twin, waits for it
+    searcher.on_trial_complete("a", None, error=True)
+    assert searcher.suggest("b")["values"] == [2]  # 201 below is 1's architecture: told at once, skipped
+    searcher.on_trial_result("b", {METRIC: 0.6, RUNG: 0})
+    assert searcher.suggest("c")["values"] == [3]
+    rewards = dict(searcher.strategy.told)
+    assert math.isnan(rewards[(1,)]) and math.isnan(rewards[(101,)]) and math.isnan(rewards[(201,)])
+    assert rewards[(2,)] == 0.6 and 0.0 not in rewards.values()
+    assert [e["kind"] for e in told.events] == ["child", "duplicate", "child", "duplicate"]
+    assert searcher.children == 3 and searcher.duplicates == 2  # the failed architecture was not tried again
+
+    searcher.save(str(tmp_path / "searcher.pt"))  # and it stays dropped after a restore
+    restored = StrategySearcher(Proposes(101, 4), Space(), budget_s=3600)
+    restored.restore(str(tmp_path / "searcher.pt"))
+    assert restored.suggest("d")["values"] == [4]
+    assert math.isnan(restored.strategy.told[0][1])
+
+
+def test_a_failed_child_is_dropped_by_the_real_strategies():
+    from nasfer.nas.space import make_space
+    from nasfer.nas.strategy import make_strategy
+
+    space = make_space("macro", blocks=2)
+    searcher = StrategySearcher(make_strategy("reinforce", space, batch_size=2), space, budget_s=3600)
+    a, b = searcher.suggest("a"), searcher.suggest("b")
+    assert a and b and searcher.suggest("c") is None
+    searcher.on_trial_complete("a", None, error=True)  # dropped: the batch does not wait for it
+    assert searcher.strategy.pending == [] and searcher.suggest("c") is not None
+    searcher.on_trial_result("b", {METRIC: 0.5, RUNG: 0})
+    assert [r for _, r in searcher.strategy.pending] == [0.5]  # only the measured reward enters the batch
+
+    evolution = StrategySearcher(make_strategy("evolution", space, population=4, sample_size=2), space, budget_s=3600)
+    evolution.suggest("a")
+    evolution.on_trial_complete("a", None, error=True)
+    assert len(evolution.strategy.population) == 0
+
+
+def test_the_log_line_of_a_failed_child_is_strict_json(tmp_path):
+    from nasfer.nas.ray_backend import SearchFiles
+    from nasfer.nas.search import LOG_FILE
+
+    files = SearchFiles(tmp_path, ("3s@16",))
+    searcher = StrategySearcher(Proposes(1, 101, 2), Space(), budget_s=3600, on_told=files.told)
+    searcher.suggest("a")
+    searcher.on_trial_complete("a", None, error=True)
+    searcher.suggest("b")
+    text = (tmp_path / LOG_FILE).read_text()
+    lines = [json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in the log")) for line in text.splitlines()]
+    assert [(r["kind"], r["reward"]) for r in lines] == [("child", 0.0), ("duplicate", 0.0)]  # as the local log
+    assert lines[0]["error"] is True

@@ -12,7 +12,11 @@ the cap: such a network is not trained, so its exact latency and the other batch
 `LatencyCache` keeps them in a JSON file keyed by architecture hash (`space.spec_key` of the model
 name and kwargs), so a child is measured once per search, and a cache file can be shared across
 searches on the same machine. Timings depend on the machine and on what else runs on it: a search
-records the machine beside them.
+records the machine beside them. Several processes may write one cache file at the same time (the Ray
+backend's trials, searches sharing `--latency-cache`): a save holds an exclusive lock on
+`<cache>.lock` (`fcntl.flock`; none where fcntl does not exist), reads the file again, writes the union
+of its entries and the saver's through a temporary file of its own (`nasfer.atomic`), so readers never
+see a half-written file and no writer drops another's measurements.
 
 `mnas_reward` is MnasNet's soft latency objective (Tan et al. 2019): acc * (latency / target) ** w.
 """
@@ -26,9 +30,12 @@ import platform
 import statistics
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+from ..atomic import write_text_atomic
+from ..errors import NasferError
 from .space import spec_key
 
 LATENCY_BATCHES = (1, 64)
@@ -119,18 +126,104 @@ def architecture_key(name: str, kwargs: dict[str, Any]) -> str:
     return spec_key({"model": name, "kwargs": kwargs})
 
 
+class LatencyCacheError(NasferError):
+    """The latency cache file cannot be read or written (the message names the file and the reason)."""
+
+
+def _lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold the exclusive lock of the cache file `path` (`<path>.lock`, created if missing) for the block,
+    waiting for another holder to release it; no lock where fcntl does not exist. OSError if the lock file
+    cannot be made."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(_lock_path(path), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _cache_error(path: Path, doing: str, exc: OSError) -> LatencyCacheError:
+    where = "a file in a writable folder" if doing == "write" else "a file this user can read"
+    return LatencyCacheError(f"latency cache {path}: cannot {doing} it ({exc.strerror or exc}); give "
+                             f"--latency-cache {where}")
+
+
+def read_cache_entries(path: Path) -> dict[str, dict[str, Any]]:
+    """The entries of the cache file `path`: {} when it is missing or damaged (a damaged cache is only lost
+    time, never wrong numbers: they are measured again), and an entry that is not a JSON object is skipped.
+    LatencyCacheError when the file exists but cannot be read (permissions, I/O error)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return {}  # nothing cached yet (a folder or a path through a file fails when saved, with its reason)
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError: cut off or overwritten
+        return {}
+    except OSError as exc:
+        raise _cache_error(path, "read", exc) from None
+    entries = data.get("entries") if isinstance(data, dict) else None
+    if not isinstance(entries, dict):
+        return {}
+    return {str(key): entry for key, entry in entries.items() if isinstance(entry, dict)}
+
+
+def _complete(entry: dict[str, Any]) -> bool:
+    return "over_cap" not in entry
+
+
+def merge_entries(theirs: dict[str, dict[str, Any]], ours: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The union of two caches' entries; for an architecture in both, ours, unless theirs is complete and
+    ours stopped over a cap (the complete measurement answers every caller)."""
+    merged = dict(theirs)
+    for key, entry in ours.items():
+        if key not in merged or _complete(entry) or not _complete(merged[key]):
+            merged[key] = entry
+    return merged
+
+
+def _not_a_folder(path: Path) -> None:
+    if path.is_dir():
+        raise LatencyCacheError(f"latency cache {path}: is a folder; give --latency-cache a file name "
+                                "(e.g. latency_cache.json)")
+
+
+def check_cache_location(path: str | os.PathLike) -> None:
+    """LatencyCacheError unless a latency cache can be written at `path`: its folder is created if missing
+    (a path the user chose) and the lock file beside it opened, so a search learns of an unwritable
+    `--latency-cache` before its first child rather than from every child's failure."""
+    path = Path(path)
+    _not_a_folder(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(_lock_path(path), "a"):
+            pass
+    except OSError as exc:
+        raise _cache_error(path, "write", exc) from None
+    read_cache_entries(path)  # a file that exists but cannot be read
+
+
 class LatencyCache:
-    """Latency measurements by architecture hash, persisted as JSON at `path` (None: in memory only)."""
+    """Latency measurements by architecture hash, persisted as JSON at `path` (None: in memory only).
+
+    A cache file that is damaged (cut off, not JSON) is read as empty; LatencyCacheError when it exists but
+    cannot be read, and from `get`/`save` when it cannot be written.
+    """
 
     def __init__(self, path: str | os.PathLike | None = None, **timing: Any):
         self.path = Path(path) if path else None
         self.timing = timing
         self.entries: dict[str, dict[str, Any]] = {}
-        if self.path is not None and self.path.is_file():
-            try:
-                self.entries = json.loads(self.path.read_text()).get("entries", {})
-            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-                self.entries = {}  # a damaged cache is only lost time, never wrong numbers: re-measure
+        if self.path is not None:
+            self.entries = read_cache_entries(self.path)
 
     def get(self, name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         key = architecture_key(name, kwargs)
@@ -144,20 +237,31 @@ class LatencyCache:
         batch that is over this cache's cap too (a search with a higher cap, or none, re-measures it)."""
         if entry is None:
             return False
-        if "over_cap" not in entry:
+        if _complete(entry):
             return True
         cap = self.timing.get("cap")
-        batch = entry["over_cap"][0]
-        return cap is not None and cap[0] == batch and entry[f"ms_per_face_b{batch}"] > cap[1]
+        try:
+            batch = entry["over_cap"][0]
+            return cap is not None and cap[0] == batch and entry[f"ms_per_face_b{batch}"] > cap[1]
+        except (KeyError, IndexError, TypeError):  # not an entry this module wrote: measured again
+            return False
 
     def save(self) -> None:
+        """Write the entries to `path`, merged (`merge_entries`) with those other processes saved there since,
+        under the file's lock; the cache then holds the union too. The folder is created if missing.
+        LatencyCacheError when the file cannot be written (or read)."""
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"machine": machine(), "runtime": "onnxruntime CPU, 1 intra-op thread",
-                                   "entries": self.entries}, indent=0))
-        os.replace(tmp, self.path)
+        _not_a_folder(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with _locked(self.path):
+                self.entries = merge_entries(read_cache_entries(self.path), self.entries)
+                text = json.dumps({"machine": machine(), "runtime": "onnxruntime CPU, 1 intra-op thread",
+                                   "entries": self.entries}, indent=0)
+                write_text_atomic(self.path, text)
+        except OSError as exc:
+            raise _cache_error(self.path, "write", exc) from None
 
 
 def machine() -> dict[str, Any]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -176,16 +177,20 @@ class SearchFiles:
             f.write(json.dumps({**record, "job": jobs + 1}) + "\n")
 
     def told(self, event: dict[str, Any]) -> None:
+        """A log line for what the strategy was told. A failed child (told NaN: dropped) and its duplicates
+        are logged with reward 0.0, as the local backend logs them (the line's "dropped" stat and the child's
+        "error" say it was not measured), so the log stays strict JSON."""
         stats = {k: float(v) for k, v in event["stats"].items()}
         elapsed = round(event["elapsed_s"], 2)
+        reward = 0.0 if math.isnan(event["reward"]) else event["reward"]
         if event["kind"] == "duplicate":
-            self._append({"kind": "duplicate", "key": event["key"], "reward": event["reward"], **stats,
+            self._append({"kind": "duplicate", "key": event["key"], "reward": reward, **stats,
                           "elapsed": elapsed})
             return
         result = event["result"]
         info = json.loads(result["info"]) if "info" in result else {}
         self._append({"kind": "child", "rung": 0, "fidelity": self.rungs[0], "child": event["child"],
-                      "key": event["key"], "reward": event["reward"],
+                      "key": event["key"], "reward": reward,
                       **{k: info.get(k) for k in ("accuracy", "objective", "seconds")},
                       **({"infeasible": True} if info.get("infeasible") else {}),
                       "latency": info.get("latency"), **stats, "spec": event["spec"],
@@ -259,6 +264,10 @@ def search(cfg: Any, rcfg: RaySearchConfig, *, dataset=None, evaluate=None, late
         changed = [k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]]
         if changed:
             raise ModelError(f"{out} holds a search with other settings ({', '.join(changed)}); use a new --out")
+    if cfg.latency_cache and latency is None and (cfg.latency_target_ms > 0 or cfg.max_latency_ms > 0):
+        from .latency import check_cache_location
+
+        check_cache_location(cfg.latency_cache)  # LatencyCacheError now, not from every trial
     data = None
     if evaluate is None:
         if dataset is None and not cfg.data:
@@ -299,7 +308,7 @@ def search(cfg: Any, rcfg: RaySearchConfig, *, dataset=None, evaluate=None, late
         raise ModelError(f"all {outcome.errors} child trials failed ({outcome.first_error}); "
                          f"Tune's error files are under {outcome.path}")
     if outcome.errors:
-        run.notes.append(f"{outcome.errors} child trial(s) failed and scored 0 (see {outcome.path})")
+        run.notes.append(f"{outcome.errors} child trial(s) failed and were dropped, not rewarded (see {outcome.path})")
     run.notes.append(f"ran on Ray: {outcome.trials} trials, {rcfg.trial_cpus:g} CPU and {rcfg.trial_gpus:g} GPU each")
     return finish(run)
 

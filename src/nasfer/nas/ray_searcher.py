@@ -9,12 +9,15 @@
   (cheapest fidelity) score, so the strategy learns from one fidelity only; later results are the
   scheduler's (ASHA) business. Every result, at every rung, is passed to `on_result` for the logs
   (the result on which ASHA stops a trial arrives through `on_trial_complete`: handled the same way).
-- `on_trial_complete` without a rung-0 result (the trial failed) -> `tell(values, 0.0)`: a child
-  that cannot be trained scores nothing, and a REINFORCE batch never waits forever. A trial that
-  ends without a result after the budget is spent was cut by the budget's end: it is not counted.
+- `on_trial_complete` without a rung-0 result (the trial failed) -> `tell(values, nan)`, the
+  strategy contract's "dropped" (`nasfer.nas.strategy`), as the local backend tells a failed child:
+  not a reward, so it does not pull the strategy towards or away from that architecture, and a
+  REINFORCE batch never waits forever. A trial that ends without a result after the budget is spent
+  was cut by the budget's end: it is not counted.
 - A child whose architecture was already scored (same `space.key`) is not trained again: the
   strategy is told the known reward at once (`on_told` with kind "duplicate"), as the local backend
-  does; one proposed while its twin is still training is told when the twin's reward arrives.
+  does; one proposed while its twin is still training is told when the twin's reward arrives. The
+  twin of a failed child is told NaN too (dropped, not tried again).
 - After `budget_s` of search time (summed over interrupted sessions) or `max_children` children,
   `suggest` returns `Searcher.FINISHED`; running trials finish.
 - `save`/`restore`: the strategy's `state_dict`, the trials waiting for their reward and the clock,
@@ -25,6 +28,7 @@ This module imports Ray: only the Ray backend (`nasfer.nas.ray_backend`) imports
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Callable
 
@@ -61,7 +65,7 @@ class StrategySearcher(Searcher):
         self.waiting: dict[str, list[int]] = {}  # trial id -> values, until the rung-0 reward is told
         self.keys: dict[str, str] = {}  # trial id -> architecture key, until told
         self.meta: dict[str, dict[str, Any]] = {}  # trial id -> {"child", "key"}, for every trial
-        self.rewards: dict[str, float] = {}  # architecture key -> rung-0 reward
+        self.rewards: dict[str, float] = {}  # architecture key -> rung-0 reward (NaN: the child failed)
         self.twins: dict[str, list[list[int]]] = {}  # key -> duplicate values proposed while it trains
         self.duplicates = 0
         self.seen: dict[str, list[int]] = {}  # trial id -> rungs whose result was handled
@@ -121,8 +125,8 @@ class StrategySearcher(Searcher):
         if trial_id in self.waiting and self.out_of_budget():  # cut by the budget's end: not counted
             self.waiting.pop(trial_id)
             self.keys.pop(trial_id)
-        elif trial_id in self.waiting:  # failed before its rung-0 result
-            self._tell(trial_id, 0.0, {**(result or {}), "error": True})
+        elif trial_id in self.waiting:  # failed before its rung-0 result: dropped (NaN), not rewarded
+            self._tell(trial_id, math.nan, {**(result or {}), "error": True})
 
     def _result(self, trial_id: str, result: dict[str, Any]) -> None:
         rung = int(result.get(RUNG, 0))
