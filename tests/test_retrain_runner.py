@@ -140,7 +140,7 @@ def test_a_test_split_the_data_lacks_fails_at_the_first_step(tmp_path, learnable
     (("--controls", "resnet99"), "unknown architecture 'resnet99'"),
     (("--controls", "x=missing.json"), "architecture file not found"),
     (("--test-split", "val"), "not a test split"),
-    (("--search-flags", SEARCH_FLAGS + " --population 3 --tournament 5"), "sample_size <= population"),
+    (("--search-flags", SEARCH_FLAGS + " --population 3 --tournament 5"), "--tournament must be 2..--population (3)"),
 ])
 def test_bad_flags_fail_before_any_work_with_a_clear_message(tmp_path, monkeypatch, flags, message):
     monkeypatch.chdir(tmp_path)

@@ -8,8 +8,11 @@ Every child is trained from scratch at the cheapest rung (its reward); ASHA prom
 next rung. Reward: validation accuracy (held out of Training, never the test split) * (ms per face /
 --latency-target-ms) ** --latency-w, latency of the exported ONNX graph in ONNX Runtime, 1 thread.
 
-Writes <out>/search_log.jsonl (one line per job), search_state.pt (resume: run the same command again),
-best_arch.json (nasfer train --genotype), pareto.json + pareto.png, summary.json, latency_cache.json.
+Writes <out>/search_log.jsonl (one line per job), search_state.pt (resume: run the same command again; an
+interrupted search keeps the time it spent), best_arch.json (nasfer train --genotype; with --space nasnet, train
+it with --width F --cells N as searched: the command printed at the end and in summary.json says so),
+pareto.json + pareto.png, summary.json, latency_cache.json. Off a terminal (a log file), one line per finished
+child or promotion is printed.
 
 Examples:
   nasfer search --data fer2013.zip --budget-minutes 120 --out runs/search-macro
@@ -37,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from ..errors import DataError
     from ..nas.config import SearchConfig
     from ..nas.results import rung_calibration
@@ -46,14 +51,23 @@ def run(args: argparse.Namespace) -> int:
     if not cfg.data:
         raise DataError("--data is required (a dataset zip, folder or fer2013.csv)")
     rung_calibration(cfg.calibration, list(cfg.rungs))  # an unreadable --calibration fails now, not hours later
-    result = ray_backend.search_from_args(cfg, args) if ray_backend.requested(args) else search(cfg)
+    if ray_backend.requested(args):
+        result = ray_backend.search_from_args(cfg, args)
+    else:
+        try:
+            result = search(cfg)
+        except KeyboardInterrupt:
+            print(f"nasfer search: interrupted; the same command continues it from {cfg.out} (the time spent so "
+                  f"far counts against --budget-minutes)", file=sys.stderr)
+            return 130
     if result is None:
         return 130  # a Ray search was interrupted: the same command continues it
     best = result.summary["best"]
-    latency = best["latency"] or {}
-    ms = f", {latency['ms_per_face_b1']:.3f} ms/face (batch 1, ONNX Runtime, 1 thread)" if latency else ""
-    print(f"best child #{best['child']}: validation accuracy {best['accuracy']:.4f} at {best['fidelity']}{ms}; "
+    batch = cfg.latency_batch
+    ms = (best["latency"] or {}).get(f"ms_per_face_b{batch}")
+    shown = f", {ms:.3f} ms/face (batch {batch}, ONNX Runtime, 1 thread)" if ms is not None else ""
+    print(f"best child #{best['child']}: validation accuracy {best['accuracy']:.4f} at {best['fidelity']}{shown}; "
           f"{result.summary['children']} children in {result.summary['elapsed_s'] / 60:.1f} min")
     print(f"wrote {result.out / 'best_arch.json'}, pareto.json/png and summary.json; train it with: "
-          f"nasfer train --data {cfg.data} --genotype {result.out / 'best_arch.json'} --out runs/searched")
+          f"{result.summary['train_command']}")
     return 0

@@ -1,9 +1,11 @@
-"""`SearchConfig`: the flags of `nasfer search`, kept torch-free so building the CLI never imports torch."""
+"""`SearchConfig`: the flags of `nasfer search`, and `check_config`, their checks; kept torch-free so building
+the CLI never imports torch (the space and strategy are imported when a config is checked)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from ..config import option
 
@@ -63,3 +65,80 @@ class SearchConfig:
     seed: int = option(0, "random seed (split, children's initialisation and batches, strategy)")
     threads: int = option(1, "torch CPU threads for training children (latency is always timed on 1 thread)")
     progress: bool = option(True, "show a progress bar (only on a terminal)")
+
+
+def make_search_space(cfg: SearchConfig):
+    """The search space `cfg` declares (`nasfer.nas.space.make_space`)."""
+    from .space import make_space
+
+    options = {"blocks": cfg.blocks} if cfg.space == "macro" else {"blocks": cfg.blocks, "F": cfg.F, "N": cfg.N}
+    return make_space(cfg.space, **options)
+
+
+def make_search_strategy(cfg: SearchConfig, space):
+    """The strategy `cfg` names over `space`, with its flags (`nasfer.nas.strategy.make_strategy`)."""
+    from .strategy import make_strategy
+
+    options: dict[str, Any] = {"seed": cfg.seed}
+    if cfg.strategy == "reinforce":
+        options.update(batch_size=cfg.reinforce_batch, lr=cfg.controller_lr, entropy_weight=cfg.entropy_weight,
+                       temperature=cfg.temperature, tanh_constant=cfg.tanh_constant)
+    elif cfg.strategy == "evolution":
+        options.update(population=cfg.population, sample_size=cfg.tournament)
+    return make_strategy(cfg.strategy, space, **options)
+
+
+def check_out(out: str) -> None:
+    """ValueError when --out (or a folder above it) is a file: the search directory must be a folder."""
+    path = Path(out).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {out}: a file is there; the search directory must be a folder")
+    above = next((p for p in path.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise ValueError(f"--out {out}: {above} is a file; the search directory must be a folder")
+
+
+def check_config(cfg: SearchConfig) -> list:
+    """The parsed rungs; ValueError naming the flag for anything out of range (NaN and infinity included:
+    every float flag must be a finite number) or for an --out that is a file."""
+    import dataclasses
+
+    from ..config import flag_of
+    from ..validation import check, finite, threads_check
+    from .fidelity import Fidelity
+
+    flags = {f.name: flag_of(f) for f in dataclasses.fields(cfg)}
+    if cfg.strategy == "evolution":  # its real bounds, stated once (not the generic "at least 1" first)
+        check([(cfg.population >= 2,
+                f"--population must be at least 2 with --strategy evolution, got {cfg.population}"),
+               (2 <= cfg.tournament <= cfg.population, f"--tournament must be 2..--population ({cfg.population}) "
+                                                       f"with --strategy evolution, got {cfg.tournament}")])
+    for name in ("blocks", "F", "N", "reinforce_batch", "population", "tournament", "child_batch", "top_k"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{flags[name]} must be at least 1, got {getattr(cfg, name)}")
+    floats = ("budget_minutes", "latency_target_ms", "latency_w", "max_latency_ms", "val_fraction", "controller_lr",
+              "entropy_weight", "temperature", "tanh_constant", "child_lr")
+    check([(cfg.eta >= 2, f"--eta must be at least 2 (the best 1/eta of each rung is promoted), got {cfg.eta}"),
+           (cfg.budget_minutes > 0 and finite(cfg.budget_minutes * 60.0),
+            f"--budget-minutes must be positive and finite (minutes of wall-clock time), got {cfg.budget_minutes}"),
+           *((finite(getattr(cfg, name)), f"{flags[name]} must be a finite number, got {getattr(cfg, name)}")
+             for name in floats),
+           (cfg.latency_target_ms >= 0, f"--latency-target-ms must be >= 0, got {cfg.latency_target_ms}"),
+           (cfg.latency_w <= 0, f"--latency-w must be <= 0 (a penalty on slower children; 0: none), got {cfg.latency_w}"),
+           (cfg.max_latency_ms >= 0, f"--max-latency-ms must be >= 0 (0: no limit), got {cfg.max_latency_ms}"),
+           (0 < cfg.val_fraction < 1, f"--val-fraction must be in (0, 1), got {cfg.val_fraction}"),
+           (cfg.subset >= 0, f"--subset must be >= 0 (0: all), got {cfg.subset}"),
+           (cfg.controller_lr > 0, f"--controller-lr must be positive, got {cfg.controller_lr}"),
+           (cfg.entropy_weight >= 0, f"--entropy-weight must be >= 0, got {cfg.entropy_weight}"),
+           (cfg.temperature > 0, f"--temperature must be positive, got {cfg.temperature}"),
+           (cfg.tanh_constant >= 0, f"--tanh-constant must be >= 0 (0: no clipping), got {cfg.tanh_constant}"),
+           (cfg.child_lr > 0, f"--child-lr must be positive, got {cfg.child_lr}"),
+           (cfg.max_children >= 0, f"--max-children must be >= 0 (0: only the time budget), got {cfg.max_children}"),
+           (cfg.seed >= 0, f"--seed must be >= 0, got {cfg.seed}"),
+           threads_check(cfg.threads, zero="torch's default")])
+    check_out(cfg.out)
+    if not cfg.rungs:
+        raise ValueError("--rungs needs at least one fidelity")
+    fidelities = [Fidelity.parse(r) for r in cfg.rungs]
+    make_search_strategy(cfg, make_search_space(cfg))  # the space's and strategy's own checks
+    return fidelities

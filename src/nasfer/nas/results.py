@@ -1,17 +1,20 @@
 """The end of a search: ranking, the Pareto archive (accuracy vs ms per face), and the files written.
 
 - ranking: children by the highest rung they reached, then by their objective there (scores are
-  only compared within a rung, as successive halving defines them); every child scored at rung 0 is
-  ranked, whenever in the search it appeared;
+  only compared within a rung, as successive halving defines them); every child trained at rung 0 is
+  ranked, whenever in the search it appeared (a child skipped for latency or whose training failed never
+  is: with no trained child there is no winner, `finish` says why and writes no `best_arch.json`);
 - `pareto_front(points)`: the non-dominated (accuracy up, latency down) subset, per rung;
 - files in the search directory: `best_arch.json` (the winner's spec, for `nasfer train --genotype`;
   for the nasnet space also `best_genotype.json` and cell diagrams), `pareto.json` and `pareto.png`,
-  `summary.json` (top-k children, settings, timing, notes).
+  `summary.json` (top-k children, settings, timing, notes, and `train_command`: the `nasfer train` line that
+  builds the winner at the size it was searched at).
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -56,11 +59,13 @@ def pareto_front(points: Sequence[dict[str, Any]], acc: str = "accuracy", cost: 
 
 
 def ranking(run) -> list[dict[str, Any]]:
-    """Every child, best first: (highest rung reached, objective at that rung), ties by earlier child."""
+    """Every trained child, best first: (highest rung reached, objective at that rung), ties by earlier child.
+    Children not trained (skipped for --max-latency-ms) or whose training failed are left out."""
     rows = []
     for trial in run.trials.values():
-        if not trial["scores"] or trial["scores"].get("0", {}).get("failed"):
-            continue  # a child whose training or export failed has no score to rank
+        first = trial["scores"].get("0", {})
+        if not trial["scores"] or first.get("failed") or first.get("infeasible"):
+            continue  # never trained (too slow) or its training / export failed: no accuracy to rank
         rung = max(int(r) for r in trial["scores"])
         rows.append((rung, trial["scores"][str(rung)]["objective"], -trial["id"], trial))
     rows.sort(key=lambda r: (r[0], r[1], r[2]), reverse=True)
@@ -114,16 +119,44 @@ def plot_pareto(archive: dict[str, Any], path: Path) -> bool:
     return True
 
 
+def train_command(cfg, out: Path) -> str:
+    """The `nasfer train` line that retrains the winner of the search `cfg` in `out` at the size it was searched
+    at: for the nasnet space, --width F --cells N (best_arch.json holds the cells, not the network's size)."""
+    size = ["--width", str(cfg.F), "--cells", str(cfg.N)] if cfg.space == "nasnet" else []
+    return shlex.join(["nasfer", "train", "--data", cfg.data or "DATA", "--genotype", str(Path(out) / "best_arch.json"),
+                       *size, "--out", "runs/searched"])
+
+
+def no_winner(run) -> str:
+    """Why a search whose children were all skipped or failed has no winner, and what to change."""
+    infeasible = [t for t in run.trials.values() if t["scores"].get("0", {}).get("infeasible")]
+    failed = sum(1 for t in run.trials.values() if t["scores"].get("0", {}).get("failed"))
+    reasons = []
+    if infeasible:
+        batch = run.cfg.latency_batch
+        fastest = min(t["latency"][f"ms_per_face_b{batch}"] for t in infeasible)
+        reasons.append(f"{len(infeasible)} were slower than --max-latency-ms {run.cfg.max_latency_ms:g} (the fastest "
+                       f"{fastest:.3f} ms per face at batch {batch}) and not trained")
+    if failed:
+        reasons.append(f"{failed} failed to train (see {run.out / 'search_log.jsonl'})")
+    fix = ("raise --max-latency-ms (0: no limit) and search in a new --out" if infeasible
+           else "fix the cause and search in a new --out")
+    return (f"no child was trained, so there is no winner and no best_arch.json: of {len(run.trials)} children, "
+            f"{' and '.join(reasons)}; {fix} ({run.out / 'summary.json'} keeps what was measured)")
+
+
 def finish(run) -> SearchResult:
-    """Write the result files of `run` (a `SearchRun`); ValueError when no child was scored."""
-    ranked = ranking(run)
-    if not ranked:
+    """Write the result files of `run` (a `SearchRun`). ValueError when no child was scored, or when none was
+    trained (all skipped for latency or failed: summary.json and pareto.json are written, with no winner and no
+    best_arch.json, and the message says what to change)."""
+    if not run.trials:
         raise ValueError("the budget ended before the first child was scored: give a larger --budget-minutes")
-    best = ranked[0]
-    rung = max(int(r) for r in best["scores"])
+    ranked = ranking(run)
     archive = pareto_archive(run)
     (run.out / "pareto.json").write_text(json.dumps(archive, indent=1) + "\n")
-    plotted = plot_pareto(archive, run.out / "pareto.png")
+    plotted = plot_pareto(archive, run.out / "pareto.png") if ranked else True
+    best = ranked[0] if ranked else None
+    rung = max(int(r) for r in best["scores"]) if best else None
     top = [{"child": t["id"], "key": t["key"], "rung": max(int(r) for r in t["scores"]),
             "scores": {run.fidelities[int(r)].name: s for r, s in sorted(t["scores"].items())},
             "latency": t["latency"], "spec": t["spec"]} for t in ranked[: run.cfg.top_k]]
@@ -133,9 +166,11 @@ def finish(run) -> SearchResult:
     quarter = max(1, len(rewards) // 4)
     summary = {
         "space": run.cfg.space, "strategy": run.cfg.strategy,
-        "best": {"child": best["id"], "rung": rung, "fidelity": run.fidelities[rung].name,
-                 "accuracy": best["scores"][str(rung)]["accuracy"], "objective": best["scores"][str(rung)]["objective"],
-                 "latency": best["latency"], "spec": best["spec"]},
+        "best": None if best is None else {
+            "child": best["id"], "rung": rung, "fidelity": run.fidelities[rung].name,
+            "accuracy": best["scores"][str(rung)]["accuracy"], "objective": best["scores"][str(rung)]["objective"],
+            "latency": best["latency"], "spec": best["spec"]},
+        "train_command": None if best is None else train_command(run.cfg, run.out),
         "children": len(run.trials), "children_per_rung": by_rung,
         "infeasible": sum(1 for t in run.trials.values() if t["scores"].get("0", {}).get("infeasible")),
         "failed": sum(1 for t in run.trials.values() if t["scores"].get("0", {}).get("failed") or t.get("failed")),
@@ -151,6 +186,11 @@ def finish(run) -> SearchResult:
         "n_train": run.n_train, "n_val": run.n_val, "top_k": top, "config": to_dict(run.cfg),
         "notes": run.notes + ([] if plotted else ["matplotlib not installed: no pareto.png"]),
     }
+    if best is None:
+        reason = no_winner(run)
+        summary["no_winner"] = reason
+        write_text_atomic(run.out / "summary.json", json.dumps(summary, indent=1) + "\n")
+        raise ValueError(reason)
     calibration = rung_calibration(run.cfg.calibration, summary["rungs"])
     if calibration:
         summary["proxy_calibration"] = calibration

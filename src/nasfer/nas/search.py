@@ -13,17 +13,19 @@ One loop, with the parts plugged in:
 Each iteration runs one job: a promotion (ASHA: a child in the top 1/eta of its rung moves one rung
 up, highest rungs first) when its estimated time fits in what is left of the budget, else a new child
 at rung 0, whose objective is the strategy's reward (one fidelity for the controller). A job is only
-started when its estimated duration (the mean of its rung's past jobs, or rung 0's scaled by
-compute before any) fits in the budget, so the search ends within `--budget-minutes`. Every job is a
-line of `search_log.jsonl` and is followed by `search_state.pt` (strategy, scheduler, children,
-RNGs; read back with `weights_only=True`), so a killed search resumes after its last finished job.
-The result (`nasfer.nas.results`): the best child at the highest rung reached, `best_arch.json`, the
-Pareto archive (accuracy vs ms per face) and `summary.json`.
+started when its estimated duration (the mean of its rung's past trained jobs, or rung 0's scaled by
+compute before any; children skipped for latency and failed jobs do not count) fits in the budget, so
+the search ends within `--budget-minutes`. Every job is a line of `search_log.jsonl` and is followed by
+`search_state.pt` (strategy, scheduler, children, RNGs; read back with `weights_only=True`), so a killed
+search resumes after its last finished job; one interrupted with Ctrl-C (KeyboardInterrupt) also saves
+the time spent up to then, so the resumed search does not exceed the budget. Off a terminal, one line per
+finished child or promotion is printed on stdout (a bar on a terminal). The result (`nasfer.nas.results`):
+the best trained child at the highest rung reached, `best_arch.json`, the Pareto archive (accuracy vs ms
+per face) and `summary.json`; with no trained child, a ValueError saying why (summary.json still written).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import sys
@@ -35,12 +37,10 @@ import torch
 
 from ..config import to_dict
 from ..errors import DataError, ModelError
-from .config import SearchConfig
+from .config import SearchConfig, check_config, make_search_space, make_search_strategy
 from .fidelity import BudgetExceeded, Fidelity, Recipe
 from .latency import LatencyCache, mnas_reward
 from .scheduler import SuccessiveHalving
-from .space import SearchSpace, make_space
-from .strategy import make_strategy
 
 STATE_FILE = "search_state.pt"
 LOG_FILE = "search_log.jsonl"
@@ -53,51 +53,6 @@ RESUMABLE_CHANGES = ("out", "budget_minutes", "max_children", "threads", "progre
 Evaluate = Callable[[dict, Fidelity], float]
 #: (model name, kwargs) -> {"ms_per_face_b1", "ms_per_face_b64", "params", ...}
 Latency = Callable[[str, dict], dict]
-
-
-def make_search_space(cfg: SearchConfig) -> SearchSpace:
-    options = {"blocks": cfg.blocks} if cfg.space == "macro" else {"blocks": cfg.blocks, "F": cfg.F, "N": cfg.N}
-    return make_space(cfg.space, **options)
-
-
-def make_search_strategy(cfg: SearchConfig, space: SearchSpace):
-    options: dict[str, Any] = {"seed": cfg.seed}
-    if cfg.strategy == "reinforce":
-        options.update(batch_size=cfg.reinforce_batch, lr=cfg.controller_lr, entropy_weight=cfg.entropy_weight,
-                       temperature=cfg.temperature, tanh_constant=cfg.tanh_constant)
-    elif cfg.strategy == "evolution":
-        options.update(population=cfg.population, sample_size=cfg.tournament)
-    return make_strategy(cfg.strategy, space, **options)
-
-
-def check_config(cfg: SearchConfig) -> list[Fidelity]:
-    """The parsed rungs; ValueError naming the flag for anything out of range."""
-    from ..config import flag_of
-    from ..validation import check, threads_check
-
-    flags = {f.name: flag_of(f) for f in dataclasses.fields(cfg)}
-    for name in ("blocks", "F", "N", "eta", "reinforce_batch", "population", "tournament", "child_batch", "top_k"):
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"{flags[name]} must be at least 1, got {getattr(cfg, name)}")
-    check([(cfg.budget_minutes > 0, f"--budget-minutes must be positive, got {cfg.budget_minutes}"),
-           (cfg.latency_target_ms >= 0, f"--latency-target-ms must be >= 0, got {cfg.latency_target_ms}"),
-           (cfg.latency_w <= 0, f"--latency-w must be <= 0 (a penalty on slower children; 0: none), got {cfg.latency_w}"),
-           (cfg.max_latency_ms >= 0, f"--max-latency-ms must be >= 0 (0: no limit), got {cfg.max_latency_ms}"),
-           (0 < cfg.val_fraction < 1, f"--val-fraction must be in (0, 1), got {cfg.val_fraction}"),
-           (cfg.subset >= 0, f"--subset must be >= 0 (0: all), got {cfg.subset}"),
-           (cfg.controller_lr > 0, f"--controller-lr must be positive, got {cfg.controller_lr}"),
-           (cfg.entropy_weight >= 0, f"--entropy-weight must be >= 0, got {cfg.entropy_weight}"),
-           (cfg.temperature > 0, f"--temperature must be positive, got {cfg.temperature}"),
-           (cfg.tanh_constant >= 0, f"--tanh-constant must be >= 0 (0: no clipping), got {cfg.tanh_constant}"),
-           (cfg.child_lr > 0, f"--child-lr must be positive, got {cfg.child_lr}"),
-           (cfg.max_children >= 0, f"--max-children must be >= 0 (0: only the time budget), got {cfg.max_children}"),
-           (cfg.seed >= 0, f"--seed must be >= 0, got {cfg.seed}"),
-           threads_check(cfg.threads, zero="torch's default")])
-    if not cfg.rungs:
-        raise ValueError("--rungs needs at least one fidelity")
-    fidelities = [Fidelity.parse(r) for r in cfg.rungs]
-    make_search_strategy(cfg, make_search_space(cfg))  # the strategy's own checks (e.g. --tournament <= --population)
-    return fidelities
 
 
 class SearchRun:
@@ -145,6 +100,7 @@ class SearchRun:
         self.log_lines = 0
         self.started = time.monotonic()
         self.bar = None
+        self.lines = False  # one printed line per job (off a terminal)
 
     # -- time and budget
     def elapsed(self) -> float:
@@ -159,7 +115,8 @@ class SearchRun:
         return self.started + self.budget_s - self.elapsed_before
 
     def estimate(self, rung: int) -> float:
-        """Expected seconds of a job at `rung`: its past mean, else rung 0's scaled by compute, else 0."""
+        """Expected seconds of a job at `rung`: the mean of its past trained jobs (children skipped for latency
+        and failed jobs do not count), else rung 0's scaled by compute, else 0."""
         if self.durations.get(rung):
             return sum(self.durations[rung]) / len(self.durations[rung])
         if rung and self.durations.get(0):
@@ -291,7 +248,9 @@ class SearchRun:
             trial["scores"]["0"] = result  # kept, so the child is not tried again; never promoted or ranked
         self.trials[key] = trial
         stats = self.strategy.tell(values, math.nan if "failed" in result else result["objective"])
-        self.durations.setdefault(0, []).append(time.monotonic() - start)
+        if not result.get("infeasible") and not result.get("failed"):
+            # only trained children time a job: a child skipped for latency (~1 s) would pull the estimate down
+            self.durations.setdefault(0, []).append(time.monotonic() - start)
         return {"kind": "child", "rung": 0, "fidelity": self.fidelities[0].name, "child": trial["id"], "key": key,
                 "reward": result["objective"], **result, "latency": trial["latency"], **_floats(stats), "spec": spec}
 
@@ -306,7 +265,8 @@ class SearchRun:
             result = {"failed": f"{type(exc).__name__}: {exc}"}
             trial.setdefault("failed", {})[str(rung)] = result["failed"]
             self.scheduler.drop(key)
-        self.durations.setdefault(rung, []).append(time.monotonic() - start)
+        if "failed" not in result:
+            self.durations.setdefault(rung, []).append(time.monotonic() - start)
         return {"kind": "promotion", "rung": rung, "fidelity": self.fidelities[rung].name, "child": trial["id"],
                 "key": key, **result}
 
@@ -326,48 +286,26 @@ class SearchRun:
         resumed = self.resume()
         (self.out / "config.json").write_text(json.dumps(to_dict(self.cfg), indent=1) + "\n")
         self.started = time.monotonic()
+        if not resumed:
+            self.save_state()  # the state an interruption during the first job goes back to (with the time spent)
         show = self.cfg.progress and sys.stderr.isatty()
+        # off a terminal (a nohup log): one line per finished child or promotion on stdout, as nasfer train's epochs
+        self.lines = self.cfg.progress and not (show and sys.stdout.isatty())
         self.bar = tqdm(total=int(self.budget_s), initial=min(int(self.elapsed_before), int(self.budget_s)),
                         unit="s", disable=not show, mininterval=1.0,
                         desc=f"search ({self.cfg.space}, {self.cfg.strategy})" + (" resumed" if resumed else ""),
                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {n}/{total}s {postfix}")
         try:
-            for note in self.notes if show else ():
-                self.bar.write(f"data: {note}")
-            failing = 0
-            while (job := self.next_job()) is not None:
-                key, rung = job
-                try:
-                    record = self.promote(key, rung) if key else self.new_child()
-                except BudgetExceeded:  # back to the state after the last finished job, with the budget spent
-                    spent, cpu = self.elapsed(), self.cpu_seconds()
-                    saved = self.resume()
-                    self.elapsed_before, self.started = spent, time.monotonic()
-                    self.cpu_before, self.cpu_started = cpu, time.process_time()
-                    self.notes.append(f"the budget ended while a child was training at rung {rung}: it is not "
-                                      f"counted (a resume with a larger --budget-minutes redoes it)")
-                    if not saved:
-                        self.trials.clear()  # nothing finished: finish() says so
-                    break
-                self.jobs += 1
-                record.update(job=self.jobs, elapsed=round(self.elapsed(), 2))
-                self._log(record)
-                self.save_state()
-                if record.get("failed"):
-                    failing += 1
-                elif record["kind"] != "duplicate":  # a duplicate proposal trains nothing: the run goes on
-                    failing = 0
-                if failing >= MAX_FAILURES_IN_A_ROW:  # not one child's problem: the data, the disk, the code
-                    raise ModelError(f"{failing} children in a row failed, the last with {record['failed']}; fix the "
-                                     f"cause and run the same command to continue ({self.out / LOG_FILE} lists them)")
-                if record["kind"] == "duplicate" and self.duplicates > 200 * max(1, len(self.trials)):
-                    self.notes.append("stopped early: the strategy only proposes children it has already scored")
-                    break
-                delta = min(int(self.elapsed()), int(self.budget_s)) - self.bar.n
-                self.bar.set_postfix(children=len(self.trials), rung=record.get("rung", 0),
-                                     acc=f"{record.get('accuracy', float('nan')):.3f}", refresh=False)
-                if delta > 0:
-                    self.bar.update(delta)
+            if self.lines:
+                print(f"search ({self.cfg.space}, {self.cfg.strategy}) in {self.out}: budget "
+                      f"{self.budget_s / 60:.1f} min" + (f", resumed at {self.elapsed_before / 60:.1f} min with "
+                                                         f"{len(self.trials)} children" if resumed else ""), flush=True)
+            for note in self.notes:
+                self._say(f"data: {note}")
+            self._loop()
+        except KeyboardInterrupt:
+            self._save_interrupted()
+            raise
         finally:
             self.bar.close()
         if self.trials:
@@ -375,6 +313,78 @@ class SearchRun:
         self.loop_elapsed = self.elapsed()  # the search itself, before the result files are drawn
         self.loop_cpu = self.cpu_seconds()
         return finish(self)
+
+    def _loop(self) -> None:
+        failing = 0
+        while (job := self.next_job()) is not None:
+            key, rung = job
+            try:
+                record = self.promote(key, rung) if key else self.new_child()
+            except BudgetExceeded:  # back to the state after the last finished job, with the budget spent
+                spent, cpu = self.elapsed(), self.cpu_seconds()
+                self.resume()
+                self.elapsed_before, self.started = spent, time.monotonic()
+                self.cpu_before, self.cpu_started = cpu, time.process_time()
+                self.notes.append(f"the budget ended while a child was training at rung {rung}: it is not "
+                                  f"counted (a resume with a larger --budget-minutes redoes it)")
+                break
+            self.jobs += 1
+            record.update(job=self.jobs, elapsed=round(self.elapsed(), 2))
+            self._log(record)
+            self.save_state()
+            self._report(record)
+            if record.get("failed"):
+                failing += 1
+            elif record["kind"] != "duplicate":  # a duplicate proposal trains nothing: the run goes on
+                failing = 0
+            if failing >= MAX_FAILURES_IN_A_ROW:  # not one child's problem: the data, the disk, the code
+                raise ModelError(f"{failing} children in a row failed, the last with {record['failed']}; fix the "
+                                 f"cause and run the same command to continue ({self.out / LOG_FILE} lists them)")
+            if record["kind"] == "duplicate" and self.duplicates > 200 * max(1, len(self.trials)):
+                self.notes.append("stopped early: the strategy only proposes children it has already scored")
+                break
+            delta = min(int(self.elapsed()), int(self.budget_s)) - self.bar.n
+            self.bar.set_postfix(children=len(self.trials), rung=record.get("rung", 0),
+                                 acc=f"{record.get('accuracy', float('nan')):.3f}", refresh=False)
+            if delta > 0:
+                self.bar.update(delta)
+
+    def _save_interrupted(self) -> None:
+        """On Ctrl-C: the state after the last finished job, with the time and CPU spent up to now (the
+        unfinished job is redone on resume, but its time counts against --budget-minutes)."""
+        spent, cpu = self.elapsed(), self.cpu_seconds()
+        if not self.resume():  # interrupted before the first state was written: nothing to keep
+            return
+        self.elapsed_before, self.started = spent, time.monotonic()
+        self.cpu_before, self.cpu_started = cpu, time.process_time()
+        self.save_state()
+
+    # -- what is printed
+    def _say(self, text: str) -> None:
+        """`text` above the progress bar on a terminal, and/or as a line on stdout off one."""
+        if self.bar is not None and not self.bar.disable:
+            self.bar.write(text)
+        if self.lines:
+            print(text, flush=True)
+
+    def _report(self, record: dict[str, Any]) -> None:
+        """One line per finished child or promotion when lines are printed (not for duplicates)."""
+        if not self.lines or record["kind"] == "duplicate":
+            return
+        batch = self.cfg.latency_batch
+        ms = (self.trials[record["key"]]["latency"] or {}).get(f"ms_per_face_b{batch}")
+        # the folder's name first: searches run side by side (a retraining campaign) share one log
+        what = (f"{self.out.name} job {record['job']}: child {record['child']}"
+                + (" promoted" if record["kind"] == "promotion" else "")
+                + ("" if record.get("infeasible") else f" at {record['fidelity']}"))
+        if record.get("failed"):
+            result = "failed: " + " ".join(str(record["failed"]).split())[:160]
+        elif record.get("infeasible"):
+            result = f"{ms:.3f} ms/face (batch {batch}) > --max-latency-ms {self.cfg.max_latency_ms:g}: not trained"
+        else:
+            result = f"accuracy {record['accuracy']:.4f}" + (f", {ms:.3f} ms/face (batch {batch})" if ms is not None
+                                                             else "")
+        print(f"{what}: {result}; {record['elapsed'] / 60:.1f}/{self.budget_s / 60:.1f} min", flush=True)
 
 
 def _floats(stats: dict[str, Any]) -> dict[str, float]:
