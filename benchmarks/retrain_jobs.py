@@ -206,8 +206,11 @@ class Campaign:
 
     def train_config(self, job: Job):
         genotype = str(self.search_dir(job) / "best_arch.json") if job.kind == "search-winner" else job.genotype
+        # best_arch.json of a NASNet search holds the cells only: its F and N are the search's --filters/--cells
+        searched = ({"width": self.search_cfg.F, "cells": self.search_cfg.N}
+                    if job.kind == "search-winner" and self.search_cfg.space == "nasnet" else {})
         return dataclasses.replace(self.train_cfg, out=str(self.job_dir(job)), seed=job.seed, split_file=str(self.split),
-                                   genotype=genotype,
+                                   genotype=genotype, **searched,
                                    **({"arch": job.arch, "width": job.width, "cells": job.cells} if job.arch else {}))
 
     def settings(self) -> dict[str, Any]:

@@ -94,8 +94,8 @@ def job_row(spec: dict[str, Any], test_split: str) -> dict[str, Any]:
         s = summarize(Path(search_dir))
         row["search"] = {k: s[k] for k in ("children", "children_per_rung", "minutes", "cpu_hours",
                                            "reward_mean_by_quarter", "entropy_first", "entropy_last")}
-        row["search"]["best"] = {k: s["best"][k] for k in ("child", "fidelity", "accuracy", "objective",
-                                                            "ms_per_face_b1", "params")}
+        row["search"]["best"] = s["best"] and {k: s["best"][k] for k in ("child", "fidelity", "accuracy", "objective",
+                                                                          "ms_per_face_b1", "params")}
         row["search_cpu_hours"] = s["cpu_hours"]
     return row
 

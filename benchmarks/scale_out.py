@@ -143,7 +143,8 @@ def search(args: argparse.Namespace) -> dict[str, Any]:
                           "children_per_rung": summary["children_per_rung"],
                           "child_seconds_rung0_mean": round(sum(r["seconds"] for r in log if r["kind"] == "child")
                                                             / max(1, summary["children_per_rung"][0]), 2),
-                          "best_accuracy": summary["best"]["accuracy"], "best_fidelity": summary["best"]["fidelity"]}
+                          "best_accuracy": (summary["best"] or {}).get("accuracy"),
+                          "best_fidelity": (summary["best"] or {}).get("fidelity")}
     first = next(iter(children.values()))
     for name, run in runs.items():
         run["same_children_and_rung0_accuracy_as_threads_1"] = children[name] == first

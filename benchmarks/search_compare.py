@@ -91,7 +91,8 @@ def summarize(run: Path, early: int = 15) -> dict:
         "entropy_first": entropies[0] if entropies else None, "entropy_last": entropies[-1] if entropies else None,
         "rewards": rewards,
         "entropy_by_quarter": _entropy(rows),
-        "best": {k: best[k] for k in ("child", "fidelity", "accuracy", "objective")}
+        # None: the search trained no child (summary.json says why under no_winner)
+        "best": None if best is None else {k: best[k] for k in ("child", "fidelity", "accuracy", "objective")}
         | {"ms_per_face_b1": (best["latency"] or {}).get("ms_per_face_b1"),
            "ms_per_face_b64": (best["latency"] or {}).get("ms_per_face_b64"),
            "params": (best["latency"] or {}).get("params"), "spec": best["spec"]},
@@ -144,11 +145,11 @@ def main() -> None:
         mine = [r for r in runs if r["strategy"] == name]
         strategies[name] = {
             "seeds": [r["seed"] for r in mine],
-            "best_search_accuracy": _stats([r["best"]["accuracy"] for r in mine]),
+            "best_search_accuracy": _stats([r["best"]["accuracy"] for r in mine if r["best"]]),
             "retrained_val_accuracy": _stats([r.get("retrained", {}).get("best_val_accuracy") for r in mine]),
             "publictest_accuracy": _stats([r.get("publictest", {}).get("accuracy") for r in mine]),
             "publictest_macro_f1": _stats([r.get("publictest", {}).get("macro_f1") for r in mine]),
-            "ms_per_face_b1": _stats([r["best"]["ms_per_face_b1"] for r in mine]),
+            "ms_per_face_b1": _stats([r["best"]["ms_per_face_b1"] for r in mine if r["best"]]),
             "cpu_hours": _stats([r["cpu_hours"] for r in mine]),
         }
     for r in runs:

@@ -168,3 +168,18 @@ def test_finetune_summary_reads_best_pt_so_kept_starting_weights_show(tmp_path):
     (fold / "best.pt").unlink()
     (row,) = finetune_crossval.summarize(tmp_path)["per_fold"]
     assert row["best_epoch"] == 2 and row["best_val_accuracy"] == 0.6
+
+
+def test_a_search_that_trained_no_child_is_summarized_without_a_winner(tmp_path):
+    """A search whose children were all over --max-latency-ms ends with best: null in summary.json (it used
+    to name an untrained child); the comparison scripts read such a search instead of failing on None."""
+    run = tmp_path / "search"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps({
+        "space": "macro", "strategy": "random", "config": {"seed": 0, "threads": 1}, "children": 2,
+        "children_per_rung": [0], "rungs": ["150s@24"], "elapsed_s": 60.0, "cpu_s": 50.0, "best": None,
+        "no_winner": "all 2 children were slower than --max-latency-ms"}))
+    (run / "search_log.jsonl").write_text("".join(json.dumps(
+        {"kind": "child", "child": i, "reward": 0.0, "skipped": "latency"}) + "\n" for i in range(2)))
+    row = search_compare.summarize(run)
+    assert row["best"] is None and row["children"] == 2

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from nasfer.errors import ModelError, NasferError
+from nasfer.errors import NasferError
 from nasfer.nas import latency as lat
 from nasfer.nas.config import SearchConfig
 from nasfer.nas.fidelity import Fidelity
@@ -146,14 +146,15 @@ def _bad_cache_cfg(tmp_path) -> SearchConfig:
                         latency_cache=str(blocker / "sub" / "cache.json"))
 
 
-def test_the_local_search_stops_with_the_cache_error(tmp_path, monkeypatch):
-    """Each child fails on the cache; after MAX_FAILURES_IN_A_ROW the search stops with a one-line error
-    that names the cache (not a traceback, not a search of failed children)."""
+def test_the_local_search_refuses_an_unwritable_cache_before_starting(tmp_path, monkeypatch):
+    """Before: each child failed on the cache, and after MAX_FAILURES_IN_A_ROW the search stopped. Now the
+    location is checked first, as the Ray backend does: one error naming the cache, nothing written."""
     from nasfer.nas.search import search
 
     monkeypatch.setattr(lat, "measure_latency", lambda name, kwargs, **t: {"ms_per_face_b1": 1.0})
-    with pytest.raises(ModelError, match="LatencyCacheError: latency cache .* cannot write it"):
+    with pytest.raises(lat.LatencyCacheError, match="latency cache .* cannot write it"):
         search(_bad_cache_cfg(tmp_path), _toy)
+    assert not (tmp_path / "search").exists()
 
 
 def test_the_ray_search_refuses_an_unwritable_cache_before_starting(tmp_path):

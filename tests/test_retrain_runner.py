@@ -179,6 +179,20 @@ def test_a_nasnet_control_trains_with_its_cells_and_width(tmp_path):
         " ".join(pair) for pair in zip(spec["train_command"].split(), spec["train_command"].split()[1:])}
 
 
+def test_a_nasnet_search_winner_retrains_at_the_searched_width_and_cells(tmp_path):
+    """best_arch.json of a NASNet search holds the cells, not F and N: before, the winner was retrained at the
+    default size (734k parameters for a 121k-parameter search at F=8, N=1)."""
+    argv = campaign_argv(tmp_path, tmp_path / "work", tmp_path / "out.json")
+    argv[argv.index("--search-flags") + 1] = SEARCH_FLAGS + " --space nasnet --filters 8 --cells 1"
+    campaign = retrain.Runner(retrain.parse_args(argv))
+    winner = next(j for j in campaign.jobs if j.kind == "search-winner")
+    cfg = campaign.train_config(winner)
+    assert (cfg.width, cfg.cells) == (8, 1) and cfg.genotype.endswith("best_arch.json")
+    macro = retrain.Runner(retrain.parse_args(campaign_argv(tmp_path, tmp_path / "w2", tmp_path / "o2.json")))
+    plain = macro.train_config(next(j for j in macro.jobs if j.kind == "search-winner"))
+    assert plain.cells == macro.train_cfg.cells and plain.width == macro.train_cfg.width  # macro: as given
+
+
 def test_controls_name_architectures_widths_and_files(tmp_path):
     from nasfer.nas.macro import vgg_spec
 

@@ -275,6 +275,10 @@ class SearchRun:
         """Search (or resume) under the output folder's lock (`nasfer.runlock`); the SearchResult."""
         from ..runlock import run_lock
 
+        if self.cfg.latency_cache:  # an unwritable shared cache: one error now, not one failed child after another
+            from .latency import check_cache_location
+
+            check_cache_location(self.cfg.latency_cache)
         with run_lock(self.out, "search"):
             return self._run()
 
