@@ -190,7 +190,7 @@ def test_parity_data_never_reads_test_images(kaggle_zip):
     ({"quantize": "int8", "val_fraction": 0.0}, "--val-fraction must be within (0, 1)"),
     ({"quantize": "int8", "max_accuracy_drop": -1.0}, "--max-accuracy-drop must be within 0..100"),
     ({"quantize": "int8", "max_accuracy_drop": 1000.0}, "--max-accuracy-drop must be within 0..100"),
-    ({"calibration_images": 5}, "--calibration-images only apply with --quantize int8"),  # before: ignored
+    ({"calibration_images": 5}, "--calibration-images only applies with --quantize int8"),  # before: ignored
     ({"calibration_data": "x.zip", "max_accuracy_drop": 1.0},
      "--calibration-data, --max-accuracy-drop only apply with --quantize int8"),
     ({"opset": 7, "atol": 0.5}, None),  # boundaries are accepted

@@ -106,7 +106,7 @@ def test_worker_turns_any_failure_into_an_error_record(pictures):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--out", "r.jsonl"], "--out only apply with --backend ray"),
+    (["--out", "r.jsonl"], "--out only applies with --backend ray"),
     (["--backend", "ray", "--annotate", "ann"], "--annotate is not available with --backend ray"),
     (["--backend", "ray", "--strict"], "--strict is not available with --backend ray"),
     (["--backend", "ray", "--out", "r.xlsx"], "unknown results format '.xlsx'"),
@@ -123,6 +123,10 @@ def test_outputs_naming_an_input_or_each_other_are_refused_before_ray_starts(pic
     code, out, err = run(capsys, pictures, "--backend", "ray", "--csv", pictures / "a.jpg")
     assert code == 2 and out == "" and f"would overwrite the input {pictures / 'a.jpg'}" in err
     assert (pictures / "a.jpg").read_bytes() == before
+    listed = tmp_path / "list.csv"  # an @LIST file is an input too (before: --out list.csv replaced it)
+    listed.write_text(f"{pictures / 'a.jpg'}\n")
+    code, _, err = run(capsys, f"@{listed}", "--backend", "ray", "--out", listed)
+    assert code == 2 and f"would overwrite the input {listed}" in err and listed.read_text().endswith("a.jpg\n")
     code, _, err = run(capsys, pictures, "--backend", "ray", "--csv", tmp_path / "r.csv", "--out", tmp_path / "r.csv")
     assert code == 2 and "are the same file" in err and not (tmp_path / "r.csv").exists()
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -128,7 +128,7 @@ def test_interrupted_ray_search_restores_and_finishes(tmp_path, local_ray, capsy
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--address", "auto"], "--address only apply with --backend ray"),
+    (["--address", "auto"], "--address only applies with --backend ray"),
     (["--backend", "ray", "--trial-cpus", "0"], "--trial-cpus must be > 0"),
     (["--backend", "ray", "--trial-cpus", "100000"], "--trial-cpus must be at most 1024"),
     (["--backend", "ray", "--ray-cpus", "100000"], "--ray-cpus must be 0..1024"),

@@ -75,7 +75,8 @@ class ExportConfig:
         if not self.quantize:
             given = changed_flags(self, QUANTIZE_ONLY)
             if given:
-                raise ValueError(f"{', '.join(given)} only apply with --quantize int8")
+                raise ValueError(f"{', '.join(given)} only apply with --quantize int8" if len(given) > 1
+                                 else f"{given[0]} only applies with --quantize int8")
         quantized = self.quantize and self.checkpoint
         low = QUANTIZE_MIN_OPSET if quantized else MIN_OPSET
         check([(low <= self.opset <= MAX_OPSET,

@@ -46,7 +46,8 @@ class BulkConfig:
             if self.batch_size != 16:
                 given.append("--batch-size")
             if given:
-                raise ValueError(f"{', '.join(given)} only apply with --backend ray")
+                raise ValueError(f"{', '.join(given)} only apply with --backend ray" if len(given) > 1
+                                 else f"{given[0]} only applies with --backend ray")
         checks = [(self.actors >= 0, f"--actors must be >= 0, got {self.actors}"),
                   (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
                   (self.ray_cpus >= 0, f"--ray-cpus must be >= 0, got {self.ray_cpus}")]

@@ -61,7 +61,8 @@ class RaySearchConfig:
             if self.trial_cpus != 1.0:
                 given.append("--trial-cpus")
             if given:
-                raise ValueError(f"{', '.join(given)} only apply with --backend ray")
+                raise ValueError(f"{', '.join(given)} only apply with --backend ray" if len(given) > 1
+                                 else f"{given[0]} only applies with --backend ray")
         check([(self.trial_cpus > 0, f"--trial-cpus must be > 0, got {self.trial_cpus}"),
                (self.trial_cpus <= MAX_THREADS, f"--trial-cpus must be at most {MAX_THREADS}, got {self.trial_cpus}"),
                (self.trial_gpus >= 0 and finite(self.trial_gpus), f"--trial-gpus must be >= 0, got {self.trial_gpus}"),
