@@ -7,8 +7,11 @@
 #   docker run --rm -p 8000:8000 nasfer                          # http://localhost:8000/
 #   docker run --rm -p 8000:8000 -v "$PWD/models:/models:ro" nasfer --model /models/model.onnx --workers 2
 #
-# Arguments after the image name are extra `nasfer serve` flags. The container always listens on
-# 0.0.0.0:8000 (map it with -p); see docs/deploy.md.
+# Arguments after the image name are extra `nasfer serve` flags, appended after the ENTRYPOINT's
+# `--host 0.0.0.0 --port 8000`, so a `--port`/`--host` among them overrides those (the last one wins).
+# The container listens on 0.0.0.0:8000 unless told otherwise; map that port with -p. The HEALTHCHECK
+# reads the port the server was started with from its command line, so it follows such an override.
+# See docs/deploy.md, section 5.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -38,6 +41,6 @@ WORKDIR /home/nasfer
 EXPOSE 8000
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-  CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status == 200 else 1)"]
+  CMD ["python", "-c", "import re, sys, urllib.request; port = (re.findall(r'\\x00--port[=\\x00](\\d+)(?=\\x00)', '\\x00' + open('/proc/1/cmdline').read()) or ['8000'])[-1]; sys.exit(0 if urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4).status == 200 else 1)"]
 ENTRYPOINT ["nasfer", "serve", "--host", "0.0.0.0", "--port", "8000"]
 CMD []

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -25,8 +27,16 @@ from nasfer.service.config import ServeConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "kubernetes"
+BASE = K8S / "base"
 OVERLAY = K8S / "model-volume"
 MB_PER_WORKER, MB_MASTER = 150, 25  # docs/deploy.md, section 1 (measured RSS)
+# docs/deploy.md, section 1: peak memory of one request in flight with an image of up to 25 MP (noise
+# JPEG, the worst case), and the highest per-worker peak measured with 2 workers x 2 threads.
+MB_PER_REQUEST, MB_WORKER_PEAK, MEASURED_MAX_PIXELS = 600, 1710, 25_000_000
+
+
+def kustomization_dirs() -> list[Path]:
+    return sorted(path.parent for path in K8S.rglob("kustomization.yaml"))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -125,14 +135,39 @@ def mebibytes(quantity: str) -> float:
 
 @pytest.fixture(scope="module")
 def base() -> dict[str, dict]:
-    return objects(K8S)
+    return objects(BASE)
 
 
 # ------------------------------------------------------------------------------------------------
 # tests
 # ------------------------------------------------------------------------------------------------
+def test_no_kustomization_lies_inside_a_kustomization_it_uses():
+    """kustomize refuses a resource folder that contains the kustomization using it ("cycle detected:
+    candidate root ... contains visited root ..."), e.g. an overlay inside its base's folder."""
+    dirs = kustomization_dirs()
+    assert {BASE, OVERLAY} <= set(dirs)
+    for folder in dirs:
+        for entry in load(folder / "kustomization.yaml")[0].get("resources", []):
+            target = (folder / entry).resolve()
+            assert target.exists(), f"{folder}: resource {entry} does not exist"
+            if target.is_dir():
+                assert (target / "kustomization.yaml").is_file(), f"{folder}: {entry} is not a kustomization"
+                assert not folder.resolve().is_relative_to(target), (
+                    f"{folder} lies inside {target}, which it lists as a resource: kustomize fails with "
+                    "'cycle detected'; put the overlay beside its base, not inside it")
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+@pytest.mark.parametrize("folder", kustomization_dirs(), ids=lambda p: p.name)
+def test_kubectl_kustomize_builds(folder):
+    result = subprocess.run(["kubectl", "kustomize", str(folder)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    kinds = {doc["kind"] for doc in yaml.safe_load_all(result.stdout) if doc}
+    assert "Deployment" in kinds
+
+
 def test_every_manifest_parses_and_is_listed_once():
-    listed = {(K8S / r).resolve() for r in load(K8S / "kustomization.yaml")[0]["resources"]}
+    listed = {(BASE / r).resolve() for r in load(BASE / "kustomization.yaml")[0]["resources"]}
     listed |= {(OVERLAY / r).resolve() for r in load(OVERLAY / "kustomization.yaml")[0]["resources"]}
     listed |= {(OVERLAY / p["path"]).resolve() for p in load(OVERLAY / "kustomization.yaml")[0]["patches"]}
     standalone = {OVERLAY / "model-loader.yaml"}  # applied by hand, documented in the file
@@ -189,7 +224,7 @@ def test_probe_paths_are_routes_that_answer_on_a_ready_app(base):
 
 def test_image_name_and_tag_match_the_build(base):
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-    (image,) = load(K8S / "kustomization.yaml")[0]["images"]
+    (image,) = load(BASE / "kustomization.yaml")[0]["images"]
     assert image["name"] == container(base)["image"]
     assert image["newTag"] == version
     # the documented build command tags the image with that name
@@ -211,6 +246,10 @@ def test_workers_fit_the_cpu_and_memory_given(base):
     assert cfg.workers == cpu_cores(res["limits"]["cpu"]) == cpu_cores(res["requests"]["cpu"])
     assert mebibytes(res["requests"]["memory"]) >= cfg.workers * MB_PER_WORKER + MB_MASTER
     assert mebibytes(res["limits"]["memory"]) >= mebibytes(res["requests"]["memory"])
+    # every thread of every worker may hold the largest accepted image at once
+    assert cfg.max_pixels <= MEASURED_MAX_PIXELS, "the memory figures were measured up to 25 MP: measure again"
+    busy = cfg.workers * (MB_PER_WORKER + cfg.threads * MB_PER_REQUEST) + MB_MASTER
+    assert mebibytes(res["limits"]["memory"]) * 2**20 / 1e6 >= max(busy, cfg.workers * MB_WORKER_PEAK + MB_MASTER)
     assert cfg.model is not None and weights.resolve_model(cfg.model).is_file()
     grace = base["Deployment/nasfer"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert grace > min(cfg.timeout, 30), "gunicorn needs its graceful timeout before the SIGKILL"
