@@ -94,6 +94,20 @@ def test_serve_with_a_missing_model_fails_cleanly(capsys):
     assert "Traceback" not in err
 
 
+def test_serve_with_an_unusable_detector_fails_before_its_workers(capsys, tmp_path, monkeypatch):
+    """Before: every gunicorn worker printed a ~40-line traceback, exit 3."""
+    from nasfer.cli import main
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))  # no YuNet model cached
+    assert main(["serve", "--detector", "bogus"]) == 2
+    err = capsys.readouterr().err
+    assert "--detector bogus: unknown face detector; choose one of haar, yunet, none" in err
+    assert main(["serve", "--detector", "yunet"]) == 2
+    err = capsys.readouterr().err
+    assert "--detector yunet needs its model" in err and "nasfer models fetch yunet" in err
+    assert "Traceback" not in err
+
+
 def test_importing_the_service_loads_no_model():
     code = ("import sys, nasfer.service.app, nasfer.service.routes, nasfer.commands.serve; "
             "print(any(m in sys.modules for m in ('nasfer.runtime.api', 'onnxruntime', 'torch')))")
