@@ -39,6 +39,8 @@ def test_openapi_document_is_valid_and_lists_every_route(client):
     served = {re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule) for rule in client.application.url_map.iter_rules()}
     assert set(spec["paths"]) == served  # every route, the web client's files included
     validate(spec)
+    # what the HTTP layer answers before the app (a body not sent in time) is documented too (review: no 408)
+    assert {"408", "413"} <= set(spec["paths"]["/v1/emotions"]["post"]["responses"])
 
 
 def test_openapi_schemas_match_real_responses(client, make_app, jpeg):
