@@ -8,6 +8,7 @@
 
 export type ErrorKind =
   | 'bad_request' // 400
+  | 'slow_upload' // 408: the photo did not reach the service within its read timeout
   | 'too_large' // 413
   | 'unsupported' // 415
   | 'unreadable' // 422
@@ -46,6 +47,7 @@ export class ApiError extends Error {
 /** The kind of error an HTTP status stands for. */
 export function kindOfStatus(status: number): ErrorKind {
   if (status === 400) return 'bad_request';
+  if (status === 408) return 'slow_upload';
   if (status === 413) return 'too_large';
   if (status === 415) return 'unsupported';
   if (status === 422) return 'unreadable';
@@ -62,6 +64,8 @@ export function httpErrorMessage(status: number, serverMessage?: string): string
   switch (kindOfStatus(status)) {
     case 'bad_request':
       return withDetail('The service rejected the request', serverMessage) + '. Update the app if this keeps happening.';
+    case 'slow_upload':
+      return withDetail('The photo did not reach the service in time', serverMessage) + '. Check your connection and try again.';
     case 'too_large':
       return withDetail('The photo is too large for the service', serverMessage) + '. Try a smaller photo.';
     case 'unsupported':

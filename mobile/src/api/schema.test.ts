@@ -67,7 +67,7 @@ describe('POST /v1/emotions', () => {
   it('answers EmotionsResponse, and every error it documents has its own message', () => {
     expect(resolve(emotionsPost.responses['200'].content['application/json'].schema)).toBe(schemas.EmotionsResponse);
     const errors = Object.keys(emotionsPost.responses).filter((s) => s !== '200').map(Number);
-    expect(errors.sort()).toEqual([400, 413, 415, 422, 500, 503]);
+    expect(errors.sort()).toEqual([400, 408, 413, 415, 422, 500, 503]);
     for (const status of errors) {
       expect(resolve(emotionsPost.responses[String(status)].content['application/json'].schema)).toBe(schemas.Error);
       expect(kindOfStatus(status)).not.toBe('http');
