@@ -148,7 +148,8 @@ def test_default_mode_trains_children_from_scratch_and_reads_no_test_images(tmp_
     out = tmp_path / "cli"
     code = main(["search", "--data", str(learnable_folder), "--out", str(out), "--budget-minutes", "1",
                  "--max-children", "2", "--rungs", "2s@16", "--child-batch", "16", "--blocks", "2",
-                 "--val-fraction", "0.2", "--precision", "fp32", "--no-progress"])
+                 "--val-fraction", "0.2", "--precision", "fp32", "--no-progress",
+                 "--max-latency-ms", "0"])  # real timings on a loaded machine may pass the 1.5 ms cap: no winner
     assert code == 0
     assert "best child" in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
@@ -257,7 +258,8 @@ def test_the_search_and_its_proxy_calibration_follow_the_architecture_into_the_c
     out = tmp_path / "s"
     assert main(["search", "--data", str(learnable_folder), "--out", str(out), "--budget-minutes", "1",
                  "--max-children", "2", "--rungs", "2s@16", "--child-batch", "16", "--blocks", "2", "--seed", "3",
-                 "--val-fraction", "0.2", "--precision", "fp32", "--no-progress", "--calibration", str(calibration)]) == 0
+                 "--val-fraction", "0.2", "--precision", "fp32", "--no-progress", "--calibration", str(calibration),
+                 "--max-latency-ms", "0"]) == 0  # (CI: both children timed at 1.54 ms under load, none trained)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["proxy_calibration"]["rungs"]["2s@16"]["kendall_tau"] == 0.41
     import sys
