@@ -22,3 +22,43 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypat
     monkeypatch.undo()
     write_text_atomic(target, "[1, 2]")
     assert target.read_text() == "[1, 2]"
+
+
+def test_staged_output_replaces_the_target_only_when_the_block_ends(tmp_path):
+    from nasfer.atomic import staged_output
+
+    target = tmp_path / "results.csv"
+    target.write_text("old results\n")
+    with staged_output(target, newline="") as out:
+        out.write("new row\n")
+        assert target.read_text() == "old results\n"  # still the old file while the run goes on
+    assert target.read_text() == "new row\n" and list(tmp_path.iterdir()) == [target]
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, ValueError, BrokenPipeError])
+def test_a_stopped_block_keeps_the_target_and_its_rows_in_partial(tmp_path, stop):
+    """Before: `nasfer predict --csv results.csv` truncated results.csv at its start, so a run stopped by
+    --strict, an error or Ctrl-C lost the previous results."""
+    from nasfer.atomic import staged_output
+
+    target = tmp_path / "results.csv"
+    target.write_text("old results\n")
+    with pytest.raises(stop) as caught:
+        with staged_output(target) as out:
+            out.write("row 1\n")
+            raise stop()
+    assert target.read_text() == "old results\n"
+    assert (tmp_path / "results.csv.partial").read_text() == "row 1\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv", "results.csv.partial"]
+    assert caught.value.__notes__ == [f"{target} keeps its previous contents; what was written before the stop "
+                                      f"is in {tmp_path / 'results.csv.partial'}"]
+
+
+def test_a_block_stopped_before_writing_leaves_nothing(tmp_path):
+    from nasfer.atomic import staged_output
+
+    with pytest.raises(ValueError) as caught:
+        with staged_output(tmp_path / "new.csv"):
+            raise ValueError("bad flag")
+    assert list(tmp_path.iterdir()) == []
+    assert caught.value.__notes__ == [f"{tmp_path / 'new.csv'} was not created; nothing had been written"]

@@ -104,6 +104,41 @@ def test_strict_stops_at_the_first_unreadable_file(folder, tiny_onnx, capsys):
     assert "Traceback" not in err
 
 
+def test_a_stopped_run_keeps_the_previous_csv(folder, tiny_onnx, tmp_path, capsys):
+    """Before: --csv was truncated when the run started, so a --strict run stopped at broken.jpg (after a.png)
+    replaced last run's results with a header and one row."""
+    results = tmp_path / "results.csv"
+    code, _, _ = run(capsys, folder, "--detector", "none", "--model", tiny_onnx, "--csv", results)
+    assert code == 0
+    before = results.read_text()
+    assert len(before.splitlines()) == 5  # header, a.png, broken.jpg, cut.png, b.png
+    code, _, err = run(capsys, folder, "--strict", "--detector", "none", "--model", tiny_onnx, "--csv", results)
+    assert code == 2 and results.read_text() == before
+    partial = tmp_path / "results.csv.partial"
+    assert [Path(r["file"]).name for r in csv.DictReader(partial.open())] == ["a.png"]
+    assert f"nasfer predict: {results} keeps its previous contents; what was written before the stop is in " \
+           f"{partial}" in err and "Traceback" not in err
+
+
+def test_ctrl_c_keeps_the_previous_csv(folder, tiny_onnx, tmp_path, capsys, monkeypatch):
+    from nasfer.commands import predict
+
+    results = tmp_path / "results.csv"
+    results.write_text("last run\n")
+    real = predict.analyse
+
+    def interrupted(items, recognizer, cfg):
+        records = real(items, recognizer, cfg)
+        yield next(records)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(predict, "analyse", interrupted)
+    code, _, err = run(capsys, folder, "--detector", "none", "--model", tiny_onnx, "--csv", results)
+    assert code == 130 and results.read_text() == "last run\n"
+    assert "nasfer: interrupted" in err and "results.csv.partial" in err
+    assert len((tmp_path / "results.csv.partial").read_text().splitlines()) == 2
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--detector", "dlib"], "unknown face detector 'dlib'"),
     (["--model", "/nonexistent/model.onnx"], "model file not found"),

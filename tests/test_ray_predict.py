@@ -192,3 +192,30 @@ def test_ray_backend_reads_uris_and_lists_and_writes_to_a_uri(pictures, local_ra
     assert "cannot decode" in records[2]["error"]
     assert records[3]["error"] == f"{tmp_path / 'gone.jpg'}: no such file or folder"
     assert records[4]["error"] == f"file://{tmp_path / 'gone-too.jpg'}: no such file or folder"
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv", ".jsonl"])
+def test_a_stopped_ray_run_keeps_the_previous_results(pictures, local_ray, tmp_path, capsys, monkeypatch, suffix):
+    """Before: --out was opened for writing when the run started, so a run stopped part-way (an error, Ctrl-C)
+    had already replaced the previous results."""
+    from nasfer.bulk import pipeline
+
+    out = tmp_path / f"records{suffix}"
+    out.write_bytes(b"last run")
+    real = pipeline.records
+
+    def stopped(*args, **kwargs):
+        records = real(*args, **kwargs)
+        yield next(records)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "records", stopped)
+    code, _, err = run(capsys, "--backend", "ray", pictures, "--threads", "1", "--out", out)
+    assert code == 130 and out.read_bytes() == b"last run"
+    partial = tmp_path / f"records{suffix}.partial"
+    assert f"{out} keeps its previous contents; what was written before the stop is in {partial}" in err
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+        assert pq.read_table(partial).num_rows == 1  # a readable file: the footer was written
+    else:
+        assert len(partial.read_text().splitlines()) == (2 if suffix == ".csv" else 1)

@@ -4,6 +4,10 @@ Used for the JSON files other processes read while a run goes on (a run's histor
 summary.json, model cards, the NAS latency cache), e.g. benchmarks/retrain.py deciding whether a step is
 finished. Each write has its own temporary name, so writers of one file at the same time never publish
 each other's half-written file (the last rename wins).
+
+`staged_output` does the same for a file written over a long run (`nasfer predict --csv`, `--out`): the
+results replace the target only when the run ends; a run stopped by an error or Ctrl-C leaves the target
+as it was and what it had written in `<name>.partial`.
 """
 
 from __future__ import annotations
@@ -33,4 +37,73 @@ def write_text_atomic(path: str | os.PathLike, text: str, encoding: str = "utf-8
         raise
 
 
-__all__ = ["write_text_atomic"]
+def partial_path(path: str | os.PathLike) -> Path:
+    """Where `staged_output` keeps the records of a stopped run: `<name>.partial` beside `path`."""
+    path = Path(path)
+    return path.with_name(path.name + ".partial")
+
+
+class StagedFile:
+    """A file object written to a temporary file beside `path` (`<name>.<pid>-<random>.tmp`, never an
+    existing file): `commit()` moves it onto `path` in one step (os.replace); `abandon()` keeps what was
+    written as `partial_path(path)` (removed when nothing was written) and leaves `path` untouched.
+
+    `mode` is "w" or "wb" (`open_kwargs` as `open` takes them, e.g. encoding, newline). OSError as `open`
+    raises it. Attribute access goes to the open file (write, flush, ...), so csv.writer and pyarrow take it.
+    """
+
+    def __init__(self, path: str | os.PathLike, mode: str = "w", **open_kwargs):
+        if mode not in ("w", "wb"):
+            raise ValueError(f"StagedFile writes new files (mode 'w' or 'wb'), got mode {mode!r}")
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp")
+        self.file = open(self.tmp, mode.replace("w", "x"), **open_kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self.file, name)
+
+    def commit(self) -> Path:
+        """Close and move the file onto `path`; return `path`."""
+        self.file.close()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abandon(self) -> Path | None:
+        """Close and keep the file as `<name>.partial` (replacing an older one); None when it was empty (then
+        removed). Never raises: the error that stopped the run is the one to report."""
+        with contextlib.suppress(OSError):
+            self.file.close()
+        try:
+            if self.tmp.stat().st_size == 0:
+                self.tmp.unlink()
+                return None
+            partial = partial_path(self.path)
+            os.replace(self.tmp, partial)
+            return partial
+        except OSError:
+            return None
+
+
+@contextlib.contextmanager
+def staged_output(path: str | os.PathLike, mode: str = "w", **open_kwargs):
+    """`with staged_output(path) as f:` writes `f` (a StagedFile) and replaces `path` when the block ends;
+    when the block raises (an error, Ctrl-C, a broken pipe), `path` is left as it was, the records written so
+    far are kept in `<name>.partial`, and a note saying so is added to the exception (`cli.main` prints it)."""
+    staged = StagedFile(path, mode, **open_kwargs)
+    try:
+        yield staged
+    except BaseException as exc:
+        exc.add_note(partial_message(path, staged.abandon()))
+        raise
+    staged.commit()
+
+
+def partial_message(path: str | os.PathLike, partial: Path | None) -> str:
+    """"PATH keeps its previous contents (or: was not created); what was written before the stop is in
+    PARTIAL (or: nothing had been written)": the note a stopped run adds to its exception."""
+    kept = "keeps its previous contents" if Path(path).exists() else "was not created"
+    where = f"what was written before the stop is in {partial}" if partial else "nothing had been written"
+    return f"{path} {kept}; {where}"
+
+
+__all__ = ["StagedFile", "partial_message", "partial_path", "staged_output", "write_text_atomic"]

@@ -56,6 +56,13 @@ def _version() -> str:
         return "unknown"
 
 
+def print_notes(command: str, exc: BaseException) -> None:
+    """The exception's notes (PEP 678), one line each on stderr: e.g. where a stopped run left its records
+    (`nasfer.atomic.staged_output`)."""
+    for note in getattr(exc, "__notes__", ()):
+        print(f"nasfer {command}: {note}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -64,16 +71,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args._run(args) or 0)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("nasfer: interrupted", file=sys.stderr)
+        print_notes(args.command, exc)
         return 130
-    except BrokenPipeError:  # `nasfer predict ... | head`: the reader has all it wanted
+    except BrokenPipeError as exc:  # `nasfer predict ... | head`: the reader has all it wanted
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        print_notes(args.command, exc)
         return 141  # 128 + SIGPIPE, what a shell reports for a killed writer
     except (NasferError, FileNotFoundError, ValueError) as exc:
         print(f"nasfer {args.command}: error: {exc}", file=sys.stderr)
+        print_notes(args.command, exc)
         return 2
     except ImportError as exc:
         hint = missing_extra_hint(exc)

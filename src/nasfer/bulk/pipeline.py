@@ -100,15 +100,16 @@ def run(args: argparse.Namespace) -> int:
     _check_local_outputs(cfg, bulk, sources)
     files = ModelFiles.read(cfg.model, cfg.detector_model)
     labels = next(json.loads(data)["labels"] for name, data in files.model.items() if name.endswith(".json"))
-    sinks: list[Any] = []
+    sinks = [create_sink(bulk.out, labels)] if bulk.out else []
     try:
-        if bulk.out:
-            sinks.append(create_sink(bulk.out, labels))
         with ray_session(bulk.address, bulk.ray_cpus) as ray:
             counts = emit_records(records(sources, cfg, bulk, files, ray), sources, labels, cfg, sinks)
-    finally:
+    except BaseException as exc:  # an error or Ctrl-C: --out keeps its old file, the records go to .partial
         for sink in sinks:
-            sink.close()
+            exc.add_note(sink.abandon())
+        raise
+    for sink in sinks:
+        sink.close()
     return report(counts, len(sources), bulk.out or "")
 
 

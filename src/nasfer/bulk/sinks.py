@@ -5,11 +5,14 @@
   .parquet         the CSV's rows with typed, nullable columns (file, face, x, y, w, h, label,
                    confidence, uncertain, one score column per label, error)
 
-RESULTS is a local path or a URI of any filesystem pyarrow understands (`s3://bucket/out.parquet`).
+RESULTS is a local path or a URI of any filesystem pyarrow understands (`s3://bucket/out.parquet`). A
+local RESULTS file is replaced only when the run ends (`close`); a stopped run (`abandon`) leaves it as it
+was and the records written so far in RESULTS.partial (`nasfer.atomic.StagedFile`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -28,7 +31,8 @@ def csv_header(labels: list[str]) -> list[str]:
 
 
 def open_output(location: str):
-    """A binary output stream for a local path (parent folders made) or a pyarrow URI."""
+    """A binary output stream for a pyarrow URI, or a `nasfer.atomic.StagedFile` for a local path (parent
+    folders made)."""
     from .sources import is_uri, open_filesystem
 
     if is_uri(location):
@@ -37,22 +41,44 @@ def open_output(location: str):
         if parent not in ("", ".", "/"):
             fs.create_dir(parent, recursive=True)  # a no-op on object stores, needed on file systems
         return fs.open_output_stream(path)
+    from ..atomic import StagedFile
+
     path = Path(location)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return open(path, "wb")
+    return StagedFile(path, "wb")
+
+
+def finish(stream: Any) -> None:
+    """Close `open_output`'s stream: a staged local file is moved onto its path."""
+    stream.commit() if hasattr(stream, "commit") else stream.close()
+
+
+def abandon(stream: Any, location: str) -> str:
+    """Close `open_output`'s stream after a stopped run; return the note saying where the records are."""
+    from ..atomic import partial_message
+
+    if not hasattr(stream, "abandon"):
+        with contextlib.suppress(Exception):
+            stream.close()
+        return f"{location} holds the records written before the stop"
+    return partial_message(location, stream.abandon())
 
 
 class JsonLinesSink:
     """`--json`'s lines: one JSON object per record."""
 
     def __init__(self, location: str, labels: list[str]):
+        self.location = location
         self.stream = open_output(location)
 
     def write(self, record: dict[str, Any]) -> None:
         self.stream.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
 
     def close(self) -> None:
-        self.stream.close()
+        finish(self.stream)
+
+    def abandon(self) -> str:
+        return abandon(self.stream, self.location)
 
 
 class CsvSink:
@@ -60,6 +86,7 @@ class CsvSink:
 
     def __init__(self, location: str, labels: list[str]):
         self.labels = list(labels)
+        self.location = location
         self.stream = open_output(location)
         self.text = io.TextIOWrapper(self.stream, encoding="utf-8", newline="")
         self.writer = csv.writer(self.text)
@@ -71,7 +98,15 @@ class CsvSink:
         self.writer.writerows(csv_rows(record, self.labels))
 
     def close(self) -> None:
-        self.text.close()
+        self.text.flush()
+        self.text.detach()  # the stream stays open for finish()
+        finish(self.stream)
+
+    def abandon(self) -> str:
+        with contextlib.suppress(Exception):
+            self.text.flush()
+            self.text.detach()
+        return abandon(self.stream, self.location)
 
 
 class ParquetSink:
@@ -86,6 +121,7 @@ class ParquetSink:
                  "h": pa.int32(), "label": pa.string(), "confidence": pa.float64(), "uncertain": pa.bool_(),
                  **{label: pa.float64() for label in self.labels}, "error": pa.string()}
         self.schema = pa.schema([(name, types[name]) for name in csv_header(self.labels)])
+        self.location = location
         self.stream = open_output(location)
         self.writer = pq.ParquetWriter(self.stream, self.schema)
         self.rows: list[list[Any]] = []
@@ -110,7 +146,15 @@ class ParquetSink:
         if self.rows:
             self._flush()
         self.writer.close()
-        self.stream.close()
+        finish(self.stream)
+
+    def abandon(self) -> str:
+        """The row groups written so far, as a readable Parquet file (the footer is written)."""
+        with contextlib.suppress(Exception):
+            if self.rows:
+                self._flush()
+            self.writer.close()
+        return abandon(self.stream, self.location)
 
 
 def _cell(value: Any, type_: Any) -> Any:

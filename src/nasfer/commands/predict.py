@@ -4,7 +4,9 @@ Folders are searched recursively for images. A file that cannot be read gives an
 the run goes on; the exit status is 1 only when no picture could be read (--strict: stop with
 status 2 at the first unreadable file). An output (--csv, an --annotate copy) that would replace an
 input or another output stops the run before any work (status 2); --annotate copies keep the picture's
-name, with .png added to names of formats not written as such (a.gif -> a.gif.png).
+name, with .png added to names of formats not written as such (a.gif -> a.gif.png). A --csv file is
+replaced only when the run ends: a run stopped by an error or Ctrl-C leaves it as it was and the rows
+written so far in NAME.partial.
 
 Output: a table (default) or one JSON object per picture (--json):
   {"file": ..., "image": {"width": W, "height": H}, "faces": [{"box": [x, y, w, h], "detector_score": ...,
@@ -26,6 +28,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import sys
@@ -219,14 +222,29 @@ def emit_records(records: Iterable[dict[str, Any]], items: list, labels: list[st
                  sinks: Iterable[Any] = ()) -> Counts:
     """Print each record (table rows, or JSON lines with --json), write its --csv rows and give it to `sinks`,
     with a progress bar on a terminal from PROGRESS_FROM pictures on; the one output loop of the local and
-    the Ray backends. `items`: the pictures (anything with `.shown`), for the table's width and the bar."""
-    from ..progress import progress_bar
+    the Ray backends. `items`: the pictures (anything with `.shown`), for the table's width and the bar.
+
+    A --csv file replaces an existing one only when every record is written: a run stopped by an error or
+    Ctrl-C leaves it as it was and its rows in `<name>.partial` (`nasfer.atomic.staged_output`)."""
+    from ..atomic import staged_output
 
     to_stdout = cfg.csv == "-"
     if to_stdout and cfg.json:
         raise ValueError("--csv - and --json both write to standard output: choose one")
+    with contextlib.ExitStack() as stack:
+        csv_file = None
+        if cfg.csv:
+            csv_file = sys.stdout if to_stdout else stack.enter_context(
+                staged_output(cfg.csv, "w", newline="", encoding="utf-8"))
+        return _emit(records, items, labels, cfg, csv_file, sinks)
+
+
+def _emit(records: Iterable[dict[str, Any]], items: list, labels: list[str], cfg: "PredictConfig",
+          csv_file: Any, sinks: Iterable[Any]) -> Counts:
+    from ..progress import progress_bar
+
+    to_stdout = cfg.csv == "-"
     table = None if cfg.json or to_stdout else Table(items)
-    csv_file = (sys.stdout if to_stdout else open(cfg.csv, "w", newline="", encoding="utf-8")) if cfg.csv else None
     writer = csv.writer(csv_file) if csv_file else None
     counts = Counts()
     bar = progress_bar(total=len(items), desc="predict", unit="img", show=len(items) >= PROGRESS_FROM)
@@ -251,8 +269,6 @@ def emit_records(records: Iterable[dict[str, Any]], items: list, labels: list[st
                 sink.write(record)
     finally:
         bar.close()
-        if csv_file and not to_stdout:
-            csv_file.close()
     return counts
 
 

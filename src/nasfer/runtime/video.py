@@ -19,6 +19,7 @@ from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
+from ..atomic import StagedFile, partial_message
 from ..config import option
 from ..errors import DataError
 from .faces import iou
@@ -285,7 +286,7 @@ def process_video(cfg: VideoConfig, recognizer: Any = None) -> VideoSummary:
                            frames_announced=announced)
     stats = Timeline(labels)
     writer = None
-    csv_file = open(cfg.csv, "w", newline="", encoding="utf-8") if cfg.csv else None
+    csv_file = StagedFile(cfg.csv, "w", newline="", encoding="utf-8") if cfg.csv else None  # replaced at the end
     rows = csv.writer(csv_file) if csv_file else None
     if rows:
         rows.writerow(timeline_header(labels))
@@ -308,14 +309,19 @@ def process_video(cfg: VideoConfig, recognizer: Any = None) -> VideoSummary:
                 writer.write(draw_faces(frame, result.faces, color="bgr", ids=result.ids))
             bar.update(1)
     except KeyboardInterrupt:
-        summary.interrupted = True
+        summary.interrupted = True  # a finished run: the rows so far and the summary are written
+    except BaseException as exc:
+        if csv_file:
+            exc.add_note(partial_message(cfg.csv, csv_file.abandon()))
+            csv_file = None
+        raise
     finally:
         bar.close()
         cap.release()
         if writer is not None:
             writer.release()
         if csv_file:
-            csv_file.close()
+            csv_file.commit()
     summary.seconds = time.perf_counter() - start
     summary.truncated = (not summary.interrupted and summary.frames < announced
                          and not (cfg.max_frames and summary.frames >= cfg.max_frames))
