@@ -27,7 +27,8 @@ from nasfer.service.metrics import Metrics
                                          ("workers", -1), ("detector", " "),
                                          # before: accepted, forking / starting that many (or an OverflowError)
                                          ("workers", 100_000), ("threads", 100_000), ("max_upload_mb", math.inf),
-                                         ("max_upload_mb", math.nan), ("threshold", math.nan)])
+                                         ("max_upload_mb", math.nan), ("threshold", math.nan),
+                                         ("max_faces", 101)])  # before: accepted above the service's cap of 100
 def test_config_validation(field, value):
     with pytest.raises(ValueError, match=f"^--{field.replace('_', '-')}[ :]"):
         ServeConfig(**{field: value}).validate()
@@ -35,7 +36,8 @@ def test_config_validation(field, value):
 
 @pytest.mark.parametrize("kwargs", [{"port": 0, "workers": 0, "threads": 1, "timeout": 1, "read_timeout": 1,
                                      "threshold": 0.0, "max_faces": 0, "max_upload_mb": 0.001, "max_pixels": 1},
-                                    {"port": 65535, "workers": 1024, "threads": 1024, "threshold": 1.0}])
+                                    {"port": 65535, "workers": 1024, "threads": 1024, "threshold": 1.0,
+                                     "max_faces": 100}])
 def test_config_validation_accepts_the_boundaries(kwargs):
     cfg = ServeConfig(**kwargs)
     assert cfg.validate() is cfg

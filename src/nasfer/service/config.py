@@ -47,6 +47,10 @@ def bind_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
+#: The most faces one response may hold (`--max-faces 0` means this many; a larger setting is refused).
+MAX_FACES_CAP = 100
+
+
 @dataclass
 class ServeConfig(RecognizerOptions):
     """How the HTTP service runs: server processes, model, detector and input limits."""
@@ -60,7 +64,8 @@ class ServeConfig(RecognizerOptions):
                               "it is closed; also the longest a request waits for a free model (then 503)")
     read_timeout: int = option(60, "seconds a client may take to send one whole request, headers and body "
                                    "(slower: HTTP 408)")
-    max_faces: int = option(20, "most faces returned per image, largest first (0: the service's cap, 100)")
+    max_faces: int = option(20, f"most faces returned per image, largest first, at most {MAX_FACES_CAP} "
+                                f"(0: {MAX_FACES_CAP}); a request may ask for fewer")
     max_upload_mb: float = option(10.0, "largest accepted request body in MB (larger: HTTP 413)")
     max_pixels: int = option(25_000_000, "largest accepted image, width x height (larger: HTTP 413)")
     cors_origins: str = option("", "comma-separated origins allowed to call the API from other sites "
@@ -85,6 +90,8 @@ class ServeConfig(RecognizerOptions):
             (self.max_pixels > 0, f"--max-pixels must be > 0, got {self.max_pixels}"),
         ])
         check_max_faces_flag(self.max_faces)  # the one face-limit rule of CLI, Python API and service
+        check([(self.max_faces <= MAX_FACES_CAP, f"--max-faces must be 0..{MAX_FACES_CAP} (0: {MAX_FACES_CAP}), "
+                                                 f"got {self.max_faces}")])  # before: 1000 was accepted
         return self
 
     @property

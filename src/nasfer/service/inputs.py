@@ -14,13 +14,12 @@ import numpy as np
 from flask import request
 
 from .app import ApiError
-from .config import ServeConfig
+from .config import MAX_FACES_CAP, ServeConfig
 from .imaging import MIME_TYPES
 
 OPTIONS = ("detector", "threshold", "max_faces")
 RAW_TYPES = (*MIME_TYPES, "application/octet-stream")
 _RAW_NAMES = ", ".join(MIME_TYPES)  # image/jpeg, image/png, image/webp, image/gif, image/bmp, image/tiff
-MAX_FACES_CAP = 100  # the most a request may ask for when the server sets no limit
 
 
 def max_faces_cap(cfg: ServeConfig) -> int:
