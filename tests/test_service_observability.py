@@ -155,6 +155,22 @@ def test_metrics_are_summed_across_worker_processes(tmp_path):
     b.close()
 
 
+def test_counters_never_go_down_between_scrapes_answered_by_different_workers(tmp_path):
+    """Before: worker a answered a scrape with its live count (5), then worker b answered the next one with a's
+    snapshot from up to a second earlier (2), so the server's counter went 5 -> 2 (a counter reset to
+    Prometheus' rate())."""
+    a, b = Metrics(tmp_path, flush_interval=3600), Metrics(tmp_path, flush_interval=3600)  # no timed flushes
+    key = ("nasfer_images_processed_total", (("detector", "haar"),))
+    a.inc(key[0], {"detector": "haar"}, 2)
+    a.flush()
+    a.inc(key[0], {"detector": "haar"}, 3)  # live only, until the next flush
+    first = parse_prometheus(a.render())[key]
+    second = parse_prometheus(b.render())[key]
+    assert first == 5 and second >= first
+    a.close()
+    b.close()
+
+
 def test_metric_label_values_are_escaped():
     m = Metrics()
     m.inc("nasfer_predictions_total", {"label": 'we"ird\\label\n'})

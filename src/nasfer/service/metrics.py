@@ -2,9 +2,10 @@
 
 Each worker counts in memory. When `NASFER_METRICS_DIR` is set (the `serve` command sets it to a
 fresh temporary directory before gunicorn forks its workers), every worker also writes a snapshot
-of its counts there at most once a second, and `/metrics` sums the live counts of the worker that
-answers with the snapshots of all the others, so a scrape sees the whole server whichever worker
-it reaches. Counters of workers that exited stay in the sum, keeping counters monotonic.
+of its counts there at most once a second and whenever it answers a scrape, and `/metrics` sums the
+live counts of the worker that answers with the snapshots of all the others, so a scrape sees the
+whole server whichever worker it reaches, and never less than the scrape before. Counters of workers
+that exited stay in the sum, keeping counters monotonic.
 """
 
 from __future__ import annotations
@@ -202,7 +203,15 @@ class Metrics:
 
     # -- exposition ---------------------------------------------------------------------------
     def render(self) -> str:
-        """All metrics of the server in Prometheus text format."""
+        """All metrics of the server in Prometheus text format.
+
+        The answering worker first writes its own snapshot, so the next scrape, whichever worker answers it,
+        counts at least what this one reported: counters never go down between scrapes (before, a worker's
+        live counts could be seen by one scrape and only its older snapshot by the next)."""
+        try:
+            self.flush()
+        except OSError:
+            pass  # counted and logged by the flusher thread; this scrape still answers
         counters: dict[tuple[str, LabelKey], float] = {}
         hists: dict[tuple[str, LabelKey], list[float]] = {}
         gauges: dict[tuple[str, LabelKey], float] = {}
