@@ -287,3 +287,36 @@ def test_a_new_search_saves_its_state_before_the_first_job(tmp_path):
 
     search(SearchConfig(out=str(tmp_path / "s"), **{**TOY, "max_children": 1}), look)
     assert seen == [True]
+
+
+def test_sigterm_keeps_the_time_spent_like_ctrl_c(tmp_path):
+    """Before: SIGTERM (`kill`, `timeout`, a scheduler) ended the search without saving, so the unfinished
+    child's time was lost and a resumed search could overrun --budget-minutes."""
+    import os
+    import signal
+
+    def unhandled(*_):
+        raise AssertionError("SIGTERM reached the default handler: the search did not handle it")
+
+    calls = []
+
+    def evaluate(spec, fidelity):
+        calls.append(1)
+        if len(calls) == 3:
+            time.sleep(0.9)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the signal arrives here
+            raise AssertionError("SIGTERM did not stop the search")
+        time.sleep(0.3)
+        return _toy(spec, fidelity)
+
+    previous = signal.signal(signal.SIGTERM, unhandled)
+    try:
+        cfg = SearchConfig(out=str(tmp_path / "s"), **{**TOY, "max_children": 4})
+        with pytest.raises(KeyboardInterrupt):
+            search(cfg, evaluate)
+        assert signal.getsignal(signal.SIGTERM) is unhandled  # the handler before the search is back
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    again = SearchRun(cfg, _toy)
+    assert again.resume() and again.jobs == 2 and again.elapsed_before >= 0.3 * 2 + 0.9

@@ -21,13 +21,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
+from ..interrupts import sigterm_as_sigint
 from .ray_searcher import METRIC, RUNG
 
 EXPERIMENT = "ray_tune"
@@ -89,20 +89,6 @@ def asha(problem: Problem):
 
     return ASHAScheduler(metric=METRIC, mode="max", time_attr=FIDELITY, grace_period=1,
                          reduction_factor=problem.eta, max_t=problem.eta ** (problem.n_rungs - 1))
-
-
-@contextmanager
-def sigterm_as_sigint() -> Iterator[None]:
-    """SIGTERM (what schedulers and `kill` send) stops Tune as gracefully as Ctrl+C does."""
-    try:
-        previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager

@@ -17,7 +17,7 @@ started when its estimated duration (the mean of its rung's past trained jobs, o
 compute before any; children skipped for latency and failed jobs do not count) fits in the budget, so
 the search ends within `--budget-minutes`. Every job is a line of `search_log.jsonl` and is followed by
 `search_state.pt` (strategy, scheduler, children, RNGs; read back with `weights_only=True`), so a killed
-search resumes after its last finished job; one interrupted with Ctrl-C (KeyboardInterrupt) also saves
+search resumes after its last finished job; one interrupted with Ctrl-C or SIGTERM (`kill`) also saves
 the time spent up to then, so the resumed search does not exceed the budget. Off a terminal, one line per
 finished child or promotion is printed on stdout (a bar on a terminal). The result (`nasfer.nas.results`):
 the best trained child at the highest rung reached, `best_arch.json`, the Pareto archive (accuracy vs ms
@@ -37,6 +37,7 @@ import torch
 
 from ..config import to_dict
 from ..errors import DataError, ModelError
+from ..interrupts import sigterm_as_sigint
 from .config import SearchConfig, check_config, make_search_space, make_search_strategy
 from .fidelity import BudgetExceeded, Fidelity, Recipe
 from .latency import LatencyCache, mnas_reward
@@ -300,13 +301,8 @@ class SearchRun:
                         desc=f"search ({self.cfg.space}, {self.cfg.strategy})" + (" resumed" if resumed else ""),
                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {n}/{total}s {postfix}")
         try:
-            if self.lines:
-                print(f"search ({self.cfg.space}, {self.cfg.strategy}) in {self.out}: budget "
-                      f"{self.budget_s / 60:.1f} min" + (f", resumed at {self.elapsed_before / 60:.1f} min with "
-                                                         f"{len(self.trials)} children" if resumed else ""), flush=True)
-            for note in self.notes:
-                self._say(f"data: {note}")
-            self._loop()
+            with sigterm_as_sigint():  # `kill`, `timeout`, schedulers: saved like Ctrl-C (before: the child's time was lost)
+                self._announce_and_loop(resumed)
         except KeyboardInterrupt:
             self._save_interrupted()
             raise
@@ -317,6 +313,15 @@ class SearchRun:
         self.loop_elapsed = self.elapsed()  # the search itself, before the result files are drawn
         self.loop_cpu = self.cpu_seconds()
         return finish(self)
+
+    def _announce_and_loop(self, resumed: bool) -> None:
+        if self.lines:
+            print(f"search ({self.cfg.space}, {self.cfg.strategy}) in {self.out}: budget "
+                  f"{self.budget_s / 60:.1f} min" + (f", resumed at {self.elapsed_before / 60:.1f} min with "
+                                                     f"{len(self.trials)} children" if resumed else ""), flush=True)
+        for note in self.notes:
+            self._say(f"data: {note}")
+        self._loop()
 
     def _loop(self) -> None:
         failing = 0
