@@ -64,6 +64,31 @@ def test_an_out_that_is_a_file_is_refused(tmp_path, capsys, learnable_folder):
     assert rc == 2 and "a file is there" in err and (tmp_path / "taken").read_text() == "mine"
 
 
+@pytest.mark.parametrize("command", ["train", "crossval"])
+def test_an_out_below_a_file_is_refused_before_reading_the_data(tmp_path, capsys, learnable_folder, command):
+    """Before: `nasfer train --out afile/run` read the data, then failed making the folder with a traceback
+    (NotADirectoryError)."""
+    (tmp_path / "taken").write_text("mine")
+    rc = main([command, "--data", str(learnable_folder), "--out", str(tmp_path / "taken" / "run"), *TINY])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and (tmp_path / "taken").read_text() == "mine"
+    assert f"--out {tmp_path / 'taken' / 'run'}: {tmp_path / 'taken'} is a file;" in err
+
+
+def test_any_refusal_of_the_file_system_is_one_line(tmp_path, capsys, tiny_onnx):
+    """An OSError the commands do not check for (here a --csv under a file) is one line, not a traceback."""
+    from fixtures_data import pattern_image, png_bytes
+    import numpy as np
+
+    (tmp_path / "taken").write_text("mine")
+    (tmp_path / "a.png").write_bytes(png_bytes(pattern_image(3, np.random.default_rng(0))))
+    rc = main(["predict", str(tmp_path / "a.png"), "--detector", "none", "--model", str(tiny_onnx),
+               "--csv", str(tmp_path / "taken" / "r.csv")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and err.startswith("nasfer predict: error: ")
+    assert "Not a directory" in err and (tmp_path / "taken").read_text() == "mine"
+
+
 def test_a_refusal_found_while_reading_removes_the_directory_and_its_lock(tmp_path, capsys, grumpy_folder):
     rc, err = train(capsys, "--data", grumpy_folder, "--out", tmp_path / "r" / "g", *TINY)
     assert rc == 2 and "'grumpy'" in err

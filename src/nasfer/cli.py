@@ -85,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nasfer {args.command}: error: {exc}", file=sys.stderr)
         print_notes(args.command, exc)
         return 2
+    except OSError as exc:  # the machine refused: a folder that is a file, no permission, a full disk
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"nasfer {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print_notes(args.command, exc)
+        return 2
     except ImportError as exc:
         hint = missing_extra_hint(exc)
         if hint is None:

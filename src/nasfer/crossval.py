@@ -44,12 +44,15 @@ class CrossvalConfig:
         """Raise ValueError naming an impossible setting; return self."""
         import re
 
+        from .validation import check_output_folder
+
         if self.folds < 2:
             raise ValueError(f"--folds must be at least 2, got {self.folds}")
         try:
             re.compile(self.group_regex)
         except re.error as exc:
             raise ValueError(f"--group-regex {self.group_regex!r} is not a valid regular expression ({exc})") from None
+        check_output_folder(self.out, "the cross-validation folder")
         return self
 
 

@@ -329,11 +329,12 @@ def check_inputs(cfg: TrainConfig, data_cfg: DataConfig, dataset: FaceDataset | 
     from .data.splits import read_split_file
     from .errors import DataError
     from .finetune import check_init_path
+    from .validation import check_output_folder
 
     if cfg.freeze_epochs and not cfg.init_from:
         raise ValueError("--freeze-epochs freezes a pretrained backbone: it needs --init-from")
-    if cfg.out and Path(cfg.out).exists() and not Path(cfg.out).is_dir():
-        raise ValueError(f"--out {cfg.out}: a file is there; the run directory must be a folder")
+    if cfg.out:
+        check_output_folder(cfg.out, "the run directory")
     if dataset is None:
         if not data_cfg.data:
             raise DataError("--data is required (a dataset zip, folder or fer2013.csv)")

@@ -8,6 +8,7 @@ Write each condition as what a good value satisfies, so NaN (which fails every c
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Iterable
 
 #: Most threads (or worker processes) a flag may ask for: far beyond any machine nasfer runs on, but small
@@ -32,4 +33,15 @@ def finite(value: float) -> bool:
     return math.isfinite(value)
 
 
-__all__ = ["MAX_THREADS", "check", "finite", "threads_check"]
+def check_output_folder(out: str, what: str, flag: str = "--out") -> None:
+    """ValueError when the folder `out` cannot be made because it, or a folder above it, is a file; `what` names
+    the folder in the message ("the run directory", "the search directory")."""
+    path = Path(out).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {out}: a file is there; {what} must be a folder")
+    above = next((p for p in path.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise ValueError(f"{flag} {out}: {above} is a file; {what} must be a folder")
+
+
+__all__ = ["MAX_THREADS", "check", "check_output_folder", "finite", "threads_check"]

@@ -88,23 +88,13 @@ def make_search_strategy(cfg: SearchConfig, space):
     return make_strategy(cfg.strategy, space, **options)
 
 
-def check_out(out: str) -> None:
-    """ValueError when --out (or a folder above it) is a file: the search directory must be a folder."""
-    path = Path(out).expanduser()
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"--out {out}: a file is there; the search directory must be a folder")
-    above = next((p for p in path.parents if p.exists()), None)
-    if above is not None and not above.is_dir():
-        raise ValueError(f"--out {out}: {above} is a file; the search directory must be a folder")
-
-
 def check_config(cfg: SearchConfig) -> list:
     """The parsed rungs; ValueError naming the flag for anything out of range (NaN and infinity included:
     every float flag must be a finite number) or for an --out that is a file."""
     import dataclasses
 
     from ..config import flag_of
-    from ..validation import check, finite, threads_check
+    from ..validation import check, check_output_folder, finite, threads_check
     from .fidelity import Fidelity
 
     flags = {f.name: flag_of(f) for f in dataclasses.fields(cfg)}
@@ -136,7 +126,7 @@ def check_config(cfg: SearchConfig) -> list:
            (cfg.max_children >= 0, f"--max-children must be >= 0 (0: only the time budget), got {cfg.max_children}"),
            (cfg.seed >= 0, f"--seed must be >= 0, got {cfg.seed}"),
            threads_check(cfg.threads, zero="torch's default")])
-    check_out(cfg.out)
+    check_output_folder(cfg.out, "the search directory")
     if not cfg.rungs:
         raise ValueError("--rungs needs at least one fidelity")
     fidelities = [Fidelity.parse(r) for r in cfg.rungs]
