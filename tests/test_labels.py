@@ -28,3 +28,13 @@ def test_unknown_label_is_a_clear_error():
         canonical_name("bored")
     with pytest.raises(ValueError, match="contempt policy"):
         canonical_name("contempt", contempt="drop")  # type: ignore[arg-type]
+
+
+def test_one_rule_chooses_how_a_dataset_is_read_for_a_model():
+    """evaluate and export --quantize chose the label set each in its own way (quantize ignored the CSV case)."""
+    from nasfer.labels import reading_label_set
+
+    assert reading_label_set(("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")) == "canonical"
+    assert reading_label_set(("Happiness", "sadness")) == "canonical"  # synonyms count as canonical
+    assert reading_label_set(("cat", "dog")) == "folders"
+    assert reading_label_set(("cat", "dog"), "fer2013-csv") == "canonical"  # a CSV has only the seven

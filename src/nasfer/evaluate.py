@@ -20,7 +20,7 @@ import numpy as np
 
 from .config import option
 from .errors import DataError, ModelError, NasferError
-from .labels import is_canonical_label_set, label_index_map, normalize_name
+from .labels import label_index_map, normalize_name, reading_label_set
 from .preprocessing import Preprocessing
 from .record import check_recordable, command_line, record_metrics
 from .tta import builtin_tta, predict_batches, tta_plan  # noqa: F401  (predict_batches: public here too)
@@ -259,9 +259,9 @@ def predict_split(cfg: EvalConfig, *, progress: bool = False) -> SplitPrediction
     if not data_path.exists():
         raise DataError(f"{data_path}: dataset not found")
     kind = detect_kind(data_path) if cfg.dataset == "auto" else cfg.dataset
-    canonical = is_canonical_label_set(model.labels) or kind == "fer2013-csv"
+    label_set = reading_label_set(model.labels, kind)
     dataset = read_dataset(data_path, dataset=kind, contempt=cfg.contempt, strict=cfg.strict,
-                           label_set="canonical" if canonical else "folders", size=model.preprocessing.size)
+                           label_set=label_set, size=model.preprocessing.size)
     if cfg.split_file:
         from .data.splits import apply_split_file, read_split_file, sample_keys
 
@@ -280,7 +280,7 @@ def predict_split(cfg: EvalConfig, *, progress: bool = False) -> SplitPrediction
     notes = list(dataset.notes) + seen_in_training(model, part, data_path, split)
 
     index, contempt_state, mapping_notes = map_labels(part.label_names, part.labels, model, cfg.contempt,
-                                                      canonical=canonical, dataset_notes=dataset.notes)
+                                                      canonical=label_set == "canonical", dataset_notes=dataset.notes)
     notes.extend(mapping_notes + tta_notes)
     keep = index[part.labels] >= 0
     part = part.subset(keep)

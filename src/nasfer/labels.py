@@ -89,6 +89,14 @@ def is_canonical_label_set(labels: Sequence[str]) -> bool:
     return all(_canonical_or_none(label) is not None for label in labels)
 
 
+def reading_label_set(model_labels: Sequence[str], dataset_kind: str = "auto") -> str:
+    """How to read a dataset to score or calibrate a model with `model_labels`: "canonical" (folder names and
+    synonyms mapped onto the seven emotions) when the model's labels are all canonical or the data is a
+    FER2013 CSV (whose rows carry only the seven), else "folders" (the folder names as they are), as the
+    model was trained (`nasfer train --label-set`). The one rule of `evaluate` and `export --quantize`."""
+    return "canonical" if is_canonical_label_set(model_labels) or dataset_kind == "fer2013-csv" else "folders"
+
+
 def label_index_map(dataset_labels: Sequence[str], model_labels: Sequence[str]) -> np.ndarray:
     """For each dataset label, the index of the same label in the model's (-1 where it has none).
 

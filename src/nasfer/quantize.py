@@ -158,11 +158,12 @@ def split_images(data_path: str, labels: tuple[str, ...], size: int, *, n_calibr
     from .config import TrainConfig
     from .data import read_dataset
     from .data.splits import TRAIN, VAL, sample_keys
-    from .labels import is_canonical_label_set, label_index_map
+    from .data.readers import detect_kind
+    from .labels import label_index_map, reading_label_set
     from .train import plan_split
 
-    label_set = "canonical" if is_canonical_label_set(labels) else "folders"  # as the model was trained
-    data = read_dataset(data_path, dataset=dataset, size=size, label_set=label_set)
+    kind = detect_kind(Path(data_path).expanduser()) if dataset == "auto" else dataset
+    data = read_dataset(data_path, dataset=kind, size=size, label_set=reading_label_set(labels, kind))
     keys = sample_keys(data.sources, str(Path(data_path).expanduser()))
     roles = plan_split(data, TrainConfig(seed=seed, val_fraction=val_fraction), keys, split_file)
     train_idx, val_idx = np.flatnonzero(roles == TRAIN), np.flatnonzero(roles == VAL)

@@ -96,18 +96,17 @@ def make_server(app_factory: Callable[[], Any], options: dict[str, Any], cfg: Se
 def check_files(cfg: ServeConfig) -> None:
     """Fail before forking workers when a named file is missing or the detector cannot be built (clear
     message, exit 2; before, each worker failed with a traceback): ValueError for an unknown --detector,
-    FileNotFoundError for a missing file, or YuNet without its model (no --detector-model, none cached)."""
-    from ..runtime.faces import DETECTORS, yunet_cache_path
+    FileNotFoundError for a missing --model or --detector-model, ModelError for YuNet without its model (no --detector-model,
+    none cached); the messages are `create_detector`'s (`nasfer.runtime.faces.check_detector`)."""
+    from ..runtime.faces import check_detector
 
-    if cfg.detector not in DETECTORS:
-        raise ValueError(f"--detector {cfg.detector}: unknown face detector; choose one of {', '.join(DETECTORS)}")
     for flag, value in (("--model", cfg.model), ("--detector-model", cfg.detector_model)):
         if value and not Path(value).is_file():
             raise FileNotFoundError(f"{flag} {value}: no such file")
-    if cfg.detector == "yunet" and not cfg.detector_model and not yunet_cache_path().is_file():
-        raise FileNotFoundError("--detector yunet needs its model: give --detector-model FILE.onnx, or run "
-                                "`nasfer models fetch yunet` once (it is not in the user cache "
-                                f"{yunet_cache_path()})")
+    try:
+        check_detector(cfg.detector, cfg.detector_model)
+    except ValueError as exc:
+        raise ValueError(f"--detector: {exc}") from None
 
 
 def serve(cfg: ServeConfig, app_factory: Callable[[], Any] | None = None) -> int:

@@ -103,6 +103,21 @@ def yunet_cache_path() -> Path:
     return cache_dir() / YUNET_FILENAME
 
 
+def yunet_model_file(model_path: str | os.PathLike | None = None) -> Path:
+    """The YuNet model to load: `model_path`, or the copy `nasfer models fetch yunet` stores in the user cache.
+    ModelError saying how to get it when the file is missing."""
+    from ..errors import ModelError
+
+    path = Path(model_path) if model_path else yunet_cache_path()
+    if not path.is_file():
+        if model_path:
+            raise ModelError(f"YuNet model {path}: no such file")
+        raise ModelError(f"the yunet detector needs its model: run `nasfer models fetch yunet` "
+                         f"(stores {path}) or give the model file: detector_model=FILE.onnx in Python, "
+                         f"--detector-model FILE.onnx on the command line")
+    return path
+
+
 def to_gray(image: np.ndarray) -> np.ndarray:
     """uint8 grayscale view of an RGB (H, W, 3) or grayscale (H, W) image."""
     import cv2
@@ -352,10 +367,19 @@ DETECTOR_HELP: dict[str, str] = {
 }
 
 
-def create_detector(name: str, model_path: str | os.PathLike | None = None, **kw) -> FaceDetector:
-    """Build the registered detector `name` (ValueError listing the choices for unknown names)."""
+def check_detector(name: str, model_path: str | os.PathLike | None = None) -> None:
+    """Without building it, what `create_detector(name, model_path)` would refuse for its arguments: ValueError
+    listing the choices for an unknown name, ModelError for YuNet without its model file."""
     if name not in DETECTORS:
         raise ValueError(f"unknown face detector {name!r}; choose one of {', '.join(DETECTORS)}")
+    if name == "yunet":
+        yunet_model_file(model_path)
+
+
+def create_detector(name: str, model_path: str | os.PathLike | None = None, **kw) -> FaceDetector:
+    """Build the registered detector `name` (ValueError listing the choices for unknown names; ModelError for
+    a missing or unloadable model file)."""
+    check_detector(name, model_path)
     return DETECTORS[name](model_path=model_path, **kw)
 
 

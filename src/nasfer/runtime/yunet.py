@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
-from .faces import MIN_FACE, Box, _PerThread, _square_region, detection_scale, resize_by, to_bgr, yunet_cache_path
+from .faces import MIN_FACE, Box, _PerThread, _square_region, detection_scale, resize_by, to_bgr, yunet_model_file
 
 
 class YuNetDetector:
@@ -57,13 +57,7 @@ class YuNetDetector:
                  orientation_margin: float = 0.02, max_side: int = 640, upright_score: float = 0.9):
         import cv2
 
-        path = Path(model_path) if model_path else yunet_cache_path()
-        if not path.is_file():
-            if model_path:
-                raise ModelError(f"YuNet model {path}: no such file")
-            raise ModelError(f"the yunet detector needs its model: run `nasfer models fetch yunet` "
-                             f"(stores {path}) or give the model file: detector_model=FILE.onnx in Python, "
-                             f"--detector-model FILE.onnx on the command line")
+        path = yunet_model_file(model_path)
 
         def build(size=(320, 320)):
             try:
