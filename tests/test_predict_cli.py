@@ -289,3 +289,30 @@ def test_the_face_crop_hint_is_only_for_sizes_a_face_crop_can_have(side, hint, t
     image.write_bytes(png_bytes(np.full((side, side), 128, np.uint8)))
     code, out, _ = run(capsys, image, "--model", tiny_onnx)
     assert code == 0 and "no face found" in out and ("--detector none" in out) == hint
+
+
+def test_a_list_file_names_the_pictures_for_the_local_backend(folder, tiny_onnx, tmp_path, capsys):
+    """Before: `nasfer predict @files.txt` looked for a picture named '@files.txt' (only --backend ray read lists)."""
+    listing = tmp_path / "files.txt"
+    listing.write_text(f"# pictures to score\n{folder / 'a.png'}\n\n{folder / 'sub'}\n{tmp_path / 'gone.png'}\n"
+                       "s3://bucket/c.jpg\n")
+    code, out, err = run(capsys, f"@{listing}", "--json", "--detector", "none", "--model", tiny_onnx)
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["file"] for r in records] == [str(folder / "a.png"), str(folder / "sub" / "b.png"),
+                                            str(tmp_path / "gone.png"), "s3://bucket/c.jpg"]
+    assert len(records[0]["faces"]) == 1 and len(records[1]["faces"]) == 1
+    assert records[2]["error"] == f"{tmp_path / 'gone.png'}: no such file or folder"
+    assert records[3]["error"].startswith("s3://bucket/c.jpg: a URI: read it with --backend ray")
+
+
+def test_list_files_are_inputs_and_lists_do_not_nest(folder, tiny_onnx, tmp_path, capsys):
+    listing, outer = tmp_path / "files.txt", tmp_path / "outer.txt"
+    listing.write_text(f"{folder / 'a.png'}\n")
+    code, _, err = run(capsys, f"@{listing}", "--model", tiny_onnx, "--csv", listing)
+    assert code == 2 and "--csv" in err and listing.read_text() == f"{folder / 'a.png'}\n"  # the list is kept
+    outer.write_text(f"@{listing}\n")
+    code, _, err = run(capsys, f"@{outer}", "--model", tiny_onnx)
+    assert code == 2 and "cannot name another list" in err and "Traceback" not in err
+    code, _, err = run(capsys, f"@{tmp_path / 'none.txt'}", "--model", tiny_onnx)
+    assert code == 2 and "cannot read the list of sources" in err

@@ -71,13 +71,13 @@ def records(sources: list[Source], cfg: Any, bulk: BulkConfig, files: ModelFiles
 def _check_local_outputs(cfg: Any, bulk: BulkConfig, sources: list[Source]) -> None:
     """ValueError before any work when --csv or a local --out names a local input (a picture or an @LIST file)
     or each other (the local backend's rule, `nasfer.runtime.outputs.check_outputs`; URIs are not compared)."""
-    from ..commands.predict import planned_outputs
+    from ..commands.predict import list_files, planned_outputs
     from ..runtime.outputs import check_outputs
     from .sources import is_uri
 
     outputs = planned_outputs([], cfg)  # --csv (this backend refuses --annotate)
     outputs += [(f"--out {bulk.out}", bulk.out)] if bulk.out and not is_uri(bulk.out) else []
-    lists = [raw[1:] for raw in cfg.inputs if raw.startswith("@") and len(raw) > 1 and not is_uri(raw[1:])]
+    lists = list_files(cfg.inputs)
     if outputs:  # the @LIST files are inputs too (before: --out list.csv replaced the list with the results)
         check_outputs(outputs, [s.location for s in sources if not s.filesystem and not s.missing] + lists)
 

@@ -89,7 +89,9 @@ def _list_uri(uri: str) -> list[Source]:
     return [Source(p, prefix + p, filesystem=uri) for p in sorted(found)]
 
 
-def _read_list(spec: str) -> list[str]:
+def read_list(spec: str) -> list[str]:
+    """The entries of the list file `spec` ("@LIST": a local path or a URI): one per line, blank lines and `#`
+    comments skipped. NasferError when it cannot be read."""
     name = spec[1:]
     try:
         if is_uri(name):
@@ -116,7 +118,7 @@ def list_sources(inputs: list[str], *, _in_list: str | None = None) -> list[Sour
         if raw.startswith("@") and len(raw) > 1:
             if _in_list:
                 raise NasferError(f"{_in_list[1:]}: a list of sources cannot name another list ({raw})")
-            sources += list_sources(_read_list(raw), _in_list=raw)
+            sources += list_sources(read_list(raw), _in_list=raw)
         elif is_uri(raw):
             sources += _list_uri(raw)
         else:
@@ -124,4 +126,4 @@ def list_sources(inputs: list[str], *, _in_list: str | None = None) -> list[Sour
     return sources
 
 
-__all__ = ["Source", "is_uri", "list_sources", "open_filesystem"]
+__all__ = ["Source", "is_uri", "list_sources", "open_filesystem", "read_list"]

@@ -1,6 +1,6 @@
 """Find the faces in pictures and print the emotion of each one.
 
-Folders are searched recursively for images. A file that cannot be read gives an error record and
+Folders are searched recursively for images; `@LIST` reads one path per line from the file LIST. A file that cannot be read gives an error record and
 the run goes on; the exit status is 1 only when no picture could be read (--strict: stop with
 status 2 at the first unreadable file). An output (--csv, an --annotate copy) that would replace an
 input or another output stops the run before any work (status 2); --annotate copies keep the picture's
@@ -77,25 +77,50 @@ class PredictConfig(RecognizerOptions):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", metavar="IMAGE|DIR", help="image files and/or folders (recursive)")
+    parser.add_argument("inputs", nargs="+", metavar="IMAGE|DIR|@LIST",
+                        help="image files, folders (recursive) and/or @LIST files of paths, one per line")
     config.add_arguments(parser, PredictConfig, exclude=("inputs",))
     bulk.add_arguments(parser)  # --backend ray and its flags (nasfer.bulk; Ray is imported only when used)
 
 
 @dataclass
 class Item:
-    """One input file: its path, how to show it, and where its annotated copy goes (relative)."""
+    """One input file: its path, how to show it, and where its annotated copy goes (relative). `missing`:
+    nothing readable is there, for the reason `problem` (its error record's message)."""
 
     path: Path
     shown: str
     relative: Path
     missing: bool = False
+    problem: str = "no such file or folder"
 
 
-def collect(inputs: list[str]) -> list[Item]:
-    """Files named directly, plus the images inside named folders (sorted, recursive, no hidden files)."""
+def list_files(inputs: list[str]) -> list[str]:
+    """The local list files among `inputs` (`@LIST`), which count as inputs an output must not replace."""
+    from ..bulk.sources import is_uri
+
+    return [raw[1:] for raw in inputs if raw.startswith("@") and len(raw) > 1 and not is_uri(raw[1:])]
+
+
+def collect(inputs: list[str], *, _in_list: str | None = None) -> list[Item]:
+    """Files named directly, the images inside named folders (sorted, recursive, no hidden files), and the
+    entries of `@LIST` files (one path per line; blank lines and `#` comments skipped), in order. A URI
+    (`s3://...`) gives an error record: only `--backend ray` reads them. NasferError for an unreadable
+    list or a list naming another list."""
+    from ..bulk.sources import is_uri, read_list
+    from ..errors import NasferError
+
     items: list[Item] = []
     for raw in inputs:
+        if raw.startswith("@") and len(raw) > 1:
+            if _in_list:
+                raise NasferError(f"{_in_list[1:]}: a list of sources cannot name another list ({raw})")
+            items += collect(read_list(raw), _in_list=raw)
+            continue
+        if is_uri(raw):
+            items.append(Item(Path(raw), raw, Path(raw.rsplit("/", 1)[-1] or "uri"), missing=True,
+                              problem="a URI: read it with --backend ray (pip install 'nasfer[distributed]')"))
+            continue
         path = Path(raw)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
@@ -151,7 +176,7 @@ def analyse(items: list[Item], recognizer: Any, cfg: PredictConfig) -> Iterator[
     for item in items:
         try:
             if item.missing:
-                raise ImageError(f"{item.shown}: no such file or folder")
+                raise ImageError(f"{item.shown}: {item.problem}")
             rgb = load_image(item.path, max_pixels=recognizer.max_pixels)
             faces = recognizer.detect_rgb(rgb)
         except ImageError as exc:
@@ -295,7 +320,8 @@ def run(args: argparse.Namespace) -> int:
     if not items:
         print(f"nasfer predict: no images found in {', '.join(cfg.inputs)}", file=sys.stderr)
         return 1
-    check_outputs(planned_outputs(items, cfg), [item.path for item in items if not item.missing])
+    check_outputs(planned_outputs(items, cfg), [item.path for item in items if not item.missing]
+                  + [Path(name) for name in list_files(cfg.inputs)])  # an @LIST file is an input too
     recognizer = EmotionRecognizer(**recognizer_kwargs(cfg))
     counts = emit_records(analyse(items, recognizer, cfg), items, list(recognizer.labels), cfg)
     return report(counts, len(items))
