@@ -62,3 +62,40 @@ def test_a_block_stopped_before_writing_leaves_nothing(tmp_path):
             raise ValueError("bad flag")
     assert list(tmp_path.iterdir()) == []
     assert caught.value.__notes__ == [f"{tmp_path / 'new.csv'} was not created; nothing had been written"]
+
+
+def test_a_failed_commit_names_the_target_and_keeps_the_records(tmp_path, monkeypatch):
+    import os
+
+    from nasfer.atomic import StagedFile
+
+    target = tmp_path / "results.csv"
+    staged = StagedFile(target)
+    staged.write("row 1\n")
+    real = os.replace
+
+    def refused(src, dst):
+        if str(dst) == str(target):
+            raise PermissionError(13, "Permission denied", str(src))
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", refused)
+    with pytest.raises(PermissionError) as caught:
+        staged.commit()
+    assert caught.value.filename == str(target) and not target.exists()
+    assert (tmp_path / "results.csv.partial").read_text() == "row 1\n"
+    assert caught.value.__notes__ == [f"{target} was not created; what was written before the stop is in "
+                                      f"{tmp_path / 'results.csv.partial'}"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv.partial"]  # no temporary file left
+
+
+def test_a_staged_file_is_named_by_its_target_and_makes_its_folders(tmp_path):
+    from nasfer.atomic import StagedFile
+
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(IsADirectoryError) as caught:
+        StagedFile(tmp_path / "adir")
+    assert caught.value.filename == str(tmp_path / "adir")
+    staged = StagedFile(tmp_path / "new" / "deeper" / "r.csv")
+    staged.write("x")
+    assert staged.commit().read_text() == "x"

@@ -316,3 +316,24 @@ def test_list_files_are_inputs_and_lists_do_not_nest(folder, tiny_onnx, tmp_path
     assert code == 2 and "cannot name another list" in err and "Traceback" not in err
     code, _, err = run(capsys, f"@{tmp_path / 'none.txt'}", "--model", tiny_onnx)
     assert code == 2 and "cannot read the list of sources" in err
+
+
+def test_an_output_that_cannot_be_made_is_refused_before_any_work(folder, tiny_onnx, tmp_path, capsys):
+    """Before (with the staged --csv): `--csv DIR` printed every result, then failed renaming its temporary file
+    onto the folder and left `DIR.<pid>-<hex>.tmp` behind; `--annotate FILE` failed part-way with 'File exists'."""
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "afile").write_text("mine")
+    for argv, message in ((["--csv", tmp_path / "adir"], f"--csv {tmp_path / 'adir'}: {tmp_path / 'adir'} is a folder"),
+                          (["--csv", tmp_path / "afile" / "r.csv"], f"{tmp_path / 'afile'} is a file, so"),
+                          (["--annotate", tmp_path / "afile"], f"--annotate {tmp_path / 'afile'}: a file is there")):
+        code, out, err = run(capsys, folder, "--detector", "none", "--model", tiny_onnx, *argv)
+        assert code == 2 and out == "" and message in err and "Traceback" not in err, (argv, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "afile", "photos"]  # nothing else written
+    assert list((tmp_path / "adir").iterdir()) == []
+
+
+def test_a_csv_in_a_new_folder_is_written(folder, tiny_onnx, tmp_path, capsys):
+    code, _, err = run(capsys, folder, "--detector", "none", "--model", tiny_onnx, "--csv", tmp_path / "new" / "r.csv")
+    assert code == 0, err
+    assert len((tmp_path / "new" / "r.csv").read_text().splitlines()) == 5
+    assert [p.name for p in (tmp_path / "new").iterdir()] == ["r.csv"]

@@ -84,12 +84,15 @@ def test_video_command(clip, tiny_onnx, tmp_path, capsys):
     (["{clip}", "--webcam", "0"], "give a video file or --webcam N"),
     (["{clip}", "--every", "0"], "every must be >= 1"),
     (["--webcam", "-1"], "--webcam must be a camera number >= 0"),  # before: OpenCV crashed (segmentation fault)
+    # before: every frame was analysed, then the CSV could not be renamed onto the folder (a .tmp left behind)
+    (["{clip}", "--csv", "{tmp}"], "is a folder; give a file name (nothing was done)"),
 ])
-def test_video_errors_are_one_line(argv, message, clip, tiny_onnx, capsys):
-    argv = [a.format(clip=clip) for a in argv]
+def test_video_errors_are_one_line(argv, message, clip, tiny_onnx, capsys, tmp_path):
+    argv = [a.format(clip=clip, tmp=tmp_path) for a in argv]
     assert main(["video", *argv, "--model", str(tiny_onnx), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("kwargs, message", [

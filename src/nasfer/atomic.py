@@ -13,6 +13,7 @@ as it was and what it had written in `<name>.partial`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import uuid
 from pathlib import Path
@@ -57,31 +58,47 @@ class StagedFile:
             raise ValueError(f"StagedFile writes new files (mode 'w' or 'wb'), got mode {mode!r}")
         self.path = Path(path)
         self.tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp")
-        self.file = open(self.tmp, mode.replace("w", "x"), **open_kwargs)
+        try:
+            if self.path.is_dir():
+                raise IsADirectoryError(errno.EISDIR, "a folder is there, not a file")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(self.tmp, mode.replace("w", "x"), **open_kwargs)
+        except OSError as exc:  # named by the target, not by the temporary file
+            raise type(exc)(exc.errno, exc.strerror, str(self.path)) from None
 
     def __getattr__(self, name: str):
         return getattr(self.file, name)
 
     def commit(self) -> Path:
-        """Close and move the file onto `path`; return `path`."""
-        self.file.close()
-        os.replace(self.tmp, self.path)
+        """Close and move the file onto `path`; return `path`. OSError (naming `path`, with a note saying where
+        the records are kept, as `abandon` keeps them) when the move fails."""
+        try:
+            self.file.close()
+            os.replace(self.tmp, self.path)
+        except OSError as exc:
+            error = type(exc)(exc.errno, exc.strerror, str(self.path))
+            error.add_note(partial_message(self.path, self.abandon()))
+            raise error from None
         return self.path
 
     def abandon(self) -> Path | None:
-        """Close and keep the file as `<name>.partial` (replacing an older one); None when it was empty (then
-        removed). Never raises: the error that stopped the run is the one to report."""
+        """Close and keep the file as `<name>.partial` (replacing an older one), or where it is when that cannot
+        be written; return where it is, None when it was empty (then removed). Never raises: the error that
+        stopped the run is the one to report."""
         with contextlib.suppress(OSError):
             self.file.close()
         try:
             if self.tmp.stat().st_size == 0:
                 self.tmp.unlink()
                 return None
+        except OSError:
+            return None
+        try:
             partial = partial_path(self.path)
             os.replace(self.tmp, partial)
             return partial
-        except OSError:
-            return None
+        except OSError:  # `<name>.partial` cannot be written (a folder is there): the records stay where they are
+            return self.tmp
 
 
 @contextlib.contextmanager
@@ -95,7 +112,7 @@ def staged_output(path: str | os.PathLike, mode: str = "w", **open_kwargs):
     except BaseException as exc:
         exc.add_note(partial_message(path, staged.abandon()))
         raise
-    staged.commit()
+    staged.commit()  # an OSError here names `path` and where the records are kept
 
 
 def partial_message(path: str | os.PathLike, partial: Path | None) -> str:

@@ -312,6 +312,7 @@ def report(counts: Counts, pictures: int, where: str = "") -> int:
 def run(args: argparse.Namespace) -> int:
     from ..runtime.api import EmotionRecognizer
     from ..runtime.outputs import check_outputs
+    from ..validation import check_output_folder
 
     if bulk.requested(args):
         return bulk.run(args)
@@ -320,6 +321,8 @@ def run(args: argparse.Namespace) -> int:
     if not items:
         print(f"nasfer predict: no images found in {', '.join(cfg.inputs)}", file=sys.stderr)
         return 1
+    if cfg.annotate:
+        check_output_folder(cfg.annotate, "the folder of annotated copies", flag="--annotate")
     check_outputs(planned_outputs(items, cfg), [item.path for item in items if not item.missing]
                   + [Path(name) for name in list_files(cfg.inputs)])  # an @LIST file is an input too
     recognizer = EmotionRecognizer(**recognizer_kwargs(cfg))

@@ -1,8 +1,8 @@
 """Refuse, before any work, a set of output files that would destroy a file.
 
 `nasfer predict` and `nasfer video` write several files (a CSV, its JSON summary, annotated copies, a
-video, a plot). `check_outputs` is their one rule: no output may be an input, and no two outputs may be
-the same file. "The same file" is decided as `os.path.samefile` does (device and inode of the file a
+video, a plot). `check_outputs` is their one rule: no output may be an input, no two outputs may be
+the same file, and each must be a file that can be made (no folder there, no file where a folder must be). "The same file" is decided as `os.path.samefile` does (device and inode of the file a
 path names, so symlinks and hard links count) when the file exists, else by the resolved absolute path
 (`pathlib.Path.resolve`, which follows the symlinks that exist on the way).
 """
@@ -47,6 +47,7 @@ def check_outputs(outputs: Iterable[tuple[str, PathLike]], inputs: Iterable[Path
     written: dict[tuple, str] = {}
     pending = []
     for what, path in outputs:
+        check_writable(what, path)
         key = file_key(path)
         if key in read:
             raise ValueError(f"{what} would overwrite the input {read[key]}: write it elsewhere "
@@ -59,4 +60,15 @@ def check_outputs(outputs: Iterable[tuple[str, PathLike]], inputs: Iterable[Path
         written[key] = what
 
 
-__all__ = ["check_outputs", "file_key"]
+def check_writable(what: str, path: PathLike) -> None:
+    """ValueError (one line, starting with `what`) when the file `path` cannot be made: a folder is there, or a
+    file stands where one of the folders above it must be. Missing folders are fine (the writers make them)."""
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{what}: {p} is a folder; give a file name (nothing was done)")
+    above = next((q for q in p.parents if q.exists()), None)
+    if above is not None and not above.is_dir():
+        raise ValueError(f"{what}: {above} is a file, so {p} cannot be made (nothing was done)")
+
+
+__all__ = ["check_outputs", "check_writable", "file_key"]
