@@ -117,6 +117,30 @@ def test_importing_the_service_loads_no_model():
     assert out.strip() == "False"
 
 
+def test_importing_the_service_leaves_prometheus_client_unimported():
+    """prometheus_client picks its multiprocess mode when it is imported: `nasfer serve` sets
+    PROMETHEUS_MULTIPROC_DIR first, so the modules it imports before must not import it."""
+    code = ("import sys, nasfer.service.app, nasfer.service.routes, nasfer.service.metrics, nasfer.commands.serve; "
+            "print('prometheus_client' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_gunicorn_child_exit_drops_the_live_gauges_of_the_exited_worker(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import prometheus_client  # noqa: F401  imported before the variable is set: this process stays single-process
+
+    from nasfer.commands.serve import gunicorn_options, worker_exited
+
+    assert gunicorn_options(ServeConfig())["child_exit"] is worker_exited
+    for name in ("gauge_livemax_123.db", "gauge_livemax_456.db", "counter_123.db", "histogram_123.db"):
+        (tmp_path / name).write_bytes(b"")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    worker_exited(None, SimpleNamespace(pid=123))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["counter_123.db", "gauge_livemax_456.db", "histogram_123.db"]
+
+
 NO_TORCH = """
 import importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):

@@ -106,11 +106,17 @@ def test_gunicorn_metrics_sum_over_both_workers(fake_server):
     n = 12
     for _ in range(n):  # new connections: gunicorn spreads them over the two workers
         assert fetch(port, "POST", "/v1/emotions", image_bytes("JPEG"), {"Content-Type": "image/jpeg"})[0] == 200
-    time.sleep(2.5)  # workers write their snapshots at most once a second
-    # Whichever worker answers the scrape, it reports the whole server's count.
+    # Whichever worker answers the scrape, it reports the whole server's count at once (each update is in
+    # the workers' shared files before the request is answered), and never less than the scrape before.
+    seen = []
     for _ in range(6):
         after = parse_prometheus(fetch(port, "GET", "/metrics")[2].decode())
-        assert after[key] - before.get(key, 0) >= n
+        assert after[key] - before.get(key, 0) == n
+        seen.append(after[("nasfer_http_requests_total", (("method", "GET"), ("route", "/metrics"), ("status", "200")))])
+    assert all(later == earlier + 1 for earlier, later in zip(seen, seen[1:])), seen  # each scrape counts the last
+    # One model-info series for both workers: no pid label.
+    assert [(labels, v) for (name, labels), v in after.items() if name == "nasfer_model_info"] == [
+        ((("detector", "haar"), ("model", "fake-model")), 1)]
 
 
 def test_gunicorn_concurrent_requests(fake_server):

@@ -4,8 +4,13 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
+import os
 import re
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -136,39 +141,146 @@ def test_metrics_count_requests_latency_and_faces(client, jpeg):
     assert len(buckets) > 5 and buckets == sorted(buckets)  # cumulative, in order
 
 
+# Worker processes sharing a PROMETHEUS_MULTIPROC_DIR, as under `nasfer serve`. prometheus_client picks its
+# multiprocess mode when it is imported, so they run in a fresh interpreter started with the variable set
+# (this test process keeps the single-process mode of the other tests); each Worker is a process forked
+# from it that builds its Metrics after the fork, as create_app does in a gunicorn worker.
+WORKERS = textwrap.dedent("""
+    import json, multiprocessing
+    from nasfer.service.metrics import Metrics, mark_process_dead
+
+    def _serve(conn):
+        metrics = Metrics.from_environment()
+        while True:
+            op, args = conn.recv()
+            if op == "exit":
+                return
+            conn.send(getattr(metrics, op)(*args))
+
+    class Worker:
+        def __init__(self):
+            self.conn, child = multiprocessing.Pipe()
+            self.process = multiprocessing.get_context("fork").Process(target=_serve, args=(child,))
+            self.process.start()
+
+        def __getattr__(self, op):
+            def call(*args):
+                self.conn.send((op, args))
+                return self.conn.recv()
+            return call
+
+        def exit(self):  # as gunicorn's master does when a worker exits (nasfer serve's child_exit hook)
+            self.conn.send(("exit", ()))
+            self.process.join()
+            mark_process_dead(self.process.pid)
+
+    scrapes = []
+""")
+
+
+def run_workers(directory, scenario: str) -> list[str]:
+    """The /metrics texts that `scenario` appends to `scrapes`."""
+    script = WORKERS + textwrap.dedent(scenario) + "\nprint(json.dumps(scrapes))\n"
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
 def test_metrics_are_summed_across_worker_processes(tmp_path):
-    a, b = Metrics(tmp_path), Metrics(tmp_path)
-    a.inc("nasfer_faces_detected_total", {"detector": "haar"}, 3)
-    a.observe("nasfer_faces_per_image", 2)
-    b.inc("nasfer_faces_detected_total", {"detector": "haar"}, 4)
-    b.observe("nasfer_faces_per_image", 1)
-    a.flush()
-    b.flush()
-    for m in (a, b):
-        samples = parse_prometheus(m.render())
-        assert samples[("nasfer_faces_detected_total", (("detector", "haar"),))] == 7
+    texts = run_workers(tmp_path, """
+        a, b = Worker(), Worker()
+        a.inc("nasfer_faces_detected_total", {"detector": "haar"}, 3)
+        a.observe("nasfer_faces_per_image", 2)
+        b.inc("nasfer_faces_detected_total", {"detector": "haar"}, 4)
+        b.observe("nasfer_faces_per_image", 1)
+        b.inc("nasfer_predictions_total", {"label": 'we"ird\\\\label\\n'})
+        scrapes += [a.render(), b.render()]
+        a.inc("nasfer_faces_detected_total", {"detector": "haar"})
+        scrapes.append(b.render())  # a's latest count, at once
+        a.exit()
+        scrapes.append(b.render())  # a exited: its counts stay
+        c = Worker()  # its replacement
+        scrapes.append(c.render())
+        b.exit()
+        c.exit()
+    """)
+    faces = ("nasfer_faces_detected_total", (("detector", "haar"),))
+    for text in texts[:2]:  # whichever worker answers
+        samples = parse_prometheus(text)
+        assert samples[faces] == 7
         assert samples[("nasfer_faces_per_image_count", ())] == 2
         assert samples[("nasfer_faces_per_image_sum", ())] == 3
-    a.inc("nasfer_faces_detected_total", {"detector": "haar"})  # live count of the answering worker
-    assert parse_prometheus(a.render())[("nasfer_faces_detected_total", (("detector", "haar"),))] == 8
-    a.close()
-    b.close()
+        assert samples[("nasfer_faces_per_image_bucket", (("le", "1.0"),))] == 1
+        assert samples[("nasfer_faces_per_image_bucket", (("le", "+Inf"),))] == 2
+        assert 'label="we\\"ird\\\\label\\n"' in text  # escaped in multiprocess mode too
+    assert [parse_prometheus(text)[faces] for text in texts[2:]] == [8, 8, 8]
+    assert not any(name.endswith("_created") for text in texts for name, _ in parse_prometheus(text))
 
 
 def test_counters_never_go_down_between_scrapes_answered_by_different_workers(tmp_path):
-    """Before: worker a answered a scrape with its live count (5), then worker b answered the next one with a's
-    snapshot from up to a second earlier (2), so the server's counter went 5 -> 2 (a counter reset to
-    Prometheus' rate())."""
-    a, b = Metrics(tmp_path, flush_interval=3600), Metrics(tmp_path, flush_interval=3600)  # no timed flushes
+    """Before prometheus_client: worker a answered a scrape with its live count (5), then worker b answered the
+    next one with a's snapshot from up to a second earlier (2), so the server's counter went 5 -> 2 (a counter
+    reset to Prometheus' rate()). Now every update is in the shared files before it returns."""
+    texts = run_workers(tmp_path, """
+        workers = [Worker(), Worker()]
+        for i in range(12):
+            workers[i % 2].inc("nasfer_images_processed_total", {"detector": "haar"}, i % 3 + 1)
+            scrapes.append(workers[i // 2 % 2].render())  # by the worker that counted, or the other
+        for worker in workers:
+            worker.exit()
+    """)
     key = ("nasfer_images_processed_total", (("detector", "haar"),))
-    a.inc(key[0], {"detector": "haar"}, 2)
-    a.flush()
-    a.inc(key[0], {"detector": "haar"}, 3)  # live only, until the next flush
-    first = parse_prometheus(a.render())[key]
-    second = parse_prometheus(b.render())[key]
-    assert first == 5 and second >= first
-    a.close()
-    b.close()
+    seen = [parse_prometheus(text)[key] for text in texts]
+    assert seen == [sum(j % 3 + 1 for j in range(i + 1)) for i in range(12)]  # every update, in order
+
+
+def test_model_info_lists_the_models_of_live_workers(tmp_path):
+    """nasfer_model_info is a 'livemax' gauge: one series per model without a pid label (as in one process),
+    dropped when the last worker serving that model has exited (here: replaced after a reload)."""
+    texts = run_workers(tmp_path, """
+        a, b = Worker(), Worker()
+        for worker in (a, b):
+            worker.set("nasfer_model_info", 1, {"model": "old", "detector": "haar"})
+        scrapes.append(a.render())
+        a.exit()
+        scrapes.append(b.render())
+        c = Worker()
+        c.set("nasfer_model_info", 1, {"model": "new", "detector": "haar"})
+        b.exit()
+        scrapes.append(c.render())
+        c.exit()
+    """)
+
+    def models(text):
+        return {labels: v for (name, labels), v in parse_prometheus(text).items() if name == "nasfer_model_info"}
+
+    old, new = ((("detector", "haar"), ("model", name)) for name in ("old", "new"))
+    assert [models(text) for text in texts] == [{old: 1}, {old: 1}, {new: 1}]
+
+
+def test_a_process_that_imported_prometheus_client_first_cannot_share_metrics(tmp_path):
+    script = textwrap.dedent(f"""
+        import os, prometheus_client
+        from nasfer.service.metrics import Metrics
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = {str(tmp_path)!r}  # too late: the mode was chosen at import
+        try:
+            Metrics.from_environment()
+        except RuntimeError as exc:
+            print(exc)
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "imported before PROMETHEUS_MULTIPROC_DIR was set" in done.stdout, done.stderr
+
+
+def test_each_app_in_one_process_has_its_own_metrics(make_app, jpeg):
+    (_, one, _), (_, other, _) = make_app(), make_app()
+    one.post("/v1/emotions", data=jpeg, content_type="image/jpeg")
+    first, second = (parse_prometheus(c.get("/metrics").get_data(as_text=True)) for c in (one, other))
+    key = ("nasfer_images_processed_total", (("detector", "haar"),))
+    assert first[key] == 1 and key not in second
+    assert not any(name.endswith("_created") for name, _ in first)  # the same series as in multiprocess mode
 
 
 def test_metric_label_values_are_escaped():

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import config
+from ..service import metrics as service_metrics
 from ..service.config import ServeConfig, bind_address
 
 NAME = "serve"
@@ -52,6 +53,7 @@ def gunicorn_options(cfg: ServeConfig) -> dict[str, Any]:
         # gunicorn >= 25 opens a control socket under ~/.gunicorn by default; several servers on
         # one host would share it, and a read-only home breaks it. Not needed: disable.
         "control_socket_disable": True,
+        "child_exit": worker_exited,
     }
     if Path("/dev/shm").is_dir() and os.access("/dev/shm", os.W_OK):
         options["worker_tmp_dir"] = "/dev/shm"  # heartbeat files off a possibly slow container disk
@@ -59,6 +61,15 @@ def gunicorn_options(cfg: ServeConfig) -> dict[str, Any]:
 
 
 WORKER_CLASS = "nasfer.service.worker.WaitressWorker"
+
+
+def worker_exited(server: Any, worker: Any) -> None:
+    """gunicorn's `child_exit` hook (in the master): the exited worker's model no longer counts in
+    /metrics' nasfer_model_info; its counters stay in the sums."""
+    try:
+        service_metrics.mark_process_dead(worker.pid)
+    except OSError as exc:  # never let the bookkeeping stop the master
+        print(f"nasfer serve: cannot drop the metrics of worker {worker.pid}: {exc}", file=sys.stderr, flush=True)
 
 
 def limit_native_threads(n: int = 1) -> None:
@@ -116,9 +127,11 @@ def serve(cfg: ServeConfig, app_factory: Callable[[], Any] | None = None) -> int
     loads its own model and nothing heavy happens in the master process.
     """
     master_pid = os.getpid()
+    # prometheus_client's multiprocess mode (nasfer.service.metrics): set before it is imported, inherited
+    # by the workers, which write their metrics to files there; /metrics sums them all.
     metrics_dir = tempfile.mkdtemp(prefix="nasfer-metrics-")
-    previous = os.environ.get("NASFER_METRICS_DIR")
-    os.environ["NASFER_METRICS_DIR"] = metrics_dir  # inherited by the workers: /metrics sums them all
+    previous = os.environ.get(service_metrics.ENV_DIR)
+    os.environ[service_metrics.ENV_DIR] = metrics_dir
     multi_worker = cfg.worker_count > 1
 
     def worker_app():
@@ -133,6 +146,7 @@ def serve(cfg: ServeConfig, app_factory: Callable[[], Any] | None = None) -> int
     print(f"nasfer serve: http://{bind_address(cfg.host, cfg.port)}/ with {cfg.worker_count} worker(s) x "
           f"{cfg.threads} thread(s)", file=sys.stderr, flush=True)
     try:
+        service_metrics.require_multiprocess(metrics_dir)
         make_server(worker_app, gunicorn_options(cfg), cfg).run()
     except SystemExit as exc:  # gunicorn leaves through sys.exit; keep its status
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -142,9 +156,9 @@ def serve(cfg: ServeConfig, app_factory: Callable[[], Any] | None = None) -> int
         if os.getpid() == master_pid:
             shutil.rmtree(metrics_dir, ignore_errors=True)
         if previous is None:
-            os.environ.pop("NASFER_METRICS_DIR", None)
+            os.environ.pop(service_metrics.ENV_DIR, None)
         else:
-            os.environ["NASFER_METRICS_DIR"] = previous
+            os.environ[service_metrics.ENV_DIR] = previous
     return 0
 
 

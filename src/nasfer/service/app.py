@@ -102,7 +102,8 @@ def create_app(config: ServeConfig | None = None, recognizer: Recognizer | None 
     config: ServeConfig (defaults if None). recognizer: a ready recognizer for the configured
     detector (tests inject fakes; the real one is built from config otherwise). recognizer_factory:
     `detector -> recognizer` for the other detectors a request may pick. metrics: the registry
-    (default: one shared with the other gunicorn workers when NASFER_METRICS_DIR is set).
+    (default: one shared with the other gunicorn workers when PROMETHEUS_MULTIPROC_DIR is set, as
+    `nasfer serve` does; else this app's own).
     """
     cfg = (config or ServeConfig()).validate()
     configure_logging(cfg.log_level)
