@@ -130,6 +130,14 @@ def test_missing_or_inconsistent_models_are_model_errors(tiny_onnx, tmp_path):
     with pytest.raises(ModelError, match="ONNX Runtime cannot load it"):
         Classifier(junk)
 
+    # before: "README.json: model card not found" (a file the user never named) and "model file not found"
+    text = tmp_path / "README.md"
+    text.write_text("# not a model")
+    with pytest.raises(ModelError, match=r"README.md: not an \.onnx model"):
+        Classifier(text)
+    with pytest.raises(ModelError, match="is a folder: give the model file"):
+        Classifier(tmp_path)
+
 
 def test_default_model(monkeypatch, tmp_path, tiny_onnx):
     import nasfer.weights as weights

@@ -251,3 +251,18 @@ def test_yunet_skips_the_orientation_check_only_for_scores_no_turned_face_reache
     assert box.score >= gate and box.upright is True and calls == []
     (turned,) = det.detect(np.ascontiguousarray(np.rot90(astronaut, 1)))
     assert len(calls) == 1 and turned.upright is True and abs(eye_angle(turned.landmarks)) > 45
+
+
+@pytest.mark.parametrize("make", ["onnx", "text"])
+def test_a_file_that_is_no_haar_cascade_is_one_clear_error(tmp_path, make):
+    """Before: a YuNet .onnx given as --detector-model without --detector yunet raised SystemError from inside
+    OpenCV at the first picture (predict: a traceback; serve: every worker failed to boot)."""
+    from nasfer.errors import ModelError
+    from nasfer.runtime.faces import check_detector, create_detector
+
+    path = tmp_path / ("yunet.onnx" if make == "onnx" else "notes.xml")
+    path.write_bytes(b"\x08\x07\x12\x04onnx-ish bytes" if make == "onnx" else b"not a cascade")
+    for call in (lambda: create_detector("haar", path), lambda: check_detector("haar", path)):
+        with pytest.raises(ModelError, match="not a Haar cascade XML file OpenCV can load") as caught:
+            call()
+        assert ("--detector yunet" in str(caught.value)) == (make == "onnx")

@@ -287,3 +287,19 @@ def test_real_recognizer_blank_image_has_no_face(real_app):
     r = real_app.test_client().post("/v1/emotions", data=image_bytes("JPEG", size=(320, 240)),
                                     content_type="image/jpeg")
     assert r.status_code == 200 and r.get_json()["faces"] == []
+
+
+def test_a_port_in_use_is_one_line_before_the_workers_start(capsys):
+    """Before: gunicorn retried for about 3 s, printing 'Address already in use' five times, then 'Can't connect'."""
+    import socket
+
+    from nasfer.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port), "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (f"nasfer serve: error: cannot listen on 127.0.0.1:{port}: Address already in use; another "
+                           "server is listening there: stop it or choose another --port")

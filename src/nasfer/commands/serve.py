@@ -16,6 +16,7 @@ Then open http://127.0.0.1:8000/ (web client) or /docs (API).
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import shutil
 import sys
@@ -162,9 +163,33 @@ def serve(cfg: ServeConfig, app_factory: Callable[[], Any] | None = None) -> int
     return 0
 
 
+def check_port(cfg: ServeConfig) -> None:
+    """ValueError when --host/--port cannot be listened on (another server has the port, no permission, an
+    address this machine does not have), before the workers start: gunicorn would retry for seconds and end
+    with "Can't connect". Port 0 (any free port) is not checked."""
+    import socket
+
+    if cfg.port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(cfg.host.strip("[]"), cfg.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ValueError(f"--host {cfg.host}: not an address of this machine ({exc.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds: TIME_WAIT is no conflict
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            hint = "; another server is listening there: stop it or choose another --port" \
+                if exc.errno == errno.EADDRINUSE else ""
+            raise ValueError(f"cannot listen on {bind_address(cfg.host, cfg.port)}: {exc.strerror}{hint}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = config.from_args(ServeConfig, args).validate()
     check_files(cfg)
+    check_port(cfg)
     if cfg.dev:
         from ..service.app import create_app
 

@@ -52,8 +52,10 @@ def run(args: argparse.Namespace) -> int:
         print("no face found")
     for face in summary.faces:
         top = sorted(face.mean_scores.items(), key=lambda kv: -kv[1])[:3]
-        print(f"face #{face.id}: {face.first_s:.2f}-{face.last_s:.2f} s, {face.frames} analysed frames, "
-              f"mostly {face.label} (" + ", ".join(f"{k} {v:.0%}" for k, v in top) + ")")
+        shares = sorted(face.time_share.items(), key=lambda kv: -kv[1])[:2]
+        print(f"face #{face.id}: {face.first_s:.2f}-{face.last_s:.2f} s, {face.frames} analysed frames; "
+              f"{face.label} by mean probability (" + ", ".join(f"{k} {v:.0%}" for k, v in top) + "); time shown as "
+              + ", ".join(f"{k} {v:.0%}" for k, v in shares if v > 0))
     for kind, path in (("annotated video", summary.out), ("timeline", summary.csv),
                        ("per-face summary", summary.summary_json), ("timeline plot", summary.plot)):
         if path:

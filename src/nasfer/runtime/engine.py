@@ -82,6 +82,9 @@ class Classifier:
             raise ModelError(f"{self.model_path} is a training checkpoint; the runtime runs exported .onnx models "
                              f"(no torch needed): nasfer export --checkpoint {self.model_path} --out model.onnx, "
                              "then use model.onnx")
+        if self.model_path.suffix.lower() != ".onnx":
+            raise ModelError(f"{self.model_path}: not an .onnx model (the runtime runs models exported by "
+                             "`nasfer export`: a .onnx file with its .json card beside it)")
         self.card = read_card(self.model_path)
         self.labels: tuple[str, ...] = tuple(self.card["labels"])
         self.preprocessing = Preprocessing.from_dict(self.card["preprocessing"])

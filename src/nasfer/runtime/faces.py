@@ -287,6 +287,8 @@ class HaarDetector:
         import cv2
 
         path = cascade or os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml")
+        if cascade:
+            _load_cascade(path)  # a wrong file fails here, not at the first picture
         self._cascade = _PerThread(lambda: _load_cascade(path))
         self._verifier = _PerThread(lambda: _load_cascade(
             os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_alt.xml")))
@@ -325,11 +327,21 @@ class HaarDetector:
 
 
 def _load_cascade(path: str):
+    """An OpenCV CascadeClassifier from the XML file `path`; ModelError when it is missing or no cascade (a
+    YuNet .onnx given to the Haar detector raised SystemError from inside OpenCV)."""
     import cv2
 
-    cascade = cv2.CascadeClassifier(path)
-    if cascade.empty():
-        raise ModelError(f"cannot load the Haar cascade {path}")
+    if not os.path.isfile(path):
+        raise ModelError(f"Haar cascade {path}: no such file")
+    try:
+        cascade = cv2.CascadeClassifier(path)
+    except (cv2.error, SystemError):
+        cascade = None
+    if cascade is None or cascade.empty():
+        hint = "; a YuNet model needs --detector yunet (detector='yunet' in Python)" \
+            if path.lower().endswith(".onnx") else ""
+        raise ModelError(f"{path}: not a Haar cascade XML file OpenCV can load (the haar detector's "
+                         f"--detector-model){hint}")
     return cascade
 
 
@@ -369,11 +381,14 @@ DETECTOR_HELP: dict[str, str] = {
 
 def check_detector(name: str, model_path: str | os.PathLike | None = None) -> None:
     """Without building it, what `create_detector(name, model_path)` would refuse for its arguments: ValueError
-    listing the choices for an unknown name, ModelError for YuNet without its model file."""
+    listing the choices for an unknown name, ModelError for YuNet without its model file or a Haar cascade
+    file that is none."""
     if name not in DETECTORS:
         raise ValueError(f"unknown face detector {name!r}; choose one of {', '.join(DETECTORS)}")
     if name == "yunet":
         yunet_model_file(model_path)
+    elif name == "haar" and model_path:
+        _load_cascade(str(model_path))
 
 
 def create_detector(name: str, model_path: str | os.PathLike | None = None, **kw) -> FaceDetector:

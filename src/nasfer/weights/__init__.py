@@ -44,6 +44,9 @@ def resolve_model(model: str | os.PathLike | None) -> Path:
             return shipped[str(model)]
         raise ModelError(f"{model}: no such model file, and no shipped model of that name "
                          f"(shipped: {', '.join(shipped) or 'none'})")
+    if path.is_dir():
+        raise ModelError(f"{path} is a folder: give the model file (.onnx, or .pt where a command trains or "
+                         "evaluates checkpoints)")
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
     return path
