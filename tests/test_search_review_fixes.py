@@ -320,3 +320,31 @@ def test_sigterm_keeps_the_time_spent_like_ctrl_c(tmp_path):
         signal.signal(signal.SIGTERM, previous)
     again = SearchRun(cfg, _toy)
     assert again.resume() and again.jobs == 2 and again.elapsed_before >= 0.3 * 2 + 0.9
+
+
+def test_a_search_where_no_child_is_fast_enough_stops_early(tmp_path, monkeypatch):
+    """Before: with every child over --max-latency-ms, the whole --budget-minutes went to timing children (about
+    1 s each) that could never be trained, and only then came the no-winner error."""
+    monkeypatch.setattr(search_module, "MAX_INFEASIBLE_BEFORE_ANY_TRAINED", 6)
+    out = tmp_path / "s"
+    cfg = SearchConfig(out=str(out), **{**TOY, "blocks": 3, "max_children": 0, "budget_minutes": 60,
+                                        "max_latency_ms": 0.001, "latency_target_ms": 2.0})
+    with pytest.raises(ValueError, match=r"no child was trained.*6 were slower"):
+        search(cfg, _toy, latency=fake_latency)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["children"] == 6 and summary["elapsed_s"] < 60
+    assert "stopped early: the first 6 children were all slower than --max-latency-ms 0.001" in summary["notes"]
+
+
+def test_a_search_with_a_trained_child_goes_on_past_slow_ones(tmp_path, monkeypatch):
+    monkeypatch.setattr(search_module, "MAX_INFEASIBLE_BEFORE_ANY_TRAINED", 3)
+    calls = []
+
+    def first_fast(name, kwargs):
+        calls.append(1)
+        return {"ms_per_face_b1": 0.5 if len(calls) == 1 else 9.0, "ms_per_face_b64": 1.0, "params": 1}
+
+    cfg = SearchConfig(out=str(tmp_path / "s"), **{**TOY, "blocks": 3, "max_children": 8, "max_latency_ms": 2.0,
+                                                   "latency_target_ms": 1.0})
+    result = search(cfg, _toy, latency=first_fast)
+    assert result.summary["children"] == 8 and result.summary["infeasible"] == 7  # not stopped after 3
