@@ -1,9 +1,10 @@
 /**
  * Errors of the API client, each with a message a person can act on.
  *
- * The service documents 400, 413, 415, 422, 500 and 503 answers for POST /v1/emotions, always as
+ * The service documents 400, 408, 413, 415, 422, 500 and 503 answers for POST /v1/emotions, always as
  * `{"error": {"code", "message"}}`; the client adds what happens before an answer arrives (no
- * network, timeout), answers that are not from a nasfer service, and a malformed service address.
+ * network, timeout, cancelled), redirects (never followed), answers that are not from a nasfer
+ * service, and a malformed service address.
  */
 
 export type ErrorKind =
@@ -12,10 +13,14 @@ export type ErrorKind =
   | 'too_large' // 413
   | 'unsupported' // 415
   | 'unreadable' // 422
+  | 'rate_limited' // 429: a proxy in front of the service limits requests
   | 'server' // 5xx
+  | 'not_service' // 405, 501 or a web page: the address is probably not a nasfer service
   | 'http' // any other HTTP status
+  | 'redirect' // the address redirects elsewhere (e.g. http to https); never followed
   | 'network' // no answer: offline, wrong host, refused connection
   | 'timeout' // no answer in time
+  | 'cancelled' // the person cancelled the request
   | 'invalid_response' // an answer that is not the documented JSON
   | 'invalid_url' // the service address itself is malformed
   | 'image'; // the photo could not be prepared on the device
@@ -38,9 +43,13 @@ export class ApiError extends Error {
     this.serverMessage = details.serverMessage;
   }
 
-  /** Worth sending the same request again: no answer, or the service said it is busy/unavailable. */
-  get retryable(): boolean {
-    return this.kind === 'network' || this.kind === 'timeout' || [502, 503, 504].includes(this.status ?? 0);
+  /**
+   * Sending the same request again may succeed: no answer (network, timeout), a slow upload (408), or
+   * the service (or a proxy) said it is busy or failed (429, 5xx). Whether the client does so by itself
+   * is decided in client.ts (never for a POST that timed out); the app offers "Try again" for these.
+   */
+  get transient(): boolean {
+    return ['network', 'timeout', 'slow_upload', 'rate_limited', 'server'].includes(this.kind);
   }
 }
 
@@ -51,6 +60,8 @@ export function kindOfStatus(status: number): ErrorKind {
   if (status === 413) return 'too_large';
   if (status === 415) return 'unsupported';
   if (status === 422) return 'unreadable';
+  if (status === 429) return 'rate_limited';
+  if (status === 405 || status === 501) return 'not_service';
   if (status >= 500 && status <= 599) return 'server';
   return 'http';
 }
@@ -72,8 +83,13 @@ export function httpErrorMessage(status: number, serverMessage?: string): string
       return withDetail('The service cannot read this kind of file', serverMessage) + '. Use a JPEG, PNG or WebP photo.';
     case 'unreadable':
       return withDetail('The photo could not be decoded; it may be damaged or incomplete', serverMessage) + '.';
+    case 'rate_limited':
+      return withDetail('The service is receiving too many requests (HTTP 429)', serverMessage) + '. Try again in a moment.';
     case 'server':
       return withDetail(`The service had a problem (HTTP ${status})`, serverMessage) + '. Try again in a moment.';
+    case 'not_service':
+      return withDetail(`The address in Settings is probably not a nasfer service: it answered HTTP ${status}`, serverMessage) +
+        '. Check the address in Settings.';
     default:
       return withDetail(`The service answered HTTP ${status}`, serverMessage) + '. Is the address in Settings right?';
   }
@@ -86,6 +102,19 @@ export function networkErrorMessage(baseUrl: string): string {
 export function timeoutMessage(baseUrl: string, timeoutMs: number): string {
   return `The service at ${baseUrl} did not answer within ${+(timeoutMs / 1000).toPrecision(2)} s. Try again later.`;
 }
+
+/** An answer that is a web page (HTML) where the service sends JSON: a web server, router or portal. */
+export function webPageMessage(baseUrl: string, status: number): string {
+  return `The address in Settings (${baseUrl}) is probably not a nasfer service: it answered HTTP ${status} with a web page. Check the address in Settings.`;
+}
+
+/** The service's address answered with a redirect (e.g. from http:// to https://), which is never followed. */
+export function redirectMessage(baseUrl: string, target?: string): string {
+  const where = target ? `Enter ${target} in Settings` : "Enter the service's https:// address in Settings";
+  return `The service at ${baseUrl} redirects to ${target ?? 'another address'}. ${where}: the app does not follow redirects, so photos go only to the address you set.`;
+}
+
+export const CANCELLED_MESSAGE = 'Sending was cancelled.';
 
 export function invalidResponseMessage(baseUrl: string, why: string): string {
   return `The answer from ${baseUrl} is not what a nasfer service sends (${why}). Is the address in Settings right?`;

@@ -1,9 +1,10 @@
 import { useState } from 'react';
-import { Image, LayoutChangeEvent, StyleSheet, Text, View } from 'react-native';
+import { Image, LayoutChangeEvent, StyleSheet, Text, useWindowDimensions, View } from 'react-native';
 
 import type { EmotionsResponse } from '../api/types';
 import { faceColor } from './theme';
 
+/** Height of a face's caption at the default text size; it grows with the system's text size. */
 const CAPTION_HEIGHT = 20;
 
 /** "happy 90%", with a question mark when the face is uncertain. */
@@ -24,6 +25,7 @@ interface Props {
  */
 export function FacePhoto({ uri, response, maxHeight = 480 }: Props) {
   const [available, setAvailable] = useState(0);
+  const captionHeight = Math.ceil(CAPTION_HEIGHT * Math.max(1, useWindowDimensions().fontScale));
   const { width: imageW, height: imageH } = response.image;
   const scale = available > 0 ? Math.min(available / imageW, maxHeight / imageH) : 0;
   const drawnW = imageW * scale;
@@ -61,7 +63,11 @@ export function FacePhoto({ uri, response, maxHeight = 480 }: Props) {
                 <Text
                   testID={`face-caption-${i + 1}`}
                   numberOfLines={1}
-                  style={[styles.caption, anchor, { top: top >= CAPTION_HEIGHT ? top - CAPTION_HEIGHT : top, backgroundColor: color }]}
+                  style={[
+                    styles.caption,
+                    anchor,
+                    { minHeight: captionHeight, top: top >= captionHeight ? top - captionHeight : top, backgroundColor: color },
+                  ]}
                 >
                   {`${i + 1} ${faceCaption(face.label, face.confidence, face.uncertain)}`}
                 </Text>
@@ -80,8 +86,7 @@ const styles = StyleSheet.create({
   uncertainBox: { borderStyle: 'dashed' },
   caption: {
     position: 'absolute',
-    height: CAPTION_HEIGHT,
-    lineHeight: CAPTION_HEIGHT,
+    paddingVertical: 1,
     color: '#000',
     fontSize: 13,
     fontWeight: '700',

@@ -1,10 +1,11 @@
 import { CameraType, CameraView, useCameraPermissions } from 'expo-camera';
 import { useRef, useState } from 'react';
-import { Linking, StyleSheet, Text, View } from 'react-native';
+import { Linking, Platform, StyleSheet, Text, View } from 'react-native';
 
 import { Button } from '../components/Button';
 import { ErrorMessage } from '../components/ErrorMessage';
 import { colors } from '../components/theme';
+import { BROWSER_CAMERA_MESSAGES, browserCameraProblem } from './browserCamera';
 
 interface Props {
   /** called with the URI of the photo taken */
@@ -18,19 +19,42 @@ export function CameraPanel({ onPhoto, onClose }: Props) {
   const [facing, setFacing] = useState<CameraType>('back');
   const [ready, setReady] = useState(false);
   const [error, setError] = useState<string | null>(null);
+  const [refused, setRefused] = useState(false);
   const camera = useRef<CameraView>(null);
 
+  const problem = browserCameraProblem();
+  if (problem) {
+    return (
+      <View>
+        <ErrorMessage message={BROWSER_CAMERA_MESSAGES[problem]} />
+        <Button title="Close camera" kind="secondary" onPress={onClose} />
+      </View>
+    );
+  }
   if (!permission) {
     return <Text style={styles.note}>Checking camera permission…</Text>;
   }
   if (!permission.granted) {
+    const ask = async () => {
+      setError(null);
+      try {
+        const answer = await requestPermission();
+        setRefused(!answer?.granted);
+      } catch (e) {
+        setError(`The camera could not be requested (${e instanceof Error ? e.message : String(e)}).`);
+      }
+    };
+    // a browser always says "can ask again", and a refusal there is otherwise silent
+    const blockedInBrowser = Platform.OS === 'web' && (refused || permission.status === 'denied');
     return (
       <View>
         <Text style={styles.note}>
           nasfer needs the camera to take a photo. Photos are sent only to the service set in Settings.
         </Text>
+        {blockedInBrowser && <ErrorMessage message={BROWSER_CAMERA_MESSAGES.denied} />}
+        {error && <ErrorMessage message={error} />}
         {permission.canAskAgain ? (
-          <Button title="Allow camera" onPress={() => void requestPermission()} />
+          <Button title="Allow camera" onPress={() => void ask()} />
         ) : (
           <>
             <Text style={styles.note}>Camera access was turned off for this app. Turn it on in the system settings.</Text>

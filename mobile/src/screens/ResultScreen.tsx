@@ -4,6 +4,7 @@ import { Button } from '../components/Button';
 import { EmotionBars } from '../components/EmotionBars';
 import { FacePhoto } from '../components/FacePhoto';
 import { colors } from '../components/theme';
+import { uncertainNote } from '../components/uncertainty';
 import type { HistoryEntry } from '../storage/history';
 import { summarize } from '../storage/history';
 
@@ -14,6 +15,15 @@ interface Props {
   onBack: () => void;
   backTitle: string;
 }
+
+/**
+ * Said when no face was found in a photo the service takes for a close-up face crop (its `hint`, which
+ * is written for developers: CLI flags and Python), in words fit for the app.
+ */
+export const CROP_HINT_TEXT =
+  'This photo looks like a close-up crop of a single face, and the face finder needs to see the whole face with some space around it. ' +
+  'A wider photo that shows the whole face and some background works better.';
+export const NO_FACE_TEXT = 'Try a brighter photo where the faces look at the camera and are not too small.';
 
 /** The photo with every face boxed and labelled, and each face's emotion bars. */
 export function ResultScreen({ entry, photoUri, onBack, backTitle }: Props) {
@@ -27,16 +37,16 @@ export function ResultScreen({ entry, photoUri, onBack, backTitle }: Props) {
       <FacePhoto uri={photoUri ?? entry.thumbnailUri} response={response} />
       {response.faces.length === 0 && (
         <Text style={styles.text}>
-          {response.hint ?? 'Try a brighter photo where the faces look at the camera and are not too small.'}
+          {response.hint ? CROP_HINT_TEXT : NO_FACE_TEXT}
         </Text>
       )}
       {uncertain > 0 && (
         <Text style={styles.text}>
-          {`Faces marked "?" are uncertain: their top emotion is below ${Math.round(response.threshold * 100)}%.`}
+          {uncertainNote(response.threshold)}
         </Text>
       )}
       {response.faces.map((face, i) => (
-        <EmotionBars key={i} face={face} index={i} labels={response.model.labels} />
+        <EmotionBars key={i} face={face} index={i} labels={response.model.labels} threshold={response.threshold} />
       ))}
       <Text style={styles.meta}>
         {`Model ${response.model.name} · detector ${response.detector} · ${Math.round(response.timing_ms.total)} ms on the server · ${new Date(entry.createdAt).toLocaleString()}`}

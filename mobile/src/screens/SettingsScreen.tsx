@@ -1,4 +1,4 @@
-import { useEffect, useState } from 'react';
+import { useEffect, useRef, useState } from 'react';
 import { ActivityIndicator, ScrollView, StyleSheet, Text, TextInput, View } from 'react-native';
 
 import { checkConnection, normalizeBaseUrl } from '../api/client';
@@ -15,28 +15,40 @@ interface Props {
 
 type Check = { state: 'idle' } | { state: 'checking' } | { state: 'ok'; card: ModelCard } | { state: 'failed'; message: string };
 
-/** The service address, saved on the device, and a check that it answers and which model it runs. */
+/**
+ * The service address, saved on the device, and a check that it answers and which model it runs.
+ * Only the latest check is shown: a new one cancels the one still running, whose late answer (for an
+ * address no longer set) is ignored.
+ */
 export function SettingsScreen({ serviceUrl, onSave }: Props) {
   const [text, setText] = useState(serviceUrl);
   const [check, setCheck] = useState<Check>({ state: 'idle' });
+  const running = useRef<AbortController | null>(null);
   useEffect(() => setText(serviceUrl), [serviceUrl]);
+  useEffect(() => () => running.current?.abort(), []);
 
   const saveAndCheck = async () => {
+    running.current?.abort();
+    const controller = new AbortController();
+    running.current = controller;
+    const show = (next: Check) => {
+      if (running.current === controller) setCheck(next);
+    };
     let url: string;
     try {
       url = normalizeBaseUrl(text);
     } catch (e) {
-      setCheck({ state: 'failed', message: describeError(e) });
+      show({ state: 'failed', message: describeError(e) });
       return;
     }
     setText(url);
+    show({ state: 'checking' });
     await onSave(url);
-    setCheck({ state: 'checking' });
     try {
-      const card = await checkConnection({ baseUrl: url, timeoutMs: 10_000, retries: 0 });
-      setCheck({ state: 'ok', card });
+      const card = await checkConnection({ baseUrl: url, timeoutMs: 10_000, retries: 0, signal: controller.signal });
+      show({ state: 'ok', card });
     } catch (e) {
-      setCheck({ state: 'failed', message: describeError(e) });
+      show({ state: 'failed', message: describeError(e) });
     }
   };
 
@@ -60,7 +72,7 @@ export function SettingsScreen({ serviceUrl, onSave }: Props) {
         testID="service-url"
       />
       <Text style={styles.help}>
-        The address of a running nasfer service (nasfer serve), e.g. http://192.168.1.20:8000 on your network or your deployed https address.
+        The address of a running nasfer service (nasfer serve), e.g. 192.168.1.20:8000 on your network or your deployed https address. Without http:// or https://, addresses on your network get http://, all others https://.
       </Text>
       <Button title="Save and check connection" onPress={() => void saveAndCheck()} />
       {check.state === 'checking' && (
