@@ -127,6 +127,25 @@ def train_command(cfg, out: Path) -> str:
                        *size, "--out", "runs/searched"])
 
 
+def job_line(record: dict[str, Any], latency: dict[str, Any] | None, cfg, folder: str, budget_s: float) -> str:
+    """The progress line of one finished job (`record`, as in search_log.jsonl) of the search `cfg` in `folder`:
+    the folder's name first (searches side by side in a retraining campaign share one log), the child, its
+    accuracy and ms per face, or why it was not trained, and the minutes spent of the budget (`budget_s`)."""
+    batch = cfg.latency_batch
+    ms = (latency or {}).get(f"ms_per_face_b{batch}")
+    what = (f"{folder} job {record['job']}: child {record['child']}"
+            + (" promoted" if record["kind"] == "promotion" else "")
+            + ("" if record.get("infeasible") else f" at {record['fidelity']}"))
+    if record.get("failed"):
+        result = "failed: " + " ".join(str(record["failed"]).split())[:160]
+    elif record.get("infeasible"):
+        result = f"{ms:.3f} ms/face (batch {batch}) > --max-latency-ms {cfg.max_latency_ms:g}: not trained"
+    else:
+        result = f"accuracy {record['accuracy']:.4f}" + (f", {ms:.3f} ms/face (batch {batch})" if ms is not None
+                                                         else "")
+    return f"{what}: {result}; {record['elapsed'] / 60:.1f}/{budget_s / 60:.1f} min"
+
+
 def no_winner(run) -> str:
     """Why a search whose children were all skipped or failed has no winner, and what to change."""
     infeasible = [t for t in run.trials.values() if t["scores"].get("0", {}).get("infeasible")]

@@ -41,6 +41,7 @@ from ..interrupts import sigterm_as_sigint
 from .config import SearchConfig, check_config, make_search_space, make_search_strategy
 from .fidelity import BudgetExceeded, Fidelity, Recipe
 from .latency import LatencyCache, mnas_reward
+from .results import job_line
 from .scheduler import SuccessiveHalving
 
 STATE_FILE = "search_state.pt"
@@ -389,22 +390,9 @@ class SearchRun:
 
     def _report(self, record: dict[str, Any]) -> None:
         """One line per finished child or promotion when lines are printed (not for duplicates)."""
-        if not self.lines or record["kind"] == "duplicate":
-            return
-        batch = self.cfg.latency_batch
-        ms = (self.trials[record["key"]]["latency"] or {}).get(f"ms_per_face_b{batch}")
-        # the folder's name first: searches run side by side (a retraining campaign) share one log
-        what = (f"{self.out.name} job {record['job']}: child {record['child']}"
-                + (" promoted" if record["kind"] == "promotion" else "")
-                + ("" if record.get("infeasible") else f" at {record['fidelity']}"))
-        if record.get("failed"):
-            result = "failed: " + " ".join(str(record["failed"]).split())[:160]
-        elif record.get("infeasible"):
-            result = f"{ms:.3f} ms/face (batch {batch}) > --max-latency-ms {self.cfg.max_latency_ms:g}: not trained"
-        else:
-            result = f"accuracy {record['accuracy']:.4f}" + (f", {ms:.3f} ms/face (batch {batch})" if ms is not None
-                                                             else "")
-        print(f"{what}: {result}; {record['elapsed'] / 60:.1f}/{self.budget_s / 60:.1f} min", flush=True)
+        if self.lines and record["kind"] != "duplicate":
+            print(job_line(record, self.trials[record["key"]]["latency"], self.cfg, self.out.name, self.budget_s),
+                  flush=True)
 
 
 def _floats(stats: dict[str, Any]) -> dict[str, float]:
