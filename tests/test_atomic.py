@@ -1,5 +1,7 @@
 """write_text_atomic: readers see the old file or the new one, never a cut-off one."""
 
+from pathlib import Path
+
 import pytest
 
 from nasfer.atomic import write_text_atomic
@@ -61,7 +63,7 @@ def test_a_block_stopped_before_writing_leaves_nothing(tmp_path):
         with staged_output(tmp_path / "new.csv"):
             raise ValueError("bad flag")
     assert list(tmp_path.iterdir()) == []
-    assert caught.value.__notes__ == [f"{tmp_path / 'new.csv'} was not created; nothing had been written"]
+    assert caught.value.__notes__ == [f"{tmp_path / 'new.csv'} was not created; no record had been written"]
 
 
 def test_a_failed_commit_names_the_target_and_keeps_the_records(tmp_path, monkeypatch):
@@ -99,3 +101,55 @@ def test_a_staged_file_is_named_by_its_target_and_makes_its_folders(tmp_path):
     staged = StagedFile(tmp_path / "new" / "deeper" / "r.csv")
     staged.write("x")
     assert staged.commit().read_text() == "x"
+
+
+def test_a_symlinked_target_keeps_its_link_and_mode(tmp_path):
+    """Before (review of the staged outputs): the link itself was replaced by a regular file, and the
+    replaced file's permission bits were lost."""
+    import os
+
+    from nasfer.atomic import StagedFile
+
+    (tmp_path / "real").mkdir()
+    real = tmp_path / "real" / "r.csv"
+    real.write_text("old\n")
+    os.chmod(real, 0o640)
+    link = tmp_path / "link.csv"
+    link.symlink_to(real)
+    staged = StagedFile(link)
+    staged.write("new\n")
+    staged.commit()
+    assert link.is_symlink() and real.read_text() == "new\n" and oct(real.stat().st_mode & 0o777) == "0o640"
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["r.csv"]
+
+
+def test_devices_and_pipes_are_written_in_place(tmp_path):
+    """/dev/null, /dev/stdout or a shell's >(gzip > x.gz) cannot be replaced by a renamed file: they are written
+    as `open` would (before: a FileNotFoundError for /dev/fd/63, or a temporary file created in /dev)."""
+    import os
+    import threading
+
+    from nasfer.atomic import StagedFile
+
+    staged = StagedFile("/dev/null")
+    staged.write("thrown away\n")
+    assert staged.commit() == Path("/dev/null") and Path("/dev/null").is_char_device()
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    staged = StagedFile(fifo)
+    staged.write("row 1\n")
+    staged.commit()
+    reader.join(10)
+    assert got == ["row 1\n"] and sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
+
+
+def test_a_file_holding_only_its_header_is_not_kept(tmp_path):
+    from nasfer.atomic import StagedFile
+
+    staged = StagedFile(tmp_path / "r.csv")
+    staged.write("file,face,label\n")
+    staged.records = 0  # the caller counts its records: none yet
+    assert staged.abandon() is None and list(tmp_path.iterdir()) == []

@@ -322,18 +322,19 @@ def test_sigterm_keeps_the_time_spent_like_ctrl_c(tmp_path):
     assert again.resume() and again.jobs == 2 and again.elapsed_before >= 0.3 * 2 + 0.9
 
 
-def test_a_search_where_no_child_is_fast_enough_stops_early(tmp_path, monkeypatch):
+@pytest.mark.parametrize("strategy", ["random", "evolution"])  # evolution proposes duplicates in between
+def test_a_search_where_no_child_is_fast_enough_stops_early(tmp_path, monkeypatch, strategy):
     """Before: with every child over --max-latency-ms, the whole --budget-minutes went to timing children (about
     1 s each) that could never be trained, and only then came the no-winner error."""
     monkeypatch.setattr(search_module, "MAX_INFEASIBLE_BEFORE_ANY_TRAINED", 6)
     out = tmp_path / "s"
-    cfg = SearchConfig(out=str(out), **{**TOY, "blocks": 3, "max_children": 0, "budget_minutes": 60,
+    cfg = SearchConfig(out=str(out), **{**TOY, "strategy": strategy, "population": 3, "tournament": 2, "blocks": 3, "max_children": 0, "budget_minutes": 60,
                                         "max_latency_ms": 0.001, "latency_target_ms": 2.0})
     with pytest.raises(ValueError, match=r"no child was trained.*6 were slower"):
         search(cfg, _toy, latency=fake_latency)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["children"] == 6 and summary["elapsed_s"] < 60
-    assert "stopped early: the first 6 children were all slower than --max-latency-ms 0.001" in summary["notes"]
+    assert "stopped early: 6 children, and none trained yet, were slower than --max-latency-ms 0.001" in summary["notes"]
 
 
 def test_a_search_with_a_trained_child_goes_on_past_slow_ones(tmp_path, monkeypatch):
@@ -348,3 +349,34 @@ def test_a_search_with_a_trained_child_goes_on_past_slow_ones(tmp_path, monkeypa
                                                    "latency_target_ms": 1.0})
     result = search(cfg, _toy, latency=first_fast)
     assert result.summary["children"] == 8 and result.summary["infeasible"] == 7  # not stopped after 3
+
+
+def test_sigterm_stops_a_command_started_with_sigint_ignored():
+    """A script's background job (`cmd &`) starts with SIGINT ignored: re-raising SIGINT did nothing there, so
+    `kill` could no longer stop a search (before the fix it ran on)."""
+    import os
+    import signal
+
+    from nasfer.interrupts import Terminated, sigterm_as_sigint
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with pytest.raises(Terminated):
+            with sigterm_as_sigint():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_the_cli_exits_143_for_sigterm(tmp_path, monkeypatch, capsys):
+    from nasfer.interrupts import Terminated
+
+    def terminated(spec, fidelity):
+        raise Terminated()
+
+    _cli_with_toy(monkeypatch, evaluate=terminated)
+    code = main(["search", "--data", str(tmp_path), "--out", str(tmp_path / "s"), "--strategy", "random",
+                 "--blocks", "2", "--max-children", "3", "--rungs", "10s@24", "--latency-target-ms", "0",
+                 "--max-latency-ms", "0", "--no-progress"])
+    assert code == 143 and capsys.readouterr().err.startswith("nasfer search: stopped (SIGTERM); the same command")

@@ -75,18 +75,32 @@ def test_an_out_below_a_file_is_refused_before_reading_the_data(tmp_path, capsys
     assert f"--out {tmp_path / 'taken' / 'run'}: {tmp_path / 'taken'} is a file;" in err
 
 
-def test_any_refusal_of_the_file_system_is_one_line(tmp_path, capsys, tiny_onnx):
-    """An OSError the commands do not check for (here a --csv under a file) is one line, not a traceback."""
-    from fixtures_data import pattern_image, png_bytes
+def test_any_refusal_of_the_file_system_is_one_line(tmp_path, capsys, tiny_onnx, monkeypatch):
+    """An OSError the commands do not check for (here the final rename of --csv is refused, as on a file system
+    that went read-only) is one line plus where the records are, not a traceback."""
+    import os
+
     import numpy as np
 
-    (tmp_path / "taken").write_text("mine")
+    from fixtures_data import pattern_image, png_bytes
+
     (tmp_path / "a.png").write_bytes(png_bytes(pattern_image(3, np.random.default_rng(0))))
+    results = tmp_path / "r.csv"
+    real = os.replace
+
+    def refused(src, dst, *args, **kwargs):
+        if str(dst) == str(results):
+            raise PermissionError(13, "Permission denied", str(src))
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", refused)
     rc = main(["predict", str(tmp_path / "a.png"), "--detector", "none", "--model", str(tiny_onnx),
-               "--csv", str(tmp_path / "taken" / "r.csv")])
+               "--csv", str(results)])
     err = capsys.readouterr().err
-    assert rc == 2 and "Traceback" not in err and err.startswith("nasfer predict: error: ")
-    assert "Not a directory" in err and (tmp_path / "taken").read_text() == "mine"
+    assert rc == 2 and "Traceback" not in err
+    assert err.splitlines() == [f"nasfer predict: error: {results}: Permission denied",
+                                f"nasfer predict: {results} was not created; what was written before the stop is "
+                                f"in {tmp_path / 'r.csv.partial'}"]
 
 
 def test_a_refusal_found_while_reading_removes_the_directory_and_its_lock(tmp_path, capsys, grumpy_folder):

@@ -76,7 +76,7 @@ def test_video_command(clip, tiny_onnx, tmp_path, capsys):
     assert code == 0, err
     assert "face #1" in out and "12 frames (4 analysed)" in err
     # before: "mostly happy (happy 91%, ...)" read as shares of time, but the numbers are mean probabilities
-    assert "by mean probability (" in out and "; time shown as " in out
+    assert "by mean probability (" in out and "; share of time: " in out
     assert len(list(csv.DictReader(table.open()))) == 4
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import uuid
 from pathlib import Path
 
@@ -47,22 +48,45 @@ def partial_path(path: str | os.PathLike) -> Path:
 class StagedFile:
     """A file object written to a temporary file beside `path` (`<name>.<pid>-<random>.tmp`, never an
     existing file): `commit()` moves it onto `path` in one step (os.replace); `abandon()` keeps what was
-    written as `partial_path(path)` (removed when nothing was written) and leaves `path` untouched.
+    written as `partial_path(path)` and leaves `path` untouched.
 
-    `mode` is "w" or "wb" (`open_kwargs` as `open` takes them, e.g. encoding, newline). OSError as `open`
-    raises it. Attribute access goes to the open file (write, flush, ...), so csv.writer and pyarrow take it.
+    A symlink is followed (the file it names is staged and replaced; the link stays) and an existing file's
+    permission bits are kept. Where staging cannot work, the target is written in place, as `open` would:
+    a device, FIFO or socket (`/dev/stdout`, a shell's `>(gzip > x.gz)`), or a folder this process may not
+    create files in. Set `records` (a count the caller keeps up) so that `abandon` drops a file holding only
+    a header; left None, an empty file is dropped.
+
+    `mode` is "w" or "wb" (`open_kwargs` as `open` takes them, e.g. encoding, newline). OSError naming `path`
+    (IsADirectoryError for a folder). Attribute access goes to the open file (write, flush, ...), so
+    csv.writer and pyarrow take it.
     """
 
     def __init__(self, path: str | os.PathLike, mode: str = "w", **open_kwargs):
         if mode not in ("w", "wb"):
             raise ValueError(f"StagedFile writes new files (mode 'w' or 'wb'), got mode {mode!r}")
         self.path = Path(path)
-        self.tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp")
+        self.records: int | None = None
+        self.tmp: Path | None = None
         try:
             if self.path.is_dir():
                 raise IsADirectoryError(errno.EISDIR, "a folder is there, not a file")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                st = os.stat(self.path)  # follows links: what would be written
+            except FileNotFoundError:
+                st = None
+            target = Path(os.path.realpath(self.path)) if st is None or stat.S_ISREG(st.st_mode) else None
+            if target is not None:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if not os.access(target.parent, os.W_OK | os.X_OK):
+                    target = None  # a writable file in a read-only folder: in place
+            if target is None:
+                self.file = open(self.path, mode, **open_kwargs)
+                return
+            self.target = target
+            self.tmp = target.with_name(f"{target.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp")
             self.file = open(self.tmp, mode.replace("w", "x"), **open_kwargs)
+            if st is not None:
+                os.chmod(self.tmp, stat.S_IMODE(st.st_mode))
         except OSError as exc:  # named by the target, not by the temporary file
             raise type(exc)(exc.errno, exc.strerror, str(self.path)) from None
 
@@ -74,7 +98,8 @@ class StagedFile:
         the records are kept, as `abandon` keeps them) when the move fails."""
         try:
             self.file.close()
-            os.replace(self.tmp, self.path)
+            if self.tmp is not None:
+                os.replace(self.tmp, self.target)
         except OSError as exc:
             error = type(exc)(exc.errno, exc.strerror, str(self.path))
             error.add_note(partial_message(self.path, self.abandon()))
@@ -83,12 +108,14 @@ class StagedFile:
 
     def abandon(self) -> Path | None:
         """Close and keep the file as `<name>.partial` (replacing an older one), or where it is when that cannot
-        be written; return where it is, None when it was empty (then removed). Never raises: the error that
-        stopped the run is the one to report."""
+        be written; return where it is, None when it held no record (then removed). Written in place: `path`.
+        Never raises: the error that stopped the run is the one to report."""
         with contextlib.suppress(OSError):
             self.file.close()
+        if self.tmp is None:
+            return self.path
         try:
-            if self.tmp.stat().st_size == 0:
+            if self.records == 0 or self.tmp.stat().st_size == 0:
                 self.tmp.unlink()
                 return None
         except OSError:
@@ -118,8 +145,10 @@ def staged_output(path: str | os.PathLike, mode: str = "w", **open_kwargs):
 def partial_message(path: str | os.PathLike, partial: Path | None) -> str:
     """"PATH keeps its previous contents (or: was not created); what was written before the stop is in
     PARTIAL (or: nothing had been written)": the note a stopped run adds to its exception."""
+    if partial is not None and Path(partial) == Path(path):
+        return f"{path} holds what was written before the stop (it was written in place)"
     kept = "keeps its previous contents" if Path(path).exists() else "was not created"
-    where = f"what was written before the stop is in {partial}" if partial else "nothing had been written"
+    where = f"what was written before the stop is in {partial}" if partial else "no record had been written"
     return f"{path} {kept}; {where}"
 
 

@@ -71,10 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args._run(args) or 0)
-    except KeyboardInterrupt as exc:
-        print("nasfer: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM where a command handles it (nasfer.interrupts)
+        from .interrupts import Terminated
+
+        print("nasfer: stopped (SIGTERM)" if isinstance(exc, Terminated) else "nasfer: interrupted", file=sys.stderr)
         print_notes(args.command, exc)
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130  # 128 + the signal, as a shell reports it
     except BrokenPipeError as exc:  # `nasfer predict ... | head`: the reader has all it wanted
         import os
 

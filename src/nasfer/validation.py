@@ -33,15 +33,20 @@ def finite(value: float) -> bool:
     return math.isfinite(value)
 
 
+def file_above(path: Path) -> Path | None:
+    """The file standing where one of the folders above `path` must be (so `path` cannot be made), or None."""
+    above = next((p for p in path.parents if p.exists()), None)
+    return above if above is not None and not above.is_dir() else None
+
+
 def check_output_folder(out: str, what: str, flag: str = "--out") -> None:
     """ValueError when the folder `out` cannot be made because it, or a folder above it, is a file; `what` names
     the folder in the message ("the run directory", "the search directory")."""
     path = Path(out).expanduser()
     if path.exists() and not path.is_dir():
         raise ValueError(f"{flag} {out}: a file is there; {what} must be a folder")
-    above = next((p for p in path.parents if p.exists()), None)
-    if above is not None and not above.is_dir():
+    if (above := file_above(path)) is not None:
         raise ValueError(f"{flag} {out}: {above} is a file; {what} must be a folder")
 
 
-__all__ = ["MAX_THREADS", "check", "check_output_folder", "finite", "threads_check"]
+__all__ = ["MAX_THREADS", "check", "check_output_folder", "file_above", "finite", "threads_check"]

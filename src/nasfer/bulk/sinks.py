@@ -48,6 +48,13 @@ def open_output(location: str):
     return StagedFile(path, "wb")
 
 
+def count(stream: Any, records: int) -> None:
+    """Tell a staged local file how many records it holds (so a stop before the first leaves no header-only
+    .partial); nothing for other streams."""
+    if hasattr(stream, "records"):
+        stream.records = records
+
+
 def finish(stream: Any) -> None:
     """Close `open_output`'s stream: a staged local file is moved onto its path."""
     stream.commit() if hasattr(stream, "commit") else stream.close()
@@ -91,11 +98,15 @@ class CsvSink:
         self.text = io.TextIOWrapper(self.stream, encoding="utf-8", newline="")
         self.writer = csv.writer(self.text)
         self.writer.writerow(csv_header(self.labels))
+        self.written = 0
+        count(self.stream, 0)
 
     def write(self, record: dict[str, Any]) -> None:
         from ..commands.predict import csv_rows
 
         self.writer.writerows(csv_rows(record, self.labels))
+        self.written += 1
+        count(self.stream, self.written)
 
     def close(self) -> None:
         self.text.flush()
@@ -125,11 +136,15 @@ class ParquetSink:
         self.stream = open_output(location)
         self.writer = pq.ParquetWriter(self.stream, self.schema)
         self.rows: list[list[Any]] = []
+        self.written = 0
+        count(self.stream, 0)
 
     def write(self, record: dict[str, Any]) -> None:
         from ..commands.predict import csv_rows
 
         self.rows += csv_rows(record, self.labels)
+        self.written += 1
+        count(self.stream, self.written)
         if len(self.rows) >= ROW_GROUP:
             self._flush()
 

@@ -104,7 +104,8 @@ def list_files(inputs: list[str]) -> list[str]:
 
 def collect(inputs: list[str], *, _in_list: str | None = None) -> list[Item]:
     """Files named directly, the images inside named folders (sorted, recursive, no hidden files), and the
-    entries of `@LIST` files (one path per line; blank lines and `#` comments skipped), in order. A URI
+    entries of `@LIST` files (one path per line, relative ones from the current folder; blank lines and `#`
+    comments skipped), in order; a picture whose name starts with @ is named `./@name.jpg`. A URI
     (`s3://...`) gives an error record: only `--backend ray` reads them. NasferError for an unreadable
     list or a list naming another list."""
     from ..bulk.sources import is_uri, read_list
@@ -271,11 +272,14 @@ def _emit(records: Iterable[dict[str, Any]], items: list, labels: list[str], cfg
     to_stdout = cfg.csv == "-"
     table = None if cfg.json or to_stdout else Table(items)
     writer = csv.writer(csv_file) if csv_file else None
+    staged = csv_file if getattr(csv_file, "records", False) is None else None  # a StagedFile counts its records
     counts = Counts()
     bar = progress_bar(total=len(items), desc="predict", unit="img", show=len(items) >= PROGRESS_FROM)
     try:
         if writer:
             writer.writerow(csv_header(labels))
+            if staged is not None:
+                staged.records = 0  # a stop before the first record leaves no header-only .partial
         if table:
             bar.write(table.header(), file=sys.stdout)
         for record in records:
@@ -290,6 +294,8 @@ def _emit(records: Iterable[dict[str, Any]], items: list, labels: list[str], cfg
                 bar.write(line, file=sys.stdout)
             if writer:
                 writer.writerows(csv_rows(record, labels))
+                if staged is not None:
+                    staged.records += 1
             for sink in sinks:
                 sink.write(record)
     finally:
@@ -310,6 +316,7 @@ def report(counts: Counts, pictures: int, where: str = "") -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..interrupts import sigterm_as_sigint
     from ..runtime.api import EmotionRecognizer
     from ..runtime.outputs import check_outputs
     from ..validation import check_output_folder
@@ -326,5 +333,6 @@ def run(args: argparse.Namespace) -> int:
     check_outputs(planned_outputs(items, cfg), [item.path for item in items if not item.missing]
                   + [Path(name) for name in list_files(cfg.inputs)])  # an @LIST file is an input too
     recognizer = EmotionRecognizer(**recognizer_kwargs(cfg))
-    counts = emit_records(analyse(items, recognizer, cfg), items, list(recognizer.labels), cfg)
+    with sigterm_as_sigint():  # `kill`: like Ctrl-C, --csv keeps its old file and the rows go to .partial
+        counts = emit_records(analyse(items, recognizer, cfg), items, list(recognizer.labels), cfg)
     return report(counts, len(items))

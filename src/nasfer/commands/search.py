@@ -56,10 +56,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         try:
             result = search(cfg)
-        except KeyboardInterrupt:
-            print(f"nasfer search: interrupted; the same command continues it from {cfg.out} (the time spent so "
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (nasfer.interrupts.Terminated: exit 143)
+            from ..interrupts import Terminated
+
+            how = "stopped (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+            print(f"nasfer search: {how}; the same command continues it from {cfg.out} (the time spent so "
                   f"far counts against --budget-minutes)", file=sys.stderr)
-            return 130
+            return 143 if isinstance(exc, Terminated) else 130
     if result is None:
         return 130  # a Ray search was interrupted: the same command continues it
     best = result.summary["best"]

@@ -171,15 +171,14 @@ def check_port(cfg: ServeConfig) -> None:
 
     if cfg.port == 0:
         return
-    try:
-        infos = socket.getaddrinfo(cfg.host.strip("[]"), cfg.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise ValueError(f"--host {cfg.host}: not an address of this machine ({exc.strerror})") from None
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
+    host = cfg.host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as gunicorn chooses (and binds the name itself)
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds: TIME_WAIT is no conflict
         try:
-            probe.bind(address)
+            probe.bind((host, cfg.port))
+        except socket.gaierror as exc:
+            raise ValueError(f"--host {cfg.host}: not an address of this machine ({exc.strerror})") from None
         except OSError as exc:
             hint = "; another server is listening there: stop it or choose another --port" \
                 if exc.errno == errno.EADDRINUSE else ""

@@ -41,7 +41,10 @@ def run(args: argparse.Namespace) -> int:
     from ..runtime.video import process_video
 
     cfg = config.from_args(VideoConfig, args)
-    summary = process_video(cfg)
+    from ..interrupts import sigterm_as_sigint
+
+    with sigterm_as_sigint():  # `kill` ends the video like Ctrl-C: the frames read so far are written up
+        summary = process_video(cfg)
     done = f"{summary.frames} frames ({summary.analysed} analysed) in {summary.seconds:.1f} s " \
            f"({summary.frames_per_second:.1f} frames/s)"
     print(done + (" - stopped early (Ctrl-C)" if summary.interrupted else ""), file=sys.stderr)
@@ -54,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         top = sorted(face.mean_scores.items(), key=lambda kv: -kv[1])[:3]
         shares = sorted(face.time_share.items(), key=lambda kv: -kv[1])[:2]
         print(f"face #{face.id}: {face.first_s:.2f}-{face.last_s:.2f} s, {face.frames} analysed frames; "
-              f"{face.label} by mean probability (" + ", ".join(f"{k} {v:.0%}" for k, v in top) + "); time shown as "
+              f"{face.label} by mean probability (" + ", ".join(f"{k} {v:.0%}" for k, v in top) + "); share of time: "
               + ", ".join(f"{k} {v:.0%}" for k, v in shares if v > 0))
     for kind, path in (("annotated video", summary.out), ("timeline", summary.csv),
                        ("per-face summary", summary.summary_json), ("timeline plot", summary.plot)):

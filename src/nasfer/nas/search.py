@@ -49,7 +49,7 @@ LOG_FILE = "search_log.jsonl"
 STATE_FORMAT = "nasfer-search-state/2"
 #: A search stops when this many children or promotions fail one after another.
 MAX_FAILURES_IN_A_ROW = 5
-#: A search whose first this-many children are all over --max-latency-ms stops: the space has nothing that fast.
+#: A search with this many children over --max-latency-ms and none trained yet stops: nothing is that fast.
 MAX_INFEASIBLE_BEFORE_ANY_TRAINED = 100
 #: Fields that may change when a search is resumed; any other difference is a different search.
 RESUMABLE_CHANGES = ("out", "budget_minutes", "max_children", "threads", "progress", "top_k", "latency_cache")
@@ -327,7 +327,7 @@ class SearchRun:
         self._loop()
 
     def _loop(self) -> None:
-        failing = infeasible = 0
+        failing = 0
         while (job := self.next_job()) is not None:
             key, rung = job
             try:
@@ -352,11 +352,12 @@ class SearchRun:
             if failing >= MAX_FAILURES_IN_A_ROW:  # not one child's problem: the data, the disk, the code
                 raise ModelError(f"{failing} children in a row failed, the last with {record['failed']}; fix the "
                                  f"cause and run the same command to continue ({self.out / LOG_FILE} lists them)")
-            infeasible = infeasible + 1 if record.get("infeasible") else 0
-            if infeasible >= MAX_INFEASIBLE_BEFORE_ANY_TRAINED and not self._any_trained():
-                self.notes.append(f"stopped early: the first {infeasible} children were all slower than "
-                                  f"--max-latency-ms {self.cfg.max_latency_ms:g}")
-                break  # before: the whole budget went to timing children that could never be trained
+            if record.get("infeasible") and self._none_trained():
+                infeasible = sum(1 for t in self.trials.values() if t["scores"].get("0", {}).get("infeasible"))
+                if infeasible >= MAX_INFEASIBLE_BEFORE_ANY_TRAINED:  # before: the whole budget went to timing them
+                    self.notes.append(f"stopped early: {infeasible} children, and none trained yet, were slower "
+                                      f"than --max-latency-ms {self.cfg.max_latency_ms:g}")
+                    break
             if record["kind"] == "duplicate" and self.duplicates > 200 * max(1, len(self.trials)):
                 self.notes.append("stopped early: the strategy only proposes children it has already scored")
                 break
@@ -366,8 +367,8 @@ class SearchRun:
             if delta > 0:
                 self.bar.update(delta)
 
-    def _any_trained(self) -> bool:
-        return any(not t["scores"].get("0", {}).get("infeasible") and not t["scores"].get("0", {}).get("failed")
+    def _none_trained(self) -> bool:
+        return all(t["scores"].get("0", {}).get("infeasible") or t["scores"].get("0", {}).get("failed")
                    for t in self.trials.values())
 
     def _save_interrupted(self) -> None:

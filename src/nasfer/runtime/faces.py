@@ -103,21 +103,6 @@ def yunet_cache_path() -> Path:
     return cache_dir() / YUNET_FILENAME
 
 
-def yunet_model_file(model_path: str | os.PathLike | None = None) -> Path:
-    """The YuNet model to load: `model_path`, or the copy `nasfer models fetch yunet` stores in the user cache.
-    ModelError saying how to get it when the file is missing."""
-    from ..errors import ModelError
-
-    path = Path(model_path) if model_path else yunet_cache_path()
-    if not path.is_file():
-        if model_path:
-            raise ModelError(f"YuNet model {path}: no such file")
-        raise ModelError(f"the yunet detector needs its model: run `nasfer models fetch yunet` "
-                         f"(stores {path}) or give the model file: detector_model=FILE.onnx in Python, "
-                         f"--detector-model FILE.onnx on the command line")
-    return path
-
-
 def to_gray(image: np.ndarray) -> np.ndarray:
     """uint8 grayscale view of an RGB (H, W, 3) or grayscale (H, W) image."""
     import cv2
@@ -386,6 +371,8 @@ def check_detector(name: str, model_path: str | os.PathLike | None = None) -> No
     if name not in DETECTORS:
         raise ValueError(f"unknown face detector {name!r}; choose one of {', '.join(DETECTORS)}")
     if name == "yunet":
+        from .yunet import yunet_model_file
+
         yunet_model_file(model_path)
     elif name == "haar" and model_path:
         _load_cascade(str(model_path))
@@ -394,8 +381,9 @@ def check_detector(name: str, model_path: str | os.PathLike | None = None) -> No
 def create_detector(name: str, model_path: str | os.PathLike | None = None, **kw) -> FaceDetector:
     """Build the registered detector `name` (ValueError listing the choices for unknown names; ModelError for
     a missing or unloadable model file)."""
-    check_detector(name, model_path)
-    return DETECTORS[name](model_path=model_path, **kw)
+    if name not in DETECTORS:
+        check_detector(name)  # the unknown-name message
+    return DETECTORS[name](model_path=model_path, **kw)  # each detector checks its own model file
 
 
 __all__ = ["Box", "FaceDetector", "DETECTORS", "create_detector", "crop_face", "HaarDetector",

@@ -63,11 +63,12 @@ def check_outputs(outputs: Iterable[tuple[str, PathLike]], inputs: Iterable[Path
 def check_writable(what: str, path: PathLike) -> None:
     """ValueError (one line, starting with `what`) when the file `path` cannot be made: a folder is there, or a
     file stands where one of the folders above it must be. Missing folders are fine (the writers make them)."""
-    p = Path(path)
+    from ..validation import file_above
+
+    p = Path(path).expanduser()
     if p.is_dir():
         raise ValueError(f"{what}: {p} is a folder; give a file name (nothing was done)")
-    above = next((q for q in p.parents if q.exists()), None)
-    if above is not None and not above.is_dir():
+    if (above := file_above(p)) is not None:
         raise ValueError(f"{what}: {above} is a file, so {p} cannot be made (nothing was done)")
 
 

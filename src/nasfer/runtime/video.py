@@ -290,6 +290,7 @@ def process_video(cfg: VideoConfig, recognizer: Any = None) -> VideoSummary:
     rows = csv.writer(csv_file) if csv_file else None
     if rows:
         rows.writerow(timeline_header(labels))
+        csv_file.records = 0
     bar = progress_bar(total=total or None, unit="frames", desc="video", show=cfg.progress)
     start = time.perf_counter()
     results = analyse_frames(_frames(cap, cfg.max_frames), recognizer, color="bgr", fps=fps, every=cfg.every,
@@ -303,6 +304,7 @@ def process_video(cfg: VideoConfig, recognizer: Any = None) -> VideoSummary:
                 stats.add(result)
                 if rows:
                     rows.writerows(timeline_rows(result, labels))
+                    csv_file.records += 1
             if cfg.out:
                 if writer is None:
                     writer = _writer(cfg.out, fps, frame.shape[1], frame.shape[0])

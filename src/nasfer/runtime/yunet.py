@@ -13,7 +13,20 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
-from .faces import MIN_FACE, Box, _PerThread, _square_region, detection_scale, resize_by, to_bgr, yunet_model_file
+from .faces import MIN_FACE, Box, _PerThread, _square_region, detection_scale, resize_by, to_bgr, yunet_cache_path
+
+
+def yunet_model_file(model_path: str | os.PathLike | None = None) -> Path:
+    """The YuNet model to load: `model_path`, or the copy `nasfer models fetch yunet` stores in the user cache.
+    ModelError saying how to get it when the file is missing."""
+    path = Path(model_path) if model_path else yunet_cache_path()
+    if not path.is_file():
+        if model_path:
+            raise ModelError(f"YuNet model {path}: no such file")
+        raise ModelError(f"the yunet detector needs its model: run `nasfer models fetch yunet` "
+                         f"(stores {path}) or give the model file: detector_model=FILE.onnx in Python, "
+                         f"--detector-model FILE.onnx on the command line")
+    return path
 
 
 class YuNetDetector:
