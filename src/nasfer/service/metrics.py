@@ -86,7 +86,8 @@ def require_multiprocess(directory: str | os.PathLike) -> None:
     metrics there (prometheus_client was imported before the variable was set, or it names another directory)."""
     from prometheus_client import values
 
-    if values.ValueClass is values.MutexValue:
+    # prometheus_client's (undocumented) choice of value class; pyproject pins the major version it has held in
+    if getattr(values, "ValueClass", None) is getattr(values, "MutexValue", object()):
         raise RuntimeError(f"prometheus_client was imported before {ENV_DIR} was set, so this process keeps its "
                            f"metrics in memory and other workers cannot add them up: set {ENV_DIR} first")
     env = os.environ.get(ENV_DIR)
