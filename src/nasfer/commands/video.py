@@ -40,14 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..runtime.video import process_video
 
-    cfg = config.from_args(VideoConfig, args)
     from ..interrupts import sigterm_as_sigint
 
+    cfg = config.from_args(VideoConfig, args)
     with sigterm_as_sigint():  # `kill` ends the video like Ctrl-C: the frames read so far are written up
         summary = process_video(cfg)
     done = f"{summary.frames} frames ({summary.analysed} analysed) in {summary.seconds:.1f} s " \
            f"({summary.frames_per_second:.1f} frames/s)"
-    print(done + (" - stopped early (Ctrl-C)" if summary.interrupted else ""), file=sys.stderr)
+    print(done + (" - stopped early (Ctrl-C or SIGTERM)" if summary.interrupted else ""), file=sys.stderr)
     if summary.truncated:
         print(f"nasfer video: warning: read {summary.frames} of {summary.frames_announced} frames: "
               "the file may be truncated", file=sys.stderr)
