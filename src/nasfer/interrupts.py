@@ -17,21 +17,24 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be (the CLI exits 143 for it, 128 + SIGTERM)."""
 
 
-def _on_sigterm(signum, frame) -> None:
-    handler = signal.getsignal(signal.SIGINT)
-    if callable(handler) and handler is not signal.default_int_handler:
-        signal.raise_signal(signal.SIGINT)  # a library's own Ctrl-C handling (Ray Tune's graceful stop)
-    else:  # Python's KeyboardInterrupt, or SIGINT ignored (a job started with `&` by a script): raise it here
-        raise Terminated()
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def _raise_sigint(signum, frame) -> None:
+    if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL, None):
+        raise Terminated()  # SIGINT ignored (a job started with `&` by a script): re-raising it would do nothing
+    signal.raise_signal(signal.SIGINT)
 
 
 @contextmanager
-def sigterm_as_sigint() -> Iterator[None]:
+def sigterm_as_sigint(via_sigint: bool = False) -> Iterator[None]:
     """Within the block, SIGTERM is handled as Ctrl-C: it raises `Terminated` (a KeyboardInterrupt) in the main
-    thread, or runs the SIGINT handler a library installed (Ray Tune stops gracefully); the previous handler
-    is restored after it. Off the main thread (where handlers cannot be set) it changes nothing."""
+    thread; with `via_sigint`, it raises SIGINT instead, so that a library's own Ctrl-C handler runs (Ray Tune
+    stops gracefully). The previous handler is restored after the block. Off the main thread (where handlers
+    cannot be set) it changes nothing."""
     try:
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        previous = signal.signal(signal.SIGTERM, _raise_sigint if via_sigint else _raise_terminated)
     except ValueError:  # not the main thread
         yield
         return

@@ -144,7 +144,7 @@ def run_tune(problem: Problem, make_searcher: Callable[[], Any], out: str | Path
                 name=EXPERIMENT, storage_path=str(path.parent), verbose=verbose,
                 failure_config=tune.FailureConfig(max_failures=1),  # a lost node's trial is retried once
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=None)))  # small JSON files
-    with sigterm_as_sigint(), trials_may_end_without_a_result():
+    with sigterm_as_sigint(via_sigint=True), trials_may_end_without_a_result():
         grid = tuner.fit()
     ended = grid.num_terminated + grid.num_errors
     first = next((str(e).strip().splitlines()[-1] for e in grid.errors if str(e).strip()), "")
