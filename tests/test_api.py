@@ -204,6 +204,10 @@ def test_annotation_draws_boxes_labels_and_bars_in_the_emotion_colour(whole):
     assert (out == happy).all(axis=2).sum() > 200  # box, label background and confidence bar
     bgr = draw_faces(img, [face.to_dict()], color="bgr")  # dicts work too (the service's form)
     assert (bgr == happy[::-1]).all(axis=2).sum() > 200
+    # the confidence bar is a strip of its own under the box: 90 % of the box's width coloured, the rest dark
+    strip = out[82:86, 100:180]
+    coloured = (strip == happy).all(axis=2).sum(axis=1)
+    assert (abs(coloured - 0.9 * 79) <= 2).all() and (strip[:, -5:] == 40).all()
     uncertain = Face.from_probs((10, 100, 60, 60), [0.2, 0.1, 0.1, 0.2, 0.2, 0.1, 0.1], EMOTIONS)
     assert uncertain.uncertain and (draw_faces(img, [uncertain]) == 128).all(axis=2).any()
     assert label_color("beta") == label_color("beta") and len(label_color("beta")) == 3

@@ -72,11 +72,12 @@ def draw_faces(image: np.ndarray, faces: Sequence[Any], *, color: str = "rgb",
         ink = (0, 0, 0) if sum(rgb) > 380 else (255, 255, 255)
         cv2.putText(out, text, (x + thickness, ty + th + thickness // 2), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
                     ink, max(1, thickness // 2), cv2.LINE_AA)
-        # Confidence bar along the box's bottom edge, inside it: full width = 100 %.
-        bar_h = max(3, thickness * 2)
-        by = max(y, y + h - bar_h)
-        cv2.rectangle(out, (x, by), (x + w - 1, y + h - 1), (40, 40, 40), -1)
-        cv2.rectangle(out, (x, by), (x + max(0, int(round((w - 1) * min(1.0, confidence)))), y + h - 1), col, -1)
+        # Confidence bar under the box (inside it where the image ends): a dark track, full width = 100 %, so the
+        # bar stands apart from the box's own edge (before: inside the edge, in its colour, hard to see).
+        bar_h = max(4, thickness * 3)
+        by = y + h + thickness if y + h + thickness + bar_h <= H else max(y, y + h - bar_h)
+        cv2.rectangle(out, (x, by), (x + w - 1, by + bar_h - 1), (40, 40, 40), -1)
+        cv2.rectangle(out, (x, by), (x + max(0, int(round((w - 1) * min(1.0, confidence)))), by + bar_h - 1), col, -1)
     return out
 
 
