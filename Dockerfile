@@ -1,7 +1,7 @@
 # nasfer: emotion-recognition API + mobile web client, served by `nasfer serve` (gunicorn processes,
 # each reading requests with waitress's I/O loop; /healthz is answered by that loop).
 # CPU only and without torch: the runtime needs numpy, onnxruntime, opencv-python-headless, pillow,
-# flask, gunicorn and waitress (the `train` extra, which brings torch, is not installed).
+# flask, gunicorn, waitress and prometheus_client (the `train` extra, which brings torch, is not installed).
 #
 #   docker build -t nasfer .
 #   docker run --rm -p 8000:8000 nasfer                          # http://localhost:8000/
