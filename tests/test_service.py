@@ -303,7 +303,9 @@ def test_bad_option_values_are_400(client, jpeg, query):
 
 
 @pytest.mark.parametrize("options", [{"threshold": True}, {"threshold": "high"}, {"max_faces": 1.5},
-                                     {"max_faces": [1]}, {"detector": 3}, {"threshold": None}])
+                                     {"max_faces": [1]}, {"detector": 3}, {"threshold": None},
+                                     # before: accepted, although the OpenAPI schema types them as numbers
+                                     {"threshold": "0.3"}, {"max_faces": "3"}])
 def test_bad_option_values_in_json_are_400(client, jpeg, options):
     r = client.post("/v1/emotions", json={"image_base64": base64.b64encode(jpeg).decode(), **options})
     assert r.status_code == 400 and error_of(r)["code"] == "invalid_option", r.get_data(as_text=True)

@@ -117,6 +117,10 @@ def _read_json() -> tuple[bytes, dict[str, Any]]:
     encoded = body["image_base64"]
     if not isinstance(encoded, str):
         raise _bad("'image_base64' must be a string", "invalid_base64")
+    for name in ("threshold", "max_faces"):  # typed as the OpenAPI schema says: a JSON number, not text
+        if isinstance(body.get(name), str):
+            raise _bad(f"{name} in a JSON body must be a JSON number ({body[name].strip()[:20]}, not "
+                       f"{body[name][:20]!r})", "invalid_option")
     return _b64decode(encoded), {k: body[k] for k in OPTIONS if k in body}
 
 
