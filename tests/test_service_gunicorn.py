@@ -97,6 +97,9 @@ def test_gunicorn_bad_input_gets_json_errors(fake_server):
         assert set(json.loads(raw)["error"]) == {"code", "message"}
     status, _, _ = fetch(port, "GET", "/nope")
     assert status == 404
+    # the 413 is waitress's, before the app: counted all the same (before: missing from /metrics)
+    samples = parse_prometheus(fetch(port, "GET", "/metrics")[2].decode())
+    assert samples[("nasfer_http_requests_total", (("method", "POST"), ("route", "unrouted"), ("status", "413")))] >= 1
 
 
 def test_gunicorn_metrics_sum_over_both_workers(fake_server):

@@ -11,7 +11,8 @@ On top of waitress it adds, via the extension points waitress exposes (`channel_
 `error_task_class`, `parser_class`, `add_task`, `maintenance`):
 
 * errors raised by the server layer itself (malformed request 400, oversize body 413, request
-  timeout 408, header block too large 431, unsupported transfer coding 501) are the service's JSON
+  timeout 408, header block too large 431, unsupported transfer coding 501; counted in /metrics under
+  route "unrouted") are the service's JSON
   `{"error": {"code", "message"}}`;
 * a body over the limit is read and discarded (up to `DRAIN_LIMIT` bytes) before the 413 goes out,
   so clients that send the whole body before reading (urllib, requests, browsers) see the answer
@@ -92,6 +93,11 @@ class JsonErrorTask(ErrorTask):
         else:
             message = f"malformed HTTP request: {str(error.body)[:200]}"
         body = error_body(error.code, message)
+        metrics = getattr(self.channel.server, "metrics", None)
+        if metrics is not None:  # refused before the app saw it: counted in /metrics all the same
+            command = getattr(self.request, "command", None)  # not parsed yet for a malformed request line
+            method = command if command in ("GET", "POST", "HEAD", "OPTIONS") else "other"
+            metrics.inc("nasfer_http_requests_total", {"route": "unrouted", "method": method, "status": error.code})
         self.status = f"{error.code} {error.reason}"
         self.response_headers.append(("Content-Type", "application/json"))
         self.set_close_on_finish()
@@ -259,6 +265,7 @@ class Serving:
             server = Server(wsgi, map=self.map, _sock=sock, dispatcher=self.dispatcher, adj=self.adj,
                             bind_socket=False, sockinfo=(sock.family, sock.type, sock.proto, sock.getsockname()))
             server.serve_config = cfg
+            server.metrics = ((getattr(app, "extensions", None) or {}).get("nasfer") or {}).get("metrics")
             server.probes = self.probes
             server.expired = self.expired
             self.servers.append(server)
