@@ -1,0 +1,99 @@
+"""Candidates for the shipped default, scored on the VALIDATION split, and the one a rule fixed in advance picks.
+
+Issue 13's release step, made mechanical so that the choice is written down before PublicTest is read: for
+every cap K of `--max-members` and with and without flip TTA, `nasfer ensemble --select greedy` picks members
+and weights among the given checkpoints (e.g. each member's best.pt and last.pt) on the validation images of
+`--split-file`, and `nasfer evaluate --split val` scores the result. A candidate costs members x (2 with TTA,
+1 without) network passes per face. The rule (`choose`): the best validation accuracy among candidates of at
+most `--max-passes` passes; a candidate of at most `--prefer-passes` passes within `--within` points of it is
+preferred (faster at nearly the same accuracy), the best of those. PublicTest is never read here; score the
+chosen graph once, after export (`nasfer evaluate --split PublicTest --model default --record`). Usage:
+
+    python benchmarks/default_candidates.py --checkpoints ~/nasfer-runs/vgg32-long-s{0,1,2}/{best,last}.pt \
+        --data ../shared/datasets/fer2013.zip --split-file ~/nasfer-runs/vgg32-long-s0/splits.json \
+        --work-dir ~/nasfer-runs/release/long3 --out benchmarks/results/default_candidates.json
+
+Candidates already scored in `--work-dir` (their val.json) are not redone, so a stopped run continues.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from common import write_result
+
+
+def choose(rows: Sequence[dict[str, Any]], max_passes: int, prefer_passes: int, within: float) -> dict[str, Any] | None:
+    """The candidate the rule picks from `rows` (dicts with "accuracy" in 0..1 and "passes"), or None when none
+    has at most `max_passes` passes: the most accurate of those, unless one of at most `prefer_passes` passes is
+    within `within` accuracy points (percentage points) of it; then the most accurate of such faster ones.
+    Ties go to fewer passes."""
+    allowed = [r for r in rows if r["passes"] <= max_passes]
+    if not allowed:
+        return None
+    best = max(allowed, key=lambda r: (r["accuracy"], -r["passes"]))
+    faster = [r for r in allowed if r["passes"] <= prefer_passes and 100 * (best["accuracy"] - r["accuracy"]) <= within]
+    return max(faster, key=lambda r: (r["accuracy"], -r["passes"])) if faster else best
+
+
+def candidate(args: argparse.Namespace, k: int, tta: bool) -> dict[str, Any] | None:
+    """Select (greedy, at most k members) and score one candidate; None when the selection kept one member only."""
+    from nasfer.checkpoint import load_checkpoint
+    from nasfer.cli import main as nasfer
+
+    flag = "--tta" if tta else "--no-tta"
+    folder = Path(args.work_dir).expanduser() / f"greedy-k{k}{flag[1:]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    ensemble, scored = folder / "ensemble.pt", folder / "val.json"
+    if not scored.exists():
+        status = nasfer(["ensemble", "--checkpoints", *args.checkpoints, "--select", "greedy", "--max-members", str(k),
+                         flag, "--data", args.data, "--split-file", args.split_file, "--threads", str(args.threads),
+                         "--out", str(ensemble)])
+        if status == 1 and not ensemble.exists():  # one member better alone: no ensemble to offer
+            return None
+        if status != 0:
+            raise SystemExit(f"nasfer ensemble failed for K={k} {flag} (status {status})")
+        if nasfer(["evaluate", "--data", args.data, "--split-file", args.split_file, "--split", "val", "--model",
+                   str(ensemble), flag, "--threads", str(args.threads), "--json", str(scored)]) != 0:
+            raise SystemExit(f"nasfer evaluate failed for K={k} {flag}")
+    metrics = json.loads(scored.read_text())
+    metrics = metrics.get("metrics", metrics)
+    weights = load_checkpoint(ensemble)["model"]["kwargs"]["weights"]
+    members = len(weights)
+    return {"max_members": k, "tta": tta, "members": members, "weights": [round(w, 4) for w in weights],
+            "passes": members * (2 if tta else 1), "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
+            "ensemble": str(ensemble)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoints", nargs="+", required=True, help="candidate members (.pt of finished runs)")
+    parser.add_argument("--data", default="../shared/datasets/fer2013.zip")
+    parser.add_argument("--split-file", required=True, help="the members' shared splits.json (its val images score)")
+    parser.add_argument("--max-members", type=int, nargs="+", default=[2, 3, 4, 6])
+    parser.add_argument("--max-passes", type=int, default=4, help="slowest allowed: today's default does 4")
+    parser.add_argument("--prefer-passes", type=int, default=3)
+    parser.add_argument("--within", type=float, default=0.1, help="accuracy points a faster candidate may lose")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--work-dir", required=True, help="where the candidate ensembles and their scores go")
+    parser.add_argument("--out", default="benchmarks/results/default_candidates.json")
+    args = parser.parse_args()
+    rows = [row for tta in (True, False) for k in args.max_members if (row := candidate(args, k, tta)) is not None]
+    chosen = choose(rows, args.max_passes, args.prefer_passes, args.within)
+    for row in sorted(rows, key=lambda r: -r["accuracy"]):
+        mark = "  <- chosen" if row is chosen else ""
+        print(f"K={row['max_members']} {'TTA' if row['tta'] else 'no TTA':6s} members {row['members']} passes "
+              f"{row['passes']}: val accuracy {row['accuracy']:.4f}, macro-F1 {row['macro_f1']:.4f}{mark}")
+    write_result({"benchmark": "default_candidates", "split": "validation (never PublicTest)",
+                  "rule": {"max_passes": args.max_passes, "prefer_passes": args.prefer_passes,
+                           "within_points": args.within},
+                  "candidates": rows, "chosen": chosen,
+                  "command": "python benchmarks/default_candidates.py " + " ".join(sys.argv[1:])}, args.out)
+
+
+if __name__ == "__main__":
+    main()
