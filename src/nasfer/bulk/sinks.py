@@ -48,11 +48,11 @@ def open_output(location: str):
     return StagedFile(path, "wb")
 
 
-def count(stream: Any, records: int) -> None:
-    """Tell a staged local file how many records it holds (so a stop before the first leaves no header-only
-    .partial); nothing for other streams."""
+def count(stream: Any, records: int = 1) -> None:
+    """Add `records` to a staged local file's count (0 after a header: so a stop before the first record leaves
+    no header-only .partial); nothing for other streams."""
     if hasattr(stream, "records"):
-        stream.records = records
+        stream.records = (stream.records or 0) + records
 
 
 def finish(stream: Any) -> None:
@@ -98,15 +98,13 @@ class CsvSink:
         self.text = io.TextIOWrapper(self.stream, encoding="utf-8", newline="")
         self.writer = csv.writer(self.text)
         self.writer.writerow(csv_header(self.labels))
-        self.written = 0
         count(self.stream, 0)
 
     def write(self, record: dict[str, Any]) -> None:
         from ..commands.predict import csv_rows
 
         self.writer.writerows(csv_rows(record, self.labels))
-        self.written += 1
-        count(self.stream, self.written)
+        count(self.stream)
 
     def close(self) -> None:
         self.text.flush()
@@ -136,15 +134,13 @@ class ParquetSink:
         self.stream = open_output(location)
         self.writer = pq.ParquetWriter(self.stream, self.schema)
         self.rows: list[list[Any]] = []
-        self.written = 0
         count(self.stream, 0)
 
     def write(self, record: dict[str, Any]) -> None:
         from ..commands.predict import csv_rows
 
         self.rows += csv_rows(record, self.labels)
-        self.written += 1
-        count(self.stream, self.written)
+        count(self.stream)
         if len(self.rows) >= ROW_GROUP:
             self._flush()
 

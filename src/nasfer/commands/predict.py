@@ -253,29 +253,19 @@ def emit_records(records: Iterable[dict[str, Any]], items: list, labels: list[st
     A --csv file replaces an existing one only when every record is written: a run stopped by an error or
     Ctrl-C leaves it as it was and its rows in `<name>.partial` (`nasfer.atomic.staged_output`)."""
     from ..atomic import staged_output
+    from ..progress import progress_bar
 
     to_stdout = cfg.csv == "-"
     if to_stdout and cfg.json:
         raise ValueError("--csv - and --json both write to standard output: choose one")
-    with contextlib.ExitStack() as stack:
-        csv_file = None
-        if cfg.csv:
-            csv_file = sys.stdout if to_stdout else stack.enter_context(
-                staged_output(cfg.csv, "w", newline="", encoding="utf-8"))
-        return _emit(records, items, labels, cfg, csv_file, sinks)
-
-
-def _emit(records: Iterable[dict[str, Any]], items: list, labels: list[str], cfg: "PredictConfig",
-          csv_file: Any, sinks: Iterable[Any]) -> Counts:
-    from ..progress import progress_bar
-
-    to_stdout = cfg.csv == "-"
     table = None if cfg.json or to_stdout else Table(items)
-    writer = csv.writer(csv_file) if csv_file else None
-    staged = csv_file if getattr(csv_file, "records", False) is None else None  # a StagedFile counts its records
     counts = Counts()
-    bar = progress_bar(total=len(items), desc="predict", unit="img", show=len(items) >= PROGRESS_FROM)
-    try:
+    with contextlib.ExitStack() as stack:
+        staged = stack.enter_context(staged_output(cfg.csv, "w", newline="", encoding="utf-8")) \
+            if cfg.csv and not to_stdout else None
+        writer = csv.writer(sys.stdout if to_stdout else staged) if cfg.csv else None
+        bar = stack.enter_context(progress_bar(total=len(items), desc="predict", unit="img",
+                                               show=len(items) >= PROGRESS_FROM))
         if writer:
             writer.writerow(csv_header(labels))
             if staged is not None:
@@ -298,8 +288,6 @@ def _emit(records: Iterable[dict[str, Any]], items: list, labels: list[str], cfg
                     staged.records += 1
             for sink in sinks:
                 sink.write(record)
-    finally:
-        bar.close()
     return counts
 
 

@@ -38,9 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..runtime.video import process_video
-
     from ..interrupts import sigterm_as_sigint
+    from ..runtime.video import process_video
 
     cfg = config.from_args(VideoConfig, args)
     with sigterm_as_sigint():  # `kill` ends the video like Ctrl-C: the frames read so far are written up

@@ -10,6 +10,7 @@ frame and its companion JSON (per-face summary, see `nasfer.runtime.timeline`), 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import time
@@ -19,7 +20,7 @@ from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from ..atomic import StagedFile, partial_message
+from ..atomic import staged_output
 from ..config import option
 from ..errors import DataError
 from .faces import iou
@@ -286,44 +287,38 @@ def process_video(cfg: VideoConfig, recognizer: Any = None) -> VideoSummary:
                            frames_announced=announced)
     stats = Timeline(labels)
     writer = None
-    csv_file = StagedFile(cfg.csv, "w", newline="", encoding="utf-8") if cfg.csv else None  # replaced at the end
-    rows = csv.writer(csv_file) if csv_file else None
-    if rows:
-        rows.writerow(timeline_header(labels))
-        csv_file.records = 0
-    bar = progress_bar(total=total or None, unit="frames", desc="video", show=cfg.progress)
-    start = time.perf_counter()
-    results = analyse_frames(_frames(cap, cfg.max_frames), recognizer, color="bgr", fps=fps, every=cfg.every,
-                             smoothing=cfg.smoothing, iou_threshold=cfg.iou, max_age=cfg.max_age)
-    try:
-        for result in results:
-            frame = result.frame
-            summary.frames += 1
-            if result.analysed:
-                summary.analysed += 1
-                stats.add(result)
-                if rows:
-                    rows.writerows(timeline_rows(result, labels))
-                    csv_file.records += 1
-            if cfg.out:
-                if writer is None:
-                    writer = _writer(cfg.out, fps, frame.shape[1], frame.shape[0])
-                writer.write(draw_faces(frame, result.faces, color="bgr", ids=result.ids))
-            bar.update(1)
-    except KeyboardInterrupt:
-        summary.interrupted = True  # a finished run: the rows so far and the summary are written
-    except BaseException as exc:
-        if csv_file:
-            exc.add_note(partial_message(cfg.csv, csv_file.abandon()))
-            csv_file = None
-        raise
-    finally:
-        bar.close()
-        cap.release()
-        if writer is not None:
-            writer.release()
-        if csv_file:
-            csv_file.commit()
+    with contextlib.ExitStack() as stack:  # the CSV replaces an older one when the loop ends (Ctrl-C included)
+        csv_file = stack.enter_context(staged_output(cfg.csv, "w", newline="", encoding="utf-8")) if cfg.csv else None
+        rows = csv.writer(csv_file) if csv_file else None
+        if rows:
+            rows.writerow(timeline_header(labels))
+            csv_file.records = 0
+        bar = progress_bar(total=total or None, unit="frames", desc="video", show=cfg.progress)
+        start = time.perf_counter()
+        results = analyse_frames(_frames(cap, cfg.max_frames), recognizer, color="bgr", fps=fps, every=cfg.every,
+                                 smoothing=cfg.smoothing, iou_threshold=cfg.iou, max_age=cfg.max_age)
+        try:
+            for result in results:
+                frame = result.frame
+                summary.frames += 1
+                if result.analysed:
+                    summary.analysed += 1
+                    stats.add(result)
+                    if rows:
+                        rows.writerows(timeline_rows(result, labels))
+                        csv_file.records += 1
+                if cfg.out:
+                    if writer is None:
+                        writer = _writer(cfg.out, fps, frame.shape[1], frame.shape[0])
+                    writer.write(draw_faces(frame, result.faces, color="bgr", ids=result.ids))
+                bar.update(1)
+        except KeyboardInterrupt:
+            summary.interrupted = True  # a finished run: the rows so far and the summary are written
+        finally:
+            bar.close()
+            cap.release()
+            if writer is not None:
+                writer.release()
     summary.seconds = time.perf_counter() - start
     summary.truncated = (not summary.interrupted and summary.frames < announced
                          and not (cfg.max_frames and summary.frames >= cfg.max_frames))
