@@ -89,7 +89,12 @@ def _list_uri(uri: str) -> list[Source]:
     return [Source(p, prefix + p, filesystem=uri) for p in sorted(found)]
 
 
-def read_list(spec: str) -> list[str]:
+def is_list(raw: str) -> bool:
+    """True for an `@LIST` argument (a list file's name after the @)."""
+    return raw.startswith("@") and len(raw) > 1
+
+
+def _read_list(spec: str) -> list[str]:
     """The entries of the list file `spec` ("@LIST": a local path or a URI): one per line, blank lines and `#`
     comments skipped. NasferError when it cannot be read."""
     name = spec[1:]
@@ -106,7 +111,23 @@ def read_list(spec: str) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]
 
 
-def list_sources(inputs: list[str], *, _in_list: str | None = None) -> list[Source]:
+def expand_lists(inputs: list[str]) -> list[str]:
+    """`inputs` with each `@LIST` replaced by its entries, in order (the one @LIST rule of both predict
+    backends). NasferError for an unreadable list file or a list that names another list."""
+    expanded: list[str] = []
+    for raw in inputs:
+        if not is_list(raw):
+            expanded.append(raw)
+            continue
+        entries = _read_list(raw)
+        nested = next((entry for entry in entries if is_list(entry)), None)
+        if nested is not None:
+            raise NasferError(f"{raw[1:]}: a list of sources cannot name another list ({nested})")
+        expanded += entries
+    return expanded
+
+
+def list_sources(inputs: list[str]) -> list[Source]:
     """Every image named by `inputs` (see the module docstring), in order; nothing is opened.
 
     NasferError for an unreadable list file, a list inside a list, or a URI pyarrow cannot list.
@@ -114,16 +135,12 @@ def list_sources(inputs: list[str], *, _in_list: str | None = None) -> list[Sour
     from ..commands.predict import collect
 
     sources: list[Source] = []
-    for raw in inputs:
-        if raw.startswith("@") and len(raw) > 1:
-            if _in_list:
-                raise NasferError(f"{_in_list[1:]}: a list of sources cannot name another list ({raw})")
-            sources += list_sources(read_list(raw), _in_list=raw)
-        elif is_uri(raw):
+    for raw in expand_lists(inputs):
+        if is_uri(raw):
             sources += _list_uri(raw)
         else:
             sources += [Source(str(item.path), item.shown, item.missing) for item in collect([raw])]
     return sources
 
 
-__all__ = ["Source", "is_uri", "list_sources", "open_filesystem", "read_list"]
+__all__ = ["Source", "expand_lists", "is_list", "is_uri", "list_sources", "open_filesystem"]

@@ -97,27 +97,21 @@ class Item:
 
 def list_files(inputs: list[str]) -> list[str]:
     """The local list files among `inputs` (`@LIST`), which count as inputs an output must not replace."""
-    from ..bulk.sources import is_uri
+    from ..bulk.sources import is_list, is_uri
 
-    return [raw[1:] for raw in inputs if raw.startswith("@") and len(raw) > 1 and not is_uri(raw[1:])]
+    return [raw[1:] for raw in inputs if is_list(raw) and not is_uri(raw[1:])]
 
 
-def collect(inputs: list[str], *, _in_list: str | None = None) -> list[Item]:
+def collect(inputs: list[str]) -> list[Item]:
     """Files named directly, the images inside named folders (sorted, recursive, no hidden files), and the
     entries of `@LIST` files (one path per line, relative ones from the current folder; blank lines and `#`
     comments skipped), in order; a picture whose name starts with @ is named `./@name.jpg`. A URI
     (`s3://...`) gives an error record: only `--backend ray` reads them. NasferError for an unreadable
     list or a list naming another list."""
-    from ..bulk.sources import is_uri, read_list
-    from ..errors import NasferError
+    from ..bulk.sources import expand_lists, is_uri
 
     items: list[Item] = []
-    for raw in inputs:
-        if raw.startswith("@") and len(raw) > 1:
-            if _in_list:
-                raise NasferError(f"{_in_list[1:]}: a list of sources cannot name another list ({raw})")
-            items += collect(read_list(raw), _in_list=raw)
-            continue
+    for raw in expand_lists(inputs):
         if is_uri(raw):
             items.append(Item(Path(raw), raw, Path(raw.rsplit("/", 1)[-1] or "uri"), missing=True,
                               problem="a URI: read it with --backend ray (pip install 'nasfer[distributed]')"))
