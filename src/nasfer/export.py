@@ -70,13 +70,10 @@ class ExportConfig:
         --quantize; return self."""
         from .config import changed_flags
         from .quantize import MIN_OPSET as QUANTIZE_MIN_OPSET
-        from .validation import check
+        from .validation import check, check_only_with
 
         if not self.quantize:
-            given = changed_flags(self, QUANTIZE_ONLY)
-            if given:
-                raise ValueError(f"{', '.join(given)} only apply with --quantize int8" if len(given) > 1
-                                 else f"{given[0]} only applies with --quantize int8")
+            check_only_with(changed_flags(self, QUANTIZE_ONLY), "--quantize int8")
         quantized = self.quantize and self.checkpoint
         low = QUANTIZE_MIN_OPSET if quantized else MIN_OPSET
         check([(low <= self.opset <= MAX_OPSET,

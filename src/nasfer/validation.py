@@ -33,6 +33,13 @@ def finite(value: float) -> bool:
     return math.isfinite(value)
 
 
+def check_only_with(given: list[str], condition: str) -> None:
+    """ValueError "--a, --b only apply with CONDITION" ("--a only applies ...") when flags that mean something
+    only with another setting were `given` without it (e.g. `nasfer.config.changed_flags`)."""
+    if given:
+        raise ValueError(f"{', '.join(given)} {'only applies' if len(given) == 1 else 'only apply'} with {condition}")
+
+
 def file_above(path: Path) -> Path | None:
     """The file standing where one of the folders above `path` must be (so `path` cannot be made), or None."""
     above = next((p for p in path.parents if p.exists()), None)
@@ -49,4 +56,4 @@ def check_output_folder(out: str, what: str, flag: str = "--out") -> None:
         raise ValueError(f"{flag} {out}: {above} is a file; {what} must be a folder")
 
 
-__all__ = ["MAX_THREADS", "check", "check_output_folder", "file_above", "finite", "threads_check"]
+__all__ = ["MAX_THREADS", "check", "check_only_with", "check_output_folder", "file_above", "finite", "threads_check"]

@@ -40,20 +40,17 @@ class BulkConfig:
 
     def validate(self) -> "BulkConfig":
         """ValueError naming the first impossible setting or a Ray flag given without --backend ray."""
+        from ..validation import check, check_only_with
+
         if self.backend != "ray":
             given = [flag for flag, value in (("--out", self.out), ("--address", self.address),
                                               ("--actors", self.actors), ("--ray-cpus", self.ray_cpus)) if value]
             if self.batch_size != 16:
                 given.append("--batch-size")
-            if given:
-                raise ValueError(f"{', '.join(given)} only apply with --backend ray" if len(given) > 1
-                                 else f"{given[0]} only applies with --backend ray")
-        checks = [(self.actors >= 0, f"--actors must be >= 0, got {self.actors}"),
-                  (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
-                  (self.ray_cpus >= 0, f"--ray-cpus must be >= 0, got {self.ray_cpus}")]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+            check_only_with(given, "--backend ray")
+        check([(self.actors >= 0, f"--actors must be >= 0, got {self.actors}"),
+               (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
+               (self.ray_cpus >= 0, f"--ray-cpus must be >= 0, got {self.ray_cpus}")])
         return self
 
 

@@ -53,16 +53,14 @@ class RaySearchConfig:
 
     def validate(self) -> "RaySearchConfig":
         """Raise ValueError naming the first impossible setting or a Ray flag given without --backend ray."""
-        from ..validation import MAX_THREADS, check, finite
+        from ..validation import MAX_THREADS, check, check_only_with, finite
 
         if self.backend != "ray":
             given = [flag for flag, value in (("--address", self.address), ("--ray-cpus", self.ray_cpus),
                                               ("--trial-gpus", self.trial_gpus)) if value]
             if self.trial_cpus != 1.0:
                 given.append("--trial-cpus")
-            if given:
-                raise ValueError(f"{', '.join(given)} only apply with --backend ray" if len(given) > 1
-                                 else f"{given[0]} only applies with --backend ray")
+            check_only_with(given, "--backend ray")
         check([(self.trial_cpus > 0, f"--trial-cpus must be > 0, got {self.trial_cpus}"),
                (self.trial_cpus <= MAX_THREADS, f"--trial-cpus must be at most {MAX_THREADS}, got {self.trial_cpus}"),
                (self.trial_gpus >= 0 and finite(self.trial_gpus), f"--trial-gpus must be >= 0, got {self.trial_gpus}"),
