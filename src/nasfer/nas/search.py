@@ -41,7 +41,7 @@ from ..interrupts import sigterm_as_sigint
 from .config import SearchConfig, check_config, make_search_space, make_search_strategy
 from .fidelity import BudgetExceeded, Fidelity, Recipe
 from .latency import LatencyCache, mnas_reward
-from .results import job_line
+from .results import job_line, ranking
 from .scheduler import SuccessiveHalving
 
 STATE_FILE = "search_state.pt"
@@ -352,7 +352,7 @@ class SearchRun:
             if failing >= MAX_FAILURES_IN_A_ROW:  # not one child's problem: the data, the disk, the code
                 raise ModelError(f"{failing} children in a row failed, the last with {record['failed']}; fix the "
                                  f"cause and run the same command to continue ({self.out / LOG_FILE} lists them)")
-            if record.get("infeasible") and self._none_trained():
+            if record.get("infeasible") and not ranking(self):  # none trained yet
                 infeasible = sum(1 for t in self.trials.values() if t["scores"].get("0", {}).get("infeasible"))
                 if infeasible >= MAX_INFEASIBLE_BEFORE_ANY_TRAINED:  # before: the whole budget went to timing them
                     self.notes.append(f"stopped early: {infeasible} children, and none trained yet, were slower "
@@ -366,10 +366,6 @@ class SearchRun:
                                  acc=f"{record.get('accuracy', float('nan')):.3f}", refresh=False)
             if delta > 0:
                 self.bar.update(delta)
-
-    def _none_trained(self) -> bool:
-        return all(t["scores"].get("0", {}).get("infeasible") or t["scores"].get("0", {}).get("failed")
-                   for t in self.trials.values())
 
     def _save_interrupted(self) -> None:
         """On Ctrl-C: the state after the last finished job, with the time and CPU spent up to now (the
