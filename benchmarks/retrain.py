@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import retrain_carry as carry
 import retrain_report as report
 from retrain_jobs import CAMPAIGN_FILE, Campaign, Job, search_done, train_done
 from retrain_parallel import run_parallel
@@ -97,9 +98,10 @@ class Runner(Campaign):
 
     def model_steps(self, job: Job) -> list["Step"]:
         d = self.job_dir(job)
-        steps = [Step(f"train {job.name}", job.name, lambda: train_done(d), lambda: self.train(job)),
-                 Step(f"export {job.name}", job.name, lambda: bool(report.read_json(d / "model.json")),
-                      lambda: run_export(self.export_config(job, d)))]
+        exported = lambda: bool(report.read_json(d / "model.json"))  # noqa: E731
+        # an exported job is trained, also where its checkpoints were not carried to this machine (--carry)
+        steps = [Step(f"train {job.name}", job.name, lambda: train_done(d) or exported(), lambda: self.train(job)),
+                 Step(f"export {job.name}", job.name, exported, lambda: run_export(self.export_config(job, d)))]
         if self.args.quantize:
             steps.append(Step(f"int8 {job.name}", job.name, lambda: bool(
                 report.read_json(d / "model-int8.json") or report.read_json(d / report.INT8_REFUSED)),
@@ -264,6 +266,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--speed-seconds", type=float, default=3.0, help="seconds each speed measurement runs")
     p.add_argument("--remeasure-speed", action="store_true", help="time every model again (e.g. on a quiet machine)")
     p.add_argument("--out", help="result JSON, e.g. benchmarks/results/NAME.json (the markdown goes beside it)")
+    p.add_argument("--carry", metavar="DIR", help="a folder to commit that carries the campaign to the next "
+                   "machine: the work directory's small files (searches whole, exported models without "
+                   "checkpoints; benchmarks/retrain_carry.py), updated after every step and when stopped, "
+                   "copied back into a work directory that lacks them at the start")
     p.add_argument("--table", metavar="RESULT.json", help="print the markdown tables of a result and exit")
     args = p.parse_args(argv)
     if not args.table:
@@ -308,6 +314,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         with run_lock(campaign.work, "campaign"):  # a second campaign on this work directory stops at once
+            if args.carry:
+                restored = carry.restore(Path(args.carry), campaign.work)
+                if restored:
+                    log(f"restored {len(restored)} files from --carry {args.carry} into {campaign.work}")
+            campaign.check_settings()
             return run_campaign(campaign, args, command)
     except RunLocked as exc:
         raise SystemExit(str(exc)) from None
@@ -323,6 +334,12 @@ def run_campaign(campaign: Runner, args: argparse.Namespace, command: str) -> in
     steps = campaign.steps()
     previous = signal.signal(signal.SIGTERM, _stop)  # a killed run still leaves its JSON saying where it stopped
     status = "starting"
+
+    def keep(folders: list[Path] | None = None) -> None:  # --carry: after each step, each search, and when stopped
+        if args.carry:
+            changed = carry.save(campaign.work, Path(args.carry), folders)
+            if changed:
+                log(f"carried {changed} changed files into {args.carry}")
 
     def write(complete: bool = False) -> str:
         out = report.campaign_result(campaign, steps, command, started, status, complete)
@@ -345,7 +362,11 @@ def run_campaign(campaign: Runner, args: argparse.Namespace, command: str) -> in
                 if step.parallel and args.search_jobs > 1:
                     batch = [s for s in steps if s.parallel and not s.done()]
                     log(f"[{i}/{len(steps)}] {len(batch)} searches, {args.search_jobs} at a time ...")
-                    for done_step, exc in run_parallel(batch, args.search_jobs, log, on_done=write):
+                    def finished(step: Step) -> None:  # the other searches still run: carry this one only
+                        write()
+                        keep([Path(step.parallel[1].out)])
+
+                    for done_step, exc in run_parallel(batch, args.search_jobs, log, on_done=finished):
                         failed[done_step.job] = f"{done_step.label}: {str(exc).splitlines()[0]}"
                     label = f"{len(batch)} searches" + (f" ({len(failed)} failed)" if failed else "")
                 else:
@@ -361,11 +382,13 @@ def run_campaign(campaign: Runner, args: argparse.Namespace, command: str) -> in
                 log(f"[{i}/{len(steps)}] {label}: finished in {time.monotonic() - began:.0f} s")
             status = f"step {i}/{len(steps)} finished: {step.label}" + (f"; failed: {failed}" if failed else "")
             write()
+            keep()
     except BaseException as exc:
         from nasfer.errors import NasferError
 
         status = f"stopped at step {i}/{len(steps)} ({step.label}): {type(exc).__name__}: {exc}"
         write()
+        keep()  # a stopped search has saved its state and time spent: carried, it resumes on the next machine
         if isinstance(exc, KeyboardInterrupt):
             raise SystemExit(f"interrupted at step {i}/{len(steps)} ({step.label}); {args.out} says how far it "
                              "got; run the same command to continue") from None
@@ -378,10 +401,12 @@ def run_campaign(campaign: Runner, args: argparse.Namespace, command: str) -> in
     if failed:
         status = "finished with failed jobs: " + "; ".join(failed.values())
         print(write())
+        keep()
         raise SystemExit(f"{len(failed)} job(s) failed ({'; '.join(failed.values())}); the others are done. Fix the "
                          "cause and run the same command to redo only what is missing")
     status = "complete"
     print(write(complete=True))
+    keep()
     log(f"wrote {args.out} and {Path(args.out).with_suffix('.md')}")
     return 0
 

@@ -154,7 +154,8 @@ class Campaign:
         self.torch_threads = 0
 
     def check(self) -> None:
-        """Everything that can be wrong before hours of work: data, flag values, teacher, split, work directory."""
+        """Everything that can be wrong before hours of work: data, flag values, teacher, split (the work
+        directory's saved settings: `check_settings`)."""
         from nasfer.config import apply_preset
         from nasfer.errors import NasferError
         from nasfer.nas.results import rung_calibration
@@ -184,6 +185,9 @@ class Campaign:
                 read_split_file(self.split)
         except (NasferError, ValueError) as exc:
             raise SystemExit(f"error: {exc}") from None
+
+    def check_settings(self) -> None:
+        """SystemExit when the work directory holds a campaign with other settings (naming each difference)."""
         saved = report.read_json(self.work / CAMPAIGN_FILE)
         now = json.loads(json.dumps(self.settings()))
         if saved and saved.get("settings") != now:

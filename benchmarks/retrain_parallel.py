@@ -47,10 +47,10 @@ def _worker(call: tuple, conn) -> None:
 
 
 def run_parallel(steps: list, jobs: int, log: Callable[[str], None] = print,
-                 on_done: Callable[[], None] = lambda: None) -> list[tuple[Any, Exception]]:
+                 on_done: Callable[[Any], None] = lambda step: None) -> list[tuple[Any, Exception]]:
     """Run each step's `parallel` = (module-level function, argument) `jobs` at a time in fresh processes;
-    return (step, WorkerFailed) for those that raised or died (logged; the others went on). `on_done()` is
-    called as each one ends (the campaign rewrites its result file).
+    return (step, WorkerFailed) for those that raised or died (logged; the others went on). `on_done(step)` is
+    called as each one ends (the campaign rewrites its result file and carries the search's folder).
 
     Any BaseException in the caller (KeyboardInterrupt from Ctrl-C or the campaign's SIGTERM handler)
     terminates the running workers before it propagates.
@@ -79,7 +79,7 @@ def run_parallel(steps: list, jobs: int, log: Callable[[str], None] = print,
                 else:
                     log(f"{step.label}: failed: {error.splitlines()[0]}")
                     failures.append((step, WorkerFailed(error)))
-                on_done()
+                on_done(step)
     except BaseException:
         for _, process, _ in running.values():
             process.terminate()

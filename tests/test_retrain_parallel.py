@@ -80,7 +80,7 @@ def test_a_search_whose_process_dies_or_raises_is_reported_and_the_others_finish
              types.SimpleNamespace(label="fine", parallel=(Path.touch, tmp_path / "done"))]
     logged, ended = [], []
     failures = {step.label: exc for step, exc in run_parallel(steps, 2, log=logged.append,
-                                                               on_done=lambda: ended.append(1))}
+                                                               on_done=lambda step: ended.append(step.label))}
     assert len(ended) == 3  # the campaign's result file is rewritten as each search ends
     assert set(failures) == {"killed", "raises"} and all(isinstance(e, WorkerFailed) for e in failures.values())
     assert "died without a result (exit code -9)" in str(failures["killed"])

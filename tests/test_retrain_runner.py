@@ -159,10 +159,10 @@ def test_a_work_directory_keeps_its_settings_but_takes_new_jobs(tmp_path, monkey
     argv = campaign_argv(tmp_path, tmp_path / "work", tmp_path / "out.json")
     campaign = retrain.Runner(retrain.parse_args(argv))
     retrain_report.write_json(tmp_path / "work" / "campaign.json", {"command": "first", "settings": campaign.settings()})
-    retrain.Runner(retrain.parse_args(argv + ["--control-seeds", "0", "1"])).check()  # more seeds: fine
+    retrain.Runner(retrain.parse_args(argv + ["--control-seeds", "0", "1"])).check_settings()  # more seeds: fine
     more_cores = campaign_argv(tmp_path, tmp_path / "work", tmp_path / "out.json",
                                train_flags=TRAIN_FLAGS.replace("--threads 1", "--threads 2"))
-    retrain.Runner(retrain.parse_args(more_cores)).check()  # the trainings' threads: only their speed changes
+    retrain.Runner(retrain.parse_args(more_cores)).check_settings()  # the trainings' threads: only their speed changes
     with pytest.raises(SystemExit, match=r"other settings \(train.epochs: 1 -> 2\); run it with its own command \(first\)"):
         retrain.main(campaign_argv(tmp_path, tmp_path / "work", tmp_path / "out.json",
                                    train_flags=TRAIN_FLAGS.replace("--epochs 1", "--epochs 2")))

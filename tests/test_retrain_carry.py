@@ -1,0 +1,87 @@
+"""benchmarks/retrain.py --carry: a campaign continues on a new machine from the small files it carried."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import retrain  # noqa: E402
+import retrain_carry  # noqa: E402
+from test_retrain_runner import CALLS, campaign_argv, count_calls  # noqa: E402
+
+
+@pytest.mark.slow
+def test_a_campaign_continues_from_its_carried_files_when_the_work_directory_is_gone(
+        tmp_path, learnable_folder, monkeypatch):
+    """Before: a new machine (the work directory lost) meant every search and training again from the start."""
+    work, carried, out = tmp_path / "work", tmp_path / "repo" / "carry", tmp_path / "results" / "campaign.json"
+    argv = campaign_argv(learnable_folder, work, out, "--carry", str(carried))
+
+    # stopped during the second search, after the split and the first search
+    count_calls(monkeypatch, fail={"run_search": 2})
+    with pytest.raises(SystemExit, match="interrupted at step 3/"):
+        retrain.main(argv)
+    assert (carried / "campaign.json").is_file() and (carried / "splits.json").is_file()
+    first_search = carried / "search-random-s0"
+    assert {"summary.json", "best_arch.json", "search_state.pt", "search_log.jsonl"} <= {
+        p.name for p in first_search.iterdir()}
+
+    shutil.rmtree(work)  # the machine is gone; the carried folder was committed
+    counts = count_calls(monkeypatch)
+    assert retrain.main(argv) == 0
+    assert counts == {"run_search": 1, "run_train": 3, "run_export": 3, "run_evaluate": 6, "run_speed": 3}
+    result = json.loads(out.read_text())
+    assert result["complete"]
+    trained = sorted(carried.glob("train-*"))
+    assert [p.name for p in trained] == ["train-evolution-s1", "train-random-s0", "train-vgg4-s0"]
+    for folder in trained:  # the exported models and their reports, never the checkpoints
+        names = {p.name for p in folder.iterdir()}
+        assert {"model.onnx", "model.json", "history.json", "config.json", "eval-fp32-val.json",
+                "eval-fp32-test.json", "speed-fp32.json"} <= names
+        assert not any(name.endswith(".pt") for name in names)
+
+    shutil.rmtree(work)  # another new machine: nothing is trained, searched, scored or timed again
+    counts = count_calls(monkeypatch)
+    assert retrain.main(argv) == 0
+    assert counts == dict.fromkeys(CALLS, 0)
+    again = json.loads(out.read_text())
+    assert again["complete"]
+    for before, after in zip(result["jobs"], again["jobs"]):
+        assert (after["name"], after["val_accuracy"], after["test_accuracy"], after["ms_per_face_b1"]) == (
+            before["name"], before["val_accuracy"], before["test_accuracy"], before["ms_per_face_b1"])
+
+
+def test_only_small_finished_parts_are_carried_and_restore_never_overwrites(tmp_path):
+    work, carried = tmp_path / "work", tmp_path / "carry"
+    files = {"campaign.json": "{}", "splits.json": "{}", "notes.log": "x", ".lock": "",
+             "search-random-s0/search_state.pt": "state", "search-random-s0/search_log.jsonl": "{}\n",
+             "search-random-s0/summary.json.tmp": "half",
+             "train-vgg4-s0/history.json": "[]", "train-vgg4-s0/last.pt": "big", "train-vgg4-s0/best.pt": "big",
+             "train-vgg4-s0/model.json": "{}", "train-vgg4-s0/model.onnx": "onnx",
+             "train-vgg4-s1/history.json": "[]", "train-vgg4-s1/last.pt": "big"}  # s1: not exported yet
+    for name, text in files.items():
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_text(text)
+    assert {str(p) for p in retrain_carry.carried_files(work)} == {
+        "campaign.json", "splits.json", "search-random-s0/search_state.pt", "search-random-s0/search_log.jsonl",
+        "train-vgg4-s0/history.json", "train-vgg4-s0/model.json", "train-vgg4-s0/model.onnx"}
+    assert retrain_carry.save(work, carried) == 7
+    assert retrain_carry.save(work, carried) == 0  # unchanged files are not copied again
+    (work / "search-random-s0" / "search_state.pt").write_text("later state")
+    assert retrain_carry.save(work, carried, only=[work / "search-random-s0"]) == 1
+    assert (carried / "search-random-s0" / "search_state.pt").read_text() == "later state"
+
+    fresh = tmp_path / "fresh"
+    (fresh / "search-random-s0").mkdir(parents=True)
+    (fresh / "search-random-s0" / "search_state.pt").write_text("newer here")
+    restored = {str(p) for p in retrain_carry.restore(carried, fresh)}
+    assert "search-random-s0/search_state.pt" not in restored and len(restored) == 6
+    assert (fresh / "search-random-s0" / "search_state.pt").read_text() == "newer here"
+    assert (fresh / "train-vgg4-s0" / "model.onnx").read_text() == "onnx"
+    assert retrain_carry.restore(tmp_path / "no-such-folder", fresh) == []
