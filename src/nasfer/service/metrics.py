@@ -69,14 +69,11 @@ _shared_lock = threading.Lock()
 def _build(registry: Any) -> dict[str, Any]:
     from prometheus_client import Counter, Gauge, Histogram
 
+    classes = {"counter": Counter, "histogram": Histogram, "gauge": Gauge}
     built: dict[str, Any] = {}
     for name, (kind, help_text, labels, buckets) in DEFINITIONS.items():
-        if kind == "counter":
-            built[name] = Counter(name, help_text, labels, registry=registry)
-        elif kind == "histogram":
-            built[name] = Histogram(name, help_text, labels, buckets=buckets, registry=registry)
-        else:
-            built[name] = Gauge(name, help_text, labels, registry=registry, multiprocess_mode=GAUGE_MULTIPROCESS_MODE)
+        options = {"histogram": {"buckets": buckets}, "gauge": {"multiprocess_mode": GAUGE_MULTIPROCESS_MODE}}
+        built[name] = classes[kind](name, help_text, labels, registry=registry, **options.get(kind, {}))
     return built
 
 
