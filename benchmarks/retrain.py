@@ -30,15 +30,20 @@ after retraining, several seeds, same budget and scheduler: Sciuto et al. 2020; 
 
     python benchmarks/retrain.py --data ../shared/datasets/fer2013.zip --work-dir ~/nasfer-runs/issue11 \
         --searches reinforce:0 random:0 evolution:0 reinforce:1 random:1 evolution:1 \
-        --search-flags "--budget-minutes 120 --threads 1" --search-jobs 2 --controls vgg:16 mini-xception \
-        --control-seeds 0 1 --train-flags "--epochs 30 --threads 2" --out benchmarks/results/search_strategies.json
+        --search-flags "--budget-minutes 60 --threads 1" --search-jobs 2 --controls vgg:16 mini-xception \
+        --control-seeds 0 1 --train-flags "--epochs 30 --threads 2" --carry benchmarks/campaigns/issue11 \
+        --out benchmarks/results/search_strategies.json
+
+A campaign outlives its machine with `--carry DIR` (benchmarks/retrain_carry.py): the small files of its work
+directory kept in a folder to commit, and copied back into a work directory that lacks them.
 
 Issue 12 (distillation from the shipped model, and int8; SEARCHED: the best_arch.json of issue 11's `best` job,
 e.g. ~/nasfer-runs/issue11/search-reinforce-s1/best_arch.json):
 
     python benchmarks/retrain.py --data ../shared/datasets/fer2013.zip --work-dir ~/nasfer-runs/issue12 \
         --controls vgg:16 mini-xception nasnet-a-mobile:1@8 searched=SEARCHED --control-seeds 0 1 --quantize \
-        --train-flags "--epochs 30 --threads 2 --teacher default" --out benchmarks/results/distill_int8.json
+        --train-flags "--epochs 30 --threads 2 --teacher default" --carry benchmarks/campaigns/issue12 \
+        --out benchmarks/results/distill_int8.json
 """
 
 from __future__ import annotations
