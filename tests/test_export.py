@@ -115,6 +115,13 @@ def test_tta_export_averages_the_mirror_image(tiny_checkpoint, tiny_onnx, tmp_pa
     plain = Classifier(tiny_onnx)
     expected = 0.5 * (plain.predict(crops) + plain.predict(crops[:, :, ::-1].copy()))
     np.testing.assert_allclose(Classifier(out).predict(crops), expected, atol=1e-5)
+    import onnx
+
+    def convs(path):
+        return sum(node.op_type == "Conv" for node in onnx.load(str(path)).graph.node)
+
+    # one pass over the crop and its mirror stacked in the batch (before: the network twice in the graph)
+    assert convs(out) == convs(tmp_path / "plain.onnx") > 0
 
 
 def test_metrics_are_merged_into_the_card(tiny_onnx, tiny_checkpoint, tmp_path, capsys):

@@ -124,10 +124,10 @@ def probs_module(model, tta: bool | str | None = False):
             self.flip = flip
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            probs = torch.softmax(self.net(x), dim=1)
-            if self.flip:
-                probs = 0.5 * (probs + torch.softmax(self.net(torch.flip(x, dims=[3])), dim=1))
-            return probs
+            if not self.flip:
+                return torch.softmax(self.net(x), dim=1)
+            views = torch.cat([x, torch.flip(x, dims=[3])])  # (2N, C, S, S): one pass over both views
+            return torch.softmax(self.net(views), dim=1).reshape(2, x.shape[0], -1).mean(0)
 
     return Probabilities(model, kind == "flip").eval()
 
