@@ -35,15 +35,8 @@ after retraining, several seeds, same budget and scheduler: Sciuto et al. 2020; 
         --out benchmarks/results/search_strategies.json
 
 A campaign outlives its machine with `--carry DIR` (benchmarks/retrain_carry.py): the small files of its work
-directory kept in a folder to commit, and copied back into a work directory that lacks them.
-
-Issue 12 (distillation from the shipped model, and int8; SEARCHED: the best_arch.json of issue 11's `best` job,
-e.g. ~/nasfer-runs/issue11/search-reinforce-s1/best_arch.json):
-
-    python benchmarks/retrain.py --data ../shared/datasets/fer2013.zip --work-dir ~/nasfer-runs/issue12 \
-        --controls vgg:16 mini-xception nasnet-a-mobile:1@8 searched=SEARCHED --control-seeds 0 1 --quantize \
-        --train-flags "--epochs 30 --threads 2 --teacher default" --carry benchmarks/campaigns/issue12 \
-        --out benchmarks/results/distill_int8.json
+directory kept in a folder to commit, and copied back into a work directory that lacks them. Issue 12's campaign
+(the searched architecture and the controls distilled from the shipped model, and int8) is in the README.
 """
 
 from __future__ import annotations
