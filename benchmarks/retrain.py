@@ -58,6 +58,8 @@ from retrain_jobs import CAMPAIGN_FILE, Campaign, Job, search_done, train_done
 from retrain_parallel import run_parallel
 
 ROOT = Path(__file__).resolve().parents[1]
+#: --carry: seconds between copies of the work directory's small files while steps run.
+CARRY_EVERY_S = 600.0
 
 
 def log(message: str) -> None:
@@ -333,11 +335,11 @@ def run_campaign(campaign: Runner, args: argparse.Namespace, command: str) -> in
     previous = signal.signal(signal.SIGTERM, _stop)  # a killed run still leaves its JSON saying where it stopped
     status = "starting"
 
-    def keep(folders: list[Path] | None = None) -> None:  # --carry: after each step, each search, and when stopped
-        if args.carry:
-            changed = carry.save(campaign.work, Path(args.carry), folders)
-            if changed:
-                log(f"carried {changed} changed files into {args.carry}")
+    carrier = carry.Carrier(campaign.work, args.carry and Path(args.carry), log)
+
+    def finished(search: Step) -> None:  # one of parallel searches: the others still run, carry this one only
+        write()
+        carrier.save([Path(search.parallel[1].out)])
 
     def write(complete: bool = False) -> str:
         out = report.campaign_result(campaign, steps, command, started, status, complete)
@@ -348,45 +350,42 @@ def run_campaign(campaign: Runner, args: argparse.Namespace, command: str) -> in
 
     failed: dict[str, str] = {}  # job -> why: its later steps are skipped, the other jobs go on
     try:
-        for i, step in enumerate(steps, 1):
-            if step.job in failed or (step.test and failed):  # no test score while a model is still missing
-                log(f"[{i}/{len(steps)}] {step.label}: skipped ({', '.join(failed)} failed)")
-                continue
-            if step.done():
-                log(f"[{i}/{len(steps)}] {step.label}: done already")
-                continue
-            began = time.monotonic()
-            try:
-                if step.parallel and args.search_jobs > 1:
-                    batch = [s for s in steps if s.parallel and not s.done()]
-                    log(f"[{i}/{len(steps)}] {len(batch)} searches, {args.search_jobs} at a time ...")
-                    def finished(step: Step) -> None:  # the other searches still run: carry this one only
-                        write()
-                        keep([Path(step.parallel[1].out)])
-
-                    for done_step, exc in run_parallel(batch, args.search_jobs, log, on_done=finished):
-                        failed[done_step.job] = f"{done_step.label}: {str(exc).splitlines()[0]}"
-                    label = f"{len(batch)} searches" + (f" ({len(failed)} failed)" if failed else "")
+        with carrier.every(CARRY_EVERY_S):  # a search of an hour is carried while it runs
+            for i, step in enumerate(steps, 1):
+                if step.job in failed or (step.test and failed):  # no test score while a model is still missing
+                    log(f"[{i}/{len(steps)}] {step.label}: skipped ({', '.join(failed)} failed)")
+                    continue
+                if step.done():
+                    log(f"[{i}/{len(steps)}] {step.label}: done already")
+                    continue
+                began = time.monotonic()
+                try:
+                    if step.parallel and args.search_jobs > 1:
+                        batch = [s for s in steps if s.parallel and not s.done()]
+                        log(f"[{i}/{len(steps)}] {len(batch)} searches, {args.search_jobs} at a time ...")
+                        for done_step, exc in run_parallel(batch, args.search_jobs, log, on_done=finished):
+                            failed[done_step.job] = f"{done_step.label}: {str(exc).splitlines()[0]}"
+                        label = f"{len(batch)} searches" + (f" ({len(failed)} failed)" if failed else "")
+                    else:
+                        label = step.label
+                        log(f"[{i}/{len(steps)}] {step.label} ...")
+                        step.run()
+                except Exception as exc:  # noqa: BLE001  (one job's failure; the shared split's stops everything)
+                    if step.job is None:
+                        raise
+                    failed.setdefault(step.job, f"{step.label}: {type(exc).__name__}: {exc}")
+                    log(f"[{i}/{len(steps)}] {exc}; the later steps of {', '.join(failed)} and the test scores are skipped")
                 else:
-                    label = step.label
-                    log(f"[{i}/{len(steps)}] {step.label} ...")
-                    step.run()
-            except Exception as exc:  # noqa: BLE001  (one job's failure; the shared split's stops everything)
-                if step.job is None:
-                    raise
-                failed.setdefault(step.job, f"{step.label}: {type(exc).__name__}: {exc}")
-                log(f"[{i}/{len(steps)}] {exc}; the later steps of {', '.join(failed)} and the test scores are skipped")
-            else:
-                log(f"[{i}/{len(steps)}] {label}: finished in {time.monotonic() - began:.0f} s")
-            status = f"step {i}/{len(steps)} finished: {step.label}" + (f"; failed: {failed}" if failed else "")
-            write()
-            keep()
+                    log(f"[{i}/{len(steps)}] {label}: finished in {time.monotonic() - began:.0f} s")
+                status = f"step {i}/{len(steps)} finished: {step.label}" + (f"; failed: {failed}" if failed else "")
+                write()
+                carrier.save()
     except BaseException as exc:
         from nasfer.errors import NasferError
 
         status = f"stopped at step {i}/{len(steps)} ({step.label}): {type(exc).__name__}: {exc}"
         write()
-        keep()  # a stopped search has saved its state and time spent: carried, it resumes on the next machine
+        carrier.save()  # a stopped search has saved its state and time spent: carried, it resumes on the next machine
         if isinstance(exc, KeyboardInterrupt):
             raise SystemExit(f"interrupted at step {i}/{len(steps)} ({step.label}); {args.out} says how far it "
                              "got; run the same command to continue") from None
@@ -399,12 +398,12 @@ def run_campaign(campaign: Runner, args: argparse.Namespace, command: str) -> in
     if failed:
         status = "finished with failed jobs: " + "; ".join(failed.values())
         print(write())
-        keep()
+        carrier.save()
         raise SystemExit(f"{len(failed)} job(s) failed ({'; '.join(failed.values())}); the others are done. Fix the "
                          "cause and run the same command to redo only what is missing")
     status = "complete"
     print(write(complete=True))
-    keep()
+    carrier.save()
     log(f"wrote {args.out} and {Path(args.out).with_suffix('.md')}")
     return 0
 

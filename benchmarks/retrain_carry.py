@@ -6,8 +6,9 @@ small part of the work directory that the later steps and the result are made fr
 
 - the work directory's `campaign.json` and shared `splits.json`;
 - each search folder whole (`search_state.pt`: strategy, scheduler, children, RNGs; `search_log.jsonl`, the
-  latency cache, `summary.json`, `best_arch.json`, the Pareto archive): a search carried mid-way resumes
-  after its last finished job, with the time it had spent;
+  latency cache, `summary.json`, `best_arch.json`, the Pareto archive), also while it runs (every
+  `retrain.CARRY_EVERY_S`): a search carried mid-way resumes after its last carried job, with the time it had
+  spent up to then;
 - each training folder once its model is exported, without checkpoints (`*.pt`): the run's config and
   history, the ONNX models and their cards, the evaluation and speed reports.
 
@@ -22,7 +23,10 @@ from __future__ import annotations
 import filecmp
 import os
 import shutil
+import threading
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 #: Files of the work directory's top level that are carried.
 TOP_LEVEL = ("campaign.json", "splits.json")
@@ -53,15 +57,19 @@ def carried_files(work: Path, only: list[Path] | None = None) -> list[Path]:
 def _copy(src: Path, dst: Path) -> None:
     """Copy atomically (a kill never leaves half a file at `dst`), keeping the modification time."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     shutil.copy2(src, tmp)
     os.replace(tmp, dst)
 
 
 def save(work: Path, carry: Path, only: list[Path] | None = None) -> int:
-    """Copy the carried files of `work` (or of the job folders `only`) that differ into `carry`; the count."""
+    """Copy the carried files of `work` (or of the job folders `only`) that differ into `carry`; the count.
+
+    A running search may write while it is copied: its state (`*.pt`) is copied before its log, so the log
+    holds at least the jobs the state counts, and a resumed search cuts it back to them.
+    """
     changed = 0
-    for rel in carried_files(work, only):
+    for rel in sorted(carried_files(work, only), key=lambda rel: (rel.parent, rel.suffix != ".pt", rel.name)):
         src, dst = Path(work) / rel, Path(carry) / rel
         if dst.is_file() and filecmp.cmp(src, dst, shallow=False):
             continue
@@ -84,4 +92,44 @@ def restore(carry: Path, work: Path) -> list[Path]:
     return restored
 
 
-__all__ = ["carried_files", "restore", "save"]
+class Carrier:
+    """`save` from several threads (one at a time), logging what changed, and `every` to save while steps run;
+    with `carry` None both do nothing (a campaign without --carry)."""
+
+    def __init__(self, work: Path, carry: Path | None, log: Callable[[str], None] = print):
+        self.work, self.carry, self.log = Path(work), carry and Path(carry), log
+        self._lock = threading.Lock()
+
+    def save(self, only: list[Path] | None = None) -> None:
+        if self.carry is None:
+            return
+        with self._lock:
+            changed = save(self.work, self.carry, only)
+        if changed:
+            self.log(f"carried {changed} changed files into {self.carry}")
+
+    @contextmanager
+    def every(self, seconds: float) -> Iterator[None]:
+        """`save()` every `seconds` in a daemon thread while the block runs (a search of an hour is carried
+        while it runs, not only when it ends); a failed copy is logged and the copies go on."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(seconds):
+                try:
+                    self.save()
+                except Exception as exc:  # noqa: BLE001  (a failed copy must not stop the campaign)
+                    self.log(f"--carry: {type(exc).__name__}: {exc}")
+
+        thread = threading.Thread(target=loop, name="carry", daemon=True)
+        if self.carry is not None:
+            thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if thread.is_alive():
+                thread.join()
+
+
+__all__ = ["Carrier", "carried_files", "restore", "save"]

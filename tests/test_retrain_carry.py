@@ -85,3 +85,33 @@ def test_only_small_finished_parts_are_carried_and_restore_never_overwrites(tmp_
     assert (fresh / "search-random-s0" / "search_state.pt").read_text() == "newer here"
     assert (fresh / "train-vgg4-s0" / "model.onnx").read_text() == "onnx"
     assert retrain_carry.restore(tmp_path / "no-such-folder", fresh) == []
+
+
+def test_a_running_search_is_carried_state_first_and_while_it_runs(tmp_path, monkeypatch):
+    """The state is copied before the log: a resumed search cuts its log back to the jobs its state counts,
+    which needs a log at least as long as the state says (copied log-first, a job written in between would
+    be missing from the log)."""
+    import time
+
+    work, carried = tmp_path / "work", tmp_path / "carry"
+    search = work / "search-reinforce-s0"
+    search.mkdir(parents=True)
+    for name in ("search_log.jsonl", "latency_cache.json", "search_state.pt", "config.json"):
+        (search / name).write_text(name)
+    order = []
+    copy = retrain_carry._copy
+    monkeypatch.setattr(retrain_carry, "_copy", lambda src, dst: (order.append(src.name), copy(src, dst)))
+    retrain_carry.save(work, carried)
+    assert order[0] == "search_state.pt" and order.index("search_state.pt") < order.index("search_log.jsonl")
+
+    logged = []
+    carrier = retrain_carry.Carrier(work, carried, logged.append)
+    with carrier.every(0.05):
+        (search / "search_state.pt").write_text("job 2")
+        deadline = time.monotonic() + 10
+        while (carried / search.name / "search_state.pt").read_text() != "job 2" and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert (carried / search.name / "search_state.pt").read_text() == "job 2"
+    assert logged and logged[0].startswith("carried 1 changed files")
+    with retrain_carry.Carrier(work, None).every(0.01):  # without --carry: nothing runs, nothing is written
+        time.sleep(0.05)
