@@ -42,6 +42,7 @@ directory kept in a folder to commit, and copied back into a work directory that
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import shlex
@@ -312,16 +313,21 @@ def main(argv: list[str] | None = None) -> int:
         log(f"note: --work-dir {campaign.work} is inside the repository; checkpoints and searches are large")
     from nasfer.runlock import RunLocked, run_lock
 
+    if args.carry:
+        try:
+            carry.check_folder(Path(args.carry))
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from None
     try:
         with run_lock(campaign.work, "campaign"):  # a second campaign on this work directory stops at once
-            if args.carry:
-                restored = carry.restore(Path(args.carry), campaign.work)
-                if restored:
-                    log(f"restored {len(restored)} files from --carry {args.carry} into {campaign.work}")
-            campaign.check_settings()
-            return run_campaign(campaign, args, command)
+            with run_lock(args.carry, "campaign") if args.carry else contextlib.nullcontext():  # and on a carry folder
+                if args.carry:
+                    carry.restore_campaign(campaign, Path(args.carry), log)
+                campaign.check_settings()
+                return run_campaign(campaign, args, command)
     except RunLocked as exc:
         raise SystemExit(str(exc)) from None
+
 
 
 def run_campaign(campaign: Runner, args: argparse.Namespace, command: str) -> int:

@@ -9,18 +9,21 @@ small part of the work directory that the later steps and the result are made fr
   latency cache, `summary.json`, `best_arch.json`, the Pareto archive), also while it runs (every
   `retrain.CARRY_EVERY_S`): a search carried mid-way resumes after its last carried job, with the time it had
   spent up to then;
-- each training folder once its model is exported, without checkpoints (`*.pt`): the run's config and
-  history, the ONNX models and their cards, the evaluation and speed reports.
+- each training folder once its model is exported, `TRAIN_FILES` only (no checkpoints): the run's config,
+  history and curves, the ONNX models and their cards, the evaluation and speed reports.
 
 Every file is copied atomically when it differs from the carried copy; at the start, carried files that the
 work directory lacks are copied in (a file already there is never overwritten: the work directory is the
-newer). A training cut off before its export is not carried and starts again from its first epoch. The work
-directory must be given by the same path on the next machine: carried search summaries name their folder.
+newer), once the carried `campaign.json` is known to hold this campaign's settings. A training cut off before
+its export is not carried and starts again from its first epoch. `--work-dir` and `--data` must be the same
+paths on the next machine (both are settings). Commit the folder with the campaign stopped: copies made while
+it runs may be up to `CARRY_EVERY_S` old, and git may read a search's log and state at different moments.
 """
 
 from __future__ import annotations
 
 import filecmp
+import fnmatch
 import os
 import shutil
 import threading
@@ -28,12 +31,24 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+#: The campaign's command and settings (benchmarks/retrain_jobs.CAMPAIGN_FILE).
+CAMPAIGN = "campaign.json"
 #: Files of the work directory's top level that are carried.
-TOP_LEVEL = ("campaign.json", "splits.json")
+TOP_LEVEL = (CAMPAIGN, "splits.json")
 #: A training folder is carried once this file (the exported model's card) exists.
 EXPORTED = "model.json"
-#: Never carried: locks, half-written files, training checkpoints.
-SKIPPED_SUFFIXES = (".lock", ".tmp", ".pt")
+#: What is carried of a training folder: what later steps and the report read (benchmarks/retrain_report.py),
+#: and the training curves; not checkpoints, its copy of the shared split, or test.json's predictions.
+TRAIN_FILES = ("config.json", "history.json", "curves.png", "model.json", "model.onnx", "model-int8.json",
+               "model-int8.onnx", "int8-refused.json", "eval-*.json", "speed-*.json")
+
+
+def _search_file(path: Path) -> bool:  # all but locks and half-written files (quantize's NAME.tmp.onnx too)
+    return not path.name.startswith(".") and not path.name.endswith(".lock") and ".tmp" not in path.name
+
+
+def _train_file(path: Path) -> bool:
+    return any(fnmatch.fnmatchcase(path.name, pattern) for pattern in TRAIN_FILES)
 
 
 def carried_files(work: Path, only: list[Path] | None = None) -> list[Path]:
@@ -45,13 +60,27 @@ def carried_files(work: Path, only: list[Path] | None = None) -> list[Path]:
     files = [] if only is not None else [Path(n) for n in TOP_LEVEL if (work / n).is_file()]
     for folder in folders:
         if folder.name.startswith("search-"):
-            keep = lambda f: not f.name.startswith(".") and not f.name.endswith((".lock", ".tmp"))  # noqa: E731
+            keep = _search_file
         elif folder.name.startswith("train-") and (folder / EXPORTED).is_file():
-            keep = lambda f: not f.name.startswith(".") and not f.name.endswith(SKIPPED_SUFFIXES)  # noqa: E731
+            keep = _train_file
         else:
             continue
         files += sorted(f.relative_to(work) for f in folder.rglob("*") if f.is_file() and keep(f))
     return files
+
+
+def check_folder(carry: Path) -> None:
+    """ValueError unless `carry` is (or can be made) a folder this process can write in."""
+    carry = Path(carry)
+    if carry.exists() and not carry.is_dir():
+        raise ValueError(f"--carry {carry}: is not a folder")
+    try:
+        carry.mkdir(parents=True, exist_ok=True)
+        probe = carry / f".probe.{os.getpid()}.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(f"--carry {carry}: cannot write there ({exc.strerror or exc})") from None
 
 
 def _copy(src: Path, dst: Path) -> None:
@@ -92,6 +121,18 @@ def restore(carry: Path, work: Path) -> list[Path]:
     return restored
 
 
+def restore_campaign(campaign, folder: Path, log: Callable[[str], None] = print) -> None:
+    """Copy the carried files that `campaign`'s work directory lacks into it, once `folder` (checked by
+    `check_folder`) is known to be this campaign's (`campaign.check_settings(folder)`: SystemExit naming each
+    difference)."""
+    campaign.check_settings(folder, fix=f"or give another --carry folder ({folder} is another campaign's)")
+    restored = restore(folder, campaign.work)
+    if restored:
+        log(f"restored {len(restored)} files from --carry {folder} into {campaign.work}")
+    elif not (folder / CAMPAIGN).is_file():
+        log(f"--carry {folder}: nothing carried yet (a new campaign)")
+
+
 class Carrier:
     """`save` from several threads (one at a time), logging what changed, and `every` to save while steps run;
     with `carry` None both do nothing (a campaign without --carry)."""
@@ -101,25 +142,28 @@ class Carrier:
         self._lock = threading.Lock()
 
     def save(self, only: list[Path] | None = None) -> None:
+        """`save` into the carry folder; an OSError (a full disk) is logged, never raised: the campaign goes on
+        and a stopped one still says how to continue."""
         if self.carry is None:
             return
-        with self._lock:
-            changed = save(self.work, self.carry, only)
+        try:
+            with self._lock:
+                changed = save(self.work, self.carry, only)
+        except OSError as exc:
+            self.log(f"--carry {self.carry}: not updated: {type(exc).__name__}: {exc}")
+            return
         if changed:
             self.log(f"carried {changed} changed files into {self.carry}")
 
     @contextmanager
     def every(self, seconds: float) -> Iterator[None]:
         """`save()` every `seconds` in a daemon thread while the block runs (a search of an hour is carried
-        while it runs, not only when it ends); a failed copy is logged and the copies go on."""
+        while it runs, not only when it ends)."""
         stop = threading.Event()
 
         def loop() -> None:
             while not stop.wait(seconds):
-                try:
-                    self.save()
-                except Exception as exc:  # noqa: BLE001  (a failed copy must not stop the campaign)
-                    self.log(f"--carry: {type(exc).__name__}: {exc}")
+                self.save()
 
         thread = threading.Thread(target=loop, name="carry", daemon=True)
         if self.carry is not None:
@@ -132,4 +176,4 @@ class Carrier:
                 thread.join()
 
 
-__all__ = ["Carrier", "carried_files", "restore", "save"]
+__all__ = ["Carrier", "carried_files", "check_folder", "restore", "restore_campaign", "save"]

@@ -186,16 +186,18 @@ class Campaign:
         except (NasferError, ValueError) as exc:
             raise SystemExit(f"error: {exc}") from None
 
-    def check_settings(self) -> None:
-        """SystemExit when the work directory holds a campaign with other settings (naming each difference)."""
-        saved = report.read_json(self.work / CAMPAIGN_FILE)
+    def check_settings(self, folder: Path | None = None, fix: str = "or use a new --work-dir") -> None:
+        """SystemExit when `folder` (default: the work directory; else a --carry folder) holds a campaign with
+        other settings, naming each difference."""
+        folder = folder or self.work
+        saved = report.read_json(folder / CAMPAIGN_FILE)
         now = json.loads(json.dumps(self.settings()))
         if saved and saved.get("settings") != now:
             old, new = _flat(saved.get("settings") or {}), _flat(now)
             diffs = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
                               if old.get(k) != new.get(k))
-            raise SystemExit(f"{self.work} holds a campaign with other settings ({diffs}); run it with its own "
-                             f"command ({saved['command']}) or use a new --work-dir (jobs may be added, settings not)")
+            raise SystemExit(f"{folder} holds a campaign with other settings ({diffs}); run it with its own "
+                             f"command ({saved['command']}) {fix} (jobs may be added, settings not)")
 
     # -- configs and directories
     def job_dir(self, job: Job) -> Path:

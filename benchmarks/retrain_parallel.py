@@ -41,7 +41,10 @@ def _worker(call: tuple, conn) -> None:
         call[0](*call[1:])
         conn.send(None)
     except BaseException as exc:  # noqa: BLE001  (reported to the campaign, which decides)
-        conn.send(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+        try:
+            conn.send(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+        except OSError:  # the campaign stopped first (Ctrl-C or SIGTERM to the process group): nobody to tell
+            pass
     finally:
         conn.close()
 

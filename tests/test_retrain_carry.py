@@ -64,14 +64,19 @@ def test_only_small_finished_parts_are_carried_and_restore_never_overwrites(tmp_
              "search-random-s0/summary.json.tmp": "half",
              "train-vgg4-s0/history.json": "[]", "train-vgg4-s0/last.pt": "big", "train-vgg4-s0/best.pt": "big",
              "train-vgg4-s0/model.json": "{}", "train-vgg4-s0/model.onnx": "onnx",
+             "train-vgg4-s0/eval-fp32-val.json": "{}", "train-vgg4-s0/speed-fp32.json": "{}",
+             # the run's copy of the shared split, per-image test predictions, quantize's temporary graph
+             "train-vgg4-s0/splits.json": "{}", "train-vgg4-s0/test.json": "{}",
+             "train-vgg4-s0/model-int8.int8.tmp.onnx": "half",
              "train-vgg4-s1/history.json": "[]", "train-vgg4-s1/last.pt": "big"}  # s1: not exported yet
     for name, text in files.items():
         (work / name).parent.mkdir(parents=True, exist_ok=True)
         (work / name).write_text(text)
     assert {str(p) for p in retrain_carry.carried_files(work)} == {
         "campaign.json", "splits.json", "search-random-s0/search_state.pt", "search-random-s0/search_log.jsonl",
-        "train-vgg4-s0/history.json", "train-vgg4-s0/model.json", "train-vgg4-s0/model.onnx"}
-    assert retrain_carry.save(work, carried) == 7
+        "train-vgg4-s0/history.json", "train-vgg4-s0/model.json", "train-vgg4-s0/model.onnx",
+        "train-vgg4-s0/eval-fp32-val.json", "train-vgg4-s0/speed-fp32.json"}
+    assert retrain_carry.save(work, carried) == 9
     assert retrain_carry.save(work, carried) == 0  # unchanged files are not copied again
     (work / "search-random-s0" / "search_state.pt").write_text("later state")
     assert retrain_carry.save(work, carried, only=[work / "search-random-s0"]) == 1
@@ -81,10 +86,59 @@ def test_only_small_finished_parts_are_carried_and_restore_never_overwrites(tmp_
     (fresh / "search-random-s0").mkdir(parents=True)
     (fresh / "search-random-s0" / "search_state.pt").write_text("newer here")
     restored = {str(p) for p in retrain_carry.restore(carried, fresh)}
-    assert "search-random-s0/search_state.pt" not in restored and len(restored) == 6
+    assert "search-random-s0/search_state.pt" not in restored and len(restored) == 8
     assert (fresh / "search-random-s0" / "search_state.pt").read_text() == "newer here"
     assert (fresh / "train-vgg4-s0" / "model.onnx").read_text() == "onnx"
     assert retrain_carry.restore(tmp_path / "no-such-folder", fresh) == []
+
+
+def test_another_campaigns_carry_folder_is_refused_and_left_as_it_was(tmp_path, monkeypatch):
+    """Before (a user's mistake, found in review): the other campaign's carried trainings were taken as this
+    campaign's finished jobs (a 2-epoch model on another split reported as the best), then its carried files
+    were overwritten with this campaign's."""
+    import retrain_report
+
+    carried = tmp_path / "carry"
+    other = campaign_argv(tmp_path, tmp_path / "work", tmp_path / "other.json", "--split-seed", "5")
+    settings = retrain.Runner(retrain.parse_args(other)).settings()
+    retrain_report.write_json(carried / "campaign.json", {"command": "the other one", "settings": settings})
+    (carried / "train-vgg4-s0").mkdir()
+    (carried / "train-vgg4-s0" / "model.json").write_text("{}")
+    before = {p: p.read_bytes() for p in carried.rglob("*") if p.is_file()}
+    counts = count_calls(monkeypatch)
+    argv = campaign_argv(tmp_path, tmp_path / "work", tmp_path / "out.json", "--carry", str(carried))
+    with pytest.raises(SystemExit, match=r"carry holds a campaign with other settings \(split_seed: 5 -> 0\); run it "
+                                         r"with its own command \(the other one\) or give another --carry folder"):
+        retrain.main(argv)
+    assert counts == dict.fromkeys(CALLS, 0) and not (tmp_path / "work" / "train-vgg4-s0").exists()
+    assert {p: p.read_bytes() for p in carried.rglob("*") if p.is_file() and p.name != ".lock"} == before
+
+
+def test_a_carry_folder_that_is_a_file_is_refused_before_any_work(tmp_path, monkeypatch):
+    """Before: the split was drawn, then a FileExistsError traceback (twice: again in the stop path)."""
+    carried = tmp_path / "carry"
+    carried.write_text("not a folder")
+    counts = count_calls(monkeypatch)
+    argv = campaign_argv(tmp_path, tmp_path / "work", tmp_path / "out.json", "--carry", str(carried))
+    with pytest.raises(SystemExit, match=f"--carry {carried}: is not a folder"):
+        retrain.main(argv)
+    assert counts == dict.fromkeys(CALLS, 0) and not (tmp_path / "work").exists()
+    with pytest.raises(ValueError, match="cannot write there"):  # a folder that cannot be made (root may write anywhere)
+        retrain_carry.check_folder(carried / "inside")
+
+
+def test_a_failed_copy_is_logged_and_the_campaign_goes_on(tmp_path, monkeypatch):
+    work, carried = tmp_path / "work", tmp_path / "carry"
+    (work / "search-random-s0").mkdir(parents=True)
+    (work / "search-random-s0" / "search_state.pt").write_text("state")
+
+    def full_disk(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(retrain_carry, "_copy", full_disk)
+    logged = []
+    retrain_carry.Carrier(work, carried, logged.append).save()  # no exception: the stop path still says how to go on
+    assert logged == [f"--carry {carried}: not updated: OSError: [Errno 28] No space left on device"]
 
 
 def test_a_running_search_is_carried_state_first_and_while_it_runs(tmp_path, monkeypatch):

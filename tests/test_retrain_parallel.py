@@ -128,3 +128,15 @@ if __name__ == "__main__":
     else:
         os.kill(worker, 9)
         pytest.fail("the worker outlived its killed parent")
+
+
+def test_a_worker_whose_campaign_stopped_first_ends_without_a_traceback():
+    """Found in review: SIGTERM to the process group (`timeout -s TERM`, Ctrl-C) stopped the campaign before
+    its workers, whose report then hit a closed pipe: a BrokenPipeError traceback from every worker."""
+    import multiprocessing
+
+    from retrain_parallel import _worker
+
+    receive, send = multiprocessing.Pipe(duplex=False)
+    receive.close()
+    _worker((_raise, "stopped"), send)  # before: BrokenPipeError
