@@ -329,7 +329,6 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(str(exc)) from None
 
 
-
 def run_campaign(campaign: Runner, args: argparse.Namespace, command: str) -> int:
     """Every step not yet done, in order; the result JSON rewritten after each."""
     saved = report.read_json(campaign.work / CAMPAIGN_FILE)
