@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from nasfer.models import create_model, list_models
 from nasfer.models.baselines import count_flops, count_params
+from nasfer.training.precision import BF16_CPU_FLAGS, cpu_flags, resolve_precision
 
 from common import write_result
 
@@ -70,6 +71,7 @@ def main() -> None:
         "benchmark": "train_speed", "command": "python benchmarks/train_speed.py " + " ".join(sys.argv[1:]),
         "batch": args.batch, "steps": args.steps, "threads": args.threads,
         "torch": torch.__version__, "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+        "cpu_bf16_flags": sorted(cpu_flags() & set(BF16_CPU_FLAGS)), "precision_auto": resolve_precision("auto"),
         "results": rows,
     }
     write_result(result, args.out)

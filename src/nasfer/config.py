@@ -225,7 +225,9 @@ class TrainConfig:
     limit: int = option(0, "use at most this many training images (0: all); for smoke tests")
     tta: bool = option(True, "flip test-time augmentation for the validation score")
     device: str = option("cpu", "torch device (cpu, cuda)")
-    precision: Literal["bf16", "fp32"] = option("bf16", "autocast precision of training steps (bf16 is ~2x faster on CPUs with AVX-512 BF16 or AMX)")
+    precision: Literal["auto", "bf16", "fp32"] = option(
+        "auto", "autocast precision of training steps; auto: bf16 where the CPU (AVX-512 BF16, AMX) or GPU computes it "
+                "natively, else fp32 (emulated bf16 is several times slower); a resumed run keeps its own")
     width: int = option(0, "model width override, if the model has one (0: the model's default)")
     cells: int = option(0, "NASNet cells per stack: the N of NASNet-A's 'N @ F' (Zoph et al. 2018), with --width "
                            "as F (0: the model's default); NASNet models only")

@@ -41,6 +41,7 @@ from .training.data import TrainData, load_dataset, plan_split, prepare_data, tr
 from .training.loop import batch_loss, epoch_order, evaluate_model, make_batch, validation_sums
 from .training.model import ModelStart, build_model, memory_format_for, start_model
 from .training.optim import Optimization, class_weights, lr_multiplier, make_ema, make_optimization
+from .training.precision import run_precision, slow_bf16_warning
 
 
 def score_predictions(y_true: np.ndarray, probs: np.ndarray, label_names: list[str] | tuple[str, ...]) -> dict[str, Any]:
@@ -356,6 +357,10 @@ def prepare_run(cfg: TrainConfig, data_cfg: DataConfig, *, dataset: FaceDataset 
     """
     log: Callable[[str], None] = (lambda msg: print(msg, flush=True)) if progress and ctx.is_main else (lambda msg: None)
     cfg = dataclasses.replace(apply_preset(cfg).validate(), device=ctx.device(cfg.device))
+    cfg = dataclasses.replace(cfg, precision=run_precision(cfg, Path(cfg.out)))
+    warning = slow_bf16_warning(cfg.precision, cfg.device)
+    if warning:
+        log(warning)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     check_inputs(cfg, data_cfg, dataset)                          # fail before reading a large dataset

@@ -56,7 +56,9 @@ class SearchConfig:
     tournament: int = option(5, "evolution: tournament sample size")
     child_lr: float = option(3e-3, "peak AdamW learning rate of each child (nasfer train's default)")
     child_batch: int = option(128, "batch size of each child")
-    precision: Literal["bf16", "fp32"] = option("bf16", "autocast precision of the children's training steps")
+    precision: Literal["auto", "bf16", "fp32"] = option(
+        "auto", "autocast precision of the children's training steps (auto: bf16 where the CPU computes it natively, "
+                "else fp32; nasfer train's --precision)")
     max_children: int = option(0, "also stop after this many distinct children (0: only the time budget)")
     top_k: int = option(5, "children listed in summary.json")
     calibration: str = option("", "a proxy calibration result (benchmarks/proxy_calibration.py's JSON): each rung's "

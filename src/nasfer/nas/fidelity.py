@@ -74,7 +74,7 @@ class Recipe:
     weight_decay: float = 5e-4
     batch_size: int = 128
     label_smoothing: float = 0.1
-    precision: str = "bf16"
+    precision: str = "auto"  # nasfer.training.precision.PRECISIONS
 
 
 def train_child(name: str, kwargs: dict[str, Any], data, fidelity: Fidelity, *, seed: int = 0,
@@ -91,8 +91,10 @@ def train_child(name: str, kwargs: dict[str, Any], data, fidelity: Fidelity, *, 
     from ..models import create_model
     from ..preprocessing import Preprocessing, normalize_tensor
     from ..train import lr_multiplier, memory_format_for
+    from ..training.precision import resolve_precision
 
     spec = Preprocessing()
+    bf16 = resolve_precision(recipe.precision, "cpu") == "bf16"
     train_x, val_x = data.at(fidelity.size)
     train_y, val_y = torch.from_numpy(data.train_y), torch.from_numpy(data.val_y)
     with torch.random.fork_rng():
@@ -123,7 +125,7 @@ def train_child(name: str, kwargs: dict[str, Any], data, fidelity: Fidelity, *, 
             x = train_x[idx]
             x = augment(x, generator) if augment is not None else x.float()
             x = normalize_tensor(x.clamp(0, 255).round(), spec).contiguous(memory_format=fmt)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.precision == "bf16"):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 out = model(x)
                 logits = out[0] if isinstance(out, tuple) else out
                 loss = F.cross_entropy(logits.float(), train_y[idx], label_smoothing=recipe.label_smoothing)

@@ -3,6 +3,7 @@
     data.py      load the dataset, plan the split (train/val/test roles), the tensors of each part
     model.py     build the network from scratch or start it from a checkpoint (fine-tuning)
     optim.py     optimizer, learning-rate schedule, weight EMA, loss weights
+    precision.py the autocast precision (--precision auto: bf16 only where the hardware computes it natively)
     loop.py      one epoch of optimisation and the validation scores (batches, augmentation, mixup,
                  distillation targets, data-parallel sharding)
 """

@@ -1,0 +1,82 @@
+"""The autocast precision of training steps: `--precision auto` picks bf16 only where the hardware has it.
+
+bf16 autocast pays on CPUs with native bf16 arithmetic (AVX-512 BF16 or AMX: the README's training-speed
+table, 1.7x for VGG-32 there) and costs a great deal on CPUs without it, where PyTorch emulates it (measured
+on a 2-core AVX2 AMD EPYC: one AdamW step of VGG-16 at batch 128 took about 14 s in bf16 against 1.4 s in
+fp32; `benchmarks/train_speed.py` measures a machine). On CUDA, bf16 where the GPU supports it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+#: The values of `--precision`.
+PRECISIONS = ("auto", "bf16", "fp32")
+#: /proc/cpuinfo flags of native bf16 arithmetic (AVX-512 BF16; AMX with bf16 tiles).
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The CPU's feature flags from the text of /proc/cpuinfo (read when `cpuinfo` is None); empty where
+    there is no such file (not Linux)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return set(value.split())
+    return set()
+
+
+def native_bf16(device: str = "cpu", cpuinfo: str | None = None) -> bool:
+    """Whether `device` ("cpu", "cuda", "cuda:1", ...) computes bf16 natively."""
+    kind = device.split(":")[0]
+    if kind == "cuda":
+        import torch
+
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if kind == "cpu":
+        return bool(cpu_flags(cpuinfo) & set(BF16_CPU_FLAGS))
+    return False
+
+
+def resolve_precision(precision: str, device: str = "cpu", cpuinfo: str | None = None) -> str:
+    """"bf16" or "fp32": `precision` itself, or for "auto" bf16 where `native_bf16(device)`, else fp32.
+
+    Raises ValueError for a value outside PRECISIONS.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    return "bf16" if native_bf16(device, cpuinfo) else "fp32"
+
+
+def run_precision(cfg, out: Path) -> str:
+    """The autocast precision of a training run (`cfg`: a TrainConfig with its device resolved): its
+    --precision, "auto" resolved for `cfg.device`; a run being resumed (`out` holds last.pt) keeps the
+    precision it started with (its config.json), so the same command continues it on a machine that would
+    resolve "auto" otherwise."""
+    if cfg.precision == "auto" and (Path(out) / "last.pt").is_file():
+        try:
+            saved = json.loads((Path(out) / "config.json").read_text(encoding="utf-8"))["train"]["precision"]
+        except (OSError, ValueError, KeyError, TypeError):
+            saved = None
+        if saved in ("bf16", "fp32"):
+            return saved
+    return resolve_precision(cfg.precision, cfg.device)
+
+
+def slow_bf16_warning(precision: str, device: str = "cpu", cpuinfo: str | None = None) -> str | None:
+    """A one-line warning when bf16 was asked for on a device that only emulates it; None otherwise."""
+    if precision != "bf16" or native_bf16(device, cpuinfo):
+        return None
+    return (f"note: --precision bf16 on a {device.split(':')[0].upper()} without native bf16 (no AVX-512 BF16 or "
+            "AMX) is emulated and several times slower than fp32 here; --precision auto picks fp32")
+
+
+__all__ = ["PRECISIONS", "BF16_CPU_FLAGS", "cpu_flags", "native_bf16", "resolve_precision", "run_precision", "slow_bf16_warning"]
