@@ -25,7 +25,8 @@ and a status line until the end: per job the commands, validation accuracy (expo
 any choice is made on), test-split accuracy and macro-F1 (scored once per model, never used to choose),
 parameters, multiply-adds, speed, int8 figures, search CPU-hours (measured CPU time); per group mean, sd and n;
 the best job by validation accuracy. `--table RESULT.json` prints the markdown. A work directory keeps its
-data, split, search and train flags (campaign.json); jobs may be added. Issue 11 (search strategies compared
+data, split, search and train flags (campaign.json); jobs may be added, and the train flags may change until the
+first training begins (the change is kept in campaign.json's `changes`). Issue 11 (search strategies compared
 after retraining, several seeds, same budget and scheduler: Sciuto et al. 2020; Yang et al. 2020):
 
     python benchmarks/retrain.py --data ../shared/datasets/fer2013.zip --work-dir ~/nasfer-runs/issue11 \
@@ -323,19 +324,28 @@ def main(argv: list[str] | None = None) -> int:
             with run_lock(args.carry, "campaign") if args.carry else contextlib.nullcontext():  # and on a carry folder
                 if args.carry:
                     carry.restore_campaign(campaign, Path(args.carry), log)
-                campaign.check_settings()
-                return run_campaign(campaign, args, command)
+                changed = campaign.check_settings()
+                if changed:
+                    log(f"training flags changed before any training began ({'; '.join(changed)}): "
+                        f"{campaign.work / CAMPAIGN_FILE} now holds the new ones")
+                return run_campaign(campaign, args, command, changed)
     except RunLocked as exc:
         raise SystemExit(str(exc)) from None
 
 
-def run_campaign(campaign: Runner, args: argparse.Namespace, command: str) -> int:
-    """Every step not yet done, in order; the result JSON rewritten after each."""
+def run_campaign(campaign: Runner, args: argparse.Namespace, command: str, changed: list[str] = ()) -> int:
+    """Every step not yet done, in order; the result JSON rewritten after each. `changed`: the training flags
+    that changed before any training began (`Campaign.check_settings`): campaign.json takes the new settings
+    and command and keeps the old command with the changes in its `changes` list."""
     saved = report.read_json(campaign.work / CAMPAIGN_FILE)
-    started = saved["date_started"] if saved else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    if not saved:
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    started = saved["date_started"] if saved else now
+    if not saved or changed:
+        changes = (saved or {}).get("changes", []) + ([{"date": now, "previous_command": saved["command"],
+                                                        "changed": list(changed)}] if saved else [])
         report.write_json(campaign.work / CAMPAIGN_FILE,
-                          {"command": command, "date_started": started, "settings": campaign.settings()})
+                          {"command": command, "date_started": started, "settings": campaign.settings(),
+                           **({"changes": changes} if changes else {})})
     steps = campaign.steps()
     previous = signal.signal(signal.SIGTERM, _stop)  # a killed run still leaves its JSON saying where it stopped
     status = "starting"

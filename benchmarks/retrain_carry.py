@@ -10,12 +10,16 @@ small part of the work directory that the later steps and the result are made fr
   `retrain.CARRY_EVERY_S`): a search carried mid-way resumes after its last carried job, with the time it had
   spent up to then;
 - each training folder once its model is exported, `TRAIN_FILES` only (no checkpoints): the run's config,
-  history and curves, the ONNX models and their cards, the evaluation and speed reports.
+  history and curves, the ONNX models and their cards, the evaluation and speed reports;
+- a training folder before its export, from its first finished epoch (also while it runs), `RUNNING_FILES`:
+  its checkpoints (best.pt before last.pt), config and history: a training cut off resumes on the next
+  machine after its last carried epoch (`nasfer train` continues from last.pt). Once the model is exported
+  the carried checkpoints are removed from the folder.
 
 Every file is copied atomically when it differs from the carried copy; at the start, carried files that the
 work directory lacks are copied in (a file already there is never overwritten: the work directory is the
 newer), once the carried `campaign.json` is known to hold this campaign's settings. A training cut off before
-its export is not carried and starts again from its first epoch. `--work-dir` and `--data` must be the same
+its first epoch starts again. `--work-dir` and `--data` must be the same
 paths on the next machine (both are settings). Commit the folder with the campaign stopped: copies made while
 it runs may be up to `CARRY_EVERY_S` old, and git may read a search's log and state at different moments.
 """
@@ -42,6 +46,10 @@ EXPORTED = "model.json"
 TRAIN_FILES = ("config.json", "history.json", "curves.png", "model.json", "model.onnx", "model-int8.json",
                "model-int8.onnx", "int8-refused.json", "eval-*.json", "speed-*.json")
 
+#: What is carried of a training folder that has not exported its model yet, once it has a checkpoint.
+RUNNING_FILES = ("best.pt", "last.pt", "config.json", "history.json")
+CHECKPOINT = "last.pt"
+
 
 def _search_file(path: Path) -> bool:  # all but locks and half-written files (quantize's NAME.tmp.onnx too)
     return not path.name.startswith(".") and not path.name.endswith(".lock") and ".tmp" not in path.name
@@ -49,6 +57,10 @@ def _search_file(path: Path) -> bool:  # all but locks and half-written files (q
 
 def _train_file(path: Path) -> bool:
     return any(fnmatch.fnmatchcase(path.name, pattern) for pattern in TRAIN_FILES)
+
+
+def _running_file(path: Path) -> bool:
+    return path.parent.name.startswith("train-") and path.name in RUNNING_FILES
 
 
 def carried_files(work: Path, only: list[Path] | None = None) -> list[Path]:
@@ -63,6 +75,8 @@ def carried_files(work: Path, only: list[Path] | None = None) -> list[Path]:
             keep = _search_file
         elif folder.name.startswith("train-") and (folder / EXPORTED).is_file():
             keep = _train_file
+        elif folder.name.startswith("train-") and (folder / CHECKPOINT).is_file():
+            keep = _running_file
         else:
             continue
         files += sorted(f.relative_to(work) for f in folder.rglob("*") if f.is_file() and keep(f))
@@ -104,7 +118,23 @@ def save(work: Path, carry: Path, only: list[Path] | None = None) -> int:
             continue
         _copy(src, dst)
         changed += 1
-    return changed
+    return changed + prune(work, carry, only)
+
+
+def prune(work: Path, carry: Path, only: list[Path] | None = None) -> int:
+    """Remove from `carry` the checkpoints of trainings whose model `work` has exported (`RUNNING_FILES`
+    outside `TRAIN_FILES`: carried while the training ran, no longer needed); the count."""
+    work, carry = Path(work), Path(carry)
+    folders = [Path(p).name for p in only] if only is not None else [p.name for p in work.glob("train-*")]
+    removed = 0
+    for name in folders:
+        if not (work / name / EXPORTED).is_file():
+            continue
+        for extra in (carry / name / n for n in RUNNING_FILES if not _train_file(Path(n))):
+            if extra.is_file():
+                extra.unlink()
+                removed += 1
+    return removed
 
 
 def restore(carry: Path, work: Path) -> list[Path]:
@@ -176,4 +206,4 @@ class Carrier:
                 thread.join()
 
 
-__all__ = ["Carrier", "carried_files", "check_folder", "restore", "restore_campaign", "save"]
+__all__ = ["Carrier", "carried_files", "check_folder", "prune", "restore", "restore_campaign", "save"]

@@ -186,18 +186,26 @@ class Campaign:
         except (NasferError, ValueError) as exc:
             raise SystemExit(f"error: {exc}") from None
 
-    def check_settings(self, folder: Path | None = None, fix: str = "or use a new --work-dir") -> None:
-        """SystemExit when `folder` (default: the work directory; else a --carry folder) holds a campaign with
-        other settings, naming each difference."""
+    def check_settings(self, folder: Path | None = None, fix: str = "or use a new --work-dir") -> list[str]:
+        """The settings that differ from those `folder` (default: the work directory; else a --carry folder)
+        holds, as 'KEY: OLD -> NEW': only training flags (`train.*`) may differ, and only while no training of
+        the campaign has begun (`trainings_begun`, in `folder` and the work directory): nothing trained is then
+        made with other flags. Any other difference: SystemExit naming each one."""
         folder = folder or self.work
         saved = report.read_json(folder / CAMPAIGN_FILE)
         now = json.loads(json.dumps(self.settings()))
-        if saved and saved.get("settings") != now:
-            old, new = _flat(saved.get("settings") or {}), _flat(now)
-            diffs = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
-                              if old.get(k) != new.get(k))
-            raise SystemExit(f"{folder} holds a campaign with other settings ({diffs}); run it with its own "
-                             f"command ({saved['command']}) {fix} (jobs may be added, settings not)")
+        if not saved or saved.get("settings") == now:
+            return []
+        old, new = _flat(saved.get("settings") or {}), _flat(now)
+        changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+        diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed]
+        begun = trainings_begun(folder) + trainings_begun(self.work)
+        if all(k.startswith("train.") for k in changed) and not begun:
+            return diffs
+        why = (f"; the training flags may change only before the first training begins ({', '.join(sorted(set(begun)))} "
+               "began)" if begun and all(k.startswith("train.") for k in changed) else "")
+        raise SystemExit(f"{folder} holds a campaign with other settings ({'; '.join(diffs)}){why}; run it with its own "
+                         f"command ({saved['command']}) {fix} (jobs may be added, settings not)")
 
     # -- configs and directories
     def job_dir(self, job: Job) -> Path:
@@ -258,6 +266,14 @@ def search_done(out: Path, cfg) -> bool:
         return False
     saved, now = summary.get("config") or {}, json.loads(json.dumps(to_dict(cfg)))
     return all(saved.get(k) == v for k, v in now.items() if k not in RESUMABLE_CHANGES)
+
+
+def trainings_begun(folder: Path) -> list[str]:
+    """The training folders (`train-*`) in `folder` (a work directory or a --carry folder) with a finished
+    epoch or more (a checkpoint, a history or an exported model)."""
+    folder = Path(folder)
+    marks = ("last.pt", "best.pt", "history.json", "model.json")
+    return sorted(d.name for d in folder.glob("train-*") if d.is_dir() and any((d / m).is_file() for m in marks))
 
 
 def train_done(run_dir: Path) -> bool:

@@ -68,16 +68,22 @@ def test_only_small_finished_parts_are_carried_and_restore_never_overwrites(tmp_
              # the run's copy of the shared split, per-image test predictions, quantize's temporary graph
              "train-vgg4-s0/splits.json": "{}", "train-vgg4-s0/test.json": "{}",
              "train-vgg4-s0/model-int8.int8.tmp.onnx": "half",
-             "train-vgg4-s1/history.json": "[]", "train-vgg4-s1/last.pt": "big"}  # s1: not exported yet
+             # s1: still training: its checkpoints are carried (it resumes on the next machine), not its split copy
+             "train-vgg4-s1/history.json": "[]", "train-vgg4-s1/last.pt": "ckpt", "train-vgg4-s1/best.pt": "best",
+             "train-vgg4-s1/config.json": "{}", "train-vgg4-s1/splits.json": "{}",
+             "train-vgg4-s2/config.json": "{}", "train-vgg4-s2/splits.json": "{}"}  # s2: no epoch finished yet
     for name, text in files.items():
         (work / name).parent.mkdir(parents=True, exist_ok=True)
         (work / name).write_text(text)
     assert {str(p) for p in retrain_carry.carried_files(work)} == {
         "campaign.json", "splits.json", "search-random-s0/search_state.pt", "search-random-s0/search_log.jsonl",
         "train-vgg4-s0/history.json", "train-vgg4-s0/model.json", "train-vgg4-s0/model.onnx",
-        "train-vgg4-s0/eval-fp32-val.json", "train-vgg4-s0/speed-fp32.json"}
-    assert retrain_carry.save(work, carried) == 9
+        "train-vgg4-s0/eval-fp32-val.json", "train-vgg4-s0/speed-fp32.json",
+        "train-vgg4-s1/history.json", "train-vgg4-s1/last.pt", "train-vgg4-s1/best.pt", "train-vgg4-s1/config.json"}
+    assert retrain_carry.save(work, carried) == 13
     assert retrain_carry.save(work, carried) == 0  # unchanged files are not copied again
+    (work / "train-vgg4-s1" / "last.pt").write_text("next epoch")
+    assert retrain_carry.save(work, carried) == 1 and (carried / "train-vgg4-s1" / "last.pt").read_text() == "next epoch"
     (work / "search-random-s0" / "search_state.pt").write_text("later state")
     assert retrain_carry.save(work, carried, only=[work / "search-random-s0"]) == 1
     assert (carried / "search-random-s0" / "search_state.pt").read_text() == "later state"
@@ -86,10 +92,17 @@ def test_only_small_finished_parts_are_carried_and_restore_never_overwrites(tmp_
     (fresh / "search-random-s0").mkdir(parents=True)
     (fresh / "search-random-s0" / "search_state.pt").write_text("newer here")
     restored = {str(p) for p in retrain_carry.restore(carried, fresh)}
-    assert "search-random-s0/search_state.pt" not in restored and len(restored) == 8
+    assert "search-random-s0/search_state.pt" not in restored and len(restored) == 12
     assert (fresh / "search-random-s0" / "search_state.pt").read_text() == "newer here"
     assert (fresh / "train-vgg4-s0" / "model.onnx").read_text() == "onnx"
+    assert (fresh / "train-vgg4-s1" / "last.pt").read_text() == "next epoch"
     assert retrain_carry.restore(tmp_path / "no-such-folder", fresh) == []
+
+    # s1 exports its model: its card is carried, its carried checkpoints are removed (the work directory keeps them)
+    (work / "train-vgg4-s1" / "model.json").write_text("{}")
+    assert retrain_carry.save(work, carried) == 3
+    assert sorted(p.name for p in (carried / "train-vgg4-s1").iterdir()) == ["config.json", "history.json", "model.json"]
+    assert (work / "train-vgg4-s1" / "last.pt").is_file()
 
 
 def test_another_campaigns_carry_folder_is_refused_and_left_as_it_was(tmp_path, monkeypatch):
@@ -169,3 +182,39 @@ def test_a_running_search_is_carried_state_first_and_while_it_runs(tmp_path, mon
     assert logged and logged[0].startswith("carried 1 changed files")
     with retrain_carry.Carrier(work, None).every(0.01):  # without --carry: nothing runs, nothing is written
         time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_a_training_cut_off_mid_way_resumes_on_the_next_machine_from_its_carried_checkpoint(
+        tmp_path, learnable_folder, monkeypatch):
+    """Before: only exported trainings were carried, so a training longer than a session (hours here) started
+    again from its first epoch on every new machine and never finished."""
+    from nasfer.train import Trainer
+
+    work, carried, out = tmp_path / "work", tmp_path / "carry", tmp_path / "campaign.json"
+    argv = ["--data", str(learnable_folder), "--work-dir", str(work), "--controls", "vgg:4", "--train-flags",
+            "--epochs 2 --batch-size 32 --precision fp32 --threads 1", "--test-split", "test", "--speed-seconds",
+            "0.02", "--carry", str(carried), "--out", str(out)]
+    original, epochs = Trainer.validate, []
+
+    def killed_in_the_second_epoch(self):
+        epochs.append(len(self.history) + 1)
+        if epochs == [1, 2]:
+            raise KeyboardInterrupt  # the session ends during epoch 2, after epoch 1's checkpoint
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "validate", killed_in_the_second_epoch)
+    with pytest.raises(SystemExit, match="interrupted at step 2/"):
+        retrain.main(argv)
+    run = carried / "train-vgg4-s0"
+    assert {"last.pt", "best.pt", "config.json", "history.json"} <= {p.name for p in run.iterdir()}
+    first_epoch = json.loads((run / "history.json").read_text())
+    assert [h["epoch"] for h in first_epoch] == [1]
+
+    shutil.rmtree(work)  # a new machine
+    assert retrain.main(argv) == 0
+    assert epochs == [1, 2, 2]  # epoch 1 was not trained again
+    history = json.loads((work / "train-vgg4-s0" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2] and history[0] == first_epoch[0]
+    names = {p.name for p in run.iterdir()}  # exported: the carried checkpoints are gone, the model is there
+    assert "model.onnx" in names and not any(name.endswith(".pt") for name in names)

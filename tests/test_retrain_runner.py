@@ -163,9 +163,40 @@ def test_a_work_directory_keeps_its_settings_but_takes_new_jobs(tmp_path, monkey
     more_cores = campaign_argv(tmp_path, tmp_path / "work", tmp_path / "out.json",
                                train_flags=TRAIN_FLAGS.replace("--threads 1", "--threads 2"))
     retrain.Runner(retrain.parse_args(more_cores)).check_settings()  # the trainings' threads: only their speed changes
-    with pytest.raises(SystemExit, match=r"other settings \(train.epochs: 1 -> 2\); run it with its own command \(first\)"):
-        retrain.main(campaign_argv(tmp_path, tmp_path / "work", tmp_path / "out.json",
-                                   train_flags=TRAIN_FLAGS.replace("--epochs 1", "--epochs 2")))
+    with pytest.raises(SystemExit, match=r"other settings \(search.blocks: 2 -> 3\); run it with its own command \(first\)"):
+        retrain.main(campaign_argv(tmp_path, tmp_path / "work", tmp_path / "out.json") + [
+            "--search-flags", SEARCH_FLAGS.replace("--blocks 2", "--blocks 3")])
+    longer = campaign_argv(tmp_path, tmp_path / "work", tmp_path / "out.json",
+                           train_flags=TRAIN_FLAGS.replace("--epochs 1", "--epochs 2"))
+    (tmp_path / "work" / "train-vgg4-s0").mkdir()
+    (tmp_path / "work" / "train-vgg4-s0" / "last.pt").write_bytes(b"")  # a training has begun: its flags are fixed
+    with pytest.raises(SystemExit, match=r"other settings \(train.epochs: 1 -> 2\); the training flags may change "
+                                         r"only before the first training begins \(train-vgg4-s0 began\)"):
+        retrain.main(longer)
+
+
+def test_training_flags_may_change_until_the_first_training_begins(tmp_path, learnable_folder, monkeypatch):
+    """Found in a campaign: its trainings were set to bf16 autocast, which this machine's CPU only emulates (a
+    first epoch of 20+ minutes), and no training had finished; the flags could not be changed without
+    throwing away the finished searches."""
+    work = tmp_path / "work"
+    argv = campaign_argv(learnable_folder, work, tmp_path / "out.json")
+    campaign = retrain.Runner(retrain.parse_args(argv))
+    retrain_report.write_json(work / "campaign.json", {"command": "first", "date_started": "then",
+                                                       "settings": campaign.settings()})
+    (work / "train-vgg4-s0").mkdir()
+    (work / "train-vgg4-s0" / "config.json").write_text("{}")  # started, but no epoch finished
+    longer = campaign_argv(learnable_folder, work, tmp_path / "out.json",
+                         train_flags=TRAIN_FLAGS.replace("--epochs 1", "--epochs 2"))
+    assert retrain.Runner(retrain.parse_args(longer)).check_settings() == ["train.epochs: 1 -> 2"]
+    count_calls(monkeypatch, fail={"run_search": 1})
+    with pytest.raises(SystemExit, match="interrupted at step 2/"):
+        retrain.main(longer)
+    saved = json.loads((work / "campaign.json").read_text())
+    assert saved["settings"]["train"]["epochs"] == 2 and saved["date_started"] == "then"
+    assert saved["command"].startswith("python benchmarks/retrain.py ") and "--epochs 2" in saved["command"]
+    assert [c["previous_command"] for c in saved["changes"]] == ["first"]
+    assert saved["changes"][0]["changed"] == ["train.epochs: 1 -> 2"]
 
 
 def test_a_nasnet_control_trains_with_its_cells_and_width(tmp_path):
