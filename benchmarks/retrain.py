@@ -31,9 +31,9 @@ after retraining, several seeds, same budget and scheduler: Sciuto et al. 2020; 
 
     python benchmarks/retrain.py --data ../shared/datasets/fer2013.zip --work-dir ~/nasfer-runs/issue11 \
         --searches reinforce:0 random:0 evolution:0 reinforce:1 random:1 evolution:1 \
-        --search-flags "--budget-minutes 60 --threads 1" --search-jobs 2 --controls vgg:16 mini-xception \
-        --control-seeds 0 1 --train-flags "--epochs 30 --threads 2" --carry benchmarks/campaigns/issue11 \
-        --out benchmarks/results/search_strategies.json
+        --search-flags "--budget-minutes 60 --threads 1 --precision bf16" --search-jobs 2 \
+        --controls vgg:16 mini-xception --control-seeds 0 1 --train-flags "--epochs 30 --threads 1 --precision fp32" \
+        --train-jobs 2 --carry benchmarks/campaigns/issue11 --out benchmarks/results/search_strategies.json
 
 A campaign outlives its machine with `--carry DIR` (benchmarks/retrain_carry.py): the small files of its work
 directory kept in a folder to commit, and copied back into a work directory that lacks them. Issue 12's campaign
@@ -96,13 +96,14 @@ class Runner(Campaign):
         out = self.search_dir(job)
         cfg = self.search_config(job)
         return Step(f"search {job.strategy} seed {job.seed}", job.name, lambda: search_done(out, cfg),
-                    lambda: run_search(cfg), parallel=(run_search, cfg))
+                    lambda: run_search(cfg), parallel=(run_search, cfg), pool="search")
 
     def model_steps(self, job: Job) -> list["Step"]:
         d = self.job_dir(job)
         exported = lambda: bool(report.read_json(d / "model.json"))  # noqa: E731
         # an exported job is trained, also where its checkpoints were not carried to this machine (--carry)
-        steps = [Step(f"train {job.name}", job.name, lambda: train_done(d) or exported(), lambda: self.train(job)),
+        steps = [Step(f"train {job.name}", job.name, lambda: train_done(d) or exported(), lambda: self.train(job),
+                      parallel=(run_train, self.train_config(job), self.data_cfg), pool="train"),
                  Step(f"export {job.name}", job.name, exported, lambda: run_export(self.export_config(job, d)))]
         if self.args.quantize:
             steps.append(Step(f"int8 {job.name}", job.name, lambda: bool(
@@ -198,7 +199,8 @@ class Step:
     job: str | None
     done: Callable[[], bool]
     run: Callable[[], None]
-    parallel: tuple | None = None  # (module-level function, argument): may run in another process (--search-jobs)
+    parallel: tuple | None = None  # (module-level function, *arguments): may run in another process
+    pool: str | None = None  # "search" or "train": steps of one pool run side by side (--search-jobs, --train-jobs)
     test: bool = False  # a test-split score: only once every model is made and validated
 
 
@@ -257,6 +259,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "--split-file (0: the split of `nasfer train`'s default seed, the shipped models' split)")
     p.add_argument("--search-jobs", type=int, default=1, help="searches run at the same time, each in its own "
                    "process (e.g. as many as cores, with --threads 1 in --search-flags)")
+    p.add_argument("--train-jobs", type=int, default=1, help="trainings run at the same time, each in its own "
+                   "process (e.g. as many as cores, with --threads 1 in --train-flags); their exports and "
+                   "scores follow once they have all finished")
     p.add_argument("--quantize", action="store_true", help="also export each model as static int8 and report both")
     p.add_argument("--max-accuracy-drop", type=float, default=0.3, help="with --quantize: validation accuracy "
                    "points an int8 model may lose (nasfer export --max-accuracy-drop); a refusal is recorded")
@@ -269,8 +274,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--remeasure-speed", action="store_true", help="time every model again (e.g. on a quiet machine)")
     p.add_argument("--out", help="result JSON, e.g. benchmarks/results/NAME.json (the markdown goes beside it)")
     p.add_argument("--carry", metavar="DIR", help="a folder to commit that carries the campaign to the next "
-                   "machine: the work directory's small files (searches whole, exported models without "
-                   "checkpoints; benchmarks/retrain_carry.py), updated after every step and when stopped, "
+                   "machine: the work directory's small files (searches whole, trainings under way with their "
+                   "checkpoints, exported models without; benchmarks/retrain_carry.py), updated after every step, "
+                   "every 10 minutes and when stopped, "
                    "copied back into a work directory that lacks them at the start")
     p.add_argument("--table", metavar="RESULT.json", help="print the markdown tables of a result and exit")
     args = p.parse_args(argv)
@@ -282,7 +288,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"seeds must be >= 0 (as nasfer train wants), got --control-seeds {args.control_seeds} "
                 f"--split-seed {args.split_seed}")
     for flag, value, low in (("--threads", args.threads, 0), ("--speed-seconds", args.speed_seconds, 1e-9),
-                             ("--search-jobs", args.search_jobs, 1),
+                             ("--search-jobs", args.search_jobs, 1), ("--train-jobs", args.train_jobs, 1),
                              ("--max-accuracy-drop", args.max_accuracy_drop, 0)):
         if value < low:
             p.error(f"{flag} must be {'> 0' if low else '>= 0'}, got {value}")
@@ -352,9 +358,9 @@ def run_campaign(campaign: Runner, args: argparse.Namespace, command: str, chang
 
     carrier = carry.Carrier(campaign.work, args.carry and Path(args.carry), log)
 
-    def finished(search: Step) -> None:  # one of parallel searches: the others still run, carry this one only
+    def finished(step: Step) -> None:  # one of parallel steps: the others still run, carry this one only
         write()
-        carrier.save([Path(search.parallel[1].out)])
+        carrier.save([Path(step.parallel[1].out)])
 
     def write(complete: bool = False) -> str:
         out = report.campaign_result(campaign, steps, command, started, status, complete)
@@ -375,12 +381,14 @@ def run_campaign(campaign: Runner, args: argparse.Namespace, command: str, chang
                     continue
                 began = time.monotonic()
                 try:
-                    if step.parallel and args.search_jobs > 1:
-                        batch = [s for s in steps if s.parallel and not s.done()]
-                        log(f"[{i}/{len(steps)}] {len(batch)} searches, {args.search_jobs} at a time ...")
-                        for done_step, exc in run_parallel(batch, args.search_jobs, log, on_done=finished):
+                    width = {"search": args.search_jobs, "train": args.train_jobs}.get(step.pool, 1)
+                    if step.parallel and width > 1:
+                        batch = [s for s in steps if s.pool == step.pool and s.job not in failed and not s.done()]
+                        noun = {"search": "searches", "train": "trainings"}[step.pool]
+                        log(f"[{i}/{len(steps)}] {len(batch)} {noun}, {width} at a time ...")
+                        for done_step, exc in run_parallel(batch, width, log, on_done=finished):
                             failed[done_step.job] = f"{done_step.label}: {str(exc).splitlines()[0]}"
-                        label = f"{len(batch)} searches" + (f" ({len(failed)} failed)" if failed else "")
+                        label = f"{len(batch)} {noun}" + (f" ({len(failed)} failed)" if failed else "")
                     else:
                         label = step.label
                         log(f"[{i}/{len(steps)}] {step.label} ...")

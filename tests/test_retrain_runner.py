@@ -308,7 +308,8 @@ def test_an_int8_model_refused_by_its_parity_check_is_recorded_and_its_steps_are
 
 @pytest.mark.parametrize("flag, value", [("--threads", "-2"), ("--speed-seconds", "-1"), ("--max-accuracy-drop", "-5"),
                                          ("--max-accuracy-drop", "101"),
-                                         ("--search-jobs", "0"), ("--control-seeds", "-1"), ("--split-seed", "-1")])
+                                         ("--search-jobs", "0"), ("--train-jobs", "0"), ("--control-seeds", "-1"),
+                                         ("--split-seed", "-1")])
 def test_negative_numbers_are_refused_at_the_start(flag, value, tmp_path, capsys):
     """Before: a negative --max-accuracy-drop (or one over 100, which nasfer export refuses) would fail every
     int8 step after hours of training."""
@@ -330,6 +331,23 @@ def test_searches_run_side_by_side_with_search_jobs(tmp_path, learnable_folder, 
     assert result["complete"] and {r["name"] for r in result["jobs"]} == {"random-s0", "evolution-s1"}
     for name in ("search-random-s0", "search-evolution-s1"):
         assert json.loads((work / name / "summary.json").read_text())["children"] == 2
+
+
+@pytest.mark.slow
+def test_trainings_run_side_by_side_with_train_jobs_then_their_exports(tmp_path, learnable_folder, capsys):
+    work, out = tmp_path / "work", tmp_path / "campaign.json"
+    argv = campaign_argv(learnable_folder, work, out, "--train-jobs", "2", "--control-seeds", "0", "1",
+                         "--no-publictest")
+    argv[argv.index("--searches"):argv.index("--searches") + 3] = []  # the controls only
+    assert retrain.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "2 trainings, 2 at a time" in printed and "train vgg4-s1: finished" in printed
+    result = json.loads(out.read_text())
+    assert result["complete"] and {r["name"] for r in result["jobs"]} == {"vgg4-s0", "vgg4-s1"}
+    for job in result["jobs"]:
+        assert job["val_accuracy"] is not None and (work / f"train-{job['name']}" / "model.onnx").is_file()
+    seeds = [json.loads((work / f"train-vgg4-s{s}" / "config.json").read_text())["train"]["seed"] for s in (0, 1)]
+    assert seeds == [0, 1]
 
 
 def test_searches_run_seed_by_seed_so_side_by_side_ones_differ_in_strategy(tmp_path):
