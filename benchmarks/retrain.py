@@ -346,9 +346,9 @@ def run_campaign(campaign: Runner, args: argparse.Namespace, command: str, chang
     saved = report.read_json(campaign.work / CAMPAIGN_FILE)
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     started = saved["date_started"] if saved else now
-    if not saved or changed:
+    if not saved or changed or saved.get("command") != command:  # the command that runs it now (--threads, ...)
         changes = (saved or {}).get("changes", []) + ([{"date": now, "previous_command": saved["command"],
-                                                        "changed": list(changed)}] if saved else [])
+                                                        "changed": list(changed)}] if saved and changed else [])
         report.write_json(campaign.work / CAMPAIGN_FILE,
                           {"command": command, "date_started": started, "settings": campaign.settings(),
                            **({"changes": changes} if changes else {})})
@@ -357,6 +357,7 @@ def run_campaign(campaign: Runner, args: argparse.Namespace, command: str, chang
     status = "starting"
 
     carrier = carry.Carrier(campaign.work, args.carry and Path(args.carry), log)
+    carrier.save()  # a changed campaign.json goes into the carry folder before any job folder does
 
     def finished(step: Step) -> None:  # one of parallel steps: the others still run, carry this one only
         write()

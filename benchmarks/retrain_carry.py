@@ -12,7 +12,7 @@ small part of the work directory that the later steps and the result are made fr
 - each training folder once its model is exported, `TRAIN_FILES` only (no checkpoints): the run's config,
   history and curves, the ONNX models and their cards, the evaluation and speed reports;
 - a training folder before its export, from its first finished epoch (also while it runs), `RUNNING_FILES`:
-  its checkpoints (best.pt before last.pt), config and history: a training cut off resumes on the next
+  its history, config and checkpoints (`RUNNING_FILES`, in that order): a training cut off resumes on the next
   machine after its last carried epoch (`nasfer train` continues from last.pt). Once the model is exported
   the carried checkpoints are removed from the folder.
 
@@ -46,8 +46,11 @@ EXPORTED = "model.json"
 TRAIN_FILES = ("config.json", "history.json", "curves.png", "model.json", "model.onnx", "model-int8.json",
                "model-int8.onnx", "int8-refused.json", "eval-*.json", "speed-*.json")
 
-#: What is carried of a training folder that has not exported its model yet, once it has a checkpoint.
-RUNNING_FILES = ("best.pt", "last.pt", "config.json", "history.json")
+#: What is carried of a training folder that has not exported its model yet, once it has a checkpoint, in
+#: the order copied: an epoch that ends between two copies leaves the history no newer than last.pt (so a
+#: finished-looking history never hides an untrained last epoch) and best.pt no older than last.pt's best
+#: (the resumed run retrains the epochs after last.pt, which makes the same best.pt again).
+RUNNING_FILES = ("history.json", "config.json", "last.pt", "best.pt")
 CHECKPOINT = "last.pt"
 
 
@@ -57,6 +60,13 @@ def _search_file(path: Path) -> bool:  # all but locks and half-written files (q
 
 def _train_file(path: Path) -> bool:
     return any(fnmatch.fnmatchcase(path.name, pattern) for pattern in TRAIN_FILES)
+
+
+def _copy_order(rel: Path) -> tuple:
+    """A search's state (`*.pt`) before its log; a running training's files in RUNNING_FILES order."""
+    if rel.parent.name.startswith("train-") and rel.name in RUNNING_FILES:
+        return (str(rel.parent), 0, RUNNING_FILES.index(rel.name), rel.name)
+    return (str(rel.parent), 1 if rel.suffix == ".pt" else 2, 0, rel.name)
 
 
 def _running_file(path: Path) -> bool:
@@ -112,7 +122,7 @@ def save(work: Path, carry: Path, only: list[Path] | None = None) -> int:
     holds at least the jobs the state counts, and a resumed search cuts it back to them.
     """
     changed = 0
-    for rel in sorted(carried_files(work, only), key=lambda rel: (rel.parent, rel.suffix != ".pt", rel.name)):
+    for rel in sorted(carried_files(work, only), key=_copy_order):
         src, dst = Path(work) / rel, Path(carry) / rel
         if dst.is_file() and filecmp.cmp(src, dst, shallow=False):
             continue

@@ -23,6 +23,8 @@ CAMPAIGN_FILE = "campaign.json"
 SEARCH_PER_JOB = ("data", "out", "strategy", "seed", "split_file")
 TRAIN_PER_JOB = ("data", "arch", "genotype", "width", "cells", "out", "seed")
 ALIASES = {"vgg16": "vgg:16"}
+#: Training flags that shape the shared split (drawn once, before the searches): never changed in a campaign.
+SPLIT_FLAGS = ("val_fraction", "test_fraction", "limit", "label_set")
 
 
 class _FlagParser(argparse.ArgumentParser):
@@ -45,6 +47,15 @@ def parse_flags(text: str, prog: str, command: str, classes: list[tuple[type, tu
     except ValueError as exc:  # shlex: unbalanced quotes
         raise SystemExit(f"{prog}: {exc}") from None
     return [config.from_args(cls, args) for cls, _ in classes]
+
+
+def _speed_free(settings: dict[str, Any]) -> dict[str, Any]:
+    """`settings` without what only changes speed: --threads in the training flags' `explicit` list (a
+    campaign's saved settings from before it was left out compare equal)."""
+    train = settings.get("train")
+    if not isinstance(train, dict) or "threads" not in (train.get("explicit") or []):
+        return settings
+    return {**settings, "train": {**train, "explicit": [f for f in train["explicit"] if f != "threads"]}}
 
 
 def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -179,6 +190,9 @@ class Campaign:
                 from nasfer.finetune import check_init_path
 
                 check_init_path(self.train_cfg.init_from)
+            if self.args.train_jobs > 1 and not self.train_cfg.threads:
+                raise ValueError(f"--train-jobs {self.args.train_jobs}: give each training its threads in "
+                                 "--train-flags (e.g. --threads 1), or every one of them uses all cores")
             if self.train_cfg.split_file:
                 from nasfer.data.splits import read_split_file
 
@@ -194,16 +208,17 @@ class Campaign:
         folder = folder or self.work
         saved = report.read_json(folder / CAMPAIGN_FILE)
         now = json.loads(json.dumps(self.settings()))
-        if not saved or saved.get("settings") == now:
+        if not saved or _speed_free(saved.get("settings") or {}) == now:
             return []
-        old, new = _flat(saved.get("settings") or {}), _flat(now)
+        old, new = _flat(_speed_free(saved.get("settings") or {})), _flat(now)
         changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
         diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed]
         begun = trainings_begun(folder) + trainings_begun(self.work)
-        if all(k.startswith("train.") for k in changed) and not begun:
+        trainable = all(k.startswith("train.") and k.split(".")[1] not in SPLIT_FLAGS for k in changed)
+        if trainable and not begun:
             return diffs
         why = (f"; the training flags may change only before the first training begins ({', '.join(sorted(set(begun)))} "
-               "began)" if begun and all(k.startswith("train.") for k in changed) else "")
+               "began)" if begun and trainable else "")
         raise SystemExit(f"{folder} holds a campaign with other settings ({'; '.join(diffs)}){why}; run it with its own "
                          f"command ({saved['command']}) {fix} (jobs may be added, settings not)")
 
@@ -236,12 +251,12 @@ class Campaign:
         def shared(cfg, per_job):
             return {k: v for k, v in to_dict(cfg).items() if k not in per_job}
 
-        return {"data": self.data, "split_file": str(self.split), "split_seed": self.args.split_seed,
+        return _speed_free({"data": self.data, "split_file": str(self.split), "split_seed": self.args.split_seed,
                 "search": shared(self.search_cfg, SEARCH_PER_JOB + ("progress",)),
                 "data_config": shared(self.data_cfg, ("data",)),
                 # a training's thread count changes its speed, not its result: a campaign may continue on more cores
                 "train": shared(self.train_cfg, TRAIN_PER_JOB + ("split_file", "threads")),
-                "max_accuracy_drop": self.args.max_accuracy_drop}
+                "max_accuracy_drop": self.args.max_accuracy_drop})
 
     def spec(self, job: Job) -> dict[str, Any]:
         from nasfer.record import command_line

@@ -1,13 +1,13 @@
-"""Searches of a retraining campaign side by side (`benchmarks/retrain.py --search-jobs N`), each in its own
-process, and none outliving the campaign.
+"""Searches or trainings of a retraining campaign side by side (`benchmarks/retrain.py --search-jobs N`,
+`--train-jobs N`), each in its own process, and none outliving the campaign.
 
-One spawned process per search (no state shared with the campaign), N at a time. A search that raises,
+One spawned process per step (no state shared with the campaign), N at a time. A step that raises,
 or whose process dies (the out-of-memory killer, `kill -9`), is reported as failed when its process ends;
 the campaign never waits on a dead worker. When the campaign is stopped (Ctrl-C, SIGTERM) the queued
-searches are dropped and the running ones terminated at once; on Linux each worker also asks the kernel for
-SIGTERM when the campaign process dies, even by `kill -9` (prctl PR_SET_PDEATHSIG), so no orphaned search
-keeps writing into a folder that a restarted campaign resumes. Every search is resumable, so a terminated
-one loses only its unfinished child.
+steps are dropped and the running ones terminated at once; on Linux each worker also asks the kernel for
+SIGTERM when the campaign process dies, even by `kill -9` (prctl PR_SET_PDEATHSIG), so no orphaned step
+keeps writing into a folder that a restarted campaign resumes. Every search and training is resumable, so a terminated
+one loses only its unfinished child or epoch.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ PR_SET_PDEATHSIG = 1
 
 
 class WorkerFailed(RuntimeError):
-    """A search's process raised (the message ends with its traceback) or died without a result."""
+    """A step's process raised (the message ends with its traceback) or died without a result."""
 
 
 def die_with_parent() -> None:
@@ -51,9 +51,9 @@ def _worker(call: tuple, conn) -> None:
 
 def run_parallel(steps: list, jobs: int, log: Callable[[str], None] = print,
                  on_done: Callable[[Any], None] = lambda step: None) -> list[tuple[Any, Exception]]:
-    """Run each step's `parallel` = (module-level function, argument) `jobs` at a time in fresh processes;
+    """Run each step's `parallel` = (module-level function, *arguments) `jobs` at a time in fresh processes;
     return (step, WorkerFailed) for those that raised or died (logged; the others went on). `on_done(step)` is
-    called as each one ends (the campaign rewrites its result file and carries the search's folder).
+    called as each one ends (the campaign rewrites its result file and carries the step's folder).
 
     Any BaseException in the caller (KeyboardInterrupt from Ctrl-C or the campaign's SIGTERM handler)
     terminates the running workers before it propagates.

@@ -65,6 +65,9 @@ def dequantize_graph(model):
             drop.append(node)
         elif source in producers and producers[source].op_type == "QuantizeLinear":  # an activation's Q -> DQ
             quant = producers[source]
+            if value[quant.input[1]].size != 1:
+                raise SystemExit(f"{quant.name or quant.output[0]}: a per-axis activation scale; only per-tensor "
+                                 "activations (ONNX Runtime's QDQ models) are supported")
             scale = float(value[quant.input[1]])
             zp_name = quant.input[2] if len(quant.input) > 2 else ""
             zp = value[zp_name] if zp_name else np.array(0, dtype=np.uint8)
@@ -88,7 +91,11 @@ def dequantize_graph(model):
             order.append(node)
     del graph.node[:]
     graph.node.extend(order)
-    used = {name for node in graph.node for name in node.input}
+    left = sorted({n.op_type for n in graph.node} & {"QuantizeLinear", "DequantizeLinear"})
+    if left:
+        raise SystemExit(f"{', '.join(left)} left that is neither a weight's nor an activation's pair: not a QDQ "
+                         "graph this script knows")
+    used = {name for node in graph.node for name in node.input} | {out.name for out in graph.output}
     initializers = [t for t in list(graph.initializer) + new_inits if t.name in used]
     del graph.initializer[:]
     graph.initializer.extend(initializers)
@@ -108,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.int8.is_file():
         raise SystemExit(f"{args.int8}: not found")
+    if args.out.resolve() == args.int8.resolve():
+        raise SystemExit(f"{args.out}: the output would replace the int8 graph it is made from; give another path")
     card = read_card(args.int8)
     if not card.get("quantization"):
         raise SystemExit(f"{args.int8}: its card records no quantization; it is fp32 already")

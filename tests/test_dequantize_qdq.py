@@ -51,7 +51,22 @@ def test_an_int8_graph_becomes_an_fp32_graph_that_agrees_with_it_and_quantizes_a
     assert json.loads(again.with_suffix(".json").read_text())["dequantized_from"]["file"] == "tiny.onnx"
 
 
-def test_a_graph_that_is_not_quantized_is_refused(tmp_path, tiny_onnx):
+def test_a_graph_that_is_not_quantized_or_the_same_path_is_refused(tmp_path, tiny_onnx):
     with pytest.raises(SystemExit, match="records no quantization"):
         dequantize_qdq.main([str(tiny_onnx), str(tmp_path / "out.onnx")])
     assert not (tmp_path / "out.onnx").exists()
+    with pytest.raises(SystemExit, match="would replace the int8 graph"):
+        dequantize_qdq.main([str(tiny_onnx), str(tiny_onnx)])
+
+
+def test_a_weight_dequantized_straight_into_a_graph_output_is_kept():
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    q = numpy_helper.from_array(np.array([2, -4], np.int8), "w_q")
+    scale = numpy_helper.from_array(np.array(0.5, np.float32), "w_s")
+    graph = helper.make_graph([helper.make_node("DequantizeLinear", ["w_q", "w_s"], ["w"])], "g", [],
+                              [helper.make_tensor_value_info("w", TensorProto.FLOAT, [2])], [q, scale])
+    model = dequantize_qdq.dequantize_graph(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    (kept,) = [t for t in model.graph.initializer if t.name == "w"]
+    np.testing.assert_allclose(numpy_helper.to_array(kept), [1, -2])

@@ -5,6 +5,7 @@ emulates it: an optimizer step of VGG-16 took ~10x as long as in fp32, and a 30-
 not finish its first epoch in 20 minutes.
 """
 
+import dataclasses
 import json
 
 import pytest
@@ -41,13 +42,41 @@ def test_auto_is_the_default_of_train_and_search():
     assert TrainConfig().precision == "auto" and SearchConfig().precision == "auto"
 
 
-def test_a_resumed_auto_run_keeps_the_precision_it_started_with(tmp_path):
+@pytest.mark.parametrize("native", [True, False])
+def test_a_resumed_auto_run_keeps_the_precision_it_started_with(tmp_path, monkeypatch, native):
+    import nasfer.checkpoint
+    import nasfer.training.precision as precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device="cpu", cpuinfo=None: native)
+    started = "fp32" if native else "bf16"  # the other machine's choice
+    monkeypatch.setattr(nasfer.checkpoint, "load_checkpoint",
+                        lambda path: {"config": {"train": {"precision": started}}})
     cfg = TrainConfig(out=str(tmp_path), precision="auto", device="cpu")
-    (tmp_path / "config.json").write_text(json.dumps({"train": {"precision": "bf16"}}))
-    assert run_precision(cfg, tmp_path) == resolve_precision("auto", "cpu")  # no last.pt: a new run resolves
+    here = "bf16" if native else "fp32"
+    assert run_precision(cfg, tmp_path) == here  # no last.pt: a new run resolves on this machine
     (tmp_path / "last.pt").write_bytes(b"")
-    assert run_precision(cfg, tmp_path) == "bf16"  # being resumed: its own, whatever this machine resolves
-    assert run_precision(TrainConfig(out=str(tmp_path), precision="fp32"), tmp_path) == "fp32"  # explicit wins
+    assert run_precision(cfg, tmp_path) == started  # being resumed: its own, whatever this machine resolves
+    assert run_precision(TrainConfig(out=str(tmp_path), precision=here), tmp_path) == here  # explicit wins
+
+
+def test_a_resumed_search_keeps_its_childrens_precision(tmp_path, monkeypatch):
+    """Before: a search stored "auto" and each child resolved it again, so a search moved to another kind of
+    machine changed its children's recipe part-way, and one saved with "bf16" (the old default) was refused."""
+    import nasfer.training.precision as precision
+    from nasfer.nas.search import search
+
+    def evaluate(spec, fidelity):
+        return 0.5
+
+    cfg = SearchConfig(out=str(tmp_path / "s"), strategy="random", space="macro", rungs=("2s@16",), max_children=2,
+                       budget_minutes=1, latency_target_ms=0, max_latency_ms=0, progress=False, precision="auto")
+    monkeypatch.setattr(precision, "native_bf16", lambda device="cpu", cpuinfo=None: True)
+    first = search(cfg, evaluate, latency=lambda name, kwargs: {"ms_per_face_b1": 0.1, "ms_per_face_b64": 0.1})
+    assert first.summary["config"]["precision"] == "bf16"
+    monkeypatch.setattr(precision, "native_bf16", lambda device="cpu", cpuinfo=None: False)  # another machine
+    again = search(dataclasses.replace(cfg, max_children=3), evaluate,
+                   latency=lambda name, kwargs: {"ms_per_face_b1": 0.1, "ms_per_face_b64": 0.1})
+    assert again.summary["config"]["precision"] == "bf16" and again.summary["children"] == 3
 
 
 def test_a_run_records_the_precision_it_trained_at(learnable_folder, tmp_path):

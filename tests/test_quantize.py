@@ -38,7 +38,7 @@ def test_int8_from_an_onnx_export_is_static_qdq_with_its_parity_in_the_card(caps
     assert any(len(t.dims) == 4 for t in weights)  # conv weights stored as int8
     # ... in 7 bits: a uint8 activation times a weight, two of them summed, fits int16 (255 x 64 x 2 < 32768), so
     # CPUs without VNNI (VPMADDUBSW saturates) compute what VNNI CPUs do. Before: full-range int8 weights, and
-    # the shipped fast model agreed with its fp32 graph on 77% of faces on an AVX2 CPU.
+    # the shipped fast model agreed with its fp32 graph on 82% of validation faces on an AVX2 CPU.
     from onnx.numpy_helper import to_array
 
     assert max(np.abs(to_array(t).astype(int)).max() for t in weights if len(t.dims) == 4) <= 64
@@ -195,5 +195,5 @@ def test_shipped_int8_models_compute_alike_on_every_cpu(name):
     path = Path(__file__).resolve().parents[1] / "src" / "nasfer" / "weights" / f"{name}.onnx"
     if not card_of(path).get("quantization"):
         pytest.skip(f"{name} is fp32")
-    weights = [t for t in onnx.load(str(path)).graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]
-    assert weights and max(np.abs(to_array(t).astype(int)).max() for t in weights) <= 64
+    weights = [t for t in onnx.load(str(path)).graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert any(len(t.dims) == 4 for t in weights) and max(np.abs(to_array(t).astype(int)).max() for t in weights) <= 64

@@ -175,6 +175,25 @@ def test_a_work_directory_keeps_its_settings_but_takes_new_jobs(tmp_path, monkey
         retrain.main(longer)
 
 
+def test_split_flags_never_change_threads_always_may_and_train_jobs_need_threads(tmp_path):
+    work = tmp_path / "work"
+    argv = campaign_argv(tmp_path, work, tmp_path / "out.json")
+    retrain_report.write_json(work / "campaign.json", {"command": "first", "settings": retrain.Runner(
+        retrain.parse_args(argv)).settings()})
+    (work / "train-vgg4-s0").mkdir()
+    (work / "train-vgg4-s0" / "last.pt").write_bytes(b"")  # a training has begun
+    no_threads = campaign_argv(tmp_path, work, tmp_path / "out.json", train_flags=TRAIN_FLAGS.replace(" --threads 1", ""))
+    assert retrain.Runner(retrain.parse_args(no_threads)).check_settings() == []  # --threads dropped: speed only
+    (work / "train-vgg4-s0" / "last.pt").unlink()  # before any training: still, the split's flags are fixed
+    other_split = campaign_argv(tmp_path, work, tmp_path / "out.json", train_flags=TRAIN_FLAGS + " --val-fraction 0.2")
+    with pytest.raises(SystemExit, match=r"train.val_fraction: 0.1 -> 0.2"):
+        retrain.Runner(retrain.parse_args(other_split)).check_settings()
+    with pytest.raises(SystemExit, match=r"--train-jobs 2: give each training its threads"):
+        retrain.main(campaign_argv(tmp_path, tmp_path / "w2", tmp_path / "o2.json", "--train-jobs", "2",
+                                   train_flags=TRAIN_FLAGS.replace(" --threads 1", "")))
+    assert not (tmp_path / "w2").exists()
+
+
 def test_training_flags_may_change_until_the_first_training_begins(tmp_path, learnable_folder, monkeypatch):
     """Found in a campaign: its trainings were set to bf16 autocast, which this machine's CPU only emulates (a
     first epoch of 20+ minutes), and no training had finished; the flags could not be changed without

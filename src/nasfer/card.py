@@ -176,13 +176,14 @@ def training_info(ckpt: dict[str, Any], run_dir: Path | None = None) -> dict[str
 def reproduce_commands(card: dict[str, Any]) -> list[str]:
     """Every command that made the card's model and its recorded test score, in order.
 
-    Training (`training.commands`), export (`export.command`), the fp32 graph rebuilt from an earlier int8
-    one where it was (`dequantized_from.command`, scripts/dequantize_qdq.py), quantization
+    Training (`training.commands`), export (`export.command`), where the fp32 graph was rebuilt from an
+    earlier int8 one, that one's quantization and the rebuild (`dequantized_from`, scripts/dequantize_qdq.py), quantization
     (`quantization.command`) and each recorded score's command (`metrics.<split>.recorded.command`).
     """
     steps = list((card.get("training") or {}).get("commands") or [])
-    steps += [c for c in [(card.get("export") or {}).get("command"), (card.get("dequantized_from") or {}).get("command"),
-                          (card.get("quantization") or {}).get("command")] if c]
+    rebuilt = card.get("dequantized_from") or {}
+    steps += [c for c in [(card.get("export") or {}).get("command"), rebuilt.get("quantization_command"),
+                          rebuilt.get("command"), (card.get("quantization") or {}).get("command")] if c]
     for entry in (card.get("metrics") or {}).values():
         command = (entry.get("recorded") or {}).get("command") if isinstance(entry, dict) else None
         if command:

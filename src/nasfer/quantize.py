@@ -6,8 +6,9 @@ symmetric int8 weights in the 7-bit range [-64, 64] (`reduce_range`) and uint8 a
 calibrated (MinMax) on a few hundred TRAINING images. The 7-bit weights matter: on x86 CPUs without VNNI
 (AVX2 only, most of them), ONNX Runtime's u8 x s8 kernels add pairs of products in int16 (VPMADDUBSW), which
 overflows for 255 x 127 x 2 and not for 255 x 64 x 2 (ONNX Runtime's docs, "Quantize ONNX models", on
-saturation). With full-range weights the shipped fast model agreed with its fp32 graph on 77% of faces on
-such a CPU (2-core AVX2 EPYC), against about 99% on one with VNNI: the same file gave other answers by CPU. The softmax and what follows it (TTA averaging) stay float (`probability_nodes`). Dynamic quantization is deliberately not offered: it re-derives activation scales
+saturation). With full-range weights the shipped fast model agreed with its fp32 graph on 82% of validation
+faces on such a CPU (2-core AVX2 EPYC; benchmarks/results/int8_agreement_avx2.json), against 99% on one with
+VNNI: the same file gave other answers by CPU. The softmax and what follows it (TTA averaging) stay float (`probability_nodes`). Dynamic quantization is deliberately not offered: it re-derives activation scales
 on every call, which made these CNNs about 6x slower on this CPU.
 
 The int8 model is kept only if, on the VALIDATION images held out of Training (the same split a

@@ -317,7 +317,13 @@ def _never(spec: dict, fidelity: Any) -> float:  # pragma: no cover - the driver
 
 
 def search_from_args(cfg: Any, args: argparse.Namespace):
-    """`search` with the Ray flags of the command line (`nasfer search --backend ray`)."""
+    """`search` with the Ray flags of the command line (`nasfer search --backend ray`); `--precision auto`
+    is resolved here, on the driver, so every worker trains its children at the same precision."""
+    import dataclasses
+
+    from ..training.precision import resolve_precision
+
+    cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, "cpu"))
     return search(cfg, config.from_args(RaySearchConfig, args).validate())
 
 

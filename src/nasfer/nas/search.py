@@ -26,6 +26,7 @@ per face) and `summary.json`; with no trained child, a ValueError saying why (su
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -38,6 +39,7 @@ import torch
 from ..config import to_dict
 from ..errors import DataError, ModelError
 from ..interrupts import sigterm_as_sigint
+from ..training.precision import resolve_precision
 from .config import SearchConfig, check_config, make_search_space, make_search_strategy
 from .fidelity import BudgetExceeded, Fidelity, Recipe
 from .latency import LatencyCache, mnas_reward
@@ -65,7 +67,8 @@ class SearchRun:
     def __init__(self, cfg: SearchConfig, evaluate: Evaluate | None = None, *, dataset=None,
                  latency: Latency | None = None):
         self.fidelities = check_config(cfg)
-        self.cfg = cfg
+        self.auto_precision = cfg.precision == "auto"  # resolved once here; a resumed search keeps its own
+        self.cfg = cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, "cpu"))
         self.out = Path(cfg.out)
         self.budget_s = cfg.budget_minutes * 60.0
         if cfg.threads:
@@ -84,10 +87,9 @@ class SearchRun:
             data = load_search_data(cfg.data, seed=cfg.seed, val_fraction=cfg.val_fraction,
                                     split_file=cfg.split_file or None, subset=cfg.subset, dataset=dataset)
             self.notes, self.n_train, self.n_val = data.notes, len(data.train_y), len(data.val_y)
-            recipe = Recipe(lr=cfg.child_lr, batch_size=cfg.child_batch, precision=cfg.precision)
-
             def evaluate(spec: dict, fidelity: Fidelity) -> float:
                 name, kwargs = self.space.model(spec)
+                recipe = Recipe(lr=cfg.child_lr, batch_size=cfg.child_batch, precision=self.cfg.precision)
                 return train_child(name, kwargs, data, fidelity, seed=cfg.seed, recipe=recipe, deadline=self.deadline())
 
         self.evaluate = evaluate
@@ -166,7 +168,10 @@ class SearchRun:
         state = safe_torch_load(path, "search state")
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise ModelError(f"{path}: not a search state of this version; use a new --out")
-        saved, now = state["config"], to_dict(self.cfg)
+        saved = state["config"]
+        if self.auto_precision and saved.get("precision") in ("bf16", "fp32"):
+            self.cfg = dataclasses.replace(self.cfg, precision=saved["precision"])  # its children's recipe
+        now = to_dict(self.cfg)
         changed = [k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]]
         if changed:
             diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in changed)

@@ -8,7 +8,6 @@ fp32; `benchmarks/train_speed.py` measures a machine). On CUDA, bf16 where the G
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 #: The values of `--precision`.
@@ -34,11 +33,14 @@ def cpu_flags(cpuinfo: str | None = None) -> set[str]:
 
 def native_bf16(device: str = "cpu", cpuinfo: str | None = None) -> bool:
     """Whether `device` ("cpu", "cuda", "cuda:1", ...) computes bf16 natively."""
-    kind = device.split(":")[0]
+    kind, _, index = device.partition(":")
     if kind == "cuda":
         import torch
 
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        if not torch.cuda.is_available():
+            return False
+        # native bf16 from compute capability 8.0 (Ampere); is_bf16_supported() also counts emulation
+        return torch.cuda.get_device_properties(int(index or torch.cuda.current_device())).major >= 8
     if kind == "cpu":
         return bool(cpu_flags(cpuinfo) & set(BF16_CPU_FLAGS))
     return False
@@ -59,12 +61,14 @@ def resolve_precision(precision: str, device: str = "cpu", cpuinfo: str | None =
 def run_precision(cfg, out: Path) -> str:
     """The autocast precision of a training run (`cfg`: a TrainConfig with its device resolved): its
     --precision, "auto" resolved for `cfg.device`; a run being resumed (`out` holds last.pt) keeps the
-    precision it started with (its config.json), so the same command continues it on a machine that would
+    precision it started with (the config in its last.pt), so the same command continues it on a machine that would
     resolve "auto" otherwise."""
     if cfg.precision == "auto" and (Path(out) / "last.pt").is_file():
-        try:
-            saved = json.loads((Path(out) / "config.json").read_text(encoding="utf-8"))["train"]["precision"]
-        except (OSError, ValueError, KeyError, TypeError):
+        from ..checkpoint import load_checkpoint
+
+        try:  # the config the resume check compares with
+            saved = load_checkpoint(Path(out) / "last.pt")["config"]["train"]["precision"]
+        except Exception:  # noqa: BLE001  (an unreadable last.pt is reported by the resume itself)
             saved = None
         if saved in ("bf16", "fp32"):
             return saved
@@ -72,11 +76,13 @@ def run_precision(cfg, out: Path) -> str:
 
 
 def slow_bf16_warning(precision: str, device: str = "cpu", cpuinfo: str | None = None) -> str | None:
-    """A one-line warning when bf16 was asked for on a device that only emulates it; None otherwise."""
+    """A one-line warning when bf16 autocast runs on a device that only emulates it; None otherwise."""
     if precision != "bf16" or native_bf16(device, cpuinfo):
         return None
-    return (f"note: --precision bf16 on a {device.split(':')[0].upper()} without native bf16 (no AVX-512 BF16 or "
-            "AMX) is emulated and several times slower than fp32 here; --precision auto picks fp32")
+    what = "GPU without native bf16 (before Ampere)" if device.startswith("cuda") else \
+        "CPU without native bf16 (no AVX-512 BF16 or AMX)"
+    return (f"note: bf16 autocast on a {what} is emulated and several times slower than fp32 (a run started "
+            "in bf16 continues in it; a new run with --precision auto or fp32 trains in fp32)")
 
 
 __all__ = ["PRECISIONS", "BF16_CPU_FLAGS", "cpu_flags", "native_bf16", "resolve_precision", "run_precision", "slow_bf16_warning"]
