@@ -218,3 +218,20 @@ def test_a_training_cut_off_mid_way_resumes_on_the_next_machine_from_its_carried
     assert [h["epoch"] for h in history] == [1, 2] and history[0] == first_epoch[0]
     names = {p.name for p in run.iterdir()}  # exported: the carried checkpoints are gone, the model is there
     assert "model.onnx" in names and not any(name.endswith(".pt") for name in names)
+
+
+def test_git_commits_what_the_carry_folder_holds():
+    """Before: .gitignore's `*.pt` kept a carried training's checkpoints out of the commit, so the next machine
+    would have started that training from its first epoch (found when committing the issue-11 folder)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        pytest.fail("this test reads the repository's .gitignore through git: run it in a git checkout")
+    carried = ["benchmarks/campaigns/x/train-vgg4-s0/last.pt", "benchmarks/campaigns/x/train-vgg4-s0/best.pt",
+               "benchmarks/campaigns/x/search-random-s0/search_state.pt"]
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *carried], cwd=root, capture_output=True, text=True)
+    assert ignored.stdout.split() == []  # none of them ignored
+    lock = subprocess.run(["git", "check-ignore", "--no-index", "benchmarks/campaigns/x/.lock"], cwd=root,
+                          capture_output=True, text=True)
+    assert lock.stdout.strip() == "benchmarks/campaigns/x/.lock"
