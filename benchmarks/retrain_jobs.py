@@ -208,9 +208,10 @@ class Campaign:
         folder = folder or self.work
         saved = report.read_json(folder / CAMPAIGN_FILE)
         now = json.loads(json.dumps(self.settings()))
-        if not saved or _speed_free(saved.get("settings") or {}) == now:
+        before = _speed_free(saved.get("settings") or {}) if saved else None
+        if before is None or before == now:
             return []
-        old, new = _flat(_speed_free(saved.get("settings") or {})), _flat(now)
+        old, new = _flat(before), _flat(now)
         changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
         diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed]
         begun = trainings_begun(folder) + trainings_begun(self.work)
