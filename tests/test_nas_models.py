@@ -87,7 +87,7 @@ def test_cell_reduces_and_concatenates():
     assert after(torch.randn(2, 12, 10, 10), torch.randn(2, 24, 5, 5)).shape == (2, 5 * 8, 5, 5)
 
 
-def test_child_training_uses_contiguous_memory_for_grouped_convs(monkeypatch):
+def test_child_training_uses_the_memory_format_of_nasfer_train(monkeypatch):
     """Fault 6: the search's children train in the memory format nasfer train chooses."""
     import numpy as np
 
@@ -98,10 +98,13 @@ def test_child_training_uses_contiguous_memory_for_grouped_convs(monkeypatch):
 
     formats = []
     real = train.memory_format_for
-    monkeypatch.setattr(train, "memory_format_for", lambda m: formats.append(real(m)) or formats[-1])
+    monkeypatch.setattr(train, "memory_format_for", lambda m, p: formats.append(real(m, p)) or formats[-1])
     rng = np.random.default_rng(0)
     data = SearchData(rng.integers(0, 255, (20, 48, 48), dtype=np.uint8), np.arange(20) % 7,
                       rng.integers(0, 255, (14, 48, 48), dtype=np.uint8), np.arange(14) % 7, tuple("abcdefg"))
-    acc = train_child("macro", {"spec": mini_xception_spec(4)}, data, Fidelity.parse("2s@16"),
-                      recipe=Recipe(batch_size=8, precision="fp32"))
-    assert formats == [torch.contiguous_format] and 0.0 <= acc <= 1.0
+    for width, precision, fmt in ((16, "fp32", torch.channels_last), (16, "bf16", torch.contiguous_format),
+                                  (4, "fp32", torch.contiguous_format)):  # width 4 in channels_last: heap corrupted
+        formats.clear()
+        acc = train_child("macro", {"spec": mini_xception_spec(width)}, data, Fidelity.parse("2s@16"),
+                          recipe=Recipe(batch_size=8, precision=precision))
+        assert formats == [fmt] and 0.0 <= acc <= 1.0

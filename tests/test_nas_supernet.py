@@ -61,15 +61,15 @@ def test_shared_cell_computes_the_standalone_cell():
         assert all(wide[:, (k - 2) * C:(k - 1) * C].abs().sum() == 0 for k in dropped)
 
 
-def test_shared_weight_evaluator_uses_contiguous_memory_for_grouped_convs():
-    """Fault 6: channels_last with grouped convs crashed torch 2.13's CPU backward (train.memory_format_for)."""
+def test_shared_weight_evaluator_uses_the_fp32_memory_format_of_nasfer_train():
+    """Fault 6: the evaluator trains in the memory format `train.memory_format_for` picks (fp32: channels_last)."""
     from nasfer.nas.evaluators import SharedWeights
 
     torch.manual_seed(0)
-    net = SuperNet(F=4, N=1, blocks=3, num_classes=3)
+    net = SuperNet(F=8, N=1, blocks=3, num_classes=3)
     x, y = torch.randint(0, 256, (12, 1, 16, 16)).float(), torch.randint(0, 3, (12,))
     evaluator = SharedWeights(net, x, y, x, y, batch_size=4, eval_batch=6, lr=0.01, seed=0)
-    assert evaluator.memory_format == torch.contiguous_format
-    assert evaluator._input(x[:2]).is_contiguous()
+    assert evaluator.memory_format == torch.channels_last
+    assert evaluator._input(x[:2]).is_contiguous(memory_format=torch.channels_last)
     loss, _ = evaluator.train_step(G)
     assert loss > 0 and 0.0 <= evaluator.full(G) <= 1.0

@@ -64,7 +64,7 @@ class Trainer:
         self.progress = progress and ctx.is_main
         self.out = Path(cfg.out)
         self.model = start.model
-        self.memory_format = memory_format_for(self.model)
+        self.memory_format = memory_format_for(self.model, cfg.precision)
         self.augment = Augment(cfg.crop_padding, cfg.flip, cfg.rotation, cfg.scale, cfg.cutout, cfg.random_erasing)
         self.history: list[dict[str, float]] = []
         self.best_val = -1.0

@@ -6,9 +6,8 @@ shared weights on the next validation batch (`__call__`) or the whole validation
 loss (see the README), so the search trains every child from scratch (`nasfer.nas.fidelity`).
 
 Batches are drawn from explicit generators and counters kept in `state_dict()`, so a resumed run sees
-the same batches an uninterrupted one would. Memory format follows `nasfer.train.memory_format_for`:
-contiguous, since the supernet holds grouped (depthwise) convolutions, whose channels-last CPU backward
-crashed torch 2.13.
+the same batches an uninterrupted one would. Memory format follows `nasfer.train.memory_format_for`
+for fp32 (no autocast here): channels_last.
 """
 
 from __future__ import annotations
@@ -61,7 +60,7 @@ class SharedWeights:
                  augment=None, normalize=None, weight_decay: float = 3e-4):
         from ..train import memory_format_for
 
-        self.memory_format = memory_format_for(supernet)
+        self.memory_format = memory_format_for(supernet, "fp32")  # no autocast here
         self.net = supernet.to(memory_format=self.memory_format)
         self.train_x, self.train_y, self.val_x, self.val_y = train_x, train_y, val_x, val_y
         from ..preprocessing import Preprocessing, normalize_tensor

@@ -10,7 +10,7 @@ closer to it (tau over 15 architectures: 0.62, 0.71, 0.82, 0.85; `benchmarks/pro
 to the fidelity's length: AdamW (lr 3e-3, weight decay 5e-4), one-cycle schedule
 (`nasfer.train.lr_multiplier`), label smoothing 0.1, batch 128, the standard augmentation scaled to the
 image size for epoch fidelities (none for step fidelities: in a few hundred steps it only slows
-learning, measured on FER2013), contiguous memory for grouped convolutions (`train.memory_format_for`),
+learning, measured on FER2013), the memory format `nasfer train` picks for the precision (`train.memory_format_for`),
 and inputs normalised by `nasfer.preprocessing.normalize_tensor`. It returns validation accuracy
 (argmax, no TTA). Every child of a search gets the same seed, hence the same initialisation stream,
 batches and augmentations (common random numbers), so seed noise is shared rather than ranked.
@@ -100,7 +100,7 @@ def train_child(name: str, kwargs: dict[str, Any], data, fidelity: Fidelity, *, 
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = create_model(name, num_classes=len(data.label_names), in_channels=1, **kwargs)
-        fmt = memory_format_for(model)
+        fmt = memory_format_for(model, "bf16" if bf16 else "fp32")
         model = model.to(memory_format=fmt)
         generator = torch.Generator().manual_seed(seed)
         augment = None
