@@ -1,7 +1,8 @@
 """Training throughput (images/s) of every registered model on this machine's CPU.
 
-Runs a few timed optimizer steps per model at 48x48, batch 128, in fp32 and bf16 autocast
-(channels-last, as `nasfer train` does), and writes JSON. Usage:
+Runs a few timed optimizer steps per model at 48x48, batch 128, in fp32 and bf16 autocast, each in the
+memory format `nasfer train` picks for it (`nasfer.training.model.memory_format_for`, recorded per row),
+and writes JSON. Usage:
 
     python benchmarks/train_speed.py [--models vgg resnet18] [--steps 5] [--out benchmarks/results/train_speed.json]
 """
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 
 from nasfer.models import create_model, list_models
 from nasfer.models.baselines import count_flops, count_params
+from nasfer.training.model import memory_format_for
 from nasfer.training.precision import BF16_CPU_FLAGS, cpu_flags, resolve_precision
 
 from common import write_result
@@ -26,9 +28,11 @@ from common import write_result
 
 def images_per_second(name: str, batch: int, steps: int, precision: str) -> float:
     torch.manual_seed(0)
-    model = create_model(name).to(memory_format=torch.channels_last).train()
+    model = create_model(name)
+    fmt = memory_format_for(model, precision)
+    model = model.to(memory_format=fmt).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x = torch.randn(batch, 1, 48, 48).to(memory_format=torch.channels_last)
+    x = torch.randn(batch, 1, 48, 48).to(memory_format=fmt)
     y = torch.randint(0, 7, (batch,))
 
     def step() -> None:
@@ -63,6 +67,7 @@ def main() -> None:
         row = {"model": name, "params": count_params(model), "flops": count_flops(model)}
         for precision in ("fp32", "bf16"):
             row[f"images_per_second_{precision}"] = round(images_per_second(name, args.batch, args.steps, precision), 1)
+            row[f"memory_format_{precision}"] = str(memory_format_for(model, precision)).removeprefix("torch.")
         print(f"{name:24s} {row['params']:>10,d} params {row['flops'] / 1e6:8.1f} MFLOPs  "
               f"fp32 {row['images_per_second_fp32']:7.1f} img/s  bf16 {row['images_per_second_bf16']:7.1f} img/s",
               flush=True)
