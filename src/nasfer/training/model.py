@@ -96,8 +96,8 @@ def _strided_pointwise_on_few_channels(m: nn.Module) -> bool:
 def memory_format_for(model: nn.Module, precision: str = "fp32") -> torch.memory_format:
     """The memory format `model` trains in (`precision`: the resolved "fp32" or "bf16"): channels_last where safe.
 
-    channels_last trains plain conv nets 1.3-1.7x faster on CPU and depthwise convs 3.7x faster in fp32
-    (backward of a 7x7 depthwise conv on (64, 64, 24, 24), one thread: 138 ms vs 515 ms contiguous; gradients
+    On an AVX2 CPU in fp32 (benchmarks/results/memory_format.json), channels_last trained VGG-32 1.24x and
+    the issue-11 search winners 1.3-1.95x faster, a 7x7 depthwise conv's forward+backward 3.8x (its gradients
     agree with float64 to 1e-5). Two cases stay contiguous, both bugs of torch 2.13's CPU (oneDNN) backward:
     - a 1x1 strided conv reading fewer than 16 channels (mini-Xception's residual at width 4): channels_last
       corrupts the heap ("double free or corruption", found at fewer than 8 channels, the AVX2 vector width;
