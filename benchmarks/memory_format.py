@@ -60,16 +60,18 @@ def model_row(label: str, model: torch.nn.Module, batch: int, seconds: float) ->
     picked = memory_format_for(model, "fp32")
     row: dict = {"model": label, "params": count_params(model),
                  "picked": "channels_last" if picked == torch.channels_last else "contiguous"}
+    seconds_per_step = {}
     for name, fmt in FORMATS.items():
         if fmt == torch.channels_last and picked != torch.channels_last:
             row[name] = None
             row["channels_last_skipped"] = "memory_format_for keeps it contiguous (torch 2.13 CPU backward bug)"
             continue
         timing = step_seconds(model, fmt, batch, seconds)
+        seconds_per_step[name] = timing["median_s"]
         row[name] = {"s_per_step": round(timing["median_s"], 4), "images_per_second": round(batch / timing["median_s"], 1),
                      "runs": timing["runs"], "cpu_per_wall": round(timing["cpu_per_wall"], 2)}
     if row["channels_last"]:
-        row["speedup"] = round(row["contiguous"]["s_per_step"] / row["channels_last"]["s_per_step"], 2)
+        row["speedup"] = round(seconds_per_step["contiguous"] / seconds_per_step["channels_last"], 2)
     print(f"{label:40s} picked {row['picked']:13s} contiguous {row['contiguous']['images_per_second']:7.1f} img/s"
           + (f"  channels_last {row['channels_last']['images_per_second']:7.1f} img/s  x{row['speedup']}"
              if row["channels_last"] else ""), flush=True)

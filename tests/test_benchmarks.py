@@ -16,6 +16,7 @@ import default_candidates  # noqa: E402
 import fer_row  # noqa: E402
 import finetune_crossval  # noqa: E402
 import inference_speed  # noqa: E402
+import memory_format  # noqa: E402
 import model_table  # noqa: E402
 import pareto  # noqa: E402
 import search_compare  # noqa: E402
@@ -199,3 +200,15 @@ def test_the_default_is_the_most_accurate_allowed_candidate_unless_a_faster_one_
     assert choose(rows, max_passes=1, prefer_passes=1, within=0.1) is None
     tied = [{"name": "slow", "passes": 4, "accuracy": 0.7}, {"name": "fast", "passes": 2, "accuracy": 0.7}]
     assert choose(tied, max_passes=4, prefer_passes=1, within=0.0)["name"] == "fast"  # a tie goes to fewer passes
+
+
+def test_memory_format_benchmark_never_runs_channels_last_where_nasfer_train_would_not():
+    """mini-Xception at width 4 in channels_last corrupts the heap (torch 2.13): the row says it was skipped."""
+    from nasfer.models import create_model
+
+    risky = memory_format.model_row("mini-xception/4", create_model("mini-xception", width=4), batch=2, seconds=0)
+    assert risky["picked"] == "contiguous" and risky["channels_last"] is None and "channels_last_skipped" in risky
+    assert risky["contiguous"]["images_per_second"] > 0 and "speedup" not in risky
+    plain = memory_format.model_row("vgg/4", create_model("vgg", width=4), batch=2, seconds=0)
+    assert plain["picked"] == "channels_last" and plain["speedup"] > 0
+    assert plain["channels_last"]["images_per_second"] > 0 and "channels_last_skipped" not in plain
