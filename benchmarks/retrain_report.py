@@ -1,5 +1,5 @@
 """What benchmarks/retrain.py reports: one row per job read from its directory, per-group statistics, the
-best job by validation accuracy, and the markdown tables.
+best job by validation accuracy, the search winner the fast model is trained from, and the markdown tables.
 
 Pure functions of the files a campaign leaves in its job directories (so a re-run, or `--table`, gives the
 same figures): `history.json` (training), `model.json` / `model-int8.json` (model cards: parameters,
@@ -127,6 +127,53 @@ def best_job(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
             "width": best.get("width"), "cells": best.get("cells"), "train_command": best.get("train_command")}
 
 
+
+#: The fast model's rule (issue 12), fixed before any campaign's timings were read: the search winner with the
+#: highest validation accuracy among those no slower at batch 1 than this control group's mean, plus the slack
+#: (timing noise between runs of one model is a few per cent).
+FAST_REFERENCE, LATENCY_SLACK = "vgg16", 0.05
+
+
+def fast_choice(rows: list[dict[str, Any]], reference: str = FAST_REFERENCE,
+                slack: float = LATENCY_SLACK) -> dict[str, Any] | None:
+    """Which search winner the fast model is trained from: among search winners whose fp32 ms per face
+    (batch 1, 1 thread, timed in the campaign's one speed block) is at most the `reference` group's mean x
+    (1 + slack), the highest validation accuracy; `beats_reference` says whether it beats the reference's best
+    seed on validation (the test split is never read). None until the reference has a timing; `job` is None
+    when no winner is fast enough."""
+    ref = [r for r in rows if r["group"] == reference and r.get("ms_per_face_b1") is not None]
+    if not ref:
+        return None
+    ceiling = sum(r["ms_per_face_b1"] for r in ref) / len(ref) * (1.0 + slack)
+    ref_val = max((r["val_accuracy"] for r in ref if r.get("val_accuracy") is not None), default=None)
+    fast = [r for r in rows if r["kind"] == "search-winner" and r.get("val_accuracy") is not None
+            and r.get("ms_per_face_b1") is not None and r["ms_per_face_b1"] <= ceiling]
+    out: dict[str, Any] = {"reference": reference, "max_ms_per_face_b1": ceiling, "slack": slack,
+                           "reference_val_accuracy": ref_val, "candidates": [r["name"] for r in fast],
+                           "job": None, "val_accuracy": None, "ms_per_face_b1": None, "genotype": None,
+                           "beats_reference": None}
+    if fast:
+        pick = max(fast, key=lambda r: r["val_accuracy"])
+        out.update(job=pick["name"], val_accuracy=pick["val_accuracy"], ms_per_face_b1=pick["ms_per_face_b1"],
+                   genotype=pick.get("genotype"),
+                   beats_reference=None if ref_val is None else pick["val_accuracy"] > ref_val)
+    return out
+
+
+def _fast_line(choice: dict[str, Any] | None) -> str | None:
+    if choice is None:
+        return None
+    rule = (f"Fast-model choice (the search winner most accurate on validation at no more than "
+            f"{choice['reference']}'s mean ms per face + {100 * choice['slack']:.0f}%, "
+            f"{choice['max_ms_per_face_b1']:.3f} ms): ")
+    if choice["job"] is None:
+        return rule + f"none; no search winner is that fast, so {choice['reference']} stays the fast model."
+    verdict = ("" if choice["beats_reference"] is None else
+               f"; {'beats' if choice['beats_reference'] else 'does not beat'} {choice['reference']}'s best seed "
+               f"({100 * choice['reference_val_accuracy']:.2f}%)")
+    return rule + (f"{choice['job']} ({100 * choice['val_accuracy']:.2f}%, {choice['ms_per_face_b1']:.3f} ms)"
+                   f"{verdict}.")
+
 # ------------------------------------------------------------------------------------------------ markdown
 def _num(value: Any, spec: str, scale: float = 1.0) -> str:
     return "" if value is None else format(value * scale if scale != 1.0 else value, spec)
@@ -173,6 +220,9 @@ def markdown(result: dict[str, Any]) -> str:
     if best:
         lines.append(f"Best by validation accuracy: {best['job']} ({100 * best['val_accuracy']:.2f}%). "
                      f"{split} is scored once per model and never used to choose.")
+    fast = _fast_line(fast_choice(result["jobs"]))
+    if fast:
+        lines.append(fast)
     lines.append(f"{'Complete' if result['complete'] else 'INCOMPLETE (' + result['status'] + ')'}; command: "
                  f"`{result['command']}`")
     return "\n".join(lines)
@@ -206,4 +256,4 @@ def campaign_result(campaign, steps: list, command: str, started: str, status: s
                         "model into this file, never used to choose; search CPU-hours: the search process' "
                         "measured CPU time (elapsed x threads where a search lacks it)",
             "steps_done": sum(s.done() for s in steps), "steps_total": len(steps),
-            "jobs": rows, "groups": groups(rows), "best": best_job(rows)}
+            "jobs": rows, "groups": groups(rows), "best": best_job(rows), "fast_choice": fast_choice(rows)}

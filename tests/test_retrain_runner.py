@@ -294,6 +294,34 @@ def test_groups_give_mean_sd_and_n_and_the_best_job_is_chosen_on_validation_only
         retrain.main(["--table", str(tmp_path / "other.json")])
 
 
+def test_the_fast_model_is_the_most_accurate_search_winner_no_slower_than_vgg16_chosen_on_validation(tmp_path, capsys):
+    rows = [_row("vgg16-s0", "vgg16", "control", 0, 0.630, 0.99, ms_per_face_b1=0.20),
+            _row("vgg16-s1", "vgg16", "control", 1, 0.645, 0.10, ms_per_face_b1=0.22),
+            _row("random-s0", "random", "search-winner", 0, 0.660, 0.99, ms_per_face_b1=0.50),  # too slow
+            _row("random-s1", "random", "search-winner", 1, 0.640, 0.10, ms_per_face_b1=0.22),  # within 0.21 + 5%
+            _row("evolution-s0", "evolution", "search-winner", 0, 0.620, 0.99, ms_per_face_b1=0.10),
+            _row("mini-xception-s0", "mini-xception", "control", 0, 0.700, 0.99, ms_per_face_b1=0.05)]
+    choice = retrain_report.fast_choice(rows)
+    assert choice["max_ms_per_face_b1"] == pytest.approx(0.21 * 1.05)
+    assert choice["candidates"] == ["random-s1", "evolution-s0"]  # controls are never candidates
+    assert (choice["job"], choice["beats_reference"]) == ("random-s1", False)  # 64.0% < vgg16's best seed, 64.5%
+    assert choice["reference_val_accuracy"] == pytest.approx(0.645)
+    rows[1]["val_accuracy"] = 0.635
+    assert retrain_report.fast_choice(rows)["beats_reference"] is True
+    assert retrain_report.fast_choice(rows[2:]) is None  # no vgg16 timing yet: no choice
+    assert retrain_report.fast_choice(rows[:3])["job"] is None
+    result = {"benchmark": "retrain", "complete": False, "status": "done", "command": "python benchmarks/retrain.py",
+              "settings": {"test_split": "PublicTest", "threads": 1}, "jobs": rows[:3],
+              "groups": retrain_report.groups(rows[:3]), "best": retrain_report.best_job(rows[:3])}
+    (tmp_path / "r.json").write_text(json.dumps(result))
+    assert retrain.main(["--table", str(tmp_path / "r.json")]) == 0
+    assert "none; no search winner is that fast, so vgg16 stays the fast model." in capsys.readouterr().out
+    result.update(jobs=rows, groups=retrain_report.groups(rows), best=retrain_report.best_job(rows))
+    (tmp_path / "r.json").write_text(json.dumps(result))
+    assert retrain.main(["--table", str(tmp_path / "r.json")]) == 0
+    assert ("random-s1 (64.00%, 0.220 ms); beats vgg16's best seed (63.50%)." in capsys.readouterr().out)
+
+
 def test_an_int8_model_refused_by_its_parity_check_is_recorded_and_its_steps_are_done(tmp_path, monkeypatch):
     from nasfer.errors import ModelError
 
