@@ -224,3 +224,8 @@ def test_trainer_picks_the_memory_format_for_its_resolved_precision(learnable_fo
         cfg = small_cfg(tmp_path / precision, arch="mini-xception", width=16, epochs=1, precision=precision)
         trainer = prepare_run(cfg, DataConfig(data=str(learnable_folder)), progress=False)
         assert trainer.memory_format == fmt
+        # the weights too: a channels_last depthwise weight makes a bf16 conv run channels_last whatever its input
+        # (before, prepare_run moved the weights in fp32's format under bf16)
+        weights = [m.weight for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
+        # ((C, 1, k, k) is both formats by is_contiguous: compare the strides, which the conv reads)
+        assert weights and all(w.stride() == torch.empty(w.shape, memory_format=fmt).stride() for w in weights)

@@ -375,7 +375,7 @@ def prepare_run(cfg: TrainConfig, data_cfg: DataConfig, *, dataset: FaceDataset 
     torch.manual_seed(cfg.seed)
     start = start_model(cfg, data.label_names, log=log)           # from scratch, or from a checkpoint
     start.model = ctx.prepare(start.model)
-    start.model.to(cfg.device, memory_format=memory_format_for(start.model))
+    start.model.to(cfg.device, memory_format=memory_format_for(start.model, cfg.precision))
     teacher, distillation = None, None
     if cfg.teacher:
         from .distill import prepare_teacher

@@ -93,8 +93,9 @@ def _strided_pointwise_on_few_channels(m: nn.Module) -> bool:
             and m.in_channels < 16)
 
 
-def memory_format_for(model: nn.Module, precision: str = "fp32") -> torch.memory_format:
-    """The memory format `model` trains in (`precision`: the resolved "fp32" or "bf16"): channels_last where safe.
+def memory_format_for(model: nn.Module, precision: str) -> torch.memory_format:
+    """The memory format `model` trains in (`precision`: the resolved "fp32" or "bf16", required: a bf16 caller
+    that left it out would put grouped convs' weights in channels_last): channels_last where safe.
 
     On an AVX2 CPU in fp32 (benchmarks/results/memory_format.json), channels_last trained VGG-32 1.24x and
     the issue-11 search winners 1.3-1.95x faster, a 7x7 depthwise conv's forward+backward 3.8x (its gradients
