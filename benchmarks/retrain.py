@@ -17,21 +17,24 @@ again continues where it stopped (a search resumes from its last finished child,
    is recorded), `nasfer evaluate` of each model on the validation images; then every model once on
    --test-split, after all models are made and validated;
 4. speed of every model (nasfer's ONNX Runtime engine: ms per face at batch 1 on one thread, faces/s at
-   batch 64 on --threads; benchmarks/model_table.speed), all in one block at the end (the load average is kept
-   with each figure; `--remeasure-speed` times them all again on a quiet machine).
+   batch 64 on --threads; benchmarks/model_table.speed), all in one block at the end (the load average and the
+   CPU are kept with each figure; a model timed on another CPU, before the campaign was carried, is timed again;
+   `--remeasure-speed` times them all again on a quiet machine).
 
 The result JSON (--out, the markdown beside it as .md) is rewritten after every step, with `complete: false`
 and a status line until the end: per job the commands, validation accuracy (exported graph, no TTA: the figure
 any choice is made on), test-split accuracy and macro-F1 (scored once per model, never used to choose),
 parameters, multiply-adds, speed, int8 figures, search CPU-hours (measured CPU time); per group mean, sd and n;
-the best job by validation accuracy. `--table RESULT.json` prints the markdown. A work directory keeps its
+the best job by validation accuracy and the fast-model choice (retrain_report.fast_choice). `--table RESULT.json`
+prints the markdown. A work directory keeps its
 data, split, search and train flags (campaign.json); jobs may be added, and the train flags may change until the
 first training begins (the change is kept in campaign.json's `changes`). Issue 11 (search strategies compared
 after retraining, several seeds, same budget and scheduler: Sciuto et al. 2020; Yang et al. 2020):
 
     python benchmarks/retrain.py --data ../shared/datasets/fer2013.zip --work-dir ~/nasfer-runs/issue11 \
         --searches reinforce:0 random:0 evolution:0 reinforce:1 random:1 evolution:1 \
-        --search-flags "--budget-minutes 60 --threads 1 --precision bf16" --search-jobs 2 \
+        --search-flags "--budget-minutes 60 --threads 1 --calibration $PWD/benchmarks/results/proxy_calibration.json \
+        --precision bf16" --search-jobs 2 \
         --controls vgg:16 mini-xception --control-seeds 0 1 --train-flags "--epochs 30 --threads 1 --precision fp32" \
         --train-jobs 2 --carry benchmarks/campaigns/issue11 --out benchmarks/results/search_strategies.json
 
@@ -74,6 +77,7 @@ class Runner(Campaign):
     def __init__(self, args: argparse.Namespace):
         super().__init__(args)
         self.started_at = time.time()  # --remeasure-speed: speeds measured before this run are timed again
+        self.cpu = report.cpu_model()  # speeds timed on another CPU (a carried campaign) are timed again here
 
     def steps(self) -> list["Step"]:
         """Split, searches, per job train / export / int8 / validation scores, every test score, every speed."""
@@ -180,13 +184,15 @@ class Runner(Campaign):
             return True
         done = report.read_json(d / report.speed_file(variant))
         return bool(done) and (done["threads"], done["seconds"]) == (self.args.threads, self.args.speed_seconds) \
+            and done.get("cpu", self.cpu) == self.cpu \
             and not (self.args.remeasure_speed and done["measured_at"] < self.started_at)
 
     def speed(self, d: Path, variant: str) -> None:
         t = run_speed(d / report.VARIANTS[variant], self.args.threads, self.args.speed_seconds)
         report.write_json(d / report.speed_file(variant), {
             "ms_per_face_b1": round(1e3 * t["s1"], 4), "faces_per_s_b64": round(64 / t["s64"], 1),
-            "threads": self.args.threads, "seconds": self.args.speed_seconds, "load_average": os.getloadavg(),
+            "threads": self.args.threads, "seconds": self.args.speed_seconds, "cpu": self.cpu,
+            "load_average": os.getloadavg(),
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "measured_at": time.time(),
             "cpu_per_wall": {k: round(v, 3) for k, v in t.items() if k.startswith("cpu_per_wall")},
             "method": "nasfer.runtime.engine.Classifier: batch 1 on 1 thread, batch 64 on `threads`; median "

@@ -19,8 +19,8 @@ small part of the work directory that the later steps and the result are made fr
 Every file is copied atomically when it differs from the carried copy; at the start, carried files that the
 work directory lacks are copied in (a file already there is never overwritten: the work directory is the
 newer), once the carried `campaign.json` is known to hold this campaign's settings. A training cut off before
-its first epoch starts again. `--work-dir` and `--data` must be the same
-paths on the next machine (both are settings). Commit the folder with the campaign stopped: copies made while
+its first epoch starts again. `--work-dir`, `--data` and a search's `--calibration` must be the same
+paths on the next machine (all are settings). Commit the folder with the campaign stopped: copies made while
 it runs may be up to `CARRY_EVERY_S` old, and git may read a search's log and state at different moments.
 """
 

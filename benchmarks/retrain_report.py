@@ -137,26 +137,35 @@ FAST_REFERENCE, LATENCY_SLACK = "vgg16", 0.05
 def fast_choice(rows: list[dict[str, Any]], reference: str = FAST_REFERENCE,
                 slack: float = LATENCY_SLACK) -> dict[str, Any] | None:
     """Which search winner the fast model is trained from: among search winners whose fp32 ms per face
-    (batch 1, 1 thread, timed in the campaign's one speed block) is at most the `reference` group's mean x
-    (1 + slack), the highest validation accuracy; `beats_reference` says whether it beats the reference's best
-    seed on validation (the test split is never read). None until the reference has a timing; `job` is None
-    when no winner is fast enough."""
-    ref = [r for r in rows if r["group"] == reference and r.get("ms_per_face_b1") is not None]
-    if not ref:
+    (batch 1, 1 thread) is at most the `reference` group's mean x (1 + slack), the highest validation accuracy
+    (a tie goes to the faster); `beats_reference` says whether it beats the reference's best seed on validation
+    (the test split is never read).
+
+    None for a campaign without search winners or without a `reference` group. Otherwise `job` is None until
+    every winner and reference job is scored and timed (`waiting` names the rest), when they were timed on
+    different CPUs (`cpus`; `--remeasure-speed` times them again on one), or when no winner is fast enough.
+    """
+    winners = [r for r in rows if r["kind"] == "search-winner"]
+    ref = [r for r in rows if r["group"] == reference]
+    if not winners or not ref:
         return None
-    ceiling = sum(r["ms_per_face_b1"] for r in ref) / len(ref) * (1.0 + slack)
-    ref_val = max((r["val_accuracy"] for r in ref if r.get("val_accuracy") is not None), default=None)
-    fast = [r for r in rows if r["kind"] == "search-winner" and r.get("val_accuracy") is not None
-            and r.get("ms_per_face_b1") is not None and r["ms_per_face_b1"] <= ceiling]
-    out: dict[str, Any] = {"reference": reference, "max_ms_per_face_b1": ceiling, "slack": slack,
-                           "reference_val_accuracy": ref_val, "candidates": [r["name"] for r in fast],
+    waiting = [r["name"] for r in ref + winners
+               if r.get("ms_per_face_b1") is None or r.get("val_accuracy") is None]
+    cpus = sorted({(r.get("speed") or {}).get("cpu") for r in ref + winners} - {None})
+    out: dict[str, Any] = {"reference": reference, "slack": slack, "waiting": waiting, "cpus": cpus,
+                           "max_ms_per_face_b1": None, "reference_val_accuracy": None, "candidates": [],
                            "job": None, "val_accuracy": None, "ms_per_face_b1": None, "genotype": None,
                            "beats_reference": None}
+    if waiting or len(cpus) > 1:
+        return out
+    ceiling = sum(r["ms_per_face_b1"] for r in ref) / len(ref) * (1.0 + slack)
+    ref_val = max(r["val_accuracy"] for r in ref)
+    fast = [r for r in winners if r["ms_per_face_b1"] <= ceiling]
+    out.update(max_ms_per_face_b1=ceiling, reference_val_accuracy=ref_val, candidates=[r["name"] for r in fast])
     if fast:
-        pick = max(fast, key=lambda r: r["val_accuracy"])
+        pick = max(fast, key=lambda r: (r["val_accuracy"], -r["ms_per_face_b1"]))
         out.update(job=pick["name"], val_accuracy=pick["val_accuracy"], ms_per_face_b1=pick["ms_per_face_b1"],
-                   genotype=pick.get("genotype"),
-                   beats_reference=None if ref_val is None else pick["val_accuracy"] > ref_val)
+                   genotype=pick.get("genotype"), beats_reference=pick["val_accuracy"] > ref_val)
     return out
 
 
@@ -164,15 +173,33 @@ def _fast_line(choice: dict[str, Any] | None) -> str | None:
     if choice is None:
         return None
     rule = (f"Fast-model choice (the search winner most accurate on validation at no more than "
-            f"{choice['reference']}'s mean ms per face + {100 * choice['slack']:.0f}%, "
-            f"{choice['max_ms_per_face_b1']:.3f} ms): ")
+            f"{choice['reference']}'s mean ms per face + {100 * choice['slack']:.0f}%")
+    if choice["waiting"]:
+        return rule + f"): waiting for the validation score or timing of {', '.join(choice['waiting'])}."
+    if len(choice["cpus"]) > 1:
+        return rule + (f"): none yet; the models were timed on different CPUs ({'; '.join(choice['cpus'])}): "
+                       f"run the campaign again with --remeasure-speed.")
+    rule += f", {choice['max_ms_per_face_b1']:.3f} ms): "
     if choice["job"] is None:
         return rule + f"none; no search winner is that fast, so {choice['reference']} stays the fast model."
-    verdict = ("" if choice["beats_reference"] is None else
-               f"; {'beats' if choice['beats_reference'] else 'does not beat'} {choice['reference']}'s best seed "
+    verdict = (f"; {'beats' if choice['beats_reference'] else 'does not beat'} {choice['reference']}'s best seed "
                f"({100 * choice['reference_val_accuracy']:.2f}%)")
     return rule + (f"{choice['job']} ({100 * choice['val_accuracy']:.2f}%, {choice['ms_per_face_b1']:.3f} ms)"
-                   f"{verdict}.")
+                   f"{verdict}; its architecture file: the carry folder's "
+                   f"{Path(choice['genotype'] or '').parent.name}/best_arch.json.")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo's first "model name"; else what `platform` knows): speed files
+    record it so that timings from different machines are never compared."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
 
 # ------------------------------------------------------------------------------------------------ markdown
 def _num(value: Any, spec: str, scale: float = 1.0) -> str:
@@ -231,7 +258,7 @@ def markdown(result: dict[str, Any]) -> str:
 def machine() -> dict[str, Any]:
     from importlib.metadata import version
 
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+    return {"platform": platform.platform(), "processor": cpu_model(),
             "cpus": os.cpu_count(), "python": platform.python_version(), "torch": version("torch"),
             "onnxruntime": version("onnxruntime"), "load_average": os.getloadavg()}
 

@@ -110,6 +110,15 @@ def test_a_campaign_runs_end_to_end_and_a_killed_one_continues_without_redoing_f
     again = json.loads(out.read_text())
     assert again["complete"] and again["steps_done"] == again["steps_total"]
     assert again["jobs"][0]["speed"]["measured_at"] > result["jobs"][0]["speed"]["measured_at"]
+    assert {r["speed"]["cpu"] for r in again["jobs"]} == {retrain_report.cpu_model()}
+
+    # carried to a machine with another CPU: a model timed there is timed again here, so one CPU times them all
+    speed_file = work / "train-vgg4-s0" / retrain_report.speed_file("fp32")
+    speed_file.write_text(json.dumps({**json.loads(speed_file.read_text()), "cpu": "another CPU"}))
+    counts = count_calls(monkeypatch)
+    assert retrain.main(argv) == 0
+    assert counts == {**dict.fromkeys(CALLS, 0), "run_speed": 1}
+    assert json.loads(speed_file.read_text())["cpu"] == retrain_report.cpu_model()
 
 
 def test_a_test_split_the_data_lacks_fails_at_the_first_step(tmp_path, learnable_folder):
@@ -298,28 +307,45 @@ def test_the_fast_model_is_the_most_accurate_search_winner_no_slower_than_vgg16_
     rows = [_row("vgg16-s0", "vgg16", "control", 0, 0.630, 0.99, ms_per_face_b1=0.20),
             _row("vgg16-s1", "vgg16", "control", 1, 0.645, 0.10, ms_per_face_b1=0.22),
             _row("random-s0", "random", "search-winner", 0, 0.660, 0.99, ms_per_face_b1=0.50),  # too slow
-            _row("random-s1", "random", "search-winner", 1, 0.640, 0.10, ms_per_face_b1=0.22),  # within 0.21 + 5%
+            _row("random-s1", "random", "search-winner", 1, 0.640, 0.10, ms_per_face_b1=0.22,  # within 0.21 + 5%
+                 genotype="/runs/issue11/search-random-s1/best_arch.json"),
             _row("evolution-s0", "evolution", "search-winner", 0, 0.620, 0.99, ms_per_face_b1=0.10),
             _row("mini-xception-s0", "mini-xception", "control", 0, 0.700, 0.99, ms_per_face_b1=0.05)]
     choice = retrain_report.fast_choice(rows)
-    assert choice["max_ms_per_face_b1"] == pytest.approx(0.21 * 1.05)
+    assert choice["max_ms_per_face_b1"] == pytest.approx(0.21 * 1.05) and choice["waiting"] == []
     assert choice["candidates"] == ["random-s1", "evolution-s0"]  # controls are never candidates
     assert (choice["job"], choice["beats_reference"]) == ("random-s1", False)  # 64.0% < vgg16's best seed, 64.5%
     assert choice["reference_val_accuracy"] == pytest.approx(0.645)
     rows[1]["val_accuracy"] = 0.635
     assert retrain_report.fast_choice(rows)["beats_reference"] is True
-    assert retrain_report.fast_choice(rows[2:]) is None  # no vgg16 timing yet: no choice
-    assert retrain_report.fast_choice(rows[:3])["job"] is None
-    result = {"benchmark": "retrain", "complete": False, "status": "done", "command": "python benchmarks/retrain.py",
-              "settings": {"test_split": "PublicTest", "threads": 1}, "jobs": rows[:3],
-              "groups": retrain_report.groups(rows[:3]), "best": retrain_report.best_job(rows[:3])}
-    (tmp_path / "r.json").write_text(json.dumps(result))
-    assert retrain.main(["--table", str(tmp_path / "r.json")]) == 0
-    assert "none; no search winner is that fast, so vgg16 stays the fast model." in capsys.readouterr().out
-    result.update(jobs=rows, groups=retrain_report.groups(rows), best=retrain_report.best_job(rows))
-    (tmp_path / "r.json").write_text(json.dumps(result))
-    assert retrain.main(["--table", str(tmp_path / "r.json")]) == 0
-    assert ("random-s1 (64.00%, 0.220 ms); beats vgg16's best seed (63.50%)." in capsys.readouterr().out)
+    rows[4]["val_accuracy"] = 0.640  # a tie on validation goes to the faster winner
+    assert retrain_report.fast_choice(rows)["job"] == "evolution-s0"
+    rows[4]["val_accuracy"] = 0.620
+    assert retrain_report.fast_choice(rows[2:]) is None  # no vgg16 group
+    assert retrain_report.fast_choice(rows[:2] + rows[5:]) is None  # no search winners (issue 12's campaign)
+    assert retrain_report.fast_choice(rows[:3])["job"] is None  # the only winner is too slow
+
+    def table(jobs):
+        result = {"benchmark": "retrain", "complete": False, "status": "done", "command": "retrain.py",
+                  "settings": {"test_split": "PublicTest", "threads": 1}, "jobs": jobs,
+                  "groups": retrain_report.groups(jobs), "best": retrain_report.best_job(jobs)}
+        (tmp_path / "r.json").write_text(json.dumps(result))
+        capsys.readouterr()
+        assert retrain.main(["--table", str(tmp_path / "r.json")]) == 0
+        return capsys.readouterr().out
+
+    assert "none; no search winner is that fast, so vgg16 stays the fast model." in table(rows[:3])
+    assert ("random-s1 (64.00%, 0.220 ms); beats vgg16's best seed (63.50%); its architecture file: the carry "
+            "folder's search-random-s1/best_arch.json." in table(rows))
+    assert "Fast-model choice" not in table(rows[:2] + rows[5:])
+    # a winner not yet timed (the speed block under way): no verdict, and the line says what it waits for
+    untimed = [*rows[:4], {**rows[4], "ms_per_face_b1": None}]
+    assert retrain_report.fast_choice(untimed)["job"] is None
+    assert "waiting for the validation score or timing of evolution-s0." in table(untimed)
+    # timings from two machines (a campaign carried in the middle of its speed block) are not compared
+    mixed = [{**r, "speed": {"cpu": "CPU A" if r["name"] == "vgg16-s0" else "CPU B"}} for r in rows]
+    assert retrain_report.fast_choice(mixed)["cpus"] == ["CPU A", "CPU B"]
+    assert "timed on different CPUs (CPU A; CPU B): run the campaign again with --remeasure-speed" in table(mixed)
 
 
 def test_an_int8_model_refused_by_its_parity_check_is_recorded_and_its_steps_are_done(tmp_path, monkeypatch):
