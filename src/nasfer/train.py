@@ -57,14 +57,14 @@ class Trainer:
     """
 
     def __init__(self, cfg: TrainConfig, data_cfg: DataConfig, data: TrainData, start: ModelStart, opt: Optimization,
-                 *, teacher: Any = None, distillation: dict[str, Any] | None = None, ctx: Context = Context(),
-                 progress: bool = True):
+                 *, memory_format: torch.memory_format, teacher: Any = None,
+                 distillation: dict[str, Any] | None = None, ctx: Context = Context(), progress: bool = True):
         self.cfg, self.data_cfg, self.data, self.start, self.opt = cfg, data_cfg, data, start, opt
         self.teacher, self.distillation, self.ctx = teacher, distillation, ctx
         self.progress = progress and ctx.is_main
         self.out = Path(cfg.out)
         self.model = start.model
-        self.memory_format = memory_format_for(self.model, cfg.precision)
+        self.memory_format = memory_format  # the model's, set by prepare_run: batches follow it
         self.augment = Augment(cfg.crop_padding, cfg.flip, cfg.rotation, cfg.scale, cfg.cutout, cfg.random_erasing)
         self.history: list[dict[str, float]] = []
         self.best_val = -1.0
@@ -375,7 +375,8 @@ def prepare_run(cfg: TrainConfig, data_cfg: DataConfig, *, dataset: FaceDataset 
     torch.manual_seed(cfg.seed)
     start = start_model(cfg, data.label_names, log=log)           # from scratch, or from a checkpoint
     start.model = ctx.prepare(start.model)
-    start.model.to(cfg.device, memory_format=memory_format_for(start.model, cfg.precision))
+    memory_format = memory_format_for(start.model, cfg.precision)
+    start.model.to(cfg.device, memory_format=memory_format)
     teacher, distillation = None, None
     if cfg.teacher:
         from .distill import prepare_teacher
@@ -385,8 +386,8 @@ def prepare_run(cfg: TrainConfig, data_cfg: DataConfig, *, dataset: FaceDataset 
     if ctx.active:
         log(f"data-parallel: {ctx.world} processes ({ctx.backend}), global batch {cfg.batch_size} = "
             f"{ctx.world} x {cfg.batch_size // ctx.world}")
-    return Trainer(cfg, data_cfg, data, start, opt, teacher=teacher, distillation=distillation, ctx=ctx,
-                   progress=progress)
+    return Trainer(cfg, data_cfg, data, start, opt, memory_format=memory_format, teacher=teacher,
+                   distillation=distillation, ctx=ctx, progress=progress)
 
 
 def fit(cfg: TrainConfig, data_cfg: DataConfig, *, dataset: FaceDataset | None = None, progress: bool = True) -> Path:
