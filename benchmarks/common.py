@@ -20,6 +20,16 @@ def write_result(result: dict[str, Any], out: str | Path) -> Path:
     return path
 
 
+def cpu_model_name() -> str | None:
+    """The CPU's model name, /proc/cpuinfo's first "model name" line; None where there is none (not Linux,
+    or an architecture whose cpuinfo lacks the field)."""
+    try:
+        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return None
+
+
 def timeit(fn: Callable[[], Any], seconds: float, min_runs: int = 5) -> dict[str, float]:
     """Median / min seconds per call of `fn` after two warm-up calls, over at least `seconds`.
 

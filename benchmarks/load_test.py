@@ -35,6 +35,8 @@ import threading
 import time
 from pathlib import Path
 
+from common import cpu_model_name
+
 HOST = "127.0.0.1"  # never anything else
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PHOTO = ROOT / "examples" / "astronaut.jpg"
@@ -269,11 +271,9 @@ def summarize(rec: Recorder, wall: float, clients: int) -> dict:
 def machine() -> dict:
     info = {"python": platform.python_version(), "platform": platform.platform(),
             "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
-    try:
-        info["cpu_model"] = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                                 if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    name = cpu_model_name()
+    if name is not None:
+        info["cpu_model"] = name
     try:
         info["loadavg_at_start"] = [round(x, 2) for x in os.getloadavg()]
     except OSError:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common import cpu_model_name
 from search_compare import _stats, retrained, summarize
 
 FP32_ONNX, INT8_ONNX = "model.onnx", "model-int8.onnx"
@@ -190,15 +191,9 @@ def _fast_line(choice: dict[str, Any] | None) -> str | None:
 
 
 def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo's first "model name"; else what `platform` knows): speed files
-    record it so that timings from different machines are never compared."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    """The CPU's model name (common.cpu_model_name; else what `platform` knows): speed files record it so that
+    timings from different machines are never compared."""
+    return cpu_model_name() or platform.processor() or platform.machine()
 
 
 # ------------------------------------------------------------------------------------------------ markdown
