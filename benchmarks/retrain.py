@@ -285,7 +285,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "every 10 minutes and when stopped, "
                    "copied back into a work directory that lacks them at the start")
     p.add_argument("--table", metavar="RESULT.json", help="print the markdown tables of a result and exit")
+    p.add_argument("--plot", metavar="PNG", help="with --table: also plot each model's test-split accuracy "
+                   "against ms per face, its Pareto front marked (fp32 models; needs matplotlib)")
     args = p.parse_args(argv)
+    if args.plot and not args.table:
+        p.error("--plot goes with --table RESULT.json")
     if not args.table:
         missing = [f for f in ("data", "work_dir", "out") if not getattr(args, f)]
         if missing:
@@ -315,6 +319,14 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(table, dict) or table.get("benchmark") != "retrain":
             raise SystemExit(f"--table {args.table}: not a result of benchmarks/retrain.py (missing or unreadable)")
         print(report.markdown(table))
+        if args.plot:
+            from pareto import plot_pareto
+
+            rows = report.pareto_rows(table)
+            if not rows:
+                raise SystemExit(f"--plot: no model of {args.table} has both a test score and a speed yet")
+            split = (table.get("settings") or {}).get("test_split", "test")
+            print("wrote", plot_pareto(rows, args.plot, title=f"Retrained models: {split} accuracy against latency"))
         return 0
     import torch
 

@@ -275,6 +275,32 @@ def _row(name, group, kind, seed, val, test, **extra):
             "faces_per_s_b64": 1000.0, "params": 1000, "multiply_adds": 2_000_000, **extra}
 
 
+def test_the_plot_draws_each_scored_and_timed_model_at_its_test_accuracy_and_ms_per_face(tmp_path, capsys):
+    import matplotlib.image
+
+    rows = [_row("random-s0", "random", "search-winner", 0, 0.60, 0.64, ms_per_face_b1=0.7,
+                 int8={"test_accuracy": 0.63, "ms_per_face_b1": 0.3}),
+            _row("vgg16-s0", "vgg16", "control", 0, 0.61, 0.62, int8={"refused": "int8 quantization refused: ..."}),
+            _row("vgg16-s1", "vgg16", "control", 1, None, None)]  # still training: not drawn
+    result = {"benchmark": "retrain", "settings": {"test_split": "PublicTest", "threads": 1}, "jobs": rows,
+              "groups": retrain_report.groups(rows), "best": retrain_report.best_job(rows), "command": "...",
+              "complete": True}
+    assert retrain_report.pareto_rows(result) == [
+        {"name": "random-s0", "accuracy": 0.64, "ms_per_face_batch_1_one_thread": 0.7},
+        {"name": "vgg16-s0", "accuracy": 0.62, "ms_per_face_batch_1_one_thread": 0.2}]
+    assert retrain_report.pareto_rows(result, "int8") == [
+        {"name": "random-s0 int8", "accuracy": 0.63, "ms_per_face_batch_1_one_thread": 0.3}]
+    path, png = tmp_path / "r.json", tmp_path / "front.png"
+    path.write_text(json.dumps(result))
+    assert retrain.main(["--table", str(path), "--plot", str(png)]) == 0
+    assert f"wrote {png}" in capsys.readouterr().out and matplotlib.image.imread(png).shape[2] in (3, 4)
+    path.write_text(json.dumps({**result, "jobs": rows[2:], "groups": retrain_report.groups(rows[2:])}))  # nothing to draw: a clear refusal, no empty plot
+    with pytest.raises(SystemExit, match="no model of .* has both a test score and a speed yet"):
+        retrain.main(["--table", str(path), "--plot", str(tmp_path / "none.png")])
+    with pytest.raises(SystemExit):  # --plot without --table: argparse's usage error
+        retrain.main(["--plot", str(png)])
+
+
 def test_groups_give_mean_sd_and_n_and_the_best_job_is_chosen_on_validation_only(tmp_path, capsys):
     rows = [_row("reinforce-s0", "reinforce", "search-winner", 0, 0.60, 0.70, search_cpu_hours=2.0),
             _row("reinforce-s1", "reinforce", "search-winner", 1, 0.62, 0.50, search_cpu_hours=2.5),
