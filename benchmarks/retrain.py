@@ -317,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.table:
         table = report.read_json(Path(args.table))
         if not isinstance(table, dict) or table.get("benchmark") != "retrain":
-            raise SystemExit(f"--table {args.table}: not a result of benchmarks/retrain.py (missing or unreadable)")
+            why = "no such file" if not Path(args.table).exists() else "not a result of benchmarks/retrain.py, or unreadable"
+            raise SystemExit(f"--table {args.table}: {why}")
         print(report.markdown(table))
         if args.plot:
             from pareto import plot_pareto
@@ -326,7 +327,12 @@ def main(argv: list[str] | None = None) -> int:
             if not rows:
                 raise SystemExit(f"--plot: no model of {args.table} has both a test score and a speed yet")
             split = (table.get("settings") or {}).get("test_split", "test")
-            print("wrote", plot_pareto(rows, args.plot, title=f"Retrained models: {split} accuracy against latency"))
+            try:
+                print("wrote", plot_pareto(rows, args.plot, title=f"Retrained models: {split} accuracy against latency"))
+            except ImportError as exc:
+                raise SystemExit(f"--plot needs matplotlib (pip install 'nasfer[plots]'): {exc}") from None
+            except OSError as exc:
+                raise SystemExit(f"--plot {args.plot}: cannot write it ({exc.strerror or exc})") from None
         return 0
     import torch
 

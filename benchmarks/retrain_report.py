@@ -170,18 +170,18 @@ def fast_choice(rows: list[dict[str, Any]], reference: str = FAST_REFERENCE,
     return out
 
 
-def pareto_rows(result: dict[str, Any], variant: str = "fp32") -> list[dict[str, Any]]:
-    """The rows `benchmarks/pareto.plot_pareto` draws: per job of a campaign result its test-split accuracy
-    (fraction) and ms per face (batch 1, 1 thread) of the `variant` ("fp32" or "int8") model, named after the
-    job; jobs missing either figure are left out. The test split is reported here, never used to choose."""
+def pareto_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows `benchmarks/pareto.plot_pareto` draws: per job of a campaign result, its fp32 model and (with
+    --quantize) its int8 model (named "JOB int8"), each with its test-split accuracy (fraction) and ms per face
+    (batch 1, 1 thread); models missing either figure (unscored, untimed, int8 refused) are left out. The test
+    split is reported here, never used to choose."""
     from pareto import MS
 
     rows = []
     for job in result.get("jobs", []):
-        figures = job if variant == "fp32" else job.get("int8") or {}
-        if figures.get("test_accuracy") is not None and figures.get("ms_per_face_b1") is not None:
-            rows.append({"name": job["name"] + ("" if variant == "fp32" else " int8"),
-                         "accuracy": figures["test_accuracy"], MS: figures["ms_per_face_b1"]})
+        for name, figures in ((job["name"], job), (job["name"] + " int8", job.get("int8") or {})):
+            if figures.get("test_accuracy") is not None and figures.get("ms_per_face_b1") is not None:
+                rows.append({"name": name, "accuracy": figures["test_accuracy"], MS: figures["ms_per_face_b1"]})
     return rows
 
 
