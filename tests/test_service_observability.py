@@ -146,27 +146,37 @@ def test_metrics_count_requests_latency_and_faces(client, jpeg):
 # (this test process keeps the single-process mode of the other tests); each Worker is a process forked
 # from it that builds its Metrics after the fork, as create_app does in a gunicorn worker.
 WORKERS = textwrap.dedent("""
-    import json, multiprocessing
+    import json, multiprocessing, traceback
     from nasfer.service.metrics import Metrics, mark_process_dead
 
     def _serve(conn):
-        metrics = Metrics.from_environment()
-        while True:
-            op, args = conn.recv()
-            if op == "exit":
-                return
-            conn.send(getattr(metrics, op)(*args))
+        try:
+            metrics = Metrics.from_environment()
+            while True:
+                op, args = conn.recv()
+                if op == "exit":
+                    return
+                conn.send(("ok", getattr(metrics, op)(*args)))
+        except BaseException:  # the parent raises it: a failing worker fails the test with its traceback
+            conn.send(("error", traceback.format_exc()))
 
     class Worker:
         def __init__(self):
             self.conn, child = multiprocessing.Pipe()
             self.process = multiprocessing.get_context("fork").Process(target=_serve, args=(child,))
             self.process.start()
+            child.close()  # the worker's end only in the worker: its exit ends recv() here instead of a hang
 
         def __getattr__(self, op):
             def call(*args):
                 self.conn.send((op, args))
-                return self.conn.recv()
+                if not self.conn.poll(60):
+                    raise RuntimeError(f"worker {self.process.pid} gave no answer to {op} in 60 s "
+                                       f"(alive: {self.process.is_alive()})")
+                status, value = self.conn.recv()
+                if status == "error":
+                    raise RuntimeError(f"worker {self.process.pid} failed in {op}: {value}")
+                return value
             return call
 
         def exit(self):  # as gunicorn's master does when a worker exits (nasfer serve's child_exit hook)
@@ -185,6 +195,18 @@ def run_workers(directory, scenario: str) -> list[str]:
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_a_worker_that_fails_fails_its_scenario_with_the_workers_traceback(tmp_path):
+    """Before: the parent kept the worker's end of the pipe open, so a worker that raised left recv() waiting
+    until the 120 s subprocess timeout, with no trace of why (seen once in CI under load). Now its
+    traceback comes back and fails the scenario."""
+    with pytest.raises(AssertionError, match="(?s)failed in no_such_op: .*AttributeError: 'Metrics' object has no "
+                                             "attribute 'no_such_op'"):
+        run_workers(tmp_path, """
+            worker = Worker()
+            worker.no_such_op()
+        """)
 
 
 def test_metrics_are_summed_across_worker_processes(tmp_path):
