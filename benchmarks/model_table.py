@@ -37,7 +37,7 @@ import numpy as np
 
 from common import timeit, write_result
 from fer_row import ACCURACY_FILE, FerClassifier, describe_fer, require_fer
-from pareto import pareto_front, plot_pareto
+from pareto import pareto_front, write_plot
 
 
 def search_cost(run: Path) -> dict[str, Any]:
@@ -163,15 +163,15 @@ def main(argv: list[str] | None = None) -> None:
     print(HEADER)
     for row in rows:
         print(table_line(row))
-    if args.plot:
-        title = f"FER2013 {args.split}: accuracy against CPU latency"
-        print(f"wrote {plot_pareto(rows, args.plot, title=title)}")
     write_result({"benchmark": "model_table", "threads": args.threads or "all cores", "machine": platform.platform(),
                   "cpus": os.cpu_count(), "load_average_before": load_before, "load_average_after": os.getloadavg(),
                   "rounds": args.rounds, "command": "python benchmarks/model_table.py " + " ".join(sys.argv[1:] if argv is None else argv),
                   "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   "pareto_front": [rows[i]["name"] for i in front], "plot": str(args.plot) if args.plot else None,
                   "models": rows}, args.out)
+    if args.plot:  # after the result is written: a plot that cannot be written loses no measurement
+        title = f"FER2013 {args.split}: accuracy against CPU latency"
+        print(f"wrote {write_plot(rows, args.plot, title=title)}")
 
 
 if __name__ == "__main__":

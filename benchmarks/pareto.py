@@ -82,3 +82,14 @@ def plot_pareto(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     return path
+
+
+def write_plot(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """`plot_pareto` for a command line: a missing matplotlib or a path that cannot be written ends the command
+    with a one-line SystemExit naming the cause instead of a traceback. Returns the path written."""
+    try:
+        return plot_pareto(rows, path, title)
+    except ImportError as exc:
+        raise SystemExit(f"--plot needs matplotlib (pip install 'nasfer[plots]'): {exc}") from None
+    except OSError as exc:
+        raise SystemExit(f"--plot {path}: cannot write it ({exc.strerror or exc})") from None

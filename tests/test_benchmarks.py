@@ -86,6 +86,10 @@ def test_the_pareto_plot_writes_a_png_with_and_without_the_fer_row(tmp_path, wit
     assert width > height > 300
     with pytest.raises(ValueError, match="no row"):
         pareto.plot_pareto([_row("unscored", 1.0, None)], tmp_path / "none.png")
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")  # a file where the plot's folder would go: one line for a command, no traceback
+    with pytest.raises(SystemExit, match="--plot .*a-file/x.png: cannot write it"):
+        pareto.write_plot(rows, blocked / "x.png")
 
 
 def test_model_table_fer_flag_without_fer_says_in_one_line_which_python_to_use(monkeypatch, capsys):
