@@ -107,7 +107,16 @@ def test_tta_export_averages_the_mirror_image(tiny_checkpoint, tiny_onnx, tmp_pa
 
     assert load_checkpoint(tiny_checkpoint)["config"]["train"]["tta"] is True  # scored with flip TTA
     assert main(["export", "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "plain.onnx")]) == 0
-    assert "--tta builds the flip into the graph" in capsys.readouterr().out  # user review: said nothing
+    said = capsys.readouterr().out
+    assert "--tta builds the flip into the graph" in said  # user review: said nothing
+    # a run with an official test split wrote no test.json (before: the note named it all the same)
+    assert "scored its validation images with flip TTA" in said and "test.json" not in said
+    run = tmp_path / "run"  # a dataset without one: the run scored its held-out test part into test.json
+    run.mkdir()
+    shutil.copy(tiny_checkpoint, run / "best.pt")
+    (run / "test.json").write_text("{}")
+    assert main(["export", "--checkpoint", str(run / "best.pt"), "--out", str(tmp_path / "plain2.onnx")]) == 0
+    assert "scored validation and test.json with flip TTA" in capsys.readouterr().out
     out = tmp_path / "tta.onnx"
     assert main(["export", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--tta"]) == 0
     assert card_of(out)["onnx"]["tta"] is True and "--tta builds" not in capsys.readouterr().out
