@@ -15,7 +15,8 @@ again continues where it stopped (a search resumes from its last finished child,
    as `arch:N@F`) or a given architecture file `NAME=FILE.json` with each --control-seeds seed), `nasfer export` (model.onnx),
    with --quantize `nasfer export --quantize int8` (model-int8.onnx; a refusal by its validation-parity check
    is recorded), `nasfer evaluate` of each model on the validation images; then every model once on
-   --test-split, after all models are made and validated;
+   --test-split, after all models are made and validated, the score recorded in its card (`--record`), so
+   benchmarks/model_table.py reads it there;
 4. speed of every model (nasfer's ONNX Runtime engine: ms per face at batch 1 on one thread, faces/s at
    batch 64 on --threads; benchmarks/model_table.speed), all in one block at the end (the load average and the
    CPU are kept with each figure; a model timed on another CPU, before the campaign was carried, is timed again;
@@ -174,10 +175,16 @@ class Runner(Campaign):
             log(f"  {exc}")
 
     def evaluate(self, d: Path, variant: str, split: str, path: Path) -> None:
+        """Scores one model; its test-split score is also recorded in its card (`nasfer evaluate --record`), once:
+        a card that records it already (a run stopped between the card and the JSON) is scored again unrecorded."""
         from nasfer.evaluate import EvalConfig, to_json
+        from nasfer.record import conflicting_splits
+        from nasfer.runtime.engine import read_card
 
-        cfg = EvalConfig(data=self.data, dataset=self.data_cfg.dataset, model=str(d / report.VARIANTS[variant]),
-                         split=split, split_file=str(self.split) if split == "val" else None)
+        model = d / report.VARIANTS[variant]
+        record = split != "val" and not conflicting_splits(read_card(model), split, dataset=self.data)
+        cfg = EvalConfig(data=self.data, dataset=self.data_cfg.dataset, model=str(model), split=split,
+                         split_file=str(self.split) if split == "val" else None, record=record)
         report.write_text(path, to_json(run_evaluate(cfg)) + "\n")
 
     def speed_done(self, d: Path, variant: str) -> bool:

@@ -120,6 +120,22 @@ def test_a_campaign_runs_end_to_end_and_a_killed_one_continues_without_redoing_f
     assert counts == {**dict.fromkeys(CALLS, 0), "run_speed": 1}
     assert json.loads(speed_file.read_text())["cpu"] == retrain_report.cpu_model()
 
+    # each model's test score is recorded in its card once (nasfer evaluate --record), as its JSON says
+    job_dir = work / "train-vgg4-s0"
+    for variant, onnx in retrain_report.VARIANTS.items():
+        scored = json.loads((job_dir / retrain_report.eval_file(variant, "test")).read_text())
+        recorded = json.loads((job_dir / onnx).with_suffix(".json").read_text())["metrics"]["test"]
+        assert recorded["accuracy"] == scored["accuracy"] and "--record" in recorded["recorded"]["command"]
+    # a run stopped after the card's record and before the JSON: scored again, not recorded twice
+    card = (job_dir / retrain_report.VARIANTS["int8"]).with_suffix(".json")
+    before = json.loads(card.read_text())["metrics"]["test"]
+    (job_dir / retrain_report.eval_file("int8", "test")).unlink()
+    counts = count_calls(monkeypatch)
+    assert retrain.main(argv) == 0
+    assert counts == {**dict.fromkeys(CALLS, 0), "run_evaluate": 1}
+    assert json.loads(card.read_text())["metrics"]["test"] == before
+    assert "previous_records" not in json.loads(card.read_text())
+
 
 def test_a_test_split_the_data_lacks_fails_at_the_first_step(tmp_path, learnable_folder):
     argv = campaign_argv(learnable_folder, tmp_path / "work", tmp_path / "out.json")
