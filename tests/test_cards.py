@@ -79,3 +79,17 @@ def test_a_card_of_a_model_trained_on_other_data_says_so():
     assert any("web-scraped" in item for item in limitations(tuned))
     # split files keep their run directory: every run's is called splits.json
     assert training_info(own)["config"]["train"]["split_file"] == "a/splits.json"
+
+
+def test_the_card_of_a_model_trained_from_an_architecture_file_does_not_name_the_unused_arch():
+    """Before: a searched model's card said `arch: "vgg"` (the flag's unused default) beside its genotype."""
+    from nasfer.card import training_info
+
+    ckpt = {"config": {"train": {"arch": "vgg", "genotype": "/runs/search/best_arch.json", "out": "/runs/x"},
+                       "data": {"data": "/data/fer2013.zip"}}, "metrics": {}, "history": []}
+    info = training_info(ckpt)
+    assert info["config"]["train"]["arch"] is None and info["config"]["train"]["genotype"] == "best_arch.json"
+    assert ckpt["config"]["train"]["arch"] == "vgg"  # the checkpoint itself is not changed
+    assert info["commands"] == ["nasfer train --data fer2013.zip --genotype best_arch.json --out x"]
+    plain = {"config": {"train": {"arch": "vgg", "genotype": None, "width": 16}}, "metrics": {}, "history": []}
+    assert training_info(plain)["config"]["train"]["arch"] == "vgg"

@@ -142,6 +142,9 @@ def training_info(ckpt: dict[str, Any], run_dir: Path | None = None) -> dict[str
     ensemble` for an ensemble); `run_dir`: the run directory (for `epochs_info`).
     """
     config = _public(dict(ckpt.get("config") or {}))
+    for train in [config.get("train"), *(m.get("train") for m in config.get("members") or [] if isinstance(m, dict))]:
+        if isinstance(train, dict) and train.get("genotype"):
+            train["arch"] = None  # unused: the architecture file decides (the card's `architecture` says what)
     history = list(ckpt.get("history") or [])
     metrics = dict(ckpt.get("metrics") or {})
     members = config.get("members")
