@@ -61,7 +61,7 @@ from typing import Any, Callable
 import retrain_args
 import retrain_carry as carry
 import retrain_report as report
-from retrain_jobs import CAMPAIGN_FILE, Campaign, Job, search_done, train_done
+from retrain_jobs import CAMPAIGN_FILE, Campaign, Job, search_done, seed_teacher_cache, train_done
 from retrain_parallel import run_parallel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -228,6 +228,8 @@ def run_search(cfg) -> None:
 def run_train(cfg, data_cfg) -> None:
     from nasfer.train import fit
 
+    if cfg.teacher:
+        seed_teacher_cache(Path(cfg.out))
     fit(cfg, data_cfg)
 
 

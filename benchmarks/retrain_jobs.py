@@ -297,3 +297,27 @@ def train_done(run_dir: Path) -> bool:
     config, history = report.read_json(run_dir / "config.json"), report.read_json(run_dir / "history.json")
     return bool(config and history is not None and (run_dir / "best.pt").is_file()
                 and len(history) >= config["train"]["epochs"])
+
+
+def seed_teacher_cache(run_dir: Path) -> Path | None:
+    """Before a distilled training (`--teacher`) starts in `run_dir`: a copy of a sibling training's teacher
+    outputs (`train-*/teacher_cache.npz` of the same work directory, the newest), unless `run_dir` has its own;
+    the path copied from, or None. nasfer train reuses it only where its key (teacher SHA-256, labels, training
+    images) matches, else recomputes it, so a campaign computes the teacher's outputs once, not once per training
+    (about 5 minutes of one core each for the default on FER2013)."""
+    import shutil
+
+    from nasfer.distill import CACHE_NAME
+
+    run_dir = Path(run_dir)
+    if (run_dir / CACHE_NAME).is_file():
+        return None
+    siblings = [p for p in run_dir.parent.glob(f"train-*/{CACHE_NAME}") if p.parent != run_dir]
+    if not siblings:
+        return None
+    source = max(siblings, key=lambda p: p.stat().st_mtime)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / (CACHE_NAME + ".seed.tmp")
+    shutil.copyfile(source, tmp)
+    tmp.replace(run_dir / CACHE_NAME)
+    return source

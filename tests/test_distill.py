@@ -182,3 +182,34 @@ def test_teacher_errors_are_clear(task, tmp_path, capsys):
     assert main(["train", "--data", str(data), "--teacher", str(teacher), "--distill-alpha", "1.5", "--epochs", "1",
                  "--out", str(tmp_path / "o2")]) == 2
     assert "--distill-alpha must be in [0, 1]" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_campaigns_second_distilled_training_reuses_the_first_ones_teacher_outputs(task, tmp_path, monkeypatch):
+    """benchmarks/retrain.py seeds a new training's folder with a sibling's cache; nasfer train takes it only
+    where its key matches (before: each training of a campaign ran the teacher again, ~5 min per training)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import retrain
+
+    data, teacher = task
+    data_cfg = DataConfig(data=str(data))
+    calls = {"teacher": 0}
+    compute = distill.teacher_log_probs
+
+    def counting(*args, **kwargs):
+        calls["teacher"] += 1
+        return compute(*args, **kwargs)
+
+    monkeypatch.setattr(distill, "teacher_log_probs", counting)
+    kw = dict(epochs=1, teacher=str(teacher))
+    retrain.run_train(cfg(tmp_path / "train-a-s1", **kw), data_cfg)
+    assert calls["teacher"] == 1
+    retrain.run_train(cfg(tmp_path / "train-b-s1", width=4, **kw), data_cfg)  # another student, same images
+    assert calls["teacher"] == 1 and (tmp_path / "train-b-s1" / distill.CACHE_NAME).is_file()
+    retrain.run_train(cfg(tmp_path / "train-a-s2", seed=2, **kw), data_cfg)  # another split: other training images
+    assert calls["teacher"] == 2  # the seeded copy did not match its key: computed, not used
+    retrain.run_train(cfg(tmp_path / "train-c-s1", width=4, **{**kw, "teacher": None}), data_cfg)
+    assert not (tmp_path / "train-c-s1" / distill.CACHE_NAME).exists()  # no teacher: nothing copied
