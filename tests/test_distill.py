@@ -52,6 +52,19 @@ def kl_to_teacher(student: str, teacher: str, data) -> float:
     return float(np.mean(np.sum(p["t"] * (np.log(p["t"] + 1e-12) - np.log(p["s"] + 1e-12)), axis=1)))
 
 
+def count_teacher_runs(monkeypatch):
+    """Counts the teacher's runs over the training images: ({"teacher": n}, the counting function, installed)."""
+    calls = {"teacher": 0}
+    compute = distill.teacher_log_probs
+
+    def counting(*args, **kwargs):
+        calls["teacher"] += 1
+        return compute(*args, **kwargs)
+
+    monkeypatch.setattr(distill, "teacher_log_probs", counting)
+    return calls, counting
+
+
 @pytest.mark.slow
 def test_a_distilled_student_moves_toward_its_teacher(task, tmp_path):
     data, teacher = task
@@ -75,14 +88,7 @@ def test_teacher_outputs_are_cached_and_reused_on_resume(task, tmp_path, monkeyp
     data, teacher = task
     data_cfg = DataConfig(data=str(data))
     kw = dict(epochs=3, teacher=str(teacher), mixup=0.2, rotation=5.0)
-    calls = {"teacher": 0}
-    compute = distill.teacher_log_probs
-
-    def counting(*args, **kwargs):
-        calls["teacher"] += 1
-        return compute(*args, **kwargs)
-
-    monkeypatch.setattr(distill, "teacher_log_probs", counting)
+    calls, counting = count_teacher_runs(monkeypatch)
     fit(cfg(tmp_path / "straight", **kw), data_cfg, progress=False)
     assert calls["teacher"] == 1  # once for the whole run, not once per epoch
 
@@ -196,14 +202,7 @@ def test_a_campaigns_second_distilled_training_reuses_the_first_ones_teacher_out
 
     data, teacher = task
     data_cfg = DataConfig(data=str(data))
-    calls = {"teacher": 0}
-    compute = distill.teacher_log_probs
-
-    def counting(*args, **kwargs):
-        calls["teacher"] += 1
-        return compute(*args, **kwargs)
-
-    monkeypatch.setattr(distill, "teacher_log_probs", counting)
+    calls, _ = count_teacher_runs(monkeypatch)
     kw = dict(epochs=1, teacher=str(teacher))
     retrain.run_train(cfg(tmp_path / "train-a-s1", **kw), data_cfg)
     assert calls["teacher"] == 1
