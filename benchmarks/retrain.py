@@ -61,7 +61,7 @@ from typing import Any, Callable
 import retrain_args
 import retrain_carry as carry
 import retrain_report as report
-from retrain_jobs import CAMPAIGN_FILE, Campaign, Job, search_done, seed_teacher_cache, train_done
+from retrain_jobs import CAMPAIGN_FILE, Campaign, Job, copy_sibling_teacher_cache, search_done, train_done
 from retrain_parallel import run_parallel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,7 +182,10 @@ class Runner(Campaign):
         from nasfer.runtime.engine import read_card
 
         model = d / report.VARIANTS[variant]
-        record = split != "val" and not conflicting_splits(read_card(model), split, dataset=self.data)
+        recorded = conflicting_splits(read_card(model), split, dataset=self.data) if split != "val" else []
+        if recorded:
+            log(f"  {model.name}'s card already holds a {recorded[0]} score: scored again, not recorded again")
+        record = split != "val" and not recorded
         cfg = EvalConfig(data=self.data, dataset=self.data_cfg.dataset, model=str(model), split=split,
                          split_file=str(self.split) if split == "val" else None, record=record)
         report.write_text(path, to_json(run_evaluate(cfg)) + "\n")
@@ -229,7 +232,7 @@ def run_train(cfg, data_cfg) -> None:
     from nasfer.train import fit
 
     if cfg.teacher:
-        seed_teacher_cache(Path(cfg.out))
+        copy_sibling_teacher_cache(Path(cfg.out))
     fit(cfg, data_cfg)
 
 

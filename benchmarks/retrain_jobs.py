@@ -299,12 +299,14 @@ def train_done(run_dir: Path) -> bool:
                 and len(history) >= config["train"]["epochs"])
 
 
-def seed_teacher_cache(run_dir: Path) -> Path | None:
+def copy_sibling_teacher_cache(run_dir: Path) -> Path | None:
     """Before a distilled training (`--teacher`) starts in `run_dir`: a copy of a sibling training's teacher
     outputs (`train-*/teacher_cache.npz` of the same work directory, the newest), unless `run_dir` has its own;
     the path copied from, or None. nasfer train reuses it only where its key (teacher SHA-256, labels, training
-    images) matches, else recomputes it, so a campaign computes the teacher's outputs once, not once per training
-    (about 5 minutes of one core each for the default on FER2013)."""
+    images) matches, else recomputes it, so a campaign's trainings that start after one has computed the teacher's
+    outputs do not compute them again (about 5 minutes of one core each for the default on FER2013; trainings
+    started side by side before that each compute them). The newest copy is taken: within one campaign all have
+    the same key."""
     import shutil
 
     from nasfer.distill import CACHE_NAME

@@ -91,5 +91,9 @@ def test_the_card_of_a_model_trained_from_an_architecture_file_does_not_name_the
     assert info["config"]["train"]["arch"] is None and info["config"]["train"]["genotype"] == "best_arch.json"
     assert ckpt["config"]["train"]["arch"] == "vgg"  # the checkpoint itself is not changed
     assert info["commands"] == ["nasfer train --data fer2013.zip --genotype best_arch.json --out x"]
+    member = {"train": {"arch": "vgg", "genotype": "/runs/a/best_arch.json"}, "data": {"data": "/d/fer2013.zip"}}
+    ensemble = {"config": {"members": [member, {"train": {"arch": "vgg", "width": 32}}]}, "metrics": {}, "history": []}
+    members = training_info(ensemble)["config"]["members"]
+    assert members[0]["train"]["arch"] is None and members[1]["train"]["arch"] == "vgg"
     plain = {"config": {"train": {"arch": "vgg", "genotype": None, "width": 16}}, "metrics": {}, "history": []}
     assert training_info(plain)["config"]["train"]["arch"] == "vgg"
