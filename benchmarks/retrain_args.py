@@ -39,8 +39,8 @@ def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
     p.add_argument("--max-accuracy-drop", type=float, default=0.3, help="with --quantize: validation accuracy "
                    "points an int8 model may lose (nasfer export --max-accuracy-drop); a refusal is recorded")
     p.add_argument("--publictest", action=argparse.BooleanOptionalAction, default=True,
-                   help="score every model once on --test-split (into the JSON and its card, as nasfer evaluate --record does; "
-                        "never used to choose)")
+                   help="score every model once on --test-split (into the JSON and its card, as nasfer evaluate "
+                        "--record does; never used to choose)")
     p.add_argument("--test-split", default="PublicTest", help="the test split's name in --data")
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads of the batch-64 throughput "
                    "(batch 1 is always timed on 1 thread)")
