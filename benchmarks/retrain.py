@@ -259,8 +259,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return retrain_args.parse_args(argv, __doc__)
 
 
+#: the signal that asked the campaign to stop, kept: Python drops an exception raised while a weakref callback or
+#: __del__ runs ("Exception ignored in ..."), so a SIGTERM landing there was lost and the campaign went on
+_STOP_SIGNAL: list[int] = []
+
+
 def _stop(signum, frame):
+    _STOP_SIGNAL.append(signum)
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _check_stop() -> None:
+    """KeyboardInterrupt if a stop signal came whose own exception was lost (see _STOP_SIGNAL)."""
+    if _STOP_SIGNAL:
+        raise KeyboardInterrupt(f"signal {_STOP_SIGNAL[0]}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -324,6 +336,7 @@ def run_campaign(campaign: Runner, args: argparse.Namespace, command: str, chang
                           {"command": command, "date_started": started, "settings": campaign.settings(),
                            **({"changes": changes} if changes else {})})
     steps = campaign.steps()
+    _STOP_SIGNAL.clear()
     previous = signal.signal(signal.SIGTERM, _stop)  # a killed run still leaves its JSON saying where it stopped
     status = "starting"
 
@@ -345,6 +358,7 @@ def run_campaign(campaign: Runner, args: argparse.Namespace, command: str, chang
     try:
         with carrier.every(CARRY_EVERY_S):  # a search of an hour is carried while it runs
             for i, step in enumerate(steps, 1):
+                _check_stop()
                 if step.job in failed or (step.test and failed):  # no test score while a model is still missing
                     log(f"[{i}/{len(steps)}] {step.label}: skipped ({', '.join(failed)} failed)")
                     continue
@@ -358,7 +372,7 @@ def run_campaign(campaign: Runner, args: argparse.Namespace, command: str, chang
                         batch = [s for s in steps if s.pool == step.pool and s.job not in failed and not s.done()]
                         noun = {"search": "searches", "train": "trainings"}[step.pool]
                         log(f"[{i}/{len(steps)}] {len(batch)} {noun}, {width} at a time ...")
-                        for done_step, exc in run_parallel(batch, width, log, on_done=finished):
+                        for done_step, exc in run_parallel(batch, width, log, on_done=finished, check_stop=_check_stop):
                             failed[done_step.job] = f"{done_step.label}: {str(exc).splitlines()[0]}"
                         label = f"{len(batch)} {noun}" + (f" ({len(failed)} failed)" if failed else "")
                     else:
@@ -375,6 +389,7 @@ def run_campaign(campaign: Runner, args: argparse.Namespace, command: str, chang
                 status = f"step {i}/{len(steps)} finished: {step.label}" + (f"; failed: {failed}" if failed else "")
                 write()
                 carrier.save()
+                _check_stop()
     except BaseException as exc:
         from nasfer.errors import NasferError
 

@@ -19,6 +19,8 @@ from multiprocessing.connection import wait
 from typing import Any, Callable
 
 PR_SET_PDEATHSIG = 1
+#: seconds between run_parallel's check_stop() calls while it waits for its workers
+CHECK_EVERY_S = 5.0
 
 
 class WorkerFailed(RuntimeError):
@@ -50,10 +52,13 @@ def _worker(call: tuple, conn) -> None:
 
 
 def run_parallel(steps: list, jobs: int, log: Callable[[str], None] = print,
-                 on_done: Callable[[Any], None] = lambda step: None) -> list[tuple[Any, Exception]]:
+                 on_done: Callable[[Any], None] = lambda step: None,
+                 check_stop: Callable[[], None] = lambda: None) -> list[tuple[Any, Exception]]:
     """Run each step's `parallel` = (module-level function, *arguments) `jobs` at a time in fresh processes;
     return (step, WorkerFailed) for those that raised or died (logged; the others went on). `on_done(step)` is
-    called as each one ends (the campaign rewrites its result file and carries the step's folder).
+    called as each one ends (the campaign rewrites its result file and carries the step's folder);
+    `check_stop()` every few seconds while they run (it raises to stop them, e.g. for a signal whose own
+    exception Python dropped).
 
     Any BaseException in the caller (KeyboardInterrupt from Ctrl-C or the campaign's SIGTERM handler)
     terminates the running workers before it propagates.
@@ -69,7 +74,8 @@ def run_parallel(steps: list, jobs: int, log: Callable[[str], None] = print,
                 process.start()
                 send.close()
                 running[process.sentinel] = (step, process, receive)
-            for sentinel in wait(list(running)):
+            check_stop()
+            for sentinel in wait(list(running), timeout=CHECK_EVERY_S):
                 step, process, receive = running.pop(sentinel)
                 process.join()
                 try:

@@ -58,6 +58,31 @@ def test_stopping_the_campaign_terminates_its_searches_and_drops_the_queued_ones
     assert not multiprocessing.active_children()  # the running two were terminated
 
 
+def test_a_stop_asked_by_check_stop_terminates_the_running_workers(tmp_path, monkeypatch):
+    """A signal whose exception Python dropped (retrain._check_stop) stops the pool within a few seconds
+    (before: run_parallel waited on its workers with no timeout, so such a stop waited for them, for hours)."""
+    import multiprocessing
+    import time
+    import types
+
+    import retrain_parallel
+
+    monkeypatch.setattr(retrain_parallel, "CHECK_EVERY_S", 0.05)
+    steps = [types.SimpleNamespace(label=f"training {i}", parallel=(_start_and_sleep, str(tmp_path), f"t{i}"))
+             for i in range(3)]
+
+    def check_stop():
+        if len(list(tmp_path.iterdir())) >= 2:
+            raise _Stop()
+
+    began = time.monotonic()
+    with pytest.raises(_Stop):
+        retrain_parallel.run_parallel(steps, 2, log=lambda message: None, check_stop=check_stop)
+    assert time.monotonic() - began < 30  # the workers sleep 60 s
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t0", "t1"]
+    assert not multiprocessing.active_children()
+
+
 def _kill_self(_: str) -> None:  # runs in a spawned worker: what the out-of-memory killer does
     import os
     import signal

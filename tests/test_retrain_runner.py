@@ -533,3 +533,38 @@ def test_test_scores_come_after_every_model_is_made_and_validated(tmp_path):
     first_test = min(i for i, label in enumerate(labels) if label.endswith(" on test"))
     assert all(not label.startswith(("train ", "export ", "int8 ", "search ")) and not label.endswith(" on val")
                for label in labels[first_test:])
+
+
+def test_a_sigterm_whose_exception_python_drops_still_stops_the_campaign(tmp_path, learnable_folder, monkeypatch):
+    """Before: a SIGTERM that landed while a weakref callback ran raised KeyboardInterrupt there, Python printed
+    "Exception ignored in ..." and the campaign went on with its next steps (seen on 2026-12-03 during an int8 step)."""
+    import signal
+    import weakref
+
+    work, out = tmp_path / "work", tmp_path / "out.json"
+    argv = ["--data", str(learnable_folder), "--work-dir", str(work), "--controls", "vgg:4", "--train-flags",
+            TRAIN_FLAGS, "--test-split", "test", "--speed-seconds", "0.02", "--out", str(out)]
+    counts = count_calls(monkeypatch)
+    export = retrain.run_export
+
+    def export_while_sigterm_lands_in_a_weakref_callback(cfg):
+        class Thing:
+            pass
+
+        thing = Thing()
+        ref = weakref.ref(thing, lambda _: signal.raise_signal(signal.SIGTERM))  # noqa: F841
+        del thing  # the callback runs; the handler's KeyboardInterrupt is printed and dropped by Python
+        return export(cfg)
+
+    monkeypatch.setattr(retrain, "run_export", export_while_sigterm_lands_in_a_weakref_callback)
+    dropped = []  # what Python reports as "Exception ignored in ..." goes to sys.unraisablehook
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: dropped.append(unraisable.exc_value))
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit, match=r"interrupted at step 3/.*\(export vgg4-s0\)"):
+        retrain.main(argv)
+    assert [type(e) for e in dropped] == [KeyboardInterrupt]  # the signal's exception really was dropped
+    assert counts["run_evaluate"] == 0 and counts["run_speed"] == 0  # nothing after the stop
+    assert signal.getsignal(signal.SIGTERM) == before
+    assert json.loads(out.read_text())["status"].startswith("stopped at step 3/")
+    monkeypatch.setattr(retrain, "run_export", export)
+    assert retrain.main(argv) == 0  # the same command continues
