@@ -216,3 +216,16 @@ def test_memory_format_benchmark_never_runs_channels_last_where_nasfer_train_wou
     plain = memory_format.model_row("vgg/4", create_model("vgg", width=4), batch=2, seconds=0)
     assert plain["picked"] == "channels_last" and plain["speedup"] > 0
     assert plain["channels_last"]["images_per_second"] > 0 and "channels_last_skipped" not in plain
+
+
+def test_model_table_records_the_cpu_and_each_models_speed_and_card_figures(tiny_onnx, tmp_path):
+    """Before: the JSON named the kernel (`machine`) but not the CPU, so runs on different CPUs looked alike."""
+    from common import cpu_model_name
+
+    out = tmp_path / "table.json"
+    model_table.main([str(tiny_onnx), "--rounds", "1", "--seconds", "0.05", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert result["cpu"] and result["cpu"] == (cpu_model_name() or result["cpu"])
+    (row,) = result["models"]
+    assert row["model"] == str(tiny_onnx) and row["params"] > 0 and row["quantization"] == "fp32"
+    assert row["ms_per_face_batch_1_one_thread"] > 0 and row["faces_per_s_batch_64"] > 0
