@@ -324,6 +324,34 @@ def test_sigterm_keeps_the_time_spent_like_ctrl_c(tmp_path):
     assert again.resume() and again.jobs == 2 and again.elapsed_before >= 0.3 * 2 + 0.9
 
 
+def test_a_sigterm_whose_exception_python_drops_still_stops_the_search(tmp_path, monkeypatch):
+    """Before: a SIGTERM landing while a weakref callback ran raised Terminated inside it, Python printed
+    "Exception ignored in ..." and dropped it, and the search went on to its budget (seen in a campaign)."""
+    import signal
+    import sys
+    import weakref
+
+    dropped, calls = [], []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: dropped.append(unraisable.exc_value))
+
+    def evaluate(spec, fidelity):
+        calls.append(1)
+        if len(calls) == 2:
+            class Thing:
+                pass
+
+            thing = Thing()
+            ref = weakref.ref(thing, lambda _: signal.raise_signal(signal.SIGTERM))  # noqa: F841
+            del thing  # the callback runs; the handler's Terminated is dropped by Python
+        return _toy(spec, fidelity)
+
+    cfg = SearchConfig(out=str(tmp_path / "s"), **{**TOY, "max_children": 4})
+    with pytest.raises(KeyboardInterrupt):
+        search(cfg, evaluate)
+    assert [type(e).__name__ for e in dropped] == ["Terminated"] and len(calls) == 2  # no third child
+    assert SearchRun(cfg, _toy).resume()  # saved as after Ctrl-C: the same command continues
+
+
 @pytest.mark.parametrize("strategy", ["random", "evolution"])  # evolution proposes duplicates in between
 def test_a_search_where_no_child_is_fast_enough_stops_early(tmp_path, monkeypatch, strategy):
     """Before: with every child over --max-latency-ms, the whole --budget-minutes went to timing children (about

@@ -17,11 +17,25 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be (the CLI exits 143 for it, 128 + SIGTERM)."""
 
 
+#: SIGTERMs received inside the current `sigterm_as_sigint()` block, kept because Python drops an exception raised
+#: while a weakref callback or __del__ runs ("Exception ignored in ..."): `raise_if_terminated()` raises it again.
+_RECEIVED: list[int] = []
+
+
 def _raise_terminated(signum, frame) -> None:
+    _RECEIVED.append(signum)
     raise Terminated()
 
 
+def raise_if_terminated() -> None:
+    """Raise `Terminated` if a SIGTERM came inside the current `sigterm_as_sigint()` block, even one whose own
+    exception Python dropped; long loops call it between units of work (nasfer search: before each job)."""
+    if _RECEIVED:
+        raise Terminated()
+
+
 def _raise_sigint(signum, frame) -> None:
+    _RECEIVED.append(signum)
     if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL, None):
         raise Terminated()  # SIGINT ignored (a job started with `&` by a script): re-raising it would do nothing
     signal.raise_signal(signal.SIGINT)
@@ -38,10 +52,11 @@ def sigterm_as_sigint(via_sigint: bool = False) -> Iterator[None]:
     except ValueError:  # not the main thread
         yield
         return
+    _RECEIVED.clear()
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
-__all__ = ["Terminated", "sigterm_as_sigint"]
+__all__ = ["Terminated", "raise_if_terminated", "sigterm_as_sigint"]

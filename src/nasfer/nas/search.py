@@ -38,7 +38,7 @@ import torch
 
 from ..config import to_dict
 from ..errors import DataError, ModelError
-from ..interrupts import sigterm_as_sigint
+from ..interrupts import raise_if_terminated, sigterm_as_sigint
 from ..training.precision import resolve_precision
 from .config import SearchConfig, check_config, make_search_space, make_search_strategy
 from .fidelity import BudgetExceeded, Fidelity, Recipe
@@ -334,6 +334,7 @@ class SearchRun:
     def _loop(self) -> None:
         failing = 0
         while (job := self.next_job()) is not None:
+            raise_if_terminated()  # a SIGTERM whose exception Python dropped still stops the search here
             key, rung = job
             try:
                 record = self.promote(key, rung) if key else self.new_child()
