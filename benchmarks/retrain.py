@@ -51,7 +51,6 @@ import contextlib
 import dataclasses
 import os
 import shlex
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -259,22 +258,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return retrain_args.parse_args(argv, __doc__)
 
 
-#: the signal that asked the campaign to stop, kept: Python drops an exception raised while a weakref callback or
-#: __del__ runs ("Exception ignored in ..."), so a SIGTERM landing there was lost and the campaign went on
-_STOP_SIGNAL: list[int] = []
-
-
-def _stop(signum, frame):
-    _STOP_SIGNAL.append(signum)
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _check_stop() -> None:
-    """KeyboardInterrupt if a stop signal came whose own exception was lost (see _STOP_SIGNAL)."""
-    if _STOP_SIGNAL:
-        raise KeyboardInterrupt(f"signal {_STOP_SIGNAL[0]}")
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -335,76 +318,78 @@ def run_campaign(campaign: Runner, args: argparse.Namespace, command: str, chang
         report.write_json(campaign.work / CAMPAIGN_FILE,
                           {"command": command, "date_started": started, "settings": campaign.settings(),
                            **({"changes": changes} if changes else {})})
+    from nasfer.interrupts import raise_if_terminated, sigterm_as_sigint
+
     steps = campaign.steps()
-    _STOP_SIGNAL.clear()
-    previous = signal.signal(signal.SIGTERM, _stop)  # a killed run still leaves its JSON saying where it stopped
-    status = "starting"
+    # SIGTERM raises Terminated (a KeyboardInterrupt): a killed run still leaves its JSON saying where it stopped;
+    # one whose exception Python dropped is raised again between steps and by run_parallel (raise_if_terminated)
+    with sigterm_as_sigint():
+        status = "starting"
 
-    carrier = carry.Carrier(campaign.work, args.carry and Path(args.carry), log)
-    carrier.save()  # a changed campaign.json goes into the carry folder before any job folder does
+        carrier = carry.Carrier(campaign.work, args.carry and Path(args.carry), log)
+        carrier.save()  # a changed campaign.json goes into the carry folder before any job folder does
 
-    def finished(step: Step) -> None:  # one of parallel steps: the others still run, carry this one only
-        write()
-        carrier.save([Path(step.parallel[1].out)])
+        def finished(step: Step) -> None:  # one of parallel steps: the others still run, carry this one only
+            write()
+            carrier.save([Path(step.parallel[1].out)])
 
-    def write(complete: bool = False) -> str:
-        out = report.campaign_result(campaign, steps, command, started, status, complete)
-        table = report.markdown(out)
-        report.write_json(Path(args.out), out)
-        report.write_text(Path(args.out).with_suffix(".md"), table + "\n")
-        return table
+        def write(complete: bool = False) -> str:
+            out = report.campaign_result(campaign, steps, command, started, status, complete)
+            table = report.markdown(out)
+            report.write_json(Path(args.out), out)
+            report.write_text(Path(args.out).with_suffix(".md"), table + "\n")
+            return table
 
-    failed: dict[str, str] = {}  # job -> why: its later steps are skipped, the other jobs go on
-    try:
-        with carrier.every(CARRY_EVERY_S):  # a search of an hour is carried while it runs
-            for i, step in enumerate(steps, 1):
-                _check_stop()
-                if step.job in failed or (step.test and failed):  # no test score while a model is still missing
-                    log(f"[{i}/{len(steps)}] {step.label}: skipped ({', '.join(failed)} failed)")
-                    continue
-                if step.done():
-                    log(f"[{i}/{len(steps)}] {step.label}: done already")
-                    continue
-                began = time.monotonic()
-                try:
-                    width = {"search": args.search_jobs, "train": args.train_jobs}.get(step.pool, 1)
-                    if step.parallel and width > 1:
-                        batch = [s for s in steps if s.pool == step.pool and s.job not in failed and not s.done()]
-                        noun = {"search": "searches", "train": "trainings"}[step.pool]
-                        log(f"[{i}/{len(steps)}] {len(batch)} {noun}, {width} at a time ...")
-                        for done_step, exc in run_parallel(batch, width, log, on_done=finished, check_stop=_check_stop):
-                            failed[done_step.job] = f"{done_step.label}: {str(exc).splitlines()[0]}"
-                        label = f"{len(batch)} {noun}" + (f" ({len(failed)} failed)" if failed else "")
+        failed: dict[str, str] = {}  # job -> why: its later steps are skipped, the other jobs go on
+        try:
+            with carrier.every(CARRY_EVERY_S):  # a search of an hour is carried while it runs
+                for i, step in enumerate(steps, 1):
+                    raise_if_terminated()
+                    if step.job in failed or (step.test and failed):  # no test score while a model is still missing
+                        log(f"[{i}/{len(steps)}] {step.label}: skipped ({', '.join(failed)} failed)")
+                        continue
+                    if step.done():
+                        log(f"[{i}/{len(steps)}] {step.label}: done already")
+                        continue
+                    began = time.monotonic()
+                    try:
+                        width = {"search": args.search_jobs, "train": args.train_jobs}.get(step.pool, 1)
+                        if step.parallel and width > 1:
+                            batch = [s for s in steps if s.pool == step.pool and s.job not in failed and not s.done()]
+                            noun = {"search": "searches", "train": "trainings"}[step.pool]
+                            log(f"[{i}/{len(steps)}] {len(batch)} {noun}, {width} at a time ...")
+                            for done_step, exc in run_parallel(batch, width, log, on_done=finished,
+                                                               check_stop=raise_if_terminated):
+                                failed[done_step.job] = f"{done_step.label}: {str(exc).splitlines()[0]}"
+                            label = f"{len(batch)} {noun}" + (f" ({len(failed)} failed)" if failed else "")
+                        else:
+                            label = step.label
+                            log(f"[{i}/{len(steps)}] {step.label} ...")
+                            step.run()
+                    except Exception as exc:  # noqa: BLE001  (one job's failure; the shared split's stops everything)
+                        if step.job is None:
+                            raise
+                        failed.setdefault(step.job, f"{step.label}: {type(exc).__name__}: {exc}")
+                        log(f"[{i}/{len(steps)}] {exc}; the later steps of {', '.join(failed)} and the test scores are skipped")
                     else:
-                        label = step.label
-                        log(f"[{i}/{len(steps)}] {step.label} ...")
-                        step.run()
-                except Exception as exc:  # noqa: BLE001  (one job's failure; the shared split's stops everything)
-                    if step.job is None:
-                        raise
-                    failed.setdefault(step.job, f"{step.label}: {type(exc).__name__}: {exc}")
-                    log(f"[{i}/{len(steps)}] {exc}; the later steps of {', '.join(failed)} and the test scores are skipped")
-                else:
-                    log(f"[{i}/{len(steps)}] {label}: finished in {time.monotonic() - began:.0f} s")
-                status = f"step {i}/{len(steps)} finished: {step.label}" + (f"; failed: {failed}" if failed else "")
-                write()
-                carrier.save()
-                _check_stop()
-    except BaseException as exc:
-        from nasfer.errors import NasferError
+                        log(f"[{i}/{len(steps)}] {label}: finished in {time.monotonic() - began:.0f} s")
+                    status = f"step {i}/{len(steps)} finished: {step.label}" + (f"; failed: {failed}" if failed else "")
+                    write()
+                    carrier.save()
+                    raise_if_terminated()
+        except BaseException as exc:
+            from nasfer.errors import NasferError
 
-        status = f"stopped at step {i}/{len(steps)} ({step.label}): {type(exc).__name__}: {exc}"
-        write()
-        carrier.save()  # a stopped search has saved its state and time spent: carried, it resumes on the next machine
-        if isinstance(exc, KeyboardInterrupt):
-            raise SystemExit(f"interrupted at step {i}/{len(steps)} ({step.label}); {args.out} says how far it "
-                             "got; run the same command to continue") from None
-        if isinstance(exc, (NasferError, ValueError)):
-            raise SystemExit(f"error at step {i}/{len(steps)} ({step.label}): {exc}; fix it and run the same "
-                             "command to continue") from None
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+            status = f"stopped at step {i}/{len(steps)} ({step.label}): {type(exc).__name__}: {exc}"
+            write()
+            carrier.save()  # a stopped search has saved its state and time spent: carried, it resumes on the next machine
+            if isinstance(exc, KeyboardInterrupt):
+                raise SystemExit(f"interrupted at step {i}/{len(steps)} ({step.label}); {args.out} says how far it "
+                                 "got; run the same command to continue") from None
+            if isinstance(exc, (NasferError, ValueError)):
+                raise SystemExit(f"error at step {i}/{len(steps)} ({step.label}): {exc}; fix it and run the same "
+                                 "command to continue") from None
+            raise
     if failed:
         status = "finished with failed jobs: " + "; ".join(failed.values())
         print(write())

@@ -562,7 +562,7 @@ def test_a_sigterm_whose_exception_python_drops_still_stops_the_campaign(tmp_pat
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(SystemExit, match=r"interrupted at step 3/.*\(export vgg4-s0\)"):
         retrain.main(argv)
-    assert [type(e) for e in dropped] == [KeyboardInterrupt]  # the signal's exception really was dropped
+    assert [type(e).__name__ for e in dropped] == ["Terminated"]  # the signal's exception really was dropped
     assert counts["run_evaluate"] == 0 and counts["run_speed"] == 0  # nothing after the stop
     assert signal.getsignal(signal.SIGTERM) == before
     assert json.loads(out.read_text())["status"].startswith("stopped at step 3/")

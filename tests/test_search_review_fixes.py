@@ -410,3 +410,24 @@ def test_the_cli_exits_143_for_sigterm(tmp_path, monkeypatch, capsys):
                  "--blocks", "2", "--max-children", "3", "--rungs", "10s@24", "--latency-target-ms", "0",
                  "--max-latency-ms", "0", "--no-progress"])
     assert code == 143 and capsys.readouterr().err.startswith("nasfer search: stopped (SIGTERM); the same command")
+
+
+def test_a_nested_sigterm_block_keeps_a_sigterm_the_outer_block_received():
+    """A search run inside a campaign enters its own block: a SIGTERM the campaign received (its exception lost)
+    must still stop the campaign after it; a new outermost block starts clean."""
+    import signal
+
+    from nasfer.interrupts import Terminated, raise_if_terminated, sigterm_as_sigint
+
+    with sigterm_as_sigint():
+        try:
+            signal.raise_signal(signal.SIGTERM)
+        except Terminated:
+            pass  # as Python does for an exception raised inside a weakref callback
+        with sigterm_as_sigint():
+            with pytest.raises(Terminated):
+                raise_if_terminated()
+        with pytest.raises(Terminated):
+            raise_if_terminated()
+    with sigterm_as_sigint():
+        raise_if_terminated()  # nothing received in this block

@@ -24,20 +24,20 @@ _RECEIVED: list[int] = []
 
 def _raise_terminated(signum, frame) -> None:
     _RECEIVED.append(signum)
-    raise Terminated()
+    raise Terminated("SIGTERM")
 
 
 def raise_if_terminated() -> None:
     """Raise `Terminated` if a SIGTERM came inside the current `sigterm_as_sigint()` block, even one whose own
     exception Python dropped; long loops call it between units of work (nasfer search: before each job)."""
     if _RECEIVED:
-        raise Terminated()
+        raise Terminated("SIGTERM")
 
 
 def _raise_sigint(signum, frame) -> None:
     _RECEIVED.append(signum)
     if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL, None):
-        raise Terminated()  # SIGINT ignored (a job started with `&` by a script): re-raising it would do nothing
+        raise Terminated("SIGTERM")  # SIGINT ignored (a job started with `&` by a script): re-raising it would do nothing
     signal.raise_signal(signal.SIGINT)
 
 
@@ -52,7 +52,8 @@ def sigterm_as_sigint(via_sigint: bool = False) -> Iterator[None]:
     except ValueError:  # not the main thread
         yield
         return
-    _RECEIVED.clear()
+    if previous not in (_raise_terminated, _raise_sigint):  # the outermost block: a nested one (a search inside a
+        _RECEIVED.clear()                                   # campaign) keeps what the outer one received
     try:
         yield
     finally:
