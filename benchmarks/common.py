@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 import statistics
 import time
 from pathlib import Path
@@ -28,6 +29,12 @@ def cpu_model_name() -> str | None:
                     if line.startswith("model name"))
     except (OSError, StopIteration):
         return None
+
+
+def cpu_model() -> str:
+    """The CPU's model name (cpu_model_name; else what `platform` knows): speed files record it so that
+    timings from different machines are never compared."""
+    return cpu_model_name() or platform.processor() or platform.machine()
 
 
 def timeit(fn: Callable[[], Any], seconds: float, min_runs: int = 5) -> dict[str, float]:

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import cpu_model_name
+from common import cpu_model
 from search_compare import _stats, retrained, summarize
 
 FP32_ONNX, INT8_ONNX = "model.onnx", "model-int8.onnx"
@@ -203,12 +203,6 @@ def _fast_line(choice: dict[str, Any] | None) -> str | None:
     return rule + (f"{choice['job']} ({100 * choice['val_accuracy']:.2f}%, {choice['ms_per_face_b1']:.3f} ms)"
                    f"{verdict}; its architecture file: the carry folder's "
                    f"{Path(choice['genotype'] or '').parent.name}/best_arch.json.")
-
-
-def cpu_model() -> str:
-    """The CPU's model name (common.cpu_model_name; else what `platform` knows): speed files record it so that
-    timings from different machines are never compared."""
-    return cpu_model_name() or platform.processor() or platform.machine()
 
 
 # ------------------------------------------------------------------------------------------------ markdown
