@@ -20,6 +20,7 @@ than --max-accuracy-drop points.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from .. import config
 from ..export import ExportConfig
@@ -55,8 +56,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"{result.card_path}: model card")
     train = ((result.card.get("training") or {}).get("config") or {}).get("train") or {}
     if train.get("tta") and not result.card["onnx"].get("tta"):
-        from pathlib import Path
-
         held_out = args.checkpoint and (Path(args.checkpoint).parent / "test.json").is_file()  # no official test split
         print(f"note: the run scored {'validation and test.json' if held_out else 'its validation images'} with flip "
               "TTA; this graph classifies each face once (--tta builds the flip into the graph: those scores, at "
