@@ -35,7 +35,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import cpu_model_name
+from common import cpu_model
 
 HOST = "127.0.0.1"  # never anything else
 ROOT = Path(__file__).resolve().parents[1]
@@ -270,10 +270,8 @@ def summarize(rec: Recorder, wall: float, clients: int) -> dict:
 
 def machine() -> dict:
     info = {"python": platform.python_version(), "platform": platform.platform(),
-            "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
-    name = cpu_model_name()
-    if name is not None:
-        info["cpu_model"] = name
+            "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "cpu_model": cpu_model()}
     try:
         info["loadavg_at_start"] = [round(x, 2) for x in os.getloadavg()]
     except OSError:

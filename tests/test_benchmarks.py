@@ -229,3 +229,16 @@ def test_model_table_records_the_cpu_and_each_models_speed_and_card_figures(tiny
     (row,) = result["models"]
     assert row["model"] == str(tiny_onnx) and row["params"] > 0 and row["quantization"] == "fp32"
     assert row["ms_per_face_batch_1_one_thread"] > 0 and row["faces_per_s_batch_64"] > 0
+
+
+def test_every_speed_file_names_the_cpu_with_one_definition(monkeypatch):
+    """Before: inference_speed.py and load_test.py built the CPU name with their own fallbacks (load_test left it
+    out where /proc/cpuinfo has no model name), so speed files of one machine could name it differently."""
+    import common
+    import load_test
+
+    monkeypatch.setattr(common, "cpu_model_name", lambda: None)  # a CPU whose cpuinfo has no model name
+    expected = common.cpu_model()
+    assert expected
+    assert inference_speed.machine()["cpu"] == expected
+    assert load_test.machine()["cpu_model"] == expected
