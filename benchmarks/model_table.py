@@ -16,10 +16,11 @@ parameters) and for default-vs-fast. Usage:
 `--fer` adds the `fer` package's row (its own model and preprocessing; see fer_row.py), timed in the same
 rounds; run the script with the python of a venv that has fer and nasfer (benchmarks/accuracy_vs_fer.py's
 docstring). `--plot FILE.png` draws accuracy against ms per face with the Pareto front (pareto.py); the
-table's last column and the JSON's `pareto_front` say which rows are on it. The README's table:
+table's last column and the JSON's `pareto_front` say which rows are on it. Issue 12's table (the README's
+Speed section has the exact command of each table it shows):
 
     python benchmarks/model_table.py src/nasfer/weights/default.onnx src/nasfer/weights/fast.onnx \
-        CONTROLS.onnx NASNET_A.onnx --fer --plot docs/results/pareto.png --out benchmarks/results/model_table.json
+        CONTROLS.onnx NASNET_A.onnx --fer --plot docs/results/pareto.png --out benchmarks/results/model_table_issue12.json
 """
 
 from __future__ import annotations

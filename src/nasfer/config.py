@@ -190,7 +190,8 @@ class TrainConfig:
     """Everything `nasfer train` needs; `--preset` fills groups of these from a named recipe."""
 
     arch: str = option("vgg", "registered model name (see `nasfer models list`)")
-    genotype: Optional[str] = option(None, "genotype JSON file: train a NASNet built from it instead of --arch")
+    genotype: Optional[str] = option(None, "architecture JSON file (a search's best_arch.json: a NASNet genotype or a macro-space spec): train the "
+                                          "network it describes instead of --arch")
     out: str = option("runs/train", "run directory (checkpoints, history, plots); an existing one is resumed")
     preset: Optional[str] = option(None, "named recipe for the fields below not given as flags (fast, paper, long)")
     explicit: tuple[str, ...] = option((), "fields given as flags (filled by the CLI; a preset leaves them alone)",
