@@ -115,7 +115,7 @@ def _png_with_size(width: int, height: int) -> bytes:
     (lambda tmp: tmp, "is a directory"),
     (lambda tmp: np.zeros((0, 10, 3), np.uint8), "empty"),
     (lambda tmp: np.zeros((4, 4, 3), np.float32), "uint8"),
-    (lambda tmp: np.zeros((4, 4, 2), np.uint8), "shape"),
+    (lambda tmp: np.zeros((4, 4, 5), np.uint8), "shape"),  # (H, W, 2) is gray + alpha, accepted
     (lambda tmp: 42, "cannot use a int"),
 ])
 def test_bad_images_are_image_errors(make, message, tmp_path, haar):
@@ -326,3 +326,62 @@ def test_per_call_threshold_and_orientation_doubt_make_faces_uncertain(tiny_onnx
     assert all(f.uncertain for f in rec.detect(np.zeros((100, 100, 3), np.uint8), threshold=1.0))
     with pytest.raises(ValueError, match="threshold"):
         rec.detect(np.zeros((100, 100, 3), np.uint8), threshold=2)
+
+
+@pytest.mark.parametrize("kwargs, named", [
+    ({"threads": 10**6}, "threads"),  # before: ONNX Runtime tried to make a million threads (out of memory)
+    ({"threads": -1}, "threads"), ({"threads": 2.5}, "threads"), ({"threads": "2"}, "threads"),
+    ({"threshold": "0.3"}, "threshold"), ({"threshold": None}, "threshold"), ({"threshold": float("nan")}, "threshold"),
+    ({"min_face": "40"}, "min_face"), ({"min_face": 0}, "min_face"),
+    ({"max_pixels": -1}, "max_pixels"), ({"max_pixels": 0}, "max_pixels"),
+    ({"detector": None}, "detector"), ({"detector": 5}, "detector"),
+])
+def test_bad_constructor_arguments_are_a_value_error_naming_them(tiny_onnx, kwargs, named):
+    """Before: each was accepted and failed later (AttributeError, TypeError, every image refused) or, for a huge
+    thread count, exhausted the machine's memory."""
+    with pytest.raises(ValueError, match=named):
+        EmotionRecognizer(tiny_onnx, **kwargs)
+
+
+def test_the_classifier_checks_its_thread_count(tiny_onnx):
+    from nasfer.runtime.engine import Classifier
+
+    with pytest.raises(ValueError, match="threads must be an integer 0..1024"):
+        Classifier(tiny_onnx, threads=5000)
+    assert Classifier(tiny_onnx, threads=0).predict(np.zeros((48, 48), np.uint8)).shape == (1, 7)
+
+
+def test_a_detector_object_and_a_per_call_threshold_are_checked_too(tiny_onnx, astronaut):
+    class Everything:
+        def detect(self, rgb):
+            return [Box(0, 0, rgb.shape[1], rgb.shape[0])]
+
+    rec = EmotionRecognizer(tiny_onnx, detector=Everything(), threads=1)
+    assert len(rec.detect(astronaut)) == 1
+    with pytest.raises(ValueError, match="threshold"):
+        rec.detect(astronaut, threshold="high")
+
+
+def test_gray_plus_alpha_arrays_are_accepted_by_detect_as_by_classify(whole):
+    """Before: detect refused an (H, W, 2) array that classify accepts (what np.array gives for a PIL "LA" image)."""
+    gray = np.random.default_rng(0).integers(0, 256, (60, 60), dtype=np.uint8)
+    with_alpha = np.dstack([gray, np.full_like(gray, 255)])
+    assert load_image(with_alpha).tolist() == load_image(gray).tolist()
+    assert whole.detect(with_alpha)[0].scores == pytest.approx(whole.detect(gray)[0].scores)
+
+
+def test_a_float_gray_image_in_0_to_1_is_scaled_not_decoded_black():
+    """Before: a mode "F" picture with values 0..1 became an all-black image (only values above 255 were scaled)."""
+    from PIL import Image
+    from skimage import data
+
+    camera = data.camera()
+    rgb = load_image(Image.fromarray(camera.astype(np.float32) / 255))
+    assert np.abs(rgb[..., 0].astype(int) - camera).max() <= 1
+    wide = load_image(Image.fromarray(camera.astype(np.float32) * 4))  # above 255: scaled down, as before
+    assert wide.max() == 255 and np.abs(wide[..., 0].astype(int) - camera).max() <= 1
+
+
+def test_an_empty_path_is_named_as_such():
+    with pytest.raises(ImageError, match="empty path"):
+        load_image("")

@@ -37,13 +37,13 @@ _check_pixels, _from_pil, _from_bytes = images.check_pixels, images.from_pil, im
 def _from_array(arr: np.ndarray, color: str, max_pixels: int) -> np.ndarray:
     if arr.dtype != np.uint8:
         raise ImageError(f"expected a uint8 image array, got {arr.dtype}")
-    if arr.ndim == 3 and arr.shape[2] == 1:
+    if arr.ndim == 3 and arr.shape[2] in (1, 2):  # gray, or gray + alpha (a PIL "LA" image): keep the gray
         arr = arr[:, :, 0]
     if arr.ndim == 2:
         _check_pixels(arr.shape[1], arr.shape[0], max_pixels)
         return np.ascontiguousarray(np.repeat(arr[:, :, None], 3, axis=2))
     if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-        raise ImageError(f"expected an image array of shape (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}")
+        raise ImageError(f"expected an image array of shape (H, W), (H, W, 1|2), (H, W, 3) or (H, W, 4), got {arr.shape}")
     _check_pixels(arr.shape[1], arr.shape[0], max_pixels)
     arr = arr[:, :, :3]
     return np.ascontiguousarray(arr[:, :, ::-1] if color == "bgr" else arr)
@@ -58,6 +58,8 @@ def load_image(image: Any, color: str = "rgb", max_pixels: int = MAX_PIXELS) -> 
     if color not in ("rgb", "bgr"):
         raise ValueError(f"color must be 'rgb' or 'bgr', got {color!r}")
     if isinstance(image, (str, os.PathLike)):
+        if not os.fspath(image):
+            raise ImageError("an empty path: give the image's file name")
         path = Path(image)
         try:
             data = path.read_bytes()
@@ -119,6 +121,19 @@ class Face:
         }
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def check_threshold(value: Any) -> float:
+    """The one validation of a confidence threshold given in Python: a real number within 0..1, returned as a
+    float; ValueError otherwise (a string, None, NaN)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"threshold must be a number within 0..1, got {value!r}")
+    return float(value)
+
+
 def check_max_faces(value: int | None) -> int | None:
     """The one validation of a face limit (CLI, Python API and service): None or 0 mean no limit.
 
@@ -169,10 +184,12 @@ class EmotionRecognizer:
     """Face detector + emotion classifier.
 
     model: .onnx path (None: the shipped default). detector: a name in nasfer.runtime.faces.DETECTORS or a
-    detector object. detector_model: the detector's model file (YuNet's .onnx). threshold: faces
-    below this confidence are `uncertain`. threads: ONNX Runtime threads (None: all cores).
+    detector object (anything with a `detect(rgb)` method returning boxes). detector_model: the detector's model
+    file (YuNet's .onnx). threshold: faces below this confidence (0..1) are `uncertain`. threads: ONNX Runtime
+    threads, 1..1024 (None or 0: all cores). max_pixels: largest picture accepted, width x height.
     max_faces: keep the largest N faces (None or 0: all; ValueError if negative). min_face: smallest
     face looked for, in original pixels (default `nasfer.runtime.faces.MIN_FACE`, 40), at any image size.
+    ValueError, naming the argument, for a value outside these (checked here, not at the first call).
     One instance may be shared by several threads: the detectors keep one OpenCV object per thread
     and ONNX Runtime sessions are thread-safe, so the results are those of serial calls.
     """
@@ -190,14 +207,19 @@ class EmotionRecognizer:
     face_detector: Any = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        from .engine import Classifier
-        from .faces import create_detector
+        from .engine import Classifier, check_threads
+        from .faces import DETECTORS, MIN_FACE, create_detector
 
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold must be within 0..1, got {self.threshold}")
+        self.threshold = check_threshold(self.threshold)
         self.max_faces = check_max_faces(self.max_faces)
-        if self.min_face is not None and self.min_face < 1:
-            raise ValueError(f"min_face must be >= 1 pixel, got {self.min_face}")
+        self.threads = check_threads(self.threads)
+        if self.min_face is not None and (not _is_int(self.min_face) or self.min_face < 1):
+            raise ValueError(f"min_face must be an integer >= 1 pixel (None: {MIN_FACE}), got {self.min_face!r}")
+        if not _is_int(self.max_pixels) or self.max_pixels < 1:
+            raise ValueError(f"max_pixels must be an integer >= 1, got {self.max_pixels!r}")
+        if not isinstance(self.detector, str) and not callable(getattr(self.detector, "detect", None)):
+            raise ValueError(f"detector must be a name ({', '.join(DETECTORS)}) or an object with a "
+                             f"detect(rgb) method, got {self.detector!r}")
         self.classifier = Classifier(self.model, threads=self.threads, spin=False)  # see Classifier: spin
         if isinstance(self.detector, str):
             kw = {"min_face": self.min_face} if self.min_face and self.detector in ("haar", "yunet") else {}
@@ -241,9 +263,7 @@ class EmotionRecognizer:
         """`detect` for an already decoded RGB uint8 (H, W, 3) array (no copy, no checks)."""
         from .faces import WholeImageDetector
 
-        threshold = self.threshold if threshold is None else float(threshold)
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold must be within 0..1, got {threshold}")
+        threshold = self.threshold if threshold is None else check_threshold(threshold)
 
         boxes = self.boxes(rgb)
         probs = self.classifier.predict(self.crops(rgb, boxes))

@@ -19,6 +19,20 @@ from ..errors import ModelError
 from ..preprocessing import Preprocessing, normalize
 
 CARD_FORMAT = "nasfer-model-card/1"
+
+
+def check_threads(value: Any, name: str = "threads") -> int | None:
+    """The one validation of an ONNX Runtime thread count given in Python (the CLI's flags have theirs in
+    `nasfer.validation.threads_check`): None or 0 mean ONNX Runtime's default (all cores); otherwise an integer
+    1..MAX_THREADS. Returns None or the count; ValueError naming `name` otherwise (a huge count would make
+    ONNX Runtime try to create that many threads and exhaust memory)."""
+    from ..validation import MAX_THREADS
+
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= MAX_THREADS:
+        raise ValueError(f"{name} must be an integer 0..{MAX_THREADS} (0 or None: all cores), got {value!r}")
+    return int(value) or None
 #: Suffixes of training checkpoints (torch), which the runtime does not run.
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
@@ -66,7 +80,8 @@ class Classifier:
     InferenceSession.run is; nothing else here changes after construction).
 
     model_path: the .onnx, or a shipped model's name (default: the shipped default). threads: intra-op threads (None: ONNX
-    Runtime's default, all cores; a server with several workers wants 1). max_batch: crops per
+    Runtime's default, all cores, as is 0; a server with several workers wants 1; ValueError for anything but
+    an integer 0..1024). max_batch: crops per
     run; bigger inputs are split so memory stays bounded. spin: whether ONNX Runtime's idle intra-op threads
     busy-wait for the next run (its default; fastest for back-to-back batches). `EmotionRecognizer` turns it
     off: between its detections the spinning threads take the cores OpenCV's detector runs on (measured in a
@@ -89,7 +104,7 @@ class Classifier:
         self.labels: tuple[str, ...] = tuple(self.card["labels"])
         self.preprocessing = Preprocessing.from_dict(self.card["preprocessing"])
         self.max_batch = max(1, int(max_batch))
-        self.session = self._session(threads, spin)
+        self.session = self._session(check_threads(threads), spin)
         io = self.card.get("onnx") or {}
         self.input_name = io.get("input", "input")
         self.output_name = io.get("output", "probs")
@@ -146,4 +161,4 @@ class Classifier:
         return np.concatenate(out).astype(np.float32, copy=False)
 
 
-__all__ = ["Classifier", "read_card", "card_path", "sha256_file", "CARD_FORMAT"]
+__all__ = ["Classifier", "read_card", "card_path", "sha256_file", "check_threads", "CARD_FORMAT"]

@@ -96,6 +96,19 @@ def decode(data: bytes, max_pixels: int, formats: tuple[str, ...] | None = None)
     return from_pil(img, max_pixels)
 
 
+def gray_to_uint8(arr: np.ndarray, is_float: bool) -> np.ndarray:
+    """uint8 gray from a wider gray image float64 (H, W): values above 255 (16- or 32-bit) are scaled so the
+    maximum becomes 255; float images within 0..1 (the usual float convention) are scaled by 255; the rest is
+    kept and clipped to 0..255. NaN becomes 0."""
+    arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+    hi = float(arr.max()) if arr.size else 0.0
+    if hi > 255:
+        arr = arr * (255.0 / hi)
+    elif is_float and hi <= 1.0:
+        arr = np.rint(arr * 255.0)
+    return arr.clip(0, 255).astype(np.uint8)
+
+
 def from_pil(img, max_pixels: int) -> np.ndarray:
     """Upright RGB uint8 (H, W, 3) from a PIL image (EXIF orientation applied, alpha on white)."""
     from PIL import Image, ImageOps
@@ -108,9 +121,7 @@ def from_pil(img, max_pixels: int) -> np.ndarray:
         except Exception:  # a damaged EXIF block: keep the picture as stored rather than refuse it
             pass
         if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit / float gray: scale, don't clip
-            arr = np.asarray(img, dtype=np.float64)
-            hi = float(arr.max()) if arr.size else 0.0
-            img = Image.fromarray((arr * (255.0 / hi) if hi > 255 else arr).clip(0, 255).astype(np.uint8))
+            img = Image.fromarray(gray_to_uint8(np.asarray(img, dtype=np.float64), img.mode == "F"))
         if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
             rgba = img.convert("RGBA")
             img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
