@@ -337,3 +337,49 @@ def test_a_csv_in_a_new_folder_is_written(folder, tiny_onnx, tmp_path, capsys):
     assert code == 0, err
     assert len((tmp_path / "new" / "r.csv").read_text().splitlines()) == 5
     assert [p.name for p in (tmp_path / "new").iterdir()] == ["r.csv"]
+
+
+def test_annotate_never_replaces_a_file_it_did_not_write(tiny_onnx, tmp_path, capsys):
+    """Before: `--annotate DIR` silently replaced a user's own photo of the same name in DIR."""
+    photo = tmp_path / "in" / "face.png"
+    photo.parent.mkdir()
+    photo.write_bytes(png_bytes(pattern_image(2, np.random.default_rng(1))))
+    out = tmp_path / "ann"
+    out.mkdir()
+    precious = out / "face.png"
+    precious.write_bytes(b"the user's own picture")
+    code, _, err = run(capsys, photo, "--detector", "none", "--model", tiny_onnx, "--annotate", out)
+    assert code == 2 and "exists and is not an annotated copy nasfer wrote" in err and "Traceback" not in err
+    assert precious.read_bytes() == b"the user's own picture"
+
+    precious.unlink()
+    for _ in range(2):  # the same command again replaces its own copy
+        code, _, err = run(capsys, photo, "--detector", "none", "--model", tiny_onnx, "--annotate", out)
+        assert code == 0, err
+    from nasfer.runtime.annotate import is_annotated_copy
+
+    assert is_annotated_copy(precious)
+
+
+def test_a_list_file_saved_with_a_byte_order_mark_reads_its_first_entry(tiny_onnx, tmp_path, capsys):
+    """Before: the BOM of a list saved by Windows Notepad became part of the first path ('no such file')."""
+    photo = tmp_path / "face.png"
+    photo.write_bytes(png_bytes(pattern_image(2, np.random.default_rng(1))))
+    listing = tmp_path / "list.txt"
+    listing.write_bytes("\ufeff".encode("utf-8") + f"{photo}\n".encode())
+    code, out, err = run(capsys, f"@{listing}", "--json", "--detector", "none", "--model", tiny_onnx)
+    assert code == 0, err
+    assert json.loads(out)["file"] == str(photo)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--csv", ""], "--csv needs a name, got an empty one"),  # before: exit 0, nothing written
+    (["--annotate", ""], "--annotate needs a name, got an empty one"),
+    # before: the file was neither used nor checked
+    (["--detector", "none", "--detector-model", "yunet.onnx"], "--detector-model only applies with --detector yunet or haar"),
+])
+def test_flags_that_would_do_nothing_are_refused(argv, message, tiny_onnx, tmp_path, capsys):
+    photo = tmp_path / "face.png"
+    photo.write_bytes(png_bytes(pattern_image(2, np.random.default_rng(1))))
+    code, _, err = run(capsys, photo, "--model", tiny_onnx, *argv)
+    assert code == 2 and message in err and "Traceback" not in err

@@ -88,6 +88,9 @@ def test_video_command(clip, tiny_onnx, tmp_path, capsys):
     (["--webcam", "-1"], "--webcam must be a camera number >= 0"),  # before: OpenCV crashed (segmentation fault)
     # before: every frame was analysed, then the CSV could not be renamed onto the folder (a .tmp left behind)
     (["{clip}", "--csv", "{tmp}"], "is a folder; give a file name (nothing was done)"),
+    # before: wrote files literally named "-" and "-.json" (predict's --csv - means standard output)
+    (["{clip}", "--csv", "-"], "--csv -: nasfer video writes the timeline CSV and its .json summary"),
+    (["{clip}", "--out", ""], "--out needs a file name, got an empty one"),
 ])
 def test_video_errors_are_one_line(argv, message, clip, tiny_onnx, capsys, tmp_path):
     argv = [a.format(clip=clip, tmp=tmp_path) for a in argv]

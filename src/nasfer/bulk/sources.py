@@ -102,9 +102,9 @@ def _read_list(spec: str) -> list[str]:
         if is_uri(name):
             fs, path = open_filesystem(name)
             with fs.open_input_stream(path) as stream:
-                text = stream.read().decode("utf-8")
+                text = stream.read().decode("utf-8-sig")
         else:
-            text = Path(name).read_text(encoding="utf-8")
+            text = Path(name).read_text(encoding="utf-8-sig")  # -sig: a list saved with a BOM (Notepad)
     except (OSError, UnicodeDecodeError) as exc:
         raise NasferError(f"{name}: cannot read the list of sources ({exc})") from None
     lines = [line.strip() for line in text.splitlines()]

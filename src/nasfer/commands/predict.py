@@ -3,8 +3,9 @@
 Folders are searched recursively for images; `@LIST` reads one path per line from the file LIST. A file that cannot be read gives an error record and
 the run goes on; the exit status is 1 only when no picture could be read (--strict: stop with
 status 2 at the first unreadable file). An output (--csv, an --annotate copy) that would replace an
-input or another output stops the run before any work (status 2); --annotate copies keep the picture's
-name, with .png added to names of formats not written as such (a.gif -> a.gif.png). A --csv file is
+input or another output, or an --annotate copy that would replace a file which is not an earlier annotated
+copy, stops the run before any work (status 2); --annotate copies keep the picture's name, with .png added
+to names of formats not written as such (a.gif -> a.gif.png). A --csv file is
 replaced only when the run ends: a run stopped by an error or Ctrl-C leaves it as it was and the rows
 written so far in NAME.partial.
 
@@ -57,9 +58,9 @@ class PredictConfig(RecognizerOptions):
                                       "('-': to standard output, instead of the table)")
     annotate: Optional[str] = option(None, "write copies of the images with the faces drawn into this folder, under "
                                            "their names (a named folder's images under the folder's name; names not "
-                                           "ending .jpg/.jpeg/.png/.webp/.bmp get .png added: a.gif -> a.gif.png). "
-                                           "A copy that would replace an input or another copy stops the run "
-                                           "before any work")
+                                           "ending .jpg/.jpeg/.png/.webp get .png added: a.gif -> a.gif.png). "
+                                           "A copy that would replace an input, another copy or a file that is "
+                                           "not an earlier annotated copy stops the run before any work")
     max_faces: int = option(0, "keep at most this many faces per image, largest first (0: all)")
     min_face: int = option(40, "smallest face looked for, in pixels of the original image")
     threads: int = option(0, "ONNX Runtime threads (0: all cores)")
@@ -71,7 +72,9 @@ class PredictConfig(RecognizerOptions):
         from ..validation import check, threads_check
 
         super().validate()
-        check([(self.min_face >= 1, f"--min-face must be >= 1 pixel, got {self.min_face}"), threads_check(self.threads)])
+        check([(self.min_face >= 1, f"--min-face must be >= 1 pixel, got {self.min_face}"), threads_check(self.threads),
+               *((value != "", f"{flag} needs a name, got an empty one")
+                 for flag, value in (("--csv", self.csv), ("--annotate", self.annotate)))])
         check_max_faces_flag(self.max_faces)
         return self
 
@@ -126,15 +129,26 @@ def collect(inputs: list[str]) -> list[Item]:
     return items
 
 
-#: Suffixes whose annotated copies keep the format (and the name); other pictures' copies are PNG.
-ANNOTATED_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
-
-
 def annotated_path(root: Path, item: Item) -> Path:
-    """Where `--annotate root` writes `item`'s copy: root/relative, with ".png" added to names of other formats
-    (a.gif -> a.gif.png), so a.gif, a.png and a.tiff of one folder get three copies."""
+    """Where `--annotate root` writes `item`'s copy: root/relative, with ".png" added to names of formats outside
+    `runtime.annotate.ANNOTATED_SUFFIXES` (a.gif -> a.gif.png), so a.gif, a.png and a.tiff of one folder get
+    three copies."""
+    from ..runtime.annotate import ANNOTATED_SUFFIXES
+
     rel = item.relative
     return root / (rel if rel.suffix.lower() in ANNOTATED_SUFFIXES else rel.with_name(rel.name + ".png"))
+
+
+def check_annotate_targets(outputs: list[tuple[str, Path]]) -> None:
+    """ValueError (one line) when an annotated copy would replace a file that is not an earlier annotated copy
+    (`runtime.annotate.is_annotated_copy`): a user's own picture in the --annotate folder is never lost, while
+    running the same command again replaces its own copies."""
+    from ..runtime.annotate import is_annotated_copy
+
+    for what, target in outputs:
+        if what.startswith("--annotate ") and target.is_file() and not is_annotated_copy(target):
+            raise ValueError(f"{what}: {target} exists and is not an annotated copy nasfer wrote; move it or "
+                             "choose another --annotate folder (nothing was done)")
 
 
 def planned_outputs(items: list[Item], cfg: "PredictConfig") -> list[tuple[str, Path]]:
@@ -154,17 +168,9 @@ def planned_outputs(items: list[Item], cfg: "PredictConfig") -> list[tuple[str, 
     return outputs
 
 
-def _save(rgb, path: Path) -> None:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rgb).save(path, quality=92) if path.suffix.lower() in (".jpg", ".jpeg") \
-        else Image.fromarray(rgb).save(path)
-
-
 def analyse(items: list[Item], recognizer: Any, cfg: PredictConfig) -> Iterator[dict[str, Any]]:
     """One record per item: {"file", "image", "faces"} or {"file", "error"}; --strict raises instead."""
-    from ..runtime.annotate import draw_faces
+    from ..runtime.annotate import draw_faces, save_annotated
     from ..runtime.api import load_image
     from ..errors import ImageError
 
@@ -182,7 +188,7 @@ def analyse(items: list[Item], recognizer: Any, cfg: PredictConfig) -> Iterator[
                    f"{item.shown}: {message}"}
             continue
         if cfg.annotate:
-            _save(draw_faces(rgb, faces), annotated_path(Path(cfg.annotate), item))
+            save_annotated(draw_faces(rgb, faces), annotated_path(Path(cfg.annotate), item))
         record = {"file": item.shown, "image": {"width": int(rgb.shape[1]), "height": int(rgb.shape[0])},
                   "faces": [f.to_dict() for f in faces]}
         if getattr(faces, "hint", None):
@@ -312,8 +318,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if cfg.annotate:
         check_output_folder(cfg.annotate, "the folder of annotated copies", flag="--annotate")
-    check_outputs(planned_outputs(items, cfg), [item.path for item in items if not item.missing]
+    outputs = planned_outputs(items, cfg)
+    check_outputs(outputs, [item.path for item in items if not item.missing]
                   + [Path(name) for name in list_files(cfg.inputs)])  # an @LIST file is an input too
+    check_annotate_targets(outputs)
     recognizer = EmotionRecognizer(**recognizer_kwargs(cfg))
     with sigterm_as_sigint():  # `kill`: like Ctrl-C, --csv keeps its old file and the rows go to .partial
         counts = emit_records(analyse(items, recognizer, cfg), items, list(recognizer.labels), cfg)

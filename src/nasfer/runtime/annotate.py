@@ -82,3 +82,38 @@ def draw_faces(image: np.ndarray, faces: Sequence[Any], *, color: str = "rgb",
 
 
 __all__ = ["draw_faces", "label_color", "EMOTION_COLORS"]
+
+
+#: What an annotated copy's EXIF Software tag says, so that a later run knows the file is one it may replace.
+ANNOTATED_BY = "nasfer predict --annotate"
+_EXIF_SOFTWARE = 0x0131  # EXIF/TIFF tag 305, "Software"
+#: Formats whose annotated copies keep the picture's format and name (each stores EXIF); others become PNG.
+ANNOTATED_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+
+
+def save_annotated(rgb: np.ndarray, path: Any) -> None:
+    """Write the annotated picture rgb uint8 (H, W, 3) to `path` (format from its suffix, one of
+    ANNOTATED_SUFFIXES; JPEG at quality 92), folders made as needed, with ANNOTATED_BY in its EXIF Software tag
+    (`is_annotated_copy`)."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    exif = Image.Exif()
+    exif[_EXIF_SOFTWARE] = ANNOTATED_BY
+    extra = {"quality": 92} if path.suffix.lower() in (".jpg", ".jpeg") else {}
+    Image.fromarray(rgb).save(path, exif=exif.tobytes(), **extra)
+
+
+def is_annotated_copy(path: Any) -> bool:
+    """Whether the file at `path` is an annotated copy `save_annotated` wrote (its EXIF Software tag); False for
+    any other file, an unreadable one or a missing one."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.getexif().get(_EXIF_SOFTWARE) == ANNOTATED_BY
+    except Exception:  # Pillow raises many types for files that are not pictures
+        return False

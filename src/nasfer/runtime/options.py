@@ -30,7 +30,9 @@ class RecognizerOptions:
         from ..validation import check
 
         check([(0.0 <= self.threshold <= 1.0, f"--threshold must be within 0..1, got {self.threshold}"),
-               (bool(self.detector.strip()), "--detector must not be empty")])
+               (bool(self.detector.strip()), "--detector must not be empty"),
+               (not (self.detector_model and self.detector == "none"),
+                "--detector-model only applies with --detector yunet or haar (none detects nothing)")])
         return self
 
 

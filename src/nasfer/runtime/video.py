@@ -63,7 +63,11 @@ class VideoConfig(RecognizerOptions):
                (self.max_age >= 0, f"--max-age must be >= 0, got {self.max_age}"),
                (self.max_frames >= 0, f"--max-frames must be >= 0 (0: all), got {self.max_frames}"),
                threads_check(self.threads),
-               (self.min_face >= 1, f"--min-face must be >= 1 pixel, got {self.min_face}")])
+               (self.min_face >= 1, f"--min-face must be >= 1 pixel, got {self.min_face}"),
+               *((value != "", f"{flag} needs a file name, got an empty one")
+                 for flag, value in (("--out", self.out), ("--csv", self.csv), ("--plot", self.plot))),
+               (self.csv != "-", "--csv -: nasfer video writes the timeline CSV and its .json summary beside it, "
+                                 "so it needs a file name (standard output is for nasfer predict's --csv -)")])
         return self
 
 
