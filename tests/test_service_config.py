@@ -303,3 +303,11 @@ def test_a_port_in_use_is_one_line_before_the_workers_start(capsys):
     err = capsys.readouterr().err
     assert err.strip() == (f"nasfer serve: error: cannot listen on 127.0.0.1:{port}: Address already in use; another "
                            "server is listening there: stop it or choose another --port")
+
+
+def test_a_negative_max_faces_names_the_services_meaning_of_zero():
+    """Before: `nasfer serve --max-faces -1` said "(0: no limit)", the CLI's meaning; the service's 0 is its cap."""
+    from nasfer.service.config import MAX_FACES_CAP
+
+    with pytest.raises(ValueError, match=rf"--max-faces must be 0..{MAX_FACES_CAP} \(0: {MAX_FACES_CAP}\), got -1"):
+        ServeConfig(max_faces=-1).validate()

@@ -270,3 +270,32 @@ def test_openapi_is_filled_from_the_configuration(app_client):
     params = {p["name"]: p["schema"] for p in post["parameters"]}
     assert params["max_faces"]["maximum"] == 7 and params["threshold"]["default"] == 0.4
     assert spec["components"]["schemas"]["EmotionsResponse"]["properties"]["faces"]["maxItems"] == 7
+
+
+def test_a_chunked_body_over_the_limit_is_413_not_a_truncated_picture(make_app, jpeg):
+    """Before, with `nasfer serve --dev` (Werkzeug's server): a chunked body (no Content-Length) was cut at the
+    limit and the picture refused as truncated (422). Werkzeug's server marks such input `wsgi.input_terminated`."""
+    _, client, _ = make_app(max_upload_mb=0.001)  # 1,000 bytes
+    body = jpeg + b"\0" * 2000
+    response = client.post("/v1/emotions", input_stream=io.BytesIO(body), content_type="image/jpeg",
+                           headers={"Transfer-Encoding": "chunked"}, environ_overrides={"wsgi.input_terminated": True})
+    assert response.status_code == 413 and error_of(response)["code"] == "payload_too_large"
+    small = make_app()[1].post("/v1/emotions", input_stream=io.BytesIO(jpeg), content_type="image/jpeg",
+                               headers={"Transfer-Encoding": "chunked"},
+                               environ_overrides={"wsgi.input_terminated": True})
+    assert small.status_code == 200, small.get_data(as_text=True)[:200]
+
+
+def test_an_option_sent_as_a_file_upload_is_refused(client, jpeg):
+    """Before: `curl -F threshold=@file` was dropped silently and the request ran with the default threshold."""
+    response = client.post("/v1/emotions", data={"image": (io.BytesIO(jpeg), "a.jpg"),
+                                                 "threshold": (io.BytesIO(b"0.9"), "t.txt")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["code"] == "invalid_option" and "must be text fields" in error["message"]
+
+
+def test_a_json_null_body_is_named_valid_json_of_the_wrong_kind(client):
+    response = client.post("/v1/emotions", data="null", content_type="application/json")
+    assert response.status_code == 400 and "must be an object" in error_of(response)["message"]

@@ -89,9 +89,10 @@ class ServeConfig(RecognizerOptions):
              f"--max-upload-mb must be a number > 0, got {self.max_upload_mb}"),
             (self.max_pixels > 0, f"--max-pixels must be > 0, got {self.max_pixels}"),
         ])
+        # the service's range first: its 0 means the cap, not "no limit" as in check_max_faces_flag's message
+        check([(0 <= self.max_faces <= MAX_FACES_CAP, f"--max-faces must be 0..{MAX_FACES_CAP} (0: {MAX_FACES_CAP}), "
+                                                      f"got {self.max_faces}")])  # before: 1000 was accepted
         check_max_faces_flag(self.max_faces)  # the one face-limit rule of CLI, Python API and service
-        check([(self.max_faces <= MAX_FACES_CAP, f"--max-faces must be 0..{MAX_FACES_CAP} (0: {MAX_FACES_CAP}), "
-                                                 f"got {self.max_faces}")])  # before: 1000 was accepted
         return self
 
     @property

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
-from flask import request
+from flask import current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from .app import ApiError
 from .config import MAX_FACES_CAP, ServeConfig
@@ -37,6 +38,18 @@ def _bad(message: str, code: str = "invalid_request") -> ApiError:
     return ApiError(400, code, message)
 
 
+def _body(cache: bool) -> bytes:
+    """The request body. HTTP 413 (RequestEntityTooLarge, answered as the service's JSON error) when a body
+    without Content-Length (chunked) fills the whole limit: Werkzeug stops reading such a stream at
+    MAX_CONTENT_LENGTH without an error, so the picture would be cut off and refused as truncated (seen with
+    `nasfer serve --dev`; the production worker refuses an oversize chunked body itself)."""
+    data = request.get_data(cache=cache)
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if request.content_length is None and limit is not None and len(data) >= limit:
+        raise RequestEntityTooLarge()
+    return data
+
+
 def read_input() -> tuple[bytes, dict[str, Any]]:
     """(image bytes, options given in the body) from a multipart, JSON or raw-image request."""
     mimetype = request.mimetype
@@ -45,9 +58,9 @@ def read_input() -> tuple[bytes, dict[str, Any]]:
     if mimetype == "application/json" or mimetype.endswith("+json"):
         return _read_json()
     if mimetype in RAW_TYPES:
-        return request.get_data(cache=False), {}
+        return _body(cache=False), {}
     if not mimetype:
-        if not request.content_length and not request.get_data(cache=True):
+        if not request.content_length and not _body(cache=True):
             raise _bad(f"no image in the request: send it as multipart field 'image', as a raw body "
                        f"({_RAW_NAMES} or application/octet-stream), or as JSON {{\"image_base64\": ...}}",
                        "missing_image")
@@ -65,6 +78,10 @@ def _read_multipart() -> tuple[bytes, dict[str, Any]]:
     if unknown:
         raise _bad(f"unknown form field(s) {', '.join(map(repr, unknown))}; send the picture as file field "
                    f"'image' and options as fields {', '.join(OPTIONS)}", "unknown_field")
+    uploaded_options = sorted(set(files) & set(OPTIONS))
+    if uploaded_options:  # before: dropped silently, so the request ran with the default
+        raise _bad(f"option(s) {', '.join(map(repr, uploaded_options))} must be text fields (e.g. curl -F "
+                   f"{uploaded_options[0]}=VALUE), not file uploads", "invalid_option")
     if "image" not in files:
         if "image" in form:
             raise _bad("form field 'image' must be a file upload (e.g. curl -F image=@photo.jpg), not text",
@@ -99,12 +116,12 @@ def json_depth(raw: bytes) -> int:
 
 
 def _read_json() -> tuple[bytes, dict[str, Any]]:
-    raw = request.get_data(cache=True)
+    raw = _body(cache=True)
     if json_depth(raw) > MAX_JSON_DEPTH:
         raise _bad('the JSON body is nested too deeply; it must be an object such as {"image_base64": "..."}',
                    "invalid_json")
     body = request.get_json(silent=True)
-    if body is None:
+    if body is None and raw.strip() != b"null":  # get_json gives None for invalid JSON and for `null` alike
         raise _bad("the body is not valid JSON", "invalid_json")
     if not isinstance(body, dict):
         raise _bad('the JSON body must be an object such as {"image_base64": "..."}', "invalid_json")
