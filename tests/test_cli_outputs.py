@@ -194,8 +194,18 @@ def test_a_truncated_video_is_analysed_with_a_warning_and_recorded(tmp_path, tin
 def test_a_video_with_no_readable_frame_exits_1_like_predict(tmp_path, tiny_onnx, capsys):
     """The header and the first frame's chunk header only: OpenCV opens it and reads nothing."""
     cut = _truncated_avi(tmp_path, lambda data: data.find(b"00dc", data.find(b"movi")) + 8)
-    code, _, err = _run(capsys, "video", cut, "--model", tiny_onnx, "--no-progress")
-    assert code == 1 and "read 0 of 24 frames" in err and "no frame could be read" in err and "Traceback" not in err
+    code, out, err = _run(capsys, "video", cut, "--model", tiny_onnx, "--no-progress")
+    # before: "read 0 of 24 frames: the file may be truncated" then "no face found" on stdout, as if it had looked
+    assert code == 1 and f"no frame could be read from {cut}: is it a video, and complete?" in err
+    assert "Traceback" not in err and "no face found" not in out and "may be truncated" not in err
+
+
+def test_a_text_file_named_jpg_given_to_video_says_no_frame_could_be_read(tmp_path, tiny_onnx, capsys):
+    fake = tmp_path / "text.jpg"
+    fake.write_text("hello\n")
+    code, out, err = _run(capsys, "video", fake, "--model", tiny_onnx, "--no-progress")
+    assert code in (1, 2) and "Traceback" not in err and "no face found" not in out
+    assert "may be truncated" not in err and (f"cannot open {fake} as a video" in err or "no frame could be read" in err)
 
 
 def test_the_plot_path_printed_is_the_file_written(tmp_path, tiny_onnx, capsys):

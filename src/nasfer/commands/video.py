@@ -47,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
     done = f"{summary.frames} frames ({summary.analysed} analysed) in {summary.seconds:.1f} s " \
            f"({summary.frames_per_second:.1f} frames/s)"
     print(done + (" - stopped early (Ctrl-C or SIGTERM)" if summary.interrupted else ""), file=sys.stderr)
+    if not summary.frames and not summary.interrupted:  # before: "may be truncated" and "no face found" first
+        source = f"camera {cfg.webcam}" if cfg.webcam is not None else cfg.path
+        print(f"nasfer video: no frame could be read from {source}: is it a video, and complete?", file=sys.stderr)
+        return 1
     if summary.truncated:
         print(f"nasfer video: warning: read {summary.frames} of {summary.frames_announced} frames: "
               "the file may be truncated", file=sys.stderr)
@@ -62,7 +66,4 @@ def run(args: argparse.Namespace) -> int:
                        ("per-face summary", summary.summary_json), ("timeline plot", summary.plot)):
         if path:
             print(f"{kind}: {path}")
-    if not summary.frames and not summary.interrupted:
-        print("nasfer video: no frame could be read", file=sys.stderr)
-        return 1
     return 0
