@@ -383,3 +383,16 @@ def test_flags_that_would_do_nothing_are_refused(argv, message, tiny_onnx, tmp_p
     photo.write_bytes(png_bytes(pattern_image(2, np.random.default_rng(1))))
     code, _, err = run(capsys, photo, "--model", tiny_onnx, *argv)
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_the_table_never_shows_an_uncertain_face_at_the_threshold_nor_splits_a_row():
+    """Before: a confidence of 0.2499 under threshold 0.25 printed as "0.25 (uncertain)", and a newline in a file
+    name split the table row in two."""
+    from nasfer.commands.predict import Item, Table
+
+    table = Table([Item(Path("a\nb.png"), "a\nb.png", Path("a\nb.png"))])
+    face = {"box": [0, 0, 48, 48], "label": "happy", "uncertain": True, "confidence": 0.2499}
+    (row,) = table.rows({"file": "a\nb.png", "faces": [face]})
+    assert "\n" not in row and "a?b.png" in row and row.endswith("0.24  (uncertain)")
+    (row,) = table.rows({"file": "c.png", "faces": [{**face, "uncertain": False, "confidence": 0.916}]})
+    assert row.endswith("happy       0.92")

@@ -32,6 +32,7 @@ import argparse
 import contextlib
 import csv
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,7 +207,7 @@ class Table:
         return f"{'FILE':<{self.width}}  {'FACE':>4}  {'BOX (x,y,w,h)':<20}  {'EMOTION':<10}  CONFIDENCE"
 
     def rows(self, record: dict[str, Any]) -> list[str]:
-        name = record["file"]
+        name = "".join("?" if not ch.isprintable() else ch for ch in record["file"])  # a newline would split the row
         name = name if len(name) <= self.width else "..." + name[-(self.width - 3):]
         if "error" in record:
             return [f"{name:<{self.width}}  {'-':>4}  error: {record['error']}"]
@@ -217,7 +218,9 @@ class Table:
         for n, face in enumerate(record["faces"], 1):
             box = ",".join(str(v) for v in face["box"])
             flag = "  (uncertain)" if face["uncertain"] else ""
-            lines.append(f"{name:<{self.width}}  {n:>4}  {box:<20}  {face['label']:<10}  {face['confidence']:.2f}{flag}")
+            # an uncertain face's confidence is below the threshold: rounded down, 0.2499 never shows as 0.25
+            shown = math.floor(face["confidence"] * 100) / 100 if face["uncertain"] else face["confidence"]
+            lines.append(f"{name:<{self.width}}  {n:>4}  {box:<20}  {face['label']:<10}  {shown:.2f}{flag}")
         return lines
 
 
