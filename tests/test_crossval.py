@@ -120,3 +120,19 @@ def test_crossval_cli_resumes_finished_folds(ck_style, tmp_path, capsys):
     assert main(["crossval", "--data", str(ck_style), "--folds", "2", "--group-regex", "^(P\\d+)-",
                  "--out", str(tmp_path / "bad")]) == 2
     assert "does not match" in capsys.readouterr().err and not (tmp_path / "bad").exists()  # none left behind
+
+
+def test_a_changed_fold_plan_does_not_resume_the_old_folds(ck_style, tmp_path, capsys):
+    """Before: the same --out with --folds 3 after --folds 2 resumed fold-01's 2-fold model, trained on subjects
+    the new fold 1 tests on, and reported its score."""
+    from nasfer.cli import main
+
+    argv = ["crossval", "--data", str(ck_style), "--label-set", "folders", "--epochs", "1", "--width", "4",
+            "--batch-size", "16", "--out", str(tmp_path / "cv"), "--threads", "1"]
+    assert main([*argv, "--folds", "2"]) == 0
+    capsys.readouterr()
+    folds = (tmp_path / "cv" / "folds.json").read_text()
+    assert main([*argv, "--folds", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "holds the folds of another plan" in err and "Traceback" not in err
+    assert (tmp_path / "cv" / "folds.json").read_text() == folds

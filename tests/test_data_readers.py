@@ -127,3 +127,16 @@ def test_real_fer2013_zip(fer2013_zip):
     assert data.select_split("PublicTest").class_counts() == {
         "angry": 467, "disgust": 56, "fear": 496, "happy": 895, "sad": 653, "surprise": 415, "neutral": 607}
     assert not data.skipped
+
+
+def test_fer_csv_an_unknown_usage_is_a_skipped_row_not_a_split_of_its_own(fer_csv):
+    """Before: a row with Usage "Train" (a typo) or "Bogus" became a split of that name, neither trained on nor
+    scored, without a word; the official names in another case are the official splits."""
+    text = fer_csv.read_text().splitlines()
+    pixels = text[1].split(",")[1]
+    fer_csv.write_text("\n".join([*text, f"0,{pixels},Train", f"1,{pixels},publictest"]) + "\n")
+    ds = read_dataset(fer_csv)
+    assert set(ds.split_names()) == {"Training", "PublicTest", "PrivateTest"}
+    reasons = [str(s) for s in ds.skipped]
+    assert len(ds) == 15 and len(reasons) == 4
+    assert "Usage must be one of Training, PublicTest, PrivateTest, got 'Train'" in reasons[-1]

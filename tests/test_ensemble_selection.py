@@ -289,3 +289,27 @@ def test_config_validation(kwargs, message):
     kwargs = {"checkpoints": ["a.pt", "b.pt"], **kwargs}
     cfg = EnsembleConfig(**kwargs)
     assert_validation(cfg, message)
+
+
+def test_nasfer_ensemble_never_writes_over_a_member_and_needs_distinct_existing_members(tmp_path, capsys):
+    """Before: `--out runs/b/best.pt` with runs/b/best.pt a member replaced that run's checkpoint by the ensemble;
+    `--out` onto a folder left a .tmp behind; one file named twice made a 2-member ensemble; a missing member was
+    a raw '[Errno 2]'."""
+    from fixtures_evaluate import save_tiny_checkpoint
+    from nasfer.cli import main
+
+    a, b = save_tiny_checkpoint(tmp_path / "a" / "best.pt", seed=1), save_tiny_checkpoint(tmp_path / "b" / "best.pt", seed=2)
+    member = b.read_bytes()
+    (tmp_path / "folder").mkdir()
+    for out, message in ((b, "would overwrite the input"), (tmp_path / "folder", "is a folder")):
+        assert main(["ensemble", "--checkpoints", str(a), str(b), "--out", str(out), "--allow-incomplete"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    assert b.read_bytes() == member and list((tmp_path / "folder").iterdir()) == []
+    assert not list(Path.cwd().glob("folder*.tmp"))
+    assert main(["ensemble", "--checkpoints", str(a), str(a), "--out", str(tmp_path / "e.pt")]) == 2
+    assert "names one file twice" in capsys.readouterr().err
+    assert main(["ensemble", "--checkpoints", str(a), str(tmp_path / "missing.pt"), "--out", str(tmp_path / "e.pt"),
+                 "--allow-incomplete"]) == 2
+    err = capsys.readouterr().err
+    assert "missing.pt: no such checkpoint file" in err and "Errno" not in err

@@ -197,3 +197,17 @@ def test_shipped_int8_models_compute_alike_on_every_cpu(name):
         pytest.skip(f"{name} is fp32")
     weights = [t for t in onnx.load(str(path)).graph.initializer if t.data_type == onnx.TensorProto.INT8]
     assert any(len(t.dims) == 4 for t in weights) and max(np.abs(to_array(t).astype(int)).max() for t in weights) <= 64
+
+
+def test_quantizing_in_place_is_refused_and_keeps_the_fp32_model(capsys, tmp_path, tiny_onnx, kaggle_zip):
+    """Before: `--onnx m.onnx --out m.onnx` replaced the fp32 model and its card by the int8 ones (the card's source
+    then named itself), although the fp32 source is documented as kept."""
+    import shutil
+
+    model = tmp_path / "m.onnx"
+    shutil.copy(tiny_onnx, model)
+    shutil.copy(Path(tiny_onnx).with_suffix(".json"), model.with_suffix(".json"))
+    before = model.read_bytes(), model.with_suffix(".json").read_text()
+    code, _, err = quantize(capsys, "--onnx", model, "--calibration-data", kaggle_zip, "--out", model)
+    assert code == 2 and "quantizing in place would lose the fp32 model" in err
+    assert (model.read_bytes(), model.with_suffix(".json").read_text()) == before

@@ -211,3 +211,54 @@ def test_crossval_refuses_such_a_folder_without_folder_labels(tmp_path, capsys, 
     rc = main(["crossval", "--data", str(grumpy_folder), "--folds", "2", "--out", str(tmp_path / "cv"), *TINY])
     err = capsys.readouterr().err
     assert rc == 2 and "'grumpy' (6 images)" in err and "--label-set folders" in err and "Traceback" not in err
+
+
+def test_a_new_run_is_not_written_into_a_folder_of_other_files(tmp_path, capsys, learnable_folder):
+    """Before: `--out` onto a folder holding the user's own best.pt and config.json said "(new run)" and replaced them;
+    a search's folder got a training run's config.json."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "best.pt").write_bytes(b"my own model")
+    (mine / "notes.txt").write_text("keep me")
+    rc, err = train(capsys, "--data", learnable_folder, "--out", mine, *TINY)
+    assert rc == 2 and "which a training run does not write" in err and "notes.txt" in err
+    assert (mine / "best.pt").read_bytes() == b"my own model"
+
+    search = tmp_path / "search"
+    search.mkdir()
+    (search / "config.json").write_text(json.dumps({"strategy": "random", "budget_minutes": 1}))
+    rc, err = train(capsys, "--data", learnable_folder, "--out", search, *TINY)
+    assert rc == 2 and "not a training run's" in err
+    assert json.loads((search / "config.json").read_text())["strategy"] == "random"
+
+
+def test_a_search_is_not_written_into_a_training_run(tmp_path, capsys, learnable_folder):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(learnable_folder), "--out", str(run), *TINY]) == 0
+    capsys.readouterr()
+    before = (run / "config.json").read_text()
+    rc = main(["search", "--data", str(learnable_folder), "--out", str(run), "--budget-minutes", "0.05"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "nothing was done" in err and "Traceback" not in err
+    assert (run / "config.json").read_text() == before
+
+
+@pytest.mark.parametrize("argv, message", [
+    # before: a traceback from the first .to(device) (AssertionError, RuntimeError), after the data was read
+    (["--device", "mps"], "--device mps: nasfer trains on cpu or cuda"),
+    (["--device", "banana"], "--device banana: not a torch device"),
+    # before: TypeError: ensemble() missing 1 required positional argument
+    (["--arch", "ensemble"], "--arch ensemble: an ensemble is made from trained checkpoints"),
+])
+def test_a_device_or_architecture_that_cannot_train_is_one_line(tmp_path, capsys, learnable_folder, argv, message):
+    rc, err = train(capsys, "--data", learnable_folder, "--out", tmp_path / "run", *TINY, *argv)
+    assert rc == 2 and message in err and not (tmp_path / "run").exists()
+
+
+def test_cuda_without_a_gpu_is_one_line(tmp_path, capsys, learnable_folder):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU: there the flag is right")
+    rc, err = train(capsys, "--data", learnable_folder, "--out", tmp_path / "run", *TINY, "--device", "cuda")
+    assert rc == 2 and "sees no CUDA GPU" in err and not (tmp_path / "run").exists()

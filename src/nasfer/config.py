@@ -291,7 +291,9 @@ class TrainConfig:
         check([(not (self.init_from and architecture),
                 f"{', '.join(architecture)} with --init-from: the architecture comes from the checkpoint"),
                (not self.cells or bool(self.genotype) or self.arch.startswith("nasnet"),
-                f"--cells sets the cells per stack of a NASNet model; {self.arch!r} has none")])
+                f"--cells sets the cells per stack of a NASNet model; {self.arch!r} has none"),
+               (self.arch != "ensemble", "--arch ensemble: an ensemble is made from trained checkpoints by `nasfer "
+                                         "ensemble`, not trained")])
         return self
 
 

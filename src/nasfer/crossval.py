@@ -89,6 +89,22 @@ def _plot_confusion(report: dict[str, Any], path: Path) -> Path:
     return plot_confusion(np.asarray(report["confusion"]), list(report["labels"]), path)
 
 
+def check_same_fold_plan(out: Path, assignment: dict[str, int]) -> None:
+    """ValueError when `out` holds the folds of another plan (other --folds, --group-regex, --seed or data): its
+    fold runs would resume with models trained on images the new folds test on (before: they did, silently)."""
+    path = out / "folds.json"
+    if not path.is_file():
+        return
+    try:
+        saved = json.loads(path.read_text()).get("assignment")
+    except (OSError, ValueError, AttributeError):
+        saved = None
+    if saved != assignment:
+        raise ValueError(f"--out {out} holds the folds of another plan (other --folds, --group-regex, --seed or "
+                         "data, see its folds.json): its fold runs would go on with models trained on images the "
+                         "new folds test on; give a new --out (nothing was done)")
+
+
 def run_crossval(cv: CrossvalConfig, train_cfg: TrainConfig, data_cfg: DataConfig, *,
                  dataset: FaceDataset | None = None, progress: bool = True, command: str | None = None,
                  log: Callable[[str], None] = lambda msg: print(msg, flush=True)) -> dict[str, Any]:
@@ -107,6 +123,8 @@ def run_crossval(cv: CrossvalConfig, train_cfg: TrainConfig, data_cfg: DataConfi
     n_subjects = len(np.unique(groups))
     log(f"crossval: {len(data)} images of {n_subjects} subjects, {len(label_names)} labels "
         f"({', '.join(label_names)}), {cv.folds} subject-independent folds -> {out}")
+    assignment = {k: int(f + 1) for f, idx in enumerate(folds) for k in keys[idx].tolist()}
+    check_same_fold_plan(out, assignment)
     out.mkdir(parents=True, exist_ok=True)  # only now: a refused dataset or fold plan leaves no folder behind
     (out / "folds.json").write_text(json.dumps({
         "format": "nasfer-folds/1", "group_regex": cv.group_regex, "seed": train_cfg.seed,
@@ -114,7 +132,7 @@ def run_crossval(cv: CrossvalConfig, train_cfg: TrainConfig, data_cfg: DataConfi
                    "class_counts": {label_names[c]: int(n) for c, n in
                                     enumerate(np.bincount(data.labels[idx], minlength=len(label_names)))}}
                   for f, idx in enumerate(folds)],
-        "assignment": {k: int(f + 1) for f, idx in enumerate(folds) for k in keys[idx].tolist()},
+        "assignment": assignment,
     }, indent=1))
 
     quiet_data = dataclasses.replace(data, notes=[])  # notes printed once above, not once per fold

@@ -324,9 +324,14 @@ def export_quantized(cfg, images: np.ndarray | None = None):
         export_checkpoint(dataclasses.replace(cfg, quantize=None, out=str(source), name=cfg.name or out.stem, **fp32),
                           images)
     else:
+        from .runtime.outputs import file_key
+
         source = Path(cfg.onnx)
         if not source.is_file():
             raise ModelError(f"{source}: model file not found")
+        if file_key(source) == file_key(out):  # before: the fp32 model and its card were replaced by the int8 ones
+            raise ValueError(f"--out {out} is the --onnx model itself: quantizing in place would lose the fp32 "
+                             "model; write the int8 model to another file (nothing was done)")
     src_card = legacy_card(read_card(source))
     source_sha = sha256_file(source)
     if src_card.get("quantization"):

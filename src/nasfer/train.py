@@ -322,20 +322,44 @@ def recipe_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     return changes
 
 
+#: What a new run's folder may hold before its first checkpoint: its own config and split (a run that stopped
+#: before finishing an epoch, or a split crossval wrote), a teacher cache copied by retrain.py, and, once it runs,
+#: its other outputs.
+NEW_RUN_FILES = ("config.json", "splits.json", "teacher_cache.npz", "history.json", "best.pt", "curves.png")
+
+
+def _json_or_empty(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def check_inputs(cfg: TrainConfig, data_cfg: DataConfig, dataset: FaceDataset | None = None) -> None:
     """Refuse at once, before any data is read or the run directory is made, a run that cannot start:
-    --freeze-epochs without --init-from (ValueError), an --out that is a file (ValueError), a missing --data
+    --freeze-epochs without --init-from (ValueError), an --out that is a file, or for a new run a folder holding
+    other files (ValueError), a --device torch cannot use here (ValueError), a missing --data
     unless `dataset` is given (DataError), a missing or unreadable --split-file (DataError), an --init-from
     that is no training checkpoint (ModelError)."""
     from .data.splits import read_split_file
     from .errors import DataError
     from .finetune import check_init_path
-    from .validation import check_output_folder
+    from .training.precision import check_device
+    from .validation import check_new_run_folder, check_output_folder
 
     if cfg.freeze_epochs and not cfg.init_from:
         raise ValueError("--freeze-epochs freezes a pretrained backbone: it needs --init-from")
     if cfg.out:
         check_output_folder(cfg.out, "the run directory")
+        out = Path(cfg.out).expanduser()
+        if not (out / "last.pt").exists():  # a new run: nothing but what a run (or crossval, retrain.py) puts first
+            config = out / "config.json"
+            if config.is_file() and "train" not in _json_or_empty(config):
+                raise ValueError(f"--out {cfg.out}: its config.json is not a training run's (a search's folder?); "
+                                 "give a new or empty folder (nothing was done)")
+            check_new_run_folder(cfg.out, "a training run", NEW_RUN_FILES)
+    check_device(cfg.device)
     if dataset is None:
         if not data_cfg.data:
             raise DataError("--data is required (a dataset zip, folder or fer2013.csv)")

@@ -56,4 +56,22 @@ def check_output_folder(out: str, what: str, flag: str = "--out") -> None:
         raise ValueError(f"{flag} {out}: {above} is a file; {what} must be a folder")
 
 
-__all__ = ["MAX_THREADS", "check", "check_only_with", "check_output_folder", "file_above", "finite", "threads_check"]
+def check_new_run_folder(out: str, what: str, allowed: Iterable[str], flag: str = "--out") -> None:
+    """ValueError when the folder `out` exists and holds entries a new run of this kind would not find there: any
+    name outside `allowed` (what the run itself, or the tool starting it, puts there before its first checkpoint),
+    hidden names aside. Call it only for a new run (no checkpoint of its own yet), so that a user's folder, or a
+    run of another kind (a search's folder given to `nasfer train`), is never written into (before: a training
+    replaced the config.json and best.pt it found)."""
+    path = Path(out).expanduser()
+    if not path.is_dir():
+        return
+    allowed = set(allowed)
+    foreign = sorted(p.name for p in path.iterdir() if p.name not in allowed and not p.name.startswith("."))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise ValueError(f"{flag} {out}: the folder holds {shown}, which {what} does not write; give a new or empty "
+                         "folder (nothing was done)")
+
+
+__all__ = ["MAX_THREADS", "check", "check_new_run_folder", "check_only_with", "check_output_folder", "file_above",
+           "finite", "threads_check"]

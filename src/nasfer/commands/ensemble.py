@@ -55,6 +55,11 @@ class EnsembleConfig:
 
         if len(self.checkpoints) < 2:
             raise ValueError("--checkpoints needs at least two files")
+        from ..runtime.outputs import file_key
+
+        keys = [file_key(path) for path in self.checkpoints]
+        if len(set(keys)) < len(keys):
+            raise ValueError("--checkpoints names one file twice: an ensemble needs different members")
         if self.select == "mean":
             given = changed_flags(self, ("data", "split_file", "rounds", "max_members", "tta", "threads"))
             if given:
@@ -79,7 +84,11 @@ def run(args: argparse.Namespace) -> int:
     from ..models.ensemble import ensemble_checkpoint
     from ..runtime.engine import sha256_file
 
+    from ..runtime.outputs import check_outputs
+
     cfg = from_args(EnsembleConfig, args).validate()
+    # before: --out onto a member replaced that run's checkpoint with the ensemble; --out onto a folder left a .tmp
+    check_outputs([(f"--out {cfg.out}", cfg.out)], cfg.checkpoints)
     paths, weights, selection = list(cfg.checkpoints), None, None
     files = {path: member_file(path, cfg.allow_incomplete) for path in cfg.checkpoints}
     if cfg.select == "greedy":
@@ -110,6 +119,8 @@ def member_file(path: str, allow_incomplete: bool = False) -> dict:
     from ..errors import DataError
     from ..runtime.engine import sha256_file
 
+    if not Path(path).is_file():
+        raise DataError(f"{path}: no such checkpoint file" if not Path(path).exists() else f"{path}: not a file")
     sha = sha256_file(path)
     ckpt = load_checkpoint(path)
     epochs = epochs_info(ckpt, Path(path).parent)

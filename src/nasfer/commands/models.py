@@ -157,7 +157,8 @@ def listing() -> dict:
     try:
         from ..models import list_models
 
-        architectures: list[str] | str = list_models()
+        # `ensemble` is registered (checkpoints of `nasfer ensemble` load through it) but is not trained
+        architectures: list[str] | str = [name for name in list_models() if name != "ensemble"]
     except ImportError as exc:
         architectures = f"unavailable here ({exc.name or exc} is not installed; pip install 'nasfer[train]')"
     yunet = yunet_cache_path()

@@ -138,7 +138,11 @@ def read_fer2013_csv(path: Path, *, strict: bool = False, size: int = 48, **_: o
             out.skip(where, "pixel values must be within 0-255")
             continue
         usage = (row.get("usage") or "Training").strip() or "Training"
-        out.add(pixels.astype(np.uint8).reshape(side, side), int(emotion), usage, where)
+        official = next((s for s in OFFICIAL_SPLITS if s.lower() == usage.lower()), None)
+        if official is None:  # before: any other value became a split of its own, neither trained on nor scored
+            out.skip(where, f"Usage must be one of {', '.join(OFFICIAL_SPLITS)}, got {usage[:20]!r}")
+            continue
+        out.add(pixels.astype(np.uint8).reshape(side, side), int(emotion), official, where)
     return out.build(name, EMOTIONS, [])
 
 

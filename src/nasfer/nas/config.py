@@ -90,13 +90,21 @@ def make_search_strategy(cfg: SearchConfig, space):
     return make_strategy(cfg.strategy, space, **options)
 
 
+#: What a search (local or Ray) writes in its --out; a folder holding anything else is not given to a new search.
+SEARCH_FILES = ("config.json", "search_state.pt", "search_log.jsonl", "best_arch.json", "best_genotype.json",
+                "pareto.json", "pareto.png", "summary.json", "latency_cache.json", "ray_tune", "ray_finished.json",
+                "ray_clock.json", "rungs.json", "best_normal.png", "best_reduction.png", "latency_cache.json.lock")
+#: Files only a search writes, at its start: a folder holding one is a search to resume.
+SEARCH_MARKS = ("search_state.pt", "search_log.jsonl", "ray_tune", "ray_clock.json")
+
+
 def check_config(cfg: SearchConfig) -> list:
     """The parsed rungs; ValueError naming the flag for anything out of range (NaN and infinity included:
     every float flag must be a finite number) or for an --out that is a file."""
     import dataclasses
 
     from ..config import flag_of
-    from ..validation import check, check_output_folder, finite, threads_check
+    from ..validation import check, check_new_run_folder, check_output_folder, finite, threads_check
     from .fidelity import Fidelity
 
     flags = {f.name: flag_of(f) for f in dataclasses.fields(cfg)}
@@ -129,6 +137,13 @@ def check_config(cfg: SearchConfig) -> list:
            (cfg.seed >= 0, f"--seed must be >= 0, got {cfg.seed}"),
            threads_check(cfg.threads, zero="torch's default")])
     check_output_folder(cfg.out, "the search directory")
+    out = Path(cfg.out).expanduser()
+    if not any((out / name).exists() for name in SEARCH_MARKS):  # a new search (an earlier one resumes)
+        check_new_run_folder(cfg.out, "a search", SEARCH_FILES)  # before: a training run's config.json was replaced
+    config_file = out / "config.json"
+    if config_file.is_file() and '"train"' in config_file.read_text(errors="replace")[:200]:
+        raise ValueError(f"--out {cfg.out}: its config.json is a training run's; give the search a new or empty "
+                         "folder (nothing was done)")
     if not cfg.rungs:
         raise ValueError("--rungs needs at least one fidelity")
     fidelities = [Fidelity.parse(r) for r in cfg.rungs]

@@ -1,4 +1,5 @@
-"""The autocast precision of training steps: `--precision auto` picks bf16 only where the hardware has it.
+"""The device and autocast precision of training steps: `--device` is checked before any work, and
+`--precision auto` picks bf16 only where the hardware has it.
 
 bf16 autocast pays on CPUs with native bf16 arithmetic (AVX-512 BF16 or AMX: the README's training-speed
 table, 1.7x for VGG-32 there) and costs a great deal on CPUs without it, where PyTorch emulates it (measured
@@ -85,4 +86,26 @@ def slow_bf16_warning(precision: str, device: str = "cpu", cpuinfo: str | None =
             "in bf16 continues in it; a new run with --precision auto or fp32 trains in fp32)")
 
 
-__all__ = ["PRECISIONS", "BF16_CPU_FLAGS", "cpu_flags", "native_bf16", "resolve_precision", "run_precision", "slow_bf16_warning"]
+def check_device(name: str) -> None:
+    """ValueError (one line, naming --device) unless torch can train on device `name` here: cpu, or cuda[:N]
+    with a CUDA GPU that PyTorch sees (before: a traceback from the first `.to(device)`, after the dataset was
+    read)."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"--device {name}: not a torch device ({str(exc).strip()[:120]}); use cpu or cuda") from None
+    if device.type == "cpu":
+        return
+    if device.type != "cuda":
+        raise ValueError(f"--device {name}: nasfer trains on cpu or cuda (a CUDA GPU), not {device.type}")
+    if not torch.cuda.is_available():
+        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        raise ValueError(f"--device {name}: PyTorch here ({torch.__version__}, {build}) sees no CUDA GPU; train "
+                         "with --device cpu, or install a CUDA build of PyTorch on a machine with a GPU")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: there are {torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
+
+
+__all__ = ["PRECISIONS", "BF16_CPU_FLAGS", "check_device", "cpu_flags", "native_bf16", "resolve_precision", "run_precision", "slow_bf16_warning"]
