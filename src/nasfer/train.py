@@ -328,14 +328,6 @@ def recipe_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
 NEW_RUN_FILES = ("config.json", "splits.json", "teacher_cache.npz", "history.json", "best.pt", "curves.png")
 
 
-def _json_or_empty(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def check_inputs(cfg: TrainConfig, data_cfg: DataConfig, dataset: FaceDataset | None = None) -> None:
     """Refuse at once, before any data is read or the run directory is made, a run that cannot start:
     --freeze-epochs without --init-from (ValueError), an --out that is a file, or for a new run a folder holding
@@ -346,7 +338,7 @@ def check_inputs(cfg: TrainConfig, data_cfg: DataConfig, dataset: FaceDataset | 
     from .errors import DataError
     from .finetune import check_init_path
     from .training.precision import check_device
-    from .validation import check_new_run_folder, check_output_folder
+    from .validation import check_new_run_folder, check_output_folder, is_training_run_config
 
     if cfg.freeze_epochs and not cfg.init_from:
         raise ValueError("--freeze-epochs freezes a pretrained backbone: it needs --init-from")
@@ -355,7 +347,7 @@ def check_inputs(cfg: TrainConfig, data_cfg: DataConfig, dataset: FaceDataset | 
         out = Path(cfg.out).expanduser()
         if not (out / "last.pt").exists():  # a new run: nothing but what a run (or crossval, retrain.py) puts first
             config = out / "config.json"
-            if config.is_file() and "train" not in _json_or_empty(config):
+            if config.is_file() and not is_training_run_config(config):
                 raise ValueError(f"--out {cfg.out}: its config.json is not a training run's (a search's folder?); "
                                  "give a new or empty folder (nothing was done)")
             check_new_run_folder(cfg.out, "a training run", NEW_RUN_FILES)

@@ -56,6 +56,18 @@ def check_output_folder(out: str, what: str, flag: str = "--out") -> None:
         raise ValueError(f"{flag} {out}: {above} is a file; {what} must be a folder")
 
 
+def is_training_run_config(path: Path) -> bool:
+    """Whether the JSON file `path` is a training run's config.json (it has a "train" section); False for a
+    search's config, another file, or one that cannot be read."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "train" in data
+
+
 def check_new_run_folder(out: str, what: str, allowed: Iterable[str], flag: str = "--out") -> None:
     """ValueError when the folder `out` exists and holds entries a new run of this kind would not find there: any
     name outside `allowed` (what the run itself, or the tool starting it, puts there before its first checkpoint),
@@ -73,5 +85,5 @@ def check_new_run_folder(out: str, what: str, allowed: Iterable[str], flag: str 
                          "folder (nothing was done)")
 
 
-__all__ = ["MAX_THREADS", "check", "check_new_run_folder", "check_only_with", "check_output_folder", "file_above",
+__all__ = ["MAX_THREADS", "check", "check_new_run_folder", "is_training_run_config", "check_only_with", "check_output_folder", "file_above",
            "finite", "threads_check"]

@@ -104,7 +104,7 @@ def check_config(cfg: SearchConfig) -> list:
     import dataclasses
 
     from ..config import flag_of
-    from ..validation import check, check_new_run_folder, check_output_folder, finite, threads_check
+    from ..validation import check, check_new_run_folder, check_output_folder, finite, is_training_run_config, threads_check
     from .fidelity import Fidelity
 
     flags = {f.name: flag_of(f) for f in dataclasses.fields(cfg)}
@@ -141,7 +141,7 @@ def check_config(cfg: SearchConfig) -> list:
     if not any((out / name).exists() for name in SEARCH_MARKS):  # a new search (an earlier one resumes)
         check_new_run_folder(cfg.out, "a search", SEARCH_FILES)  # before: a training run's config.json was replaced
     config_file = out / "config.json"
-    if config_file.is_file() and '"train"' in config_file.read_text(errors="replace")[:200]:
+    if config_file.is_file() and is_training_run_config(config_file):
         raise ValueError(f"--out {cfg.out}: its config.json is a training run's; give the search a new or empty "
                          "folder (nothing was done)")
     if not cfg.rungs:
