@@ -13,6 +13,11 @@ chosen graph once, after export (`nasfer evaluate --split PublicTest --model def
         --data ../shared/datasets/fer2013.zip --split-file ~/nasfer-runs/vgg32-long-s0/splits.json \
         --work-dir ~/nasfer-runs/release/long3 --out benchmarks/results/default_candidates.json
 
+Members trained by a `benchmarks/retrain.py --keep-weights` campaign on other machines are its carried
+`train-*/weights.pt` files (each run's best.pt without optimizer state), e.g. `src/nasfer/weights/default.pt`
+(the first member) and `benchmarks/campaigns/issue13/train-vgg32-s{2,3}/weights.pt` with
+`--split-file benchmarks/campaigns/issue11/splits.json`.
+
 Candidates already scored in `--work-dir` (their val.json) are not redone, so a stopped run continues.
 """
 

@@ -110,6 +110,9 @@ class Runner(Campaign):
         steps = [Step(f"train {job.name}", job.name, lambda: train_done(d) or exported(), lambda: self.train(job),
                       parallel=(run_train, self.train_config(job), self.data_cfg), pool="train"),
                  Step(f"export {job.name}", job.name, exported, lambda: run_export(self.export_config(job, d)))]
+        if self.args.keep_weights:
+            steps.append(Step(f"weights {job.name}", job.name, lambda: (d / carry.WEIGHTS).is_file(),
+                              lambda: carry.keep_weights(d, log)))
         if self.args.quantize:
             steps.append(Step(f"int8 {job.name}", job.name, lambda: bool(
                 report.read_json(d / "model-int8.json") or report.read_json(d / report.INT8_REFUSED)),

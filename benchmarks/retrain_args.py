@@ -52,6 +52,9 @@ def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
                    "checkpoints, exported models without; benchmarks/retrain_carry.py), updated after every step, "
                    "every 10 minutes and when stopped, "
                    "copied back into a work directory that lacks them at the start")
+    p.add_argument("--keep-weights", action="store_true", help="after each export, keep the training's best.pt "
+                   "without optimizer state as weights.pt, carried with the model (e.g. for members an ensemble is "
+                   "chosen from later: benchmarks/default_candidates.py); may be added to a running campaign")
     p.add_argument("--table", metavar="RESULT.json", help="print the markdown tables of a result and exit")
     p.add_argument("--plot", metavar="PNG", help="with --table: also plot each model's test-split accuracy "
                    "against ms per face, its Pareto front marked (fp32 and int8 models; needs matplotlib)")

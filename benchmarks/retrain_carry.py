@@ -14,7 +14,9 @@ small part of the work directory that the later steps and the result are made fr
 - a training folder before its export, from its first finished epoch (also while it runs), `RUNNING_FILES`:
   its history, config and checkpoints (`RUNNING_FILES`, in that order): a training cut off resumes on the next
   machine after its last carried epoch (`nasfer train` continues from last.pt). Once the model is exported
-  the carried checkpoints are removed from the folder.
+  the carried checkpoints are removed from the folder;
+- with `retrain.py --keep-weights`, each exported training's `weights.pt` (its best.pt without optimizer
+  state: `keep_weights`), for models used again later, e.g. members an ensemble is chosen from.
 
 Every file is copied atomically when it differs from the carried copy; at the start, carried files that the
 work directory lacks are copied in (a file already there is never overwritten: the work directory is the
@@ -43,8 +45,10 @@ TOP_LEVEL = (CAMPAIGN, "splits.json")
 EXPORTED = "model.json"
 #: What is carried of a training folder: what later steps and the report read (benchmarks/retrain_report.py),
 #: and the training curves; not checkpoints, its copy of the shared split, or test.json's predictions.
+#: An exported training's selected weights, written with `retrain.py --keep-weights` (`keep_weights`).
+WEIGHTS = "weights.pt"
 TRAIN_FILES = ("config.json", "history.json", "curves.png", "model.json", "model.onnx", "model-int8.json",
-               "model-int8.onnx", "int8-refused.json", "eval-*.json", "speed-*.json")
+               "model-int8.onnx", "int8-refused.json", "eval-*.json", "speed-*.json", WEIGHTS)
 
 #: What is carried of a training folder that has not exported its model yet, once it has a checkpoint, in
 #: the order copied: an epoch that ends between two copies leaves the history no newer than last.pt (so a
@@ -145,6 +149,21 @@ def prune(work: Path, carry: Path, only: list[Path] | None = None) -> int:
                 extra.unlink()
                 removed += 1
     return removed
+
+
+def keep_weights(run_dir: Path, log: Callable[[str], None]) -> None:
+    """Write `run_dir/weights.pt`: its best.pt without optimizer and scheduler state
+    (`nasfer.checkpoint.strip_training_state`, about half the size; enough to evaluate, export, fine-tune or
+    join an ensemble: `nasfer ensemble --checkpoints`), atomically. Carried as a `TRAIN_FILES` file, it outlives
+    the checkpoints, which leave the carry folder once the model is exported. A run whose best.pt is not on this
+    machine (exported on another one before `--keep-weights` was given) is logged and left without."""
+    from nasfer.checkpoint import load_checkpoint, save_checkpoint, strip_training_state
+
+    best = Path(run_dir) / "best.pt"
+    if not best.is_file():
+        log(f"  {best} is not on this machine: {Path(run_dir).name} keeps no {WEIGHTS}")
+        return
+    save_checkpoint(Path(run_dir) / WEIGHTS, strip_training_state(load_checkpoint(best)))
 
 
 def restore(carry: Path, work: Path) -> list[Path]:

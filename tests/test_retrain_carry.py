@@ -220,6 +220,48 @@ def test_a_training_cut_off_mid_way_resumes_on_the_next_machine_from_its_carried
     assert "model.onnx" in names and not any(name.endswith(".pt") for name in names)
 
 
+@pytest.mark.slow
+def test_keep_weights_carries_each_exported_trainings_weights_past_its_checkpoints(
+        tmp_path, learnable_folder, monkeypatch):
+    """Before: an exported training's checkpoints left the carry folder, so a member trained over several
+    machines had no weights left on the next one to join an ensemble with (issue 13's members: only the
+    exported ONNX graph survived). With --keep-weights its best.pt, without optimizer state, stays."""
+    import torch
+
+    from nasfer.checkpoint import build_model, load_checkpoint
+
+    work, carried, out = tmp_path / "work", tmp_path / "carry", tmp_path / "campaign.json"
+    argv = ["--data", str(learnable_folder), "--work-dir", str(work), "--controls", "vgg:4", "--train-flags",
+            "--epochs 1 --batch-size 32 --precision fp32 --threads 1", "--test-split", "test", "--speed-seconds",
+            "0.02", "--carry", str(carried), "--out", str(out)]
+    assert retrain.main(argv) == 0  # a campaign started without the flag ...
+    assert not (carried / "train-vgg4-s0" / "weights.pt").exists()
+    assert retrain.main([*argv, "--keep-weights"]) == 0  # ... takes it later, on the machine that trained it
+    best = load_checkpoint(work / "train-vgg4-s0" / "best.pt")
+    kept = carried / "train-vgg4-s0" / "weights.pt"
+    weights = load_checkpoint(kept)
+    assert "optimizer" in best and not {"optimizer", "scheduler"} & set(weights)
+    assert kept.stat().st_size < (work / "train-vgg4-s0" / "best.pt").stat().st_size
+    for name, tensor in best["state_dict"].items():
+        assert torch.equal(weights["state_dict"][name], tensor)
+    build_model(weights)  # rebuilds, as `nasfer ensemble --checkpoints` and export do
+
+    shutil.rmtree(work)  # a new machine: the weights come back with the model, nothing is redone
+    counts = count_calls(monkeypatch)
+    assert retrain.main([*argv, "--keep-weights"]) == 0
+    assert counts == dict.fromkeys(CALLS, 0)
+    assert (work / "train-vgg4-s0" / "weights.pt").read_bytes() == kept.read_bytes()
+    names = {p.name for p in (carried / "train-vgg4-s0").iterdir()}
+    assert "weights.pt" in names and not {"best.pt", "last.pt"} & names
+
+
+def test_keep_weights_without_the_runs_checkpoint_says_so_and_writes_nothing(tmp_path):
+    lines = []
+    retrain_carry.keep_weights(tmp_path, lines.append)
+    assert not (tmp_path / "weights.pt").exists()
+    assert len(lines) == 1 and "best.pt is not on this machine" in lines[0]
+
+
 def test_git_commits_what_the_carry_folder_holds():
     """Before: .gitignore's `*.pt` kept a carried training's checkpoints out of the commit, so the next machine
     would have started that training from its first epoch (found when committing the issue-11 folder)."""
