@@ -14,9 +14,11 @@ chosen graph once, after export (`nasfer evaluate --split PublicTest --model def
         --work-dir ~/nasfer-runs/release/long3 --out benchmarks/results/default_candidates.json
 
 Members trained by a `benchmarks/retrain.py --keep-weights` campaign on other machines are its carried
-`train-*/weights.pt` files (each run's best.pt without optimizer state), e.g. `src/nasfer/weights/default.pt`
-(the first member) and `benchmarks/campaigns/issue13/train-vgg32-s{2,3}/weights.pt` with
-`--split-file benchmarks/campaigns/issue11/splits.json`.
+`train-*/weights.pt` files (each run's best.pt without training state, its splits.json beside it), e.g.
+`benchmarks/campaigns/issue13/train-vgg32-s{2,3}/weights.pt` with `--split-file
+benchmarks/campaigns/issue13/splits.json`. `nasfer ensemble --select greedy` checks each member's splits.json
+beside it, so a member without one, such as `src/nasfer/weights/default.pt` (the default's first member, trained
+on the same split), goes into a folder of its own with a copy of that split file as `splits.json`.
 
 Candidates already scored in `--work-dir` (their val.json) are not redone, so a stopped run continues.
 """

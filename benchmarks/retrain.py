@@ -12,7 +12,8 @@ again continues where it stopped (a search resumes from its last finished child,
    <work-dir>/search-<strategy>-s<seed>;
 3. per job, in <work-dir>/train-<group>-s<seed>: `nasfer train` (the same --train-flags for every job; a
    search winner is trained from its best_arch.json with the search's seed, a control `arch[:width]` (a NASNet
-   as `arch:N@F`) or a given architecture file `NAME=FILE.json` with each --control-seeds seed), `nasfer export` (model.onnx),
+   as `arch:N@F`) or a given architecture file `NAME=FILE.json` with each --control-seeds seed), with
+   --keep-weights its best.pt without training state as weights.pt, `nasfer export` (model.onnx),
    with --quantize `nasfer export --quantize int8` (model-int8.onnx; a refusal by its validation-parity check
    is recorded), `nasfer evaluate` of each model on the validation images; then every model once on
    --test-split, after all models are made and validated, the score recorded in its card (`--record`), so
@@ -108,11 +109,11 @@ class Runner(Campaign):
         exported = lambda: bool(report.read_json(d / "model.json"))  # noqa: E731
         # an exported job is trained, also where its checkpoints were not carried to this machine (--carry)
         steps = [Step(f"train {job.name}", job.name, lambda: train_done(d) or exported(), lambda: self.train(job),
-                      parallel=(run_train, self.train_config(job), self.data_cfg), pool="train"),
-                 Step(f"export {job.name}", job.name, exported, lambda: run_export(self.export_config(job, d)))]
-        if self.args.keep_weights:
-            steps.append(Step(f"weights {job.name}", job.name, lambda: (d / carry.WEIGHTS).is_file(),
+                      parallel=(run_train, self.train_config(job), self.data_cfg), pool="train")]
+        if self.args.keep_weights:  # before the export, after which the carry folder drops the checkpoints
+            steps.append(Step(f"weights {job.name}", job.name, lambda: carry.weights_kept(d),
                               lambda: carry.keep_weights(d, log)))
+        steps.append(Step(f"export {job.name}", job.name, exported, lambda: run_export(self.export_config(job, d))))
         if self.args.quantize:
             steps.append(Step(f"int8 {job.name}", job.name, lambda: bool(
                 report.read_json(d / "model-int8.json") or report.read_json(d / report.INT8_REFUSED)),

@@ -54,7 +54,8 @@ def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
                    "copied back into a work directory that lacks them at the start")
     p.add_argument("--keep-weights", action="store_true", help="after each export, keep the training's best.pt "
                    "without optimizer state as weights.pt, carried with the model (e.g. for members an ensemble is "
-                   "chosen from later: benchmarks/default_candidates.py); may be added to a running campaign")
+                   "chosen from later: benchmarks/default_candidates.py); a stopped campaign may be run again with it (for "
+                   "trainings whose best.pt is on this machine)")
     p.add_argument("--table", metavar="RESULT.json", help="print the markdown tables of a result and exit")
     p.add_argument("--plot", metavar="PNG", help="with --table: also plot each model's test-split accuracy "
                    "against ms per face, its Pareto front marked (fp32 and int8 models; needs matplotlib)")

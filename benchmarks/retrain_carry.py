@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import filecmp
 import fnmatch
+import json
 import os
 import shutil
 import threading
@@ -43,12 +44,15 @@ CAMPAIGN = "campaign.json"
 TOP_LEVEL = (CAMPAIGN, "splits.json")
 #: A training folder is carried once this file (the exported model's card) exists.
 EXPORTED = "model.json"
+#: A training's selected weights, written with `retrain.py --keep-weights` (`keep_weights`), or, where its
+#: best.pt was not on the machine, the note saying so.
+WEIGHTS, NO_WEIGHTS = "weights.pt", "weights-missing.json"
 #: What is carried of a training folder: what later steps and the report read (benchmarks/retrain_report.py),
-#: and the training curves; not checkpoints, its copy of the shared split, or test.json's predictions.
-#: An exported training's selected weights, written with `retrain.py --keep-weights` (`keep_weights`).
-WEIGHTS = "weights.pt"
+#: the training curves and kept weights; not checkpoints or test.json's predictions, nor its copy of the
+#: shared split unless it kept its weights (`nasfer ensemble --select greedy` checks a member's splits.json
+#: beside it; git stores the identical copies once).
 TRAIN_FILES = ("config.json", "history.json", "curves.png", "model.json", "model.onnx", "model-int8.json",
-               "model-int8.onnx", "int8-refused.json", "eval-*.json", "speed-*.json", WEIGHTS)
+               "model-int8.onnx", "int8-refused.json", "eval-*.json", "speed-*.json", WEIGHTS, NO_WEIGHTS)
 
 #: What is carried of a training folder that has not exported its model yet, once it has a checkpoint, in
 #: the order copied: an epoch that ends between two copies leaves the history no newer than last.pt (so a
@@ -63,7 +67,8 @@ def _search_file(path: Path) -> bool:  # all but locks and half-written files (q
 
 
 def _train_file(path: Path) -> bool:
-    return any(fnmatch.fnmatchcase(path.name, pattern) for pattern in TRAIN_FILES)
+    return any(fnmatch.fnmatchcase(path.name, pattern) for pattern in TRAIN_FILES) or (
+        path.name == "splits.json" and (path.parent / WEIGHTS).is_file())
 
 
 def _copy_order(rel: Path) -> tuple:
@@ -152,18 +157,29 @@ def prune(work: Path, carry: Path, only: list[Path] | None = None) -> int:
 
 
 def keep_weights(run_dir: Path, log: Callable[[str], None]) -> None:
-    """Write `run_dir/weights.pt`: its best.pt without optimizer and scheduler state
-    (`nasfer.checkpoint.strip_training_state`, about half the size; enough to evaluate, export, fine-tune or
-    join an ensemble: `nasfer ensemble --checkpoints`), atomically. Carried as a `TRAIN_FILES` file, it outlives
-    the checkpoints, which leave the carry folder once the model is exported. A run whose best.pt is not on this
-    machine (exported on another one before `--keep-weights` was given) is logged and left without."""
+    """Write `run_dir/weights.pt`, atomically: its best.pt without what only resuming reads (optimizer and
+    scheduler state, `nasfer.checkpoint.strip_training_state`, and the weight EMA's running copy: the selected
+    weights are its `state_dict`), a quarter to a half of best.pt's size; enough to evaluate, export, fine-tune
+    or join an ensemble (`nasfer ensemble --checkpoints`, with the run's splits.json, carried beside it). Carried
+    as a `TRAIN_FILES` file, it outlives the checkpoints, which leave the carry folder once the model is
+    exported. A run whose best.pt is not on this machine (exported on another one before `--keep-weights` was
+    given) gets `weights-missing.json` saying so instead, logged."""
     from nasfer.checkpoint import load_checkpoint, save_checkpoint, strip_training_state
 
-    best = Path(run_dir) / "best.pt"
+    run_dir = Path(run_dir)
+    best = run_dir / "best.pt"
     if not best.is_file():
-        log(f"  {best} is not on this machine: {Path(run_dir).name} keeps no {WEIGHTS}")
+        why = f"{best} was not on the machine that ran this step: the run's checkpoints went with another machine"
+        (run_dir / NO_WEIGHTS).write_text(json.dumps({"missing": why}, indent=1) + "\n")
+        log(f"  {why}; {run_dir.name} keeps no {WEIGHTS}")
         return
-    save_checkpoint(Path(run_dir) / WEIGHTS, strip_training_state(load_checkpoint(best)))
+    weights = {k: v for k, v in strip_training_state(load_checkpoint(best)).items() if k != "ema_state_dict"}
+    save_checkpoint(run_dir / WEIGHTS, weights)
+
+
+def weights_kept(run_dir: Path) -> bool:
+    """Whether `keep_weights` ran for `run_dir` (its weights.pt, or the note that they were not there)."""
+    return (Path(run_dir) / WEIGHTS).is_file() or (Path(run_dir) / NO_WEIGHTS).is_file()
 
 
 def restore(carry: Path, work: Path) -> list[Path]:
@@ -235,4 +251,5 @@ class Carrier:
                 thread.join()
 
 
-__all__ = ["Carrier", "carried_files", "check_folder", "prune", "restore", "restore_campaign", "save"]
+__all__ = ["Carrier", "carried_files", "check_folder", "keep_weights", "prune", "restore", "restore_campaign", "save",
+           "weights_kept"]

@@ -220,46 +220,95 @@ def test_a_training_cut_off_mid_way_resumes_on_the_next_machine_from_its_carried
     assert "model.onnx" in names and not any(name.endswith(".pt") for name in names)
 
 
+def keep_weights_argv(data: Path, work: Path, carried: Path, out: Path, *extra: str) -> list[str]:
+    return ["--data", str(data), "--work-dir", str(work), "--controls", "vgg:4", "--control-seeds", "0", "1",
+            "--train-flags", "--epochs 1 --batch-size 32 --precision fp32 --threads 1", "--test-split", "test",
+            "--speed-seconds", "0.02", "--carry", str(carried), "--out", str(out), *extra]
+
+
 @pytest.mark.slow
 def test_keep_weights_carries_each_exported_trainings_weights_past_its_checkpoints(
-        tmp_path, learnable_folder, monkeypatch):
+        tmp_path, learnable_folder, monkeypatch, capsys):
     """Before: an exported training's checkpoints left the carry folder, so a member trained over several
     machines had no weights left on the next one to join an ensemble with (issue 13's members: only the
-    exported ONNX graph survived). With --keep-weights its best.pt, without optimizer state, stays."""
+    exported ONNX graph survived). With --keep-weights its best.pt, without training state, stays, with the
+    run's splits.json that `nasfer ensemble --select greedy` checks."""
     import torch
 
-    from nasfer.checkpoint import build_model, load_checkpoint
+    from nasfer.checkpoint import load_checkpoint
+    from nasfer.cli import main as nasfer
 
     work, carried, out = tmp_path / "work", tmp_path / "carry", tmp_path / "campaign.json"
-    argv = ["--data", str(learnable_folder), "--work-dir", str(work), "--controls", "vgg:4", "--train-flags",
-            "--epochs 1 --batch-size 32 --precision fp32 --threads 1", "--test-split", "test", "--speed-seconds",
-            "0.02", "--carry", str(carried), "--out", str(out)]
+    argv = keep_weights_argv(learnable_folder, work, carried, out)
     assert retrain.main(argv) == 0  # a campaign started without the flag ...
-    assert not (carried / "train-vgg4-s0" / "weights.pt").exists()
-    assert retrain.main([*argv, "--keep-weights"]) == 0  # ... takes it later, on the machine that trained it
-    best = load_checkpoint(work / "train-vgg4-s0" / "best.pt")
-    kept = carried / "train-vgg4-s0" / "weights.pt"
-    weights = load_checkpoint(kept)
-    assert "optimizer" in best and not {"optimizer", "scheduler"} & set(weights)
-    assert kept.stat().st_size < (work / "train-vgg4-s0" / "best.pt").stat().st_size
-    for name, tensor in best["state_dict"].items():
-        assert torch.equal(weights["state_dict"][name], tensor)
-    build_model(weights)  # rebuilds, as `nasfer ensemble --checkpoints` and export do
+    assert not list(carried.glob("train-*/weights.pt"))
+    counts = count_calls(monkeypatch)
+    assert retrain.main([*argv, "--keep-weights"]) == 0  # ... is run again with it, on the machine that trained it
+    assert counts == dict.fromkeys(CALLS, 0)  # nothing trained, exported, scored or timed again
+    for seed in (0, 1):
+        run, kept = work / f"train-vgg4-s{seed}", carried / f"train-vgg4-s{seed}"
+        best, weights = load_checkpoint(run / "best.pt"), load_checkpoint(kept / "weights.pt")
+        assert {"optimizer", "scheduler"} <= set(best)
+        assert not {"optimizer", "scheduler", "ema_state_dict"} & set(weights)
+        assert weights["state_dict"].keys() == best["state_dict"].keys()
+        assert all(torch.equal(weights["state_dict"][k], v) for k, v in best["state_dict"].items())
+        names = {p.name for p in kept.iterdir()}
+        assert {"weights.pt", "splits.json", "model.onnx"} <= names and not {"best.pt", "last.pt"} & names
 
-    shutil.rmtree(work)  # a new machine: the weights come back with the model, nothing is redone
+    shutil.rmtree(work)  # a new machine: the weights come back with the models, nothing is redone
     counts = count_calls(monkeypatch)
     assert retrain.main([*argv, "--keep-weights"]) == 0
     assert counts == dict.fromkeys(CALLS, 0)
-    assert (work / "train-vgg4-s0" / "weights.pt").read_bytes() == kept.read_bytes()
-    names = {p.name for p in (carried / "train-vgg4-s0").iterdir()}
-    assert "weights.pt" in names and not {"best.pt", "last.pt"} & names
+    assert (work / "train-vgg4-s0" / "weights.pt").read_bytes() == (carried / "train-vgg4-s0" / "weights.pt").read_bytes()
+    members = [str(carried / f"train-vgg4-s{seed}" / "weights.pt") for seed in (0, 1)]
+    capsys.readouterr()
+    nasfer(["ensemble", "--checkpoints", *members, "--select", "greedy", "--data", str(learnable_folder),
+            "--split-file", str(carried / "splits.json"), "--rounds", "3", "--out", str(tmp_path / "ensemble.pt")])
+    said = capsys.readouterr()
+    # both members accepted and scored on validation (one-epoch members at chance may leave one picked alone)
+    assert all(f"{m}: validation accuracy" in said.out for m in members), said.err
+    assert "splits.json" not in said.err
 
 
-def test_keep_weights_without_the_runs_checkpoint_says_so_and_writes_nothing(tmp_path):
+@pytest.mark.slow
+def test_keep_weights_are_written_before_the_export_drops_the_carried_checkpoints(
+        tmp_path, learnable_folder, monkeypatch):
+    """Before (as first written): the weights step ran after the export, and the carry folder dropped the
+    checkpoints as soon as the model was exported, so a stop in between, on a machine that then went, lost
+    the member's weights everywhere."""
+    work, carried, out = tmp_path / "work", tmp_path / "carry", tmp_path / "campaign.json"
+    argv = keep_weights_argv(learnable_folder, work, carried, out, "--keep-weights")
+    original, calls = retrain_carry.keep_weights, []
+
+    def stopped_once(run_dir, log):
+        calls.append(run_dir)
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # the session ends while the first weights are written
+        return original(run_dir, log)
+
+    monkeypatch.setattr(retrain.carry, "keep_weights", stopped_once)
+    with pytest.raises(SystemExit, match="interrupted"):
+        retrain.main(argv)
+    assert {"best.pt", "last.pt"} <= {p.name for p in (carried / "train-vgg4-s0").iterdir()}  # still carried
+    shutil.rmtree(work)  # the machine went
+    assert retrain.main(argv) == 0
+    assert all((carried / f"train-vgg4-s{seed}" / "weights.pt").is_file() for seed in (0, 1))
+    assert not list(carried.glob("train-*/weights-missing.json"))
+
+
+def test_keep_weights_without_the_runs_checkpoint_says_so_in_a_carried_note(tmp_path):
+    run = tmp_path / "train-vgg4-s0"
+    run.mkdir()
     lines = []
-    retrain_carry.keep_weights(tmp_path, lines.append)
-    assert not (tmp_path / "weights.pt").exists()
-    assert len(lines) == 1 and "best.pt is not on this machine" in lines[0]
+    assert not retrain_carry.weights_kept(run)
+    retrain_carry.keep_weights(run, lines.append)
+    assert not (run / "weights.pt").exists()
+    assert len(lines) == 1 and "best.pt was not on the machine" in lines[0]
+    assert "went with another machine" in json.loads((run / "weights-missing.json").read_text())["missing"]
+    assert retrain_carry.weights_kept(run)  # done: the campaign does not try again on every run
+    (run / "model.json").write_text("{}")
+    (run / "splits.json").write_text("{}")  # no weights: the split's copy stays behind
+    assert {p.name for p in retrain_carry.carried_files(tmp_path)} == {"model.json", "weights-missing.json"}
 
 
 def test_git_commits_what_the_carry_folder_holds():
@@ -271,7 +320,7 @@ def test_git_commits_what_the_carry_folder_holds():
     if not (root / ".git").exists():
         pytest.fail("this test reads the repository's .gitignore through git: run it in a git checkout")
     carried = ["benchmarks/campaigns/x/train-vgg4-s0/last.pt", "benchmarks/campaigns/x/train-vgg4-s0/best.pt",
-               "benchmarks/campaigns/x/search-random-s0/search_state.pt"]
+               "benchmarks/campaigns/x/train-vgg4-s0/weights.pt", "benchmarks/campaigns/x/search-random-s0/search_state.pt"]
     ignored = subprocess.run(["git", "check-ignore", "--no-index", *carried], cwd=root, capture_output=True, text=True)
     assert ignored.stdout.split() == []  # none of them ignored
     lock = subprocess.run(["git", "check-ignore", "--no-index", "benchmarks/campaigns/x/.lock"], cwd=root,
