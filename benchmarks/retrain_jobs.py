@@ -49,13 +49,20 @@ def parse_flags(text: str, prog: str, command: str, classes: list[tuple[type, tu
     return [config.from_args(cls, args) for cls, _ in classes]
 
 
+#: Training flags that change how fast a training runs, not what it learns: a campaign may change them at any
+#: time, as `nasfer train` lets a resumed run change them (nasfer.train.RESUMABLE), e.g. to continue its
+#: trainings on a GPU (`--device cuda`) or on more cores.
+SPEED_ONLY = ("threads", "device")
+
+
 def _speed_free(settings: dict[str, Any]) -> dict[str, Any]:
-    """`settings` without what only changes speed: --threads in the training flags' `explicit` list (a
-    campaign's saved settings from before it was left out compare equal)."""
+    """`settings` without what only changes speed: `SPEED_ONLY` flags in the training flags' `explicit` list and
+    values (a campaign's saved settings from before they were left out compare equal)."""
     train = settings.get("train")
-    if not isinstance(train, dict) or "threads" not in (train.get("explicit") or []):
+    if not isinstance(train, dict):
         return settings
-    return {**settings, "train": {**train, "explicit": [f for f in train["explicit"] if f != "threads"]}}
+    return {**settings, "train": {**{k: v for k, v in train.items() if k not in SPEED_ONLY},
+                                  "explicit": [f for f in train.get("explicit") or [] if f not in SPEED_ONLY]}}
 
 
 def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -245,8 +252,8 @@ class Campaign:
 
     def settings(self) -> dict[str, Any]:
         """What makes the jobs comparable: data, split, search and training flags, int8 acceptance. A work directory
-        keeps them; jobs, --quantize, --test-split, the speed flags and the trainings' --threads may change between
-        runs (they add steps, or change only how fast they run)."""
+        keeps them; jobs, --quantize, --test-split, the speed flags and the trainings' --threads and --device
+        (`SPEED_ONLY`) may change between runs (they add steps, or change only how fast they run)."""
         from nasfer.config import to_dict
 
         def shared(cfg, per_job):
@@ -255,8 +262,9 @@ class Campaign:
         return _speed_free({"data": self.data, "split_file": str(self.split), "split_seed": self.args.split_seed,
                 "search": shared(self.search_cfg, SEARCH_PER_JOB + ("progress",)),
                 "data_config": shared(self.data_cfg, ("data",)),
-                # a training's thread count changes its speed, not its result: a campaign may continue on more cores
-                "train": shared(self.train_cfg, TRAIN_PER_JOB + ("split_file", "threads")),
+                # a training's threads and device change its speed, not its result: a campaign may continue on more
+                # cores or on a GPU
+                "train": shared(self.train_cfg, TRAIN_PER_JOB + ("split_file",) + SPEED_ONLY),
                 "max_accuracy_drop": self.args.max_accuracy_drop})
 
     def spec(self, job: Job) -> dict[str, Any]:

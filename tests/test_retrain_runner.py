@@ -209,6 +209,9 @@ def test_split_flags_never_change_threads_always_may_and_train_jobs_need_threads
     (work / "train-vgg4-s0" / "last.pt").write_bytes(b"")  # a training has begun
     no_threads = campaign_argv(tmp_path, work, tmp_path / "out.json", train_flags=TRAIN_FLAGS.replace(" --threads 1", ""))
     assert retrain.Runner(retrain.parse_args(no_threads)).check_settings() == []  # --threads dropped: speed only
+    # --device too (before: refused, so trainings begun on a CPU could not continue on a GPU when one came)
+    on_device = campaign_argv(tmp_path, work, tmp_path / "out.json", train_flags=TRAIN_FLAGS + " --device cpu")
+    assert retrain.Runner(retrain.parse_args(on_device)).check_settings() == []
     (work / "train-vgg4-s0" / "last.pt").unlink()  # before any training: still, the split's flags are fixed
     other_split = campaign_argv(tmp_path, work, tmp_path / "out.json", train_flags=TRAIN_FLAGS + " --val-fraction 0.2")
     with pytest.raises(SystemExit, match=r"train.val_fraction: 0.1 -> 0.2"):
