@@ -35,6 +35,56 @@ def test_sample_is_valid_and_log_prob_consistent():
         Controller([Decision("a", (1, 2), "g"), Decision("b", (1, 2, 3), "g")])
 
 
+def test_sampling_is_reproducible_and_greedy_is_the_argmax_policy():
+    """Restored (64063cc dropped the first version with the old Controller API): one seed, one sequence;
+    greedy sampling ignores the generator and picks the most probable choice."""
+    space = make_space("macro", blocks=2)
+    torch.manual_seed(0)
+    controller = Controller(space.decisions)
+    first = [controller.sample(torch.Generator().manual_seed(3))[0] for _ in range(2)]
+    assert first[0] == first[1]
+    assert len({controller.sample(torch.Generator().manual_seed(seed), greedy=True)[0] for seed in range(4)}) == 1
+    one = Controller([Decision("a", tuple(range(6)))])
+    with torch.no_grad():
+        one.head["#0"].bias.copy_(torch.tensor([0.0, 0.3, -0.2, 0.9, 0.1, 0.5]) * 10)
+    (greedy,), _, _ = one.sample(torch.Generator().manual_seed(0), greedy=True)
+    scores = [float(one.log_prob((c,))[0].detach()) for c in range(6)]
+    assert greedy == max(range(6), key=scores.__getitem__) == 3
+
+
+def test_log_prob_gradient_reaches_every_parameter_and_wrong_lengths_are_refused():
+    """Restored (64063cc): a REINFORCE step must move the whole controller; a value list of the wrong length
+    is a ValueError naming the expected count, not a silent truncation."""
+    space = make_space("macro", blocks=2)
+    torch.manual_seed(0)
+    controller = Controller(space.decisions)
+    values, _, _ = controller.sample(torch.Generator().manual_seed(0))
+    log_prob, entropy = controller.log_prob(values)
+    (log_prob + entropy).backward()
+    used = {f"embed.{g}" for g in controller.group_of[:-1]} | {f"head.{g}" for g in controller.group_of}
+    for name, p in controller.named_parameters():
+        if name.startswith(("lstm.", "start")) or name.rsplit(".", 1)[0] in used:
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+    with pytest.raises(ValueError, match=f"expected {len(space.decisions)} values, got 1"):
+        controller.log_prob(values[:1])
+
+
+def test_policy_loss_ascends_the_advantage_and_the_entropy_bonus_keeps_the_policy_broad():
+    """Restored (64063cc): the signs. Minimising policy_loss raises the log-probability of a positive-advantage
+    choice and lowers a negative one's; minimising entropy_bonus raises the entropy."""
+    from nasfer.nas.reinforce import entropy_bonus, policy_loss
+
+    log_probs = torch.tensor([-1.0, -2.0], requires_grad=True)
+    entropies = torch.tensor([0.5, 0.7], requires_grad=True)
+    policy_loss(log_probs, entropies, torch.tensor([1.0, -1.0])).backward()
+    assert log_probs.grad[0] < 0 < log_probs.grad[1]  # gradient descent: up for A > 0, down for A < 0
+    assert float(policy_loss(log_probs, entropies, torch.zeros(2))) == 0.0
+    bonus = entropy_bonus(entropies, 0.1)
+    bonus.backward()
+    assert float(bonus) == pytest.approx(-0.1 * 0.6) and bool((entropies.grad < 0).all())
+    assert float(entropy_bonus(entropies, 0.0)) == 0.0
+
+
 def test_temperature_and_tanh_bound_the_logits():
     controller = Controller([Decision("a", (0, 1, 2))], temperature=2.0, tanh_constant=1.5)
     logits = controller._logits(torch.tensor([-1000.0, 0.0, 1000.0]))
