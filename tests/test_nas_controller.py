@@ -78,11 +78,11 @@ def test_policy_loss_ascends_the_advantage_and_the_entropy_bonus_keeps_the_polic
     entropies = torch.tensor([0.5, 0.7], requires_grad=True)
     policy_loss(log_probs, entropies, torch.tensor([1.0, -1.0])).backward()
     assert log_probs.grad[0] < 0 < log_probs.grad[1]  # gradient descent: up for A > 0, down for A < 0
-    assert float(policy_loss(log_probs, entropies, torch.zeros(2))) == 0.0
+    assert policy_loss(log_probs, entropies, torch.zeros(2)).item() == 0.0
     bonus = entropy_bonus(entropies, 0.1)
     bonus.backward()
-    assert float(bonus) == pytest.approx(-0.1 * 0.6) and bool((entropies.grad < 0).all())
-    assert float(entropy_bonus(entropies, 0.0)) == 0.0
+    assert bonus.item() == pytest.approx(-0.1 * 0.6) and bool((entropies.grad < 0).all())
+    assert entropy_bonus(entropies, 0.0).item() == 0.0
 
 
 def test_temperature_and_tanh_bound_the_logits():
