@@ -191,6 +191,26 @@ def test_a_search_that_trained_no_child_is_summarized_without_a_winner(tmp_path)
     assert row["best"] is None and row["children"] == 2
 
 
+def test_search_compare_summarises_a_logs_rewards_and_entropies(tmp_path):
+    """Restored (4eab632 dropped it with the old log format): the figures the strategy comparison reports,
+    from a log whose values are known: rewards 0..7 and entropies 8..1 over eight children."""
+    run = tmp_path / "search"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps({
+        "space": "macro", "strategy": "reinforce", "config": {"seed": 1, "threads": 2}, "children": 8,
+        "children_per_rung": [8], "rungs": ["150s@24"], "elapsed_s": 120.0, "cpu_s": None, "best": None}))
+    rows = [{"kind": "child", "child": i, "reward": float(i), "entropy": float(8 - i)} for i in range(8)]
+    (run / "search_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [{"kind": "start"}, *rows]))
+    row = search_compare.summarize(run, early=2)
+    assert row["rewards"] == [float(i) for i in range(8)] and row["best_rung0_reward"] == 7.0
+    assert row["reward_mean_by_quarter"] == [0.5, 2.5, 4.5, 6.5]
+    assert row["entropy_by_quarter"] == [7.5, 5.5, 3.5, 1.5]
+    assert (row["entropy_first"], row["entropy_last"]) == (8.0, 1.0)
+    assert (row["mean_reward_first_early"], row["mean_reward_after_early"]) == (0.5, 4.5)
+    assert row["minutes"] == 2.0 and row["cpu_hours"] == pytest.approx(120.0 * 2 / 3600)  # no cpu_s: x threads
+    assert (row["strategy"], row["seed"], row["children"]) == ("reinforce", 1, 8)
+
+
 def test_the_default_is_the_most_accurate_allowed_candidate_unless_a_faster_one_is_as_good():
     """The rule of issue 13's release, fixed before PublicTest is read (benchmarks/default_candidates.py)."""
     rows = [{"name": "k6-tta", "passes": 12, "accuracy": 0.7150},
