@@ -150,6 +150,36 @@ def test_a_local_search_directory_is_not_taken_over(tmp_path, capsys):
     assert "holds a search of the local backend" in capsys.readouterr().err
 
 
+def test_a_child_slower_than_max_latency_is_infeasible_untrained_and_scores_zero():
+    """Restored for the Ray backend (256fd6d dropped these asserts from its end-to-end test): as in the local
+    backend, a child over --max-latency-ms is not trained, scores 0 and says it is infeasible; one under it
+    trains and keeps its latency for the later rungs."""
+    import random
+
+    from nasfer.nas.ray_backend import ChildProblem
+    from nasfer.nas.search import make_search_space
+
+    cfg = SearchConfig(latency_target_ms=2.0, max_latency_ms=2.5, **TINY)
+    space = make_search_space(cfg)
+    spec = space.decode(space.sample(random.Random(0)))
+    trained = []
+
+    def evaluate_fn(spec, fidelity):
+        trained.append(fidelity)
+        return 0.5
+
+    def problem(ms):
+        return ChildProblem(cfg, evaluate_fn=evaluate_fn, latency_fn=lambda name, kwargs: {
+            f"ms_per_face_b{cfg.latency_batch}": ms, "params": 1})
+
+    slow = problem(3.0).evaluate(spec, 0, [])
+    assert slow["infeasible"] is True and slow["score"] == slow["accuracy"] == slow["seconds"] == 0.0
+    assert trained == []
+    fast = problem(2.0).evaluate(spec, 0, [])
+    assert not fast.get("infeasible") and fast["accuracy"] == 0.5 and len(trained) == 1
+    assert fast["latency"][f"ms_per_face_b{cfg.latency_batch}"] == 2.0
+
+
 def test_a_child_is_not_started_after_the_budgets_end(faces):
     import random
 
