@@ -4,6 +4,7 @@ resumes after an interruption, the budget, and the CLI."""
 import json
 import re
 
+import numpy as np
 import pytest
 from fixtures_nas import fake_latency
 
@@ -59,6 +60,24 @@ def test_every_strategy_searches_the_same_declaration_with_successive_halving(tm
                          for a, b in zip(front, front[1:]))
     assert (tmp_path / strategy / "pareto.png").is_file()
     assert json.loads((tmp_path / strategy / "best_arch.json").read_text())["stages"] == s["best"]["spec"]["stages"]
+
+
+@pytest.mark.slow
+def test_a_reinforce_search_learns_from_its_childrens_rewards_and_a_random_one_does_not(tmp_path):
+    """Restored at the search level (e6347e5 dropped the first version with the old search API): the rewards a
+    SearchRun measures reach the strategy, so REINFORCE's children get better as the search goes on."""
+    means = {}
+    for strategy in ("reinforce", "random"):
+        cfg = SearchConfig(out=str(tmp_path / strategy), strategy=strategy, budget_minutes=5, max_children=160,
+                           rungs=("150s@24",), blocks=2, reinforce_batch=8, latency_target_ms=0.0,
+                           max_latency_ms=0.0, seed=0, progress=False)
+        SearchRun(cfg, _macro_toy, latency=fake_latency).run()
+        rewards = [r["reward"] for r in _lines(tmp_path / strategy) if r["kind"] == "child"]
+        assert len(rewards) == 160
+        means[strategy] = (np.mean(rewards[:40]), np.mean(rewards[-40:]))
+    first, last = means["reinforce"]
+    assert last > first + 0.1, means
+    assert last > means["random"][1] + 0.1, means
 
 
 def test_the_best_early_child_is_promoted_even_if_the_rest_of_the_search_is_worse(tmp_path):
