@@ -80,6 +80,25 @@ def test_a_reinforce_search_learns_from_its_childrens_rewards_and_a_random_one_d
     assert last > means["random"][1] + 0.1, means
 
 
+def test_search_data_is_nasfer_trains_split_stratified_and_a_subset_never_shrinks_validation(learnable_folder):
+    """Restored (e6347e5 dropped the first version): the search scores children on the validation part that
+    `nasfer train` draws with the same seed and fraction (so a retrained winner is selected on the same images),
+    stratified by class, from the Training part only; --subset shrinks the training part, not validation."""
+    from nasfer.config import TrainConfig
+    from nasfer.data import read_dataset
+    from nasfer.data.splits import VAL, sample_keys
+    from nasfer.nas.data import load_search_data
+    from nasfer.train import plan_split
+
+    data = load_search_data(str(learnable_folder), seed=0, val_fraction=0.2)
+    assert np.bincount(data.val_y).tolist() == [8] * 7 and np.bincount(data.train_y).tolist() == [32] * 7
+    ds = read_dataset(learnable_folder)
+    roles = plan_split(ds, TrainConfig(seed=0, val_fraction=0.2), sample_keys(ds.sources, str(learnable_folder)), None)
+    assert np.array_equal(data.val_x, ds.images[roles == VAL])  # nasfer train's validation images, in order
+    small = load_search_data(str(learnable_folder), seed=0, val_fraction=0.2, subset=70)
+    assert np.bincount(small.train_y).tolist() == [10] * 7 and np.array_equal(small.val_x, data.val_x)
+
+
 def test_the_best_early_child_is_promoted_even_if_the_rest_of_the_search_is_worse(tmp_path):
     """Fault 1: re-scoring once covered only the second half of the search."""
     seen = []
