@@ -158,8 +158,8 @@ def prune(work: Path, carry: Path, only: list[Path] | None = None) -> int:
 
 def keep_weights(run_dir: Path, log: Callable[[str], None]) -> None:
     """Write `run_dir/weights.pt`, atomically: its best.pt without what only resuming reads (optimizer and
-    scheduler state, `nasfer.checkpoint.strip_training_state`, and the weight EMA's running copy: the selected
-    weights are its `state_dict`), a quarter to a half of best.pt's size; enough to evaluate, export, fine-tune
+    scheduler state and the weight EMA's running copy: `nasfer.checkpoint.strip_training_state`), which best.pt
+    of runs before 2026-12-04 kept (today's best.pt is the same); enough to evaluate, export, fine-tune
     or join an ensemble (`nasfer ensemble --checkpoints`, with the run's splits.json, carried beside it). Carried
     as a `TRAIN_FILES` file, it outlives the checkpoints, which leave the carry folder once the model is
     exported. A run whose best.pt is not on this machine (exported on another one before `--keep-weights` was
@@ -173,8 +173,7 @@ def keep_weights(run_dir: Path, log: Callable[[str], None]) -> None:
         (run_dir / NO_WEIGHTS).write_text(json.dumps({"missing": why}, indent=1) + "\n")
         log(f"  {why}; {run_dir.name} keeps no {WEIGHTS}")
         return
-    weights = {k: v for k, v in strip_training_state(load_checkpoint(best)).items() if k != "ema_state_dict"}
-    save_checkpoint(run_dir / WEIGHTS, weights)
+    save_checkpoint(run_dir / WEIGHTS, strip_training_state(load_checkpoint(best)))  # best.pt of older runs kept it
 
 
 def weights_kept(run_dir: Path) -> bool:

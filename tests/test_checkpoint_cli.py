@@ -55,9 +55,11 @@ def test_strip_training_state_keeps_what_rebuilds_the_model(tmp_path):
     model = create_model("vgg", width=4)
     opt = torch.optim.AdamW(model.parameters())
     ckpt = make_checkpoint(model=model, model_name="vgg", model_kwargs={"width": 4}, labels=EMOTIONS,
-                           preprocessing=Preprocessing(), optimizer=opt.state_dict(), epoch=1)
+                           preprocessing=Preprocessing(), optimizer=opt.state_dict(), epoch=1,
+                           scheduler={"last_epoch": 1}, ema_state_dict={"module.x": torch.zeros(1)})
     slim = strip_training_state(ckpt)
-    assert "optimizer" not in slim and slim["epoch"] == 1 and "optimizer" in ckpt
+    resume_only = {"optimizer", "scheduler", "ema_state_dict"}
+    assert not resume_only & set(slim) and slim["epoch"] == 1 and resume_only <= set(ckpt)
     save_checkpoint(tmp_path / "slim.pt", slim)
     assert load_model(tmp_path / "slim.pt")[1]["labels"] == list(EMOTIONS)
 

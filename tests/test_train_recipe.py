@@ -44,6 +44,9 @@ def test_ema_weights_differ_are_validated_beside_raw_and_resume_exactly(learnabl
     assert any(not torch.equal(ema[k], last["state_dict"][k]) for k in ema)
     best = torch.load(run / "best.pt", weights_only=False)
     assert best["weights"] in ("raw", "ema")
+    # only last.pt carries what resuming needs; best.pt is the selected weights (before: both, twice the size)
+    resume_only = {"optimizer", "scheduler", "ema_state_dict"}
+    assert resume_only <= set(last) and not resume_only & set(best)
     expected = max(max(h["val_acc"], h["val_acc_ema"]) for h in history)
     assert best["metrics"]["val_accuracy"] == pytest.approx(expected)
     from nasfer.evaluate import EvalConfig, predict_split  # best.pt holds the weights that scored that

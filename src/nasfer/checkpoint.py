@@ -110,10 +110,12 @@ def preprocessing_of(checkpoint: dict[str, Any]) -> Preprocessing:
     return Preprocessing.from_dict(checkpoint.get("preprocessing", {}))
 
 
-#: Keys only a resumed training run needs; a shipped checkpoint leaves them out (a third of the size).
-TRAINING_STATE_KEYS = ("optimizer", "scheduler")
+#: Keys only a resumed training run needs (last.pt): optimizer and scheduler state and the weight EMA's running
+#: copy (a checkpoint's selected weights, raw or EMA, are its `state_dict`). best.pt and shipped checkpoints
+#: leave them out (a quarter to a third of last.pt's size).
+TRAINING_STATE_KEYS = ("optimizer", "scheduler", "ema_state_dict")
 
 
 def strip_training_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """A copy without optimizer/scheduler state: enough to rebuild, evaluate, export or fine-tune."""
+    """A copy without `TRAINING_STATE_KEYS`: enough to rebuild, evaluate, export, fine-tune or ensemble."""
     return {k: v for k, v in checkpoint.items() if k not in TRAINING_STATE_KEYS}

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .atomic import write_text_atomic
-from .checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, make_checkpoint, save_checkpoint, strip_training_state
 from .config import DataConfig, TrainConfig, apply_preset, flag_of, resolve_auto, to_dict
 from .data import FaceDataset
 from .data.augment import Augment
@@ -86,7 +86,8 @@ class Trainer:
 
     # -- state
     def checkpoint(self, epoch: int, val_acc: float, weights: str = "raw") -> dict[str, Any]:
-        """Checkpoint of the raw weights, or of the EMA weights (`weights="ema"`); last.pt carries both."""
+        """Checkpoint of the raw weights, or of the EMA weights (`weights="ema"`), with the training state a
+        resumed run needs (last.pt; best.pt is written without it: `strip_training_state`)."""
         model = self.ema.module if weights == "ema" else self.model
         extra: dict[str, Any] = {"weights": weights}
         if self.ema is not None:
@@ -220,7 +221,7 @@ class Trainer:
                                  "images_per_second": len(self.train_y) / seconds})
             improved = score > self.best_val
             if main and improved:
-                save_checkpoint(self.out / "best.pt", self.checkpoint(epoch, score, weights))
+                save_checkpoint(self.out / "best.pt", strip_training_state(self.checkpoint(epoch, score, weights)))
             self.best_val = max(self.best_val, score)
             if main:
                 save_checkpoint(self.out / "last.pt", self.checkpoint(epoch, val_acc))
@@ -243,7 +244,7 @@ class Trainer:
         val_loss, val_acc = self.validate()
         self.best_val = val_acc
         if self.ctx.is_main:
-            save_checkpoint(self.out / "best.pt", self.checkpoint(-1, val_acc))
+            save_checkpoint(self.out / "best.pt", strip_training_state(self.checkpoint(-1, val_acc)))
         self.log(f"starting point (the --init-from weights): val loss {val_loss:.3f} acc {val_acc:.3f}; "
                  f"best.pt holds it until an epoch scores higher")
 
