@@ -122,3 +122,29 @@ def test_record_refusals_cost_no_evaluation(capsys, kaggle_zip, released, extra,
 def test_record_needs_an_exported_model(capsys, kaggle_zip, checkpoint):
     code, _, err = run_cli(capsys, "--data", kaggle_zip, "--model", checkpoint, "--split", "PublicTest", "--record")
     assert code == 2 and "export the checkpoint first" in err
+
+
+def test_record_refuses_a_score_that_may_include_the_models_training_images(capsys, tmp_path):
+    """Before: `nasfer evaluate --data my_faces --model EXPORTED.onnx --split all --record` stored a "test"
+    score over the images the model trained on (the exported card keeps only its run's folder name, so the
+    run's splits.json was not found), with just a note. Now the record is refused and the card left alone;
+    the held-out images (the run's --split-file, split test) are recorded."""
+    from fixtures_data import write_class_tree
+
+    from nasfer.cli import main
+
+    data, run, release = tmp_path / "my_faces", tmp_path / "run", tmp_path / "release"
+    write_class_tree(data, per_class=10, seed=5, classes=("happy", "sad", "neutral"))
+    assert main(["train", "--data", str(data), "--out", str(run), "--arch", "vgg", "--width", "4", "--epochs", "1",
+                 "--threads", "1"]) == 0
+    model = release / "mine.onnx"
+    assert main(["export", "--checkpoint", str(run / "best.pt"), "--out", str(model)]) == 0
+    capsys.readouterr()
+    card = model.with_suffix(".json").read_text()
+    code, _, err = run_cli(capsys, "--data", data, "--model", model, "--split", "all", "--record")
+    assert code == 2 and "--record stores a test score" in err and "may include its training images" in err
+    assert model.with_suffix(".json").read_text() == card
+    code, out, err = run_cli(capsys, "--data", data, "--model", model, "--split-file", run / "splits.json",
+                             "--split", "test", "--record")
+    assert code == 0 and "recorded in" in err
+    assert json.loads(model.with_suffix(".json").read_text())["metrics"]["test"]["recorded"]

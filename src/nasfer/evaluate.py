@@ -277,7 +277,10 @@ def predict_split(cfg: EvalConfig, *, progress: bool = False) -> SplitPrediction
     split = "+".join(sorted(set(part.splits.astype(str).tolist())))  # the split's own name(s), e.g. PublicTest
     if cfg.record:  # again with the names the request turned out to cover ('test', 'publictest', 'all', ...)
         check_recordable(model.path, split, cfg.overwrite_record, dataset=str(data_path))
-    notes = list(dataset.notes) + seen_in_training(model, part, data_path, split)
+    seen = seen_in_training(model, part, data_path, split)
+    if cfg.record and seen:  # a test score on images the model may have trained on is no test score
+        raise ModelError(f"--record stores a test score, and {seen[0]}")
+    notes = list(dataset.notes) + seen
 
     index, contempt_state, mapping_notes = map_labels(part.label_names, part.labels, model, cfg.contempt,
                                                       canonical=label_set == "canonical", dataset_notes=dataset.notes)
