@@ -255,6 +255,8 @@ def test_recognizer_flags_are_declared_once_for_predict_video_and_serve():
     ({"threshold": -0.1}, "--threshold must be within 0..1"),
     ({"threshold": float("nan")}, "--threshold must be within 0..1"),
     ({"detector": " "}, "--detector must not be empty"),
+    ({"detector": "none", "min_face": 20}, "--min-face only applies with --detector yunet or haar"),
+    ({"detector": "none"}, None),  # the default --min-face is no request
     ({"max_faces": -1}, "--max-faces: max_faces must be >= 0"),
     ({"min_face": 0}, "--min-face must be >= 1 pixel"),
     ({"threads": -1}, "--threads must be 0..1024"),
@@ -377,6 +379,8 @@ def test_a_list_file_saved_with_a_byte_order_mark_reads_its_first_entry(tiny_onn
     (["--annotate", ""], "--annotate needs a name, got an empty one"),
     # before: the file was neither used nor checked
     (["--detector", "none", "--detector-model", "yunet.onnx"], "--detector-model only applies with --detector yunet or haar"),
+    # before: accepted, though without a detector no face is looked for at any size
+    (["--detector", "none", "--min-face", "60"], "--min-face only applies with --detector yunet or haar"),
 ])
 def test_flags_that_would_do_nothing_are_refused(argv, message, tiny_onnx, tmp_path, capsys):
     photo = tmp_path / "face.png"

@@ -112,6 +112,8 @@ def test_video_errors_are_one_line(argv, message, clip, tiny_onnx, capsys, tmp_p
     ({"threads": -1}, "--threads must be 0..1024"),
     ({"min_face": 0}, "--min-face must be >= 1 pixel"),
     ({"threshold": 3.0}, "--threshold must be within 0..1"),
+    ({"detector": "none", "min_face": 60}, "--min-face only applies with --detector yunet or haar"),
+    ({"detector": "none"}, None),  # the default --min-face is no request
     ({"webcam": 0, "every": 1, "smoothing": 1.0, "iou": 0.0, "max_age": 0, "max_frames": 0, "threads": 1024,
       "min_face": 1}, None),  # boundaries are accepted
     ({"iou": 1.0, "threads": 0}, None),

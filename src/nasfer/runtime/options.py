@@ -26,13 +26,18 @@ class RecognizerOptions:
     threshold: float = option(0.25, "faces whose top probability is below this are marked uncertain (0..1)")
 
     def validate(self) -> "RecognizerOptions":
-        """Raise ValueError naming the first impossible setting of these shared flags; return self."""
+        """Raise ValueError naming the first impossible setting of these shared flags, or of a command's
+        --min-face (predict, video) given with --detector none; return self."""
+        from ..config import changed_flags
         from ..validation import check
 
+        min_face = changed_flags(self, [name for name in ("min_face",) if hasattr(self, name)])  # not its default
         check([(0.0 <= self.threshold <= 1.0, f"--threshold must be within 0..1, got {self.threshold}"),
                (bool(self.detector.strip()), "--detector must not be empty"),
                (not (self.detector_model and self.detector == "none"),
-                "--detector-model only applies with --detector yunet or haar (none detects nothing)")])
+                "--detector-model only applies with --detector yunet or haar (none detects nothing)"),
+               (not (min_face and self.detector == "none"),
+                "--min-face only applies with --detector yunet or haar (none detects nothing: each image is one face)")])
         return self
 
 
