@@ -116,6 +116,30 @@ def test_a_split_file_of_other_images_is_refused_without_leaving_the_directory(t
     assert rc == 2 and "error:" in err and not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("role", ["trian", 5, "Training", "Val"])
+def test_a_split_file_with_an_unknown_role_is_refused_naming_the_file_key_and_roles(tmp_path, capsys,
+                                                                                    learnable_folder, role):
+    """Before: "trian" (or "Training", "Val": roles are lower case) was accepted, those images neither trained on
+    nor scored, and 5 got a message naming neither the image nor the roles."""
+    split = tmp_path / "typo.json"
+    split.write_text(json.dumps({"splits": {"happy/a.png": "train", "happy/b.png": role, "sad/c.png": "bad"}}))
+    rc, err = train(capsys, "--data", learnable_folder, "--split-file", split, "--out", tmp_path / "r" / "s", *TINY)
+    assert rc == 2 and not (tmp_path / "r").exists() and len(err.strip().splitlines()) == 1
+    assert f"{split}: happy/b.png has role {role!r}" in err and "train, val, test, unused" in err
+
+
+def test_a_split_file_holds_every_role_a_run_writes(tmp_path):
+    """Ours (train, val, test, unused) and the dataset's own names of the splits outside Training."""
+    import numpy as np
+
+    from nasfer.data.splits import read_split_file, write_split_file
+
+    roles = ["train", "val", "test", "unused", "PublicTest", "PrivateTest", "Test", "testing", "all"]
+    keys = [f"k{i}.png" for i in range(len(roles))]
+    write_split_file(tmp_path / "splits.json", np.asarray(keys), np.asarray(roles), data="d")
+    assert read_split_file(tmp_path / "splits.json") == dict(zip(keys, roles))
+
+
 def test_an_existing_run_directory_survives_a_refusal(tmp_path, capsys, grumpy_folder):
     run = tmp_path / "run"
     run.mkdir()

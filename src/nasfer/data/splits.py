@@ -35,6 +35,7 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int = 0) -> tupl
 # dataset, so `--split-file` reproduces a run exactly even when the dataset lives somewhere else.
 
 TRAIN, VAL, TEST, UNUSED = "train", "val", "test", "unused"
+ROLES = (TRAIN, VAL, TEST, UNUSED)
 VAL_SPLIT_NAMES = ("val", "valid", "validation")
 SPLIT_FILE_FORMAT = "nasfer-splits/1"
 
@@ -102,8 +103,20 @@ def write_split_file(path, keys: np.ndarray, roles: np.ndarray, **meta) -> None:
     Path(path).write_text(json.dumps(doc, indent=1))
 
 
+def official_role(role: str) -> bool:
+    """Whether `role` is a dataset's own name of a split outside Training, as `draw_split` keeps it: FER2013's
+    PublicTest/PrivateTest, a test folder's name (any case; a train or val folder's images get the roles train
+    and val instead), or "all" (images outside any split folder of a dataset that has some)."""
+    from .readers import SPLIT_FOLDERS
+
+    return role.lower() in SPLIT_FOLDERS - {"train", "training", *VAL_SPLIT_NAMES} or role == "all"
+
+
 def read_split_file(path) -> dict[str, str]:
-    """The key -> role mapping of a split file (ours, or a plain {key: role} JSON object)."""
+    """The key -> role mapping of a split file (ours, or a plain {key: role} JSON object).
+
+    DataError when the file is missing or no such mapping, or when a role is neither one of ROLES nor an
+    official split name (`official_role`): the message names the file, the first such key and the roles."""
     import json
     from pathlib import Path
 
@@ -117,9 +130,14 @@ def read_split_file(path) -> dict[str, str]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{p}: not a JSON split file ({exc})") from None
     mapping = doc.get("splits", doc) if isinstance(doc, dict) else None
-    if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+    if not isinstance(mapping, dict):
         raise DataError(f"{p}: expected a JSON object mapping each image to train, val or test")
-    return {str(k): v for k, v in mapping.items() if k not in ("format", "counts")}
+    mapping = {str(k): v for k, v in mapping.items() if k not in ("format", "counts")}
+    bad = next((k for k, v in mapping.items() if not (isinstance(v, str) and (v in ROLES or official_role(v)))), None)
+    if bad is not None:
+        raise DataError(f"{p}: {bad} has role {mapping[bad]!r}; roles are {', '.join(ROLES)}, or a dataset's own "
+                        "name of a split outside Training (PublicTest, PrivateTest, a test folder's name)")
+    return mapping
 
 
 def apply_split_file(mapping: dict[str, str], keys: np.ndarray, where: str = "split file") -> np.ndarray:
