@@ -1,4 +1,5 @@
-"""Model fixtures (owned by the inference part): a tiny random checkpoint and its ONNX export.
+"""Model fixtures (owned by the inference part): a tiny random checkpoint and its ONNX export; and the
+training tests' way to interrupt a run and resume it (`interrupt_and_resume`).
 
 The weights are random but not trivial: batch-norm statistics and affine parameters are drawn too,
 so export and parity tests exercise the folding of every layer, not identities.
@@ -7,6 +8,7 @@ so export and parity tests exercise the folding of every layer, not identities.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
@@ -67,3 +69,29 @@ def tiny_onnx(tiny_checkpoint: Path) -> Path:
     out = tiny_checkpoint.with_suffix(".onnx")
     export_checkpoint(ExportConfig(checkpoint=str(tiny_checkpoint), out=str(out)))
     return out
+
+
+def interrupt_and_resume(monkeypatch, train: Callable[[], Any], stop_when: Callable[[Any, int], bool],
+                         before_resume: Callable[[], None] | None = None) -> Any:
+    """Interrupt a training, then resume it: `train()` (a `fit` of one run directory) is run with
+    `Trainer.validate` raising KeyboardInterrupt at the call where `stop_when(trainer, n)` is true (`n`: that
+    validation's number in the run, from 1), and must raise it; `Trainer.validate` is restored,
+    `before_resume()` runs if given, then `train()` again resumes the run. Returns what the resumed `train()`
+    returns."""
+    from nasfer.train import Trainer
+
+    original, calls = Trainer.validate, {"n": 0}
+
+    def interrupting(self, model=None):
+        calls["n"] += 1
+        if stop_when(self, calls["n"]):
+            raise KeyboardInterrupt
+        return original(self, model)
+
+    monkeypatch.setattr(Trainer, "validate", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        train()
+    monkeypatch.setattr(Trainer, "validate", original)
+    if before_resume is not None:
+        before_resume()
+    return train()

@@ -8,13 +8,14 @@ import torch
 import torch.nn.functional as F
 
 import nasfer.distill as distill
+from fixtures_models import interrupt_and_resume
 from nasfer.checkpoint import load_checkpoint, load_model
 from nasfer.config import DataConfig, TrainConfig
 from nasfer.data import read_dataset
 from nasfer.data.augment import Augment
 from nasfer.errors import ModelError
 from nasfer.preprocessing import Preprocessing
-from nasfer.train import Trainer, evaluate_model, fit
+from nasfer.train import evaluate_model, fit
 
 
 def cfg(out, **kw) -> TrainConfig:
@@ -92,25 +93,15 @@ def test_teacher_outputs_are_cached_and_reused_on_resume(task, tmp_path, monkeyp
     fit(cfg(tmp_path / "straight", **kw), data_cfg, progress=False)
     assert calls["teacher"] == 1  # once for the whole run, not once per epoch
 
-    original, validations = Trainer.validate, {"n": 0}
-
-    def interrupt_in_second_epoch(self, model=None):
-        validations["n"] += 1
-        if validations["n"] == 2:
-            raise KeyboardInterrupt
-        return original(self, model)
-
-    monkeypatch.setattr(Trainer, "validate", interrupt_in_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        fit(cfg(tmp_path / "resumed", **kw), data_cfg, progress=False)
-    monkeypatch.setattr(Trainer, "validate", original)
-    assert calls["teacher"] == 2 and (tmp_path / "resumed" / distill.CACHE_NAME).is_file()
-
     def refuse(*args, **kwargs):
         raise AssertionError("the teacher was run again although its outputs are cached")
 
-    monkeypatch.setattr(distill, "teacher_log_probs", refuse)
-    fit(cfg(tmp_path / "resumed", **kw), data_cfg, progress=False)
+    def cached_then_refused():  # after the interruption: the teacher ran once more, its outputs are cached
+        assert calls["teacher"] == 2 and (tmp_path / "resumed" / distill.CACHE_NAME).is_file()
+        monkeypatch.setattr(distill, "teacher_log_probs", refuse)
+
+    interrupt_and_resume(monkeypatch, lambda: fit(cfg(tmp_path / "resumed", **kw), data_cfg, progress=False),
+                         stop_when=lambda trainer, n: n == 2, before_resume=cached_then_refused)
     a = torch.load(tmp_path / "straight" / "last.pt", weights_only=False)
     b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)
     assert a["epoch"] == b["epoch"] == 2

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from fixtures_models import interrupt_and_resume
 from nasfer.config import DataConfig, TrainConfig, apply_preset
-from nasfer.train import Trainer, fit
+from nasfer.train import fit
 from test_train import small_cfg
 
 
@@ -55,20 +56,8 @@ def test_ema_weights_differ_are_validated_beside_raw_and_resume_exactly(learnabl
                                     model=str(run / "best.pt"), tta=True, threads=1))
     assert float(np.mean(pred.probs.argmax(1) == pred.y_true)) == pytest.approx(expected)
 
-    calls = {"n": 0}
-    original = Trainer.validate
-
-    def interrupt_on_second_epoch(self, model=None):
-        calls["n"] += 1
-        if calls["n"] == 3:  # epoch 2's raw validation (epoch 1 validated raw and EMA)
-            raise KeyboardInterrupt
-        return original(self, model)
-
-    monkeypatch.setattr(Trainer, "validate", interrupt_on_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        fit(small_cfg(tmp_path / "resumed", **cfg), data_cfg, progress=False)
-    monkeypatch.setattr(Trainer, "validate", original)
-    fit(small_cfg(tmp_path / "resumed", **cfg), data_cfg, progress=False)
+    interrupt_and_resume(monkeypatch, lambda: fit(small_cfg(tmp_path / "resumed", **cfg), data_cfg, progress=False),
+                         stop_when=lambda trainer, n: n == 3)  # epoch 2's raw validation (epoch 1: raw and EMA)
     resumed = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)
     for key, value in last["ema_state_dict"].items():
         assert torch.equal(value, resumed["ema_state_dict"][key]), key

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from fixtures_data import pattern_image, png_bytes, write_class_tree
+from fixtures_models import interrupt_and_resume
 from nasfer.checkpoint import load_checkpoint, load_model
 from nasfer.config import DataConfig, TrainConfig
 from nasfer.data import read_dataset
@@ -143,18 +144,8 @@ def test_finetuning_resumes_exactly_across_the_unfreeze(pretrained, new_labels_f
     data_cfg = DataConfig(data=str(new_labels_folder))
     kw = dict(init_from=str(pretrained), label_set="folders", freeze_epochs=1, epochs=3, rotation=5.0, mixup=0.2)
     fit(tiny_cfg(tmp_path / "straight", **kw), data_cfg, progress=False)
-    original = Trainer.validate
-
-    def interrupt_in_second_epoch(self, model=None):
-        if len(self.history) == 1:  # the first epoch is recorded: stop in the second
-            raise KeyboardInterrupt
-        return original(self, model)
-
-    monkeypatch.setattr(Trainer, "validate", interrupt_in_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        fit(tiny_cfg(tmp_path / "resumed", **kw), data_cfg, progress=False)
-    monkeypatch.setattr(Trainer, "validate", original)
-    fit(tiny_cfg(tmp_path / "resumed", **kw), data_cfg, progress=False)
+    interrupt_and_resume(monkeypatch, lambda: fit(tiny_cfg(tmp_path / "resumed", **kw), data_cfg, progress=False),
+                         stop_when=lambda trainer, n: len(trainer.history) == 1)  # epoch 1 recorded: stop in 2
     a = torch.load(tmp_path / "straight" / "last.pt", weights_only=False)
     b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)
     assert a["epoch"] == b["epoch"] == 2
