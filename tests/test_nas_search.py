@@ -407,6 +407,14 @@ def test_a_search_whose_children_all_fail_stops_with_the_cause(tmp_path):
     ({"latency_w": 0.0, "max_latency_ms": 0.0, "subset": 0, "entropy_weight": 0.0, "tanh_constant": 0.0,
       "max_children": 0, "seed": 0, "threads": 1024, "latency_target_ms": 0.0}, None),  # boundaries are accepted
     ({"threads": 0}, None),
+    # before: accepted, though successive halving promotes to ever dearer rungs (rung 0 is the reward)
+    ({"rungs": ("3e@48", "1e@48")}, "--rungs must go from cheap to dear"),
+    ({"rungs": ("1e@48", "1e@32")}, "got 1e@32 after 1e@48"),
+    ({"rungs": ("150s@24", "150s@24")}, "got 150s@24 after 150s@24"),  # a duplicate
+    ({"rungs": ("10s@24", "1e@48", "5s@24")}, "got 5s@24 after 1e@48"),
+    ({"rungs": ("1e@48", "150s@24")}, "step rungs (<n>s@<px>) before epoch rungs"),
+    ({"rungs": ("150s@24", "1e@48", "3e@32", "3e@48")}, None),  # dearer by epochs x px^2, as fidelity.py ranks them
+    ({"rungs": ("2e@48",)}, None),
 ])
 def test_check_config_names_the_flag(kwargs, message):
     from nasfer.nas.search import check_config

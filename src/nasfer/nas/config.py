@@ -29,7 +29,8 @@ class SearchConfig:
                     flag="--cells")
     rungs: tuple[str, ...] = option(
         ("150s@24", "1e@48", "3e@48"),
-        "fidelities of successive halving, cheap to dear: <steps>s@<px> or <epochs>e@<px>; every child is "
+        "fidelities of successive halving, cheap to dear: <steps>s@<px> or <epochs>e@<px>, step rungs first, "
+        "each costing more (steps or epochs x px^2) than the one before; every child is "
         "trained at the first (its reward), the best 1/eta of each rung at the next")
     eta: int = option(3, "successive halving: 1/eta of each rung is promoted (ASHA)")
     latency_target_ms: float = option(
@@ -100,7 +101,8 @@ SEARCH_MARKS = ("search_state.pt", "search_log.jsonl", "ray_tune", "ray_clock.js
 
 def check_config(cfg: SearchConfig) -> list:
     """The parsed rungs; ValueError naming the flag for anything out of range (NaN and infinity included:
-    every float flag must be a finite number) or for an --out that is a file."""
+    every float flag must be a finite number), for rungs not in order from cheap to dear, or for an --out
+    that is a file."""
     import dataclasses
 
     from ..config import flag_of
@@ -147,5 +149,12 @@ def check_config(cfg: SearchConfig) -> list:
     if not cfg.rungs:
         raise ValueError("--rungs needs at least one fidelity")
     fidelities = [Fidelity.parse(r) for r in cfg.rungs]
+    # successive halving promotes to ever dearer rungs; how many steps an epoch is depends on the data, so step
+    # rungs (the cheap proxies) come first, and rungs of one kind are compared by amount x px^2 (Fidelity.cost)
+    check([(not (low.unit == "e" and high.unit == "s")
+            and (low.unit != high.unit or high.amount * high.size ** 2 > low.amount * low.size ** 2),
+            "--rungs must go from cheap to dear: step rungs (<n>s@<px>) before epoch rungs, each costing more "
+            f"(steps or epochs x px^2) than the one before it; got {high} after {low}")
+           for low, high in zip(fidelities, fidelities[1:])])
     make_search_strategy(cfg, make_search_space(cfg))  # the space's and strategy's own checks
     return fidelities
