@@ -37,6 +37,19 @@ def cpu_model() -> str:
     return cpu_model_name() or platform.processor() or platform.machine()
 
 
+#: /proc/cpuinfo flags that decide int8 and bf16 speed on x86: AVX2, AVX-512, VNNI (int8 dot products, what
+#: ONNX Runtime's int8 convolutions use where present), AVX-512 BF16 and AMX.
+SPEED_CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+
+
+def cpu_speed_flags(cpuinfo: str | None = None) -> list[str]:
+    """The SPEED_CPU_FLAGS this CPU has, sorted ([] where /proc/cpuinfo is missing): speed files record them, since
+    two machines of one model name may differ (a VM may hide AVX-512)."""
+    from nasfer.training.precision import cpu_flags
+
+    return sorted(cpu_flags(cpuinfo) & set(SPEED_CPU_FLAGS))
+
+
 def timeit(fn: Callable[[], Any], seconds: float, min_runs: int = 5) -> dict[str, float]:
     """Median / min seconds per call of `fn` after two warm-up calls, over at least `seconds`.
 

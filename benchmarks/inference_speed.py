@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from common import cpu_model, face_grid, import_fer, timeit
+from common import cpu_model, cpu_speed_flags, face_grid, import_fer, timeit
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_YUNET = ROOT.parent / "shared" / "models" / "face_detection_yunet.onnx"
@@ -323,7 +323,7 @@ def machine() -> dict[str, Any]:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count()
-    return {"cpu": cpu_model(), "cores": cores, "python": platform.python_version(), "platform": platform.platform(),
+    return {"cpu": cpu_model(), "cpu_flags": cpu_speed_flags(), "cores": cores, "python": platform.python_version(), "platform": platform.platform(),
             "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
             **{name: pkg_version(name) for name in ("onnxruntime", "opencv-python-headless", "numpy", "nasfer")}}
 

@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from common import cpu_model, timeit, write_result
+from common import cpu_model, cpu_speed_flags, timeit, write_result
 from fer_row import ACCURACY_FILE, FerClassifier, describe_fer, require_fer
 from pareto import pareto_front, write_plot
 
@@ -165,7 +165,8 @@ def main(argv: list[str] | None = None) -> None:
     for row in rows:
         print(table_line(row))
     write_result({"benchmark": "model_table", "threads": args.threads or "all cores", "machine": platform.platform(),
-                  "cpu": cpu_model(), "cpus": os.cpu_count(), "load_average_before": load_before, "load_average_after": os.getloadavg(),
+                  "cpu": cpu_model(), "cpu_flags": cpu_speed_flags(), "cpus": os.cpu_count(),
+                  "load_average_before": load_before, "load_average_after": os.getloadavg(),
                   "rounds": args.rounds, "command": "python benchmarks/model_table.py " + " ".join(sys.argv[1:] if argv is None else argv),
                   "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   "pareto_front": [rows[i]["name"] for i in front], "plot": str(args.plot) if args.plot else None,

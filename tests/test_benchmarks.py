@@ -240,12 +240,13 @@ def test_memory_format_benchmark_never_runs_channels_last_where_nasfer_train_wou
 
 def test_model_table_records_the_cpu_and_each_models_speed_and_card_figures(tiny_onnx, tmp_path):
     """Before: the JSON named the kernel (`machine`) but not the CPU, so runs on different CPUs looked alike."""
-    from common import cpu_model_name
+    from common import cpu_model_name, cpu_speed_flags
 
     out = tmp_path / "table.json"
     model_table.main([str(tiny_onnx), "--rounds", "1", "--seconds", "0.05", "--out", str(out)])
     result = json.loads(out.read_text())
     assert result["cpu"] and result["cpu"] == (cpu_model_name() or result["cpu"])
+    assert result["cpu_flags"] == cpu_speed_flags()
     (row,) = result["models"]
     assert row["model"] == str(tiny_onnx) and row["params"] > 0 and row["quantization"] == "fp32"
     assert row["ms_per_face_batch_1_one_thread"] > 0 and row["faces_per_s_batch_64"] > 0
@@ -262,3 +263,14 @@ def test_every_speed_file_names_the_cpu_with_one_definition(monkeypatch):
     assert expected
     assert inference_speed.machine()["cpu"] == expected
     assert load_test.machine()["cpu_model"] == expected
+
+
+def test_speed_files_record_the_cpus_int8_and_bf16_flags():
+    """Before: a speed file named the CPU model only, and one model name covers VMs with and without AVX-512
+    VNNI (int8) or BF16, so the README could not say from a file which one a number was measured on."""
+    from common import cpu_speed_flags
+
+    info = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni avx512_bf16 sha_ni\n"
+    assert cpu_speed_flags(info) == ["avx2", "avx512_bf16", "avx512_vnni", "avx512f"]
+    assert cpu_speed_flags("processor\t: 0\nflags\t\t: fpu sse2 avx2\n") == ["avx2"]
+    assert inference_speed.machine()["cpu_flags"] == cpu_speed_flags()
