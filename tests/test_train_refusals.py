@@ -140,6 +140,17 @@ def test_a_split_file_holds_every_role_a_run_writes(tmp_path):
     assert read_split_file(tmp_path / "splits.json") == dict(zip(keys, roles))
 
 
+@pytest.mark.parametrize("label_set", ["canonical", "folders"])
+def test_a_training_split_of_one_class_is_refused_before_any_epoch(tmp_path, capsys, label_set):
+    """Before: trained silently, a "classifier" that can only ever answer happy."""
+    write_class_tree(tmp_path / "d", per_class=20, classes=("happy",))
+    rc = main(["train", "--data", str(tmp_path / "d"), "--label-set", label_set, "--out", str(tmp_path / "r" / "o"),
+               *TINY])
+    out, err = capsys.readouterr()
+    assert rc == 2 and "Traceback" not in err and "epoch" not in out.lower() and not (tmp_path / "r").exists()
+    assert "training split has one class (happy, " in err and "at least two classes in its training images" in err
+
+
 def test_an_existing_run_directory_survives_a_refusal(tmp_path, capsys, grumpy_folder):
     run = tmp_path / "run"
     run.mkdir()

@@ -369,8 +369,8 @@ def prepare_run(cfg: TrainConfig, data_cfg: DataConfig, *, dataset: FaceDataset 
                 ctx: Context = Context()) -> Trainer:
     """Every step before the loop, in order; returns the Trainer ready to `run()`.
 
-    Raises DataError (unreadable data, empty split), ModelError (bad --init-from / --teacher), ValueError
-    (inconsistent flags).
+    Raises DataError (unreadable data, an empty split, training images of one class), ModelError (bad
+    --init-from / --teacher), ValueError (inconsistent flags).
     """
     log: Callable[[str], None] = (lambda msg: print(msg, flush=True)) if progress and ctx.is_main else (lambda msg: None)
     cfg = dataclasses.replace(apply_preset(cfg).validate(), device=ctx.device(cfg.device))

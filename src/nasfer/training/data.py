@@ -106,12 +106,17 @@ def split_file_for(cfg: TrainConfig, out: Path) -> str | Path | None:
 
 
 def split_data(data: FaceDataset, keys: np.ndarray, roles: np.ndarray) -> TrainData:
-    """Cut the dataset into its train/val/test parts; DataError when train or val is empty."""
+    """Cut the dataset into its train/val/test parts; DataError when train or val is empty, or when the training
+    images are all of one class."""
     fit_idx, val_idx = np.flatnonzero(roles == TRAIN), np.flatnonzero(roles == VAL)
     if len(val_idx) == 0:
         raise DataError("validation split is empty: use a larger dataset or --val-fraction")
     if len(fit_idx) == 0:
         raise DataError("training split is empty: use a larger dataset or smaller --val-fraction/--test-fraction")
+    present = np.unique(data.labels[fit_idx])
+    if len(present) < 2:  # before: trained silently, a model that can only ever answer this class
+        raise DataError(f"training split has one class ({data.label_names[int(present[0])]}, {len(fit_idx)} images): "
+                        "a classifier needs at least two classes in its training images; add images of another class")
     test_idx = np.flatnonzero(np.char.lower(roles.astype(str)) == TEST)  # our draw, or a folder named test
     return TrainData(
         label_names=tuple(data.label_names), keys=keys, roles=roles,
