@@ -50,7 +50,7 @@ def parse_flags(text: str, prog: str, command: str, classes: list[tuple[type, tu
 
 
 #: Training flags that change how fast a training runs, not what it learns: a campaign may change them at any
-#: time, as `nasfer train` lets a resumed run change them (nasfer.train.RESUMABLE), e.g. to continue its
+#: time, as `nasfer train` lets a resumed run change them (nasfer.training.checks.RESUMABLE), e.g. to continue its
 #: trainings on a GPU (`--device cuda`) or on more cores.
 SPEED_ONLY = ("threads", "device")
 
