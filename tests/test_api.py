@@ -335,6 +335,8 @@ def test_per_call_threshold_and_orientation_doubt_make_faces_uncertain(tiny_onnx
     ({"min_face": "40"}, "min_face"), ({"min_face": 0}, "min_face"),
     ({"max_pixels": -1}, "max_pixels"), ({"max_pixels": 0}, "max_pixels"),
     ({"detector": None}, "detector"), ({"detector": 5}, "detector"),
+    # before: accepted and ignored (no detector, so no smallest face and no detector model)
+    ({"detector": "none", "min_face": 20}, "min_face"), ({"detector": "none", "detector_model": "yunet.onnx"}, "detector_model"),
 ])
 def test_bad_constructor_arguments_are_a_value_error_naming_them(tiny_onnx, kwargs, named):
     """Before: each was accepted and failed later (AttributeError, TypeError, every image refused) or, for a huge

@@ -189,7 +189,8 @@ class EmotionRecognizer:
     threads, 1..1024 (None or 0: all cores). max_pixels: largest picture accepted, width x height.
     max_faces: keep the largest N faces (None or 0: all; ValueError if negative). min_face: smallest
     face looked for, in original pixels (default `nasfer.runtime.faces.MIN_FACE`, 40), at any image size.
-    ValueError, naming the argument, for a value outside these (checked here, not at the first call).
+    ValueError, naming the argument, for a value outside these (checked here, not at the first call), and for
+    min_face or detector_model with detector='none'.
     One instance may be shared by several threads: the detectors keep one OpenCV object per thread
     and ONNX Runtime sessions are thread-safe, so the results are those of serial calls.
     """
@@ -215,6 +216,11 @@ class EmotionRecognizer:
         self.threads = check_threads(self.threads)
         if self.min_face is not None and (not _is_int(self.min_face) or self.min_face < 1):
             raise ValueError(f"min_face must be an integer >= 1 pixel (None: {MIN_FACE}), got {self.min_face!r}")
+        if isinstance(self.detector, str) and self.detector == "none":  # each image is one face: nothing to tune
+            for name in ("min_face", "detector_model"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name} only applies with a face detector (haar or yunet); detector='none' "
+                                     f"takes each image as one face, got {name}={getattr(self, name)!r}")
         if not _is_int(self.max_pixels) or self.max_pixels < 1:
             raise ValueError(f"max_pixels must be an integer >= 1, got {self.max_pixels!r}")
         if not isinstance(self.detector, str) and not callable(getattr(self.detector, "detect", None)):

@@ -53,7 +53,7 @@ def check_max_faces_flag(value: int | None) -> None:
 
 def recognizer_kwargs(cfg: Any) -> dict[str, Any]:
     """`EmotionRecognizer` keyword arguments from a command config: every field the two share, with 0 meaning
-    "not set" (None) for `threads` and `max_faces`."""
+    "not set" (None) for `threads` and `max_faces`, and no detector settings for `--detector none`."""
     from .api import EmotionRecognizer
 
     wanted = {f.name for f in dataclasses.fields(EmotionRecognizer) if f.init}
@@ -61,6 +61,8 @@ def recognizer_kwargs(cfg: Any) -> dict[str, Any]:
     for name in ("threads", "max_faces"):
         if name in kwargs and not kwargs[name]:
             kwargs[name] = None
+    if kwargs.get("detector") == "none":  # the flags' defaults; a changed one was refused by validate()
+        kwargs.update({name: None for name in ("min_face", "detector_model") if name in kwargs})
     return kwargs
 
 
