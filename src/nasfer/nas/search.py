@@ -284,6 +284,10 @@ class SearchRun:
         """Search (or resume) under the output folder's lock (`nasfer.runlock`); the SearchResult."""
         from ..runlock import run_lock
 
+        ray_marks = ("ray_tune", "ray_clock.json")
+        if not (self.out / STATE_FILE).exists() and any((self.out / name).exists() for name in ray_marks):
+            raise ModelError(f"{self.out} holds a search of the Ray backend; continue it with --backend ray, "
+                             "or use a new --out")  # before: a new search appended to its log, replaced its results
         if self.cfg.latency_cache:  # an unwritable shared cache: one error now, not one failed child after another
             from .latency import check_cache_location
 
