@@ -6,8 +6,9 @@ import json
 import pytest
 from fixtures_nas import fake_latency
 
+from nasfer.cli import main
 from nasfer.errors import ModelError
-from nasfer.nas.config import SearchConfig
+from nasfer.nas.config import SearchConfig, check_config
 from nasfer.nas.search import LOG_FILE, search
 
 TOY = dict(strategy="random", budget_minutes=5, blocks=2, rungs=("10s@24",), latency_target_ms=0.0,
@@ -33,3 +34,19 @@ def test_the_local_backend_refuses_a_ray_search_folder(tmp_path):
         search(SearchConfig(out=str(out), max_children=2, **TOY), _toy, latency=fake_latency)
     assert (out / LOG_FILE).read_text() == ray_line
     assert sorted(p.name for p in out.iterdir()) == sorted([LOG_FILE, "ray_clock.json", "ray_tune"])
+
+
+@pytest.mark.parametrize("kwargs, flags", [({"F": 8}, "--filters only applies"),
+                                           ({"N": 1}, "--cells only applies"),
+                                           ({"F": 8, "N": 1}, "--filters, --cells only apply")])
+def test_nasnet_size_flags_are_refused_with_the_macro_space(kwargs, flags):
+    """Before: `--space macro --filters 8` (or --cells) was accepted and did nothing (the macro space has no F or N)."""
+    with pytest.raises(ValueError, match=f"{flags} with --space nasnet"):
+        check_config(SearchConfig(space="macro", **kwargs))
+    check_config(SearchConfig(space="nasnet", **kwargs))  # where they mean something
+
+
+def test_the_cli_refuses_filters_with_the_macro_space_in_one_line(tmp_path, capsys):
+    assert main(["search", "--data", str(tmp_path), "--out", str(tmp_path / "s"), "--filters", "8"]) == 2
+    assert "--filters only applies with --space nasnet" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()

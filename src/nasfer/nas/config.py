@@ -101,12 +101,13 @@ SEARCH_MARKS = ("search_state.pt", "search_log.jsonl", "ray_tune", "ray_clock.js
 
 def check_config(cfg: SearchConfig) -> list:
     """The parsed rungs; ValueError naming the flag for anything out of range (NaN and infinity included:
-    every float flag must be a finite number), for rungs not in order from cheap to dear, or for an --out
-    that is a file."""
+    every float flag must be a finite number), for rungs not in order from cheap to dear, for --filters or
+    --cells without --space nasnet, or for an --out that is a file."""
     import dataclasses
 
-    from ..config import flag_of
-    from ..validation import check, check_new_run_folder, check_output_folder, finite, is_training_run_config, threads_check
+    from ..config import changed_flags, flag_of
+    from ..validation import (check, check_new_run_folder, check_only_with, check_output_folder, finite,
+                              is_training_run_config, threads_check)
     from .fidelity import Fidelity
 
     flags = {f.name: flag_of(f) for f in dataclasses.fields(cfg)}
@@ -118,6 +119,8 @@ def check_config(cfg: SearchConfig) -> list:
     for name in ("blocks", "F", "N", "reinforce_batch", "population", "tournament", "child_batch", "top_k"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"{flags[name]} must be at least 1, got {getattr(cfg, name)}")
+    if cfg.space != "nasnet":  # before: accepted, and the macro space ignored them
+        check_only_with(changed_flags(cfg, ("F", "N")), "--space nasnet")
     floats = ("budget_minutes", "latency_target_ms", "latency_w", "max_latency_ms", "val_fraction", "controller_lr",
               "entropy_weight", "temperature", "tanh_constant", "child_lr")
     check([(cfg.eta >= 2, f"--eta must be at least 2 (the best 1/eta of each rung is promoted), got {cfg.eta}"),
