@@ -50,3 +50,34 @@ def test_the_cli_refuses_filters_with_the_macro_space_in_one_line(tmp_path, caps
     assert main(["search", "--data", str(tmp_path), "--out", str(tmp_path / "s"), "--filters", "8"]) == 2
     assert "--filters only applies with --space nasnet" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+class SlowChildProblem:
+    """A child over --max-latency-ms at every rung (as nasfer.nas.ray_backend.ChildProblem scores it)."""
+
+    n_rungs = 3
+    eta = 3
+
+    def __init__(self):
+        self.rungs = []
+
+    def evaluate(self, spec, rung, done):
+        self.rungs.append(rung)
+        return {"score": 0.0, "accuracy": 0.0, "objective": 0.0, "seconds": 0.0, "latency": {"ms_per_face_b1": 9.0},
+                "infeasible": True}
+
+
+def test_a_ray_trial_of_a_child_too_slow_ends_at_rung_0(monkeypatch):
+    """Before: the trial of a child over --max-latency-ms went on rung after rung while ASHA let it (the first
+    results of a rung always go on), so search_log.jsonl logged it 'promoted' with accuracy 0 and pareto.json
+    put it among rung 1's points, though the README says such children are never promoted, as in the local
+    backend. Now its trial ends after its rung-0 result."""
+    tune = pytest.importorskip("ray.tune")
+    from nasfer.nas.ray_tune import child_trial
+
+    reported = []
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: None)
+    monkeypatch.setattr(tune, "report", lambda metrics, checkpoint=None: reported.append(metrics))
+    problem = SlowChildProblem()
+    child_trial({"spec": {}}, problem=problem)
+    assert problem.rungs == [0] and [m["rung"] for m in reported] == [0]

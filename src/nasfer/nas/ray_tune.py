@@ -2,8 +2,9 @@
 
 - Each child is one Tune trial (a function trainable) reserving `trial_cpus` CPUs and `trial_gpus`
   GPUs. It trains the child at rung 0 (the cheapest fidelity), reports {reward, rung, fidelity}, and
-  goes on to the next rung until the scheduler stops it; after every rung it saves a checkpoint (the
-  scores so far), so a trial restored after an interruption resumes at its next rung.
+  goes on to the next rung until the scheduler stops it (a child over --max-latency-ms ends at rung 0);
+  after every rung it saves a checkpoint (the scores so far), so a trial restored after an interruption
+  resumes at its next rung.
 - The multi-fidelity schedule is Tune's ASHAScheduler (asynchronous successive halving, Li et al.
   2020) with `time_attr="fidelity"`, where rung r reports fidelity eta**r: grace_period 1,
   reduction_factor eta, max_t eta**(rungs - 1), so ASHA's milestones fall exactly on the rungs and a
@@ -82,6 +83,8 @@ def child_trial(config: dict[str, Any], problem: Problem = None, threads: int = 
             Path(folder, RUNGS_FILE).write_text(json.dumps(done))
             tune.report({"info": json.dumps(info), METRIC: float(info["score"]), RUNG: rung,
                          FIDELITY: problem.eta ** rung}, checkpoint=tune.Checkpoint.from_directory(folder))
+        if info.get("infeasible"):
+            return  # over --max-latency-ms: never promoted, as in the local backend (before: ASHA could let it on)
 
 
 def asha(problem: Problem):
