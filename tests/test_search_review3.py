@@ -81,3 +81,15 @@ def test_a_ray_trial_of_a_child_too_slow_ends_at_rung_0(monkeypatch):
     problem = SlowChildProblem()
     child_trial({"spec": {}}, problem=problem)
     assert problem.rungs == [0] and [m["rung"] for m in reported] == [0]
+
+
+def test_a_search_folder_given_as_genotype_points_to_its_best_arch(tmp_path):
+    """Before: `nasfer train --genotype runs/search` (the search's folder, not its best_arch.json) said
+    'architecture file not found', though the folder is there."""
+    from nasfer.nas.space import read_spec
+
+    (tmp_path / "best_arch.json").write_text("{}")
+    with pytest.raises(ModelError, match=r"is a folder, not an architecture file; give .*best_arch\.json"):
+        read_spec(tmp_path)
+    with pytest.raises(ModelError, match="architecture file not found"):
+        read_spec(tmp_path / "missing.json")

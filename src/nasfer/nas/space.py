@@ -141,6 +141,9 @@ def make_space(name: str, **options: Any) -> SearchSpace:
 
 def read_spec(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():  # before: "not found", e.g. for a search's folder
+        raise ModelError(f"{path}: is a folder, not an architecture file; give {path / 'best_arch.json'} "
+                         "(a search's result) or another architecture JSON file")
     if not path.is_file():
         raise ModelError(f"{path}: architecture file not found")
     try:
