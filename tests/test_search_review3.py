@@ -93,3 +93,23 @@ def test_a_search_folder_given_as_genotype_points_to_its_best_arch(tmp_path):
         read_spec(tmp_path)
     with pytest.raises(ModelError, match="architecture file not found"):
         read_spec(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize("content", ['{"best": {"child": 0}, "children": 3}\n', "[1, 2]\n", "a,b\n1,2\n"])
+def test_a_latency_cache_that_is_another_file_is_refused_not_overwritten(tmp_path, content):
+    """Before: --latency-cache naming another file (a search's summary.json by mistake, a CSV) was read as a
+    damaged cache and replaced by the latency cache. Now refused before anything is done; a cut-off cache
+    (damaged) or an empty file is still taken and rewritten."""
+    from nasfer.nas.latency import LatencyCacheError, check_cache_location
+
+    other = tmp_path / "summary.json"
+    other.write_text(content)
+    cfg = SearchConfig(out=str(tmp_path / "s"), max_children=1, latency_cache=str(other),
+                       **{**TOY, "latency_target_ms": 2.0})
+    with pytest.raises(LatencyCacheError, match="is not a latency cache"):
+        search(cfg, _toy)
+    assert other.read_text() == content and not (tmp_path / "s").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]  # no lock file beside it either
+    for fine in ('{"machine": {}, "entries": {"k": {"ms_per_fa', "", '{"entries": {}}'):
+        other.write_text(fine)
+        check_cache_location(other)

@@ -199,9 +199,21 @@ def _not_a_folder(path: Path) -> None:
 def check_cache_location(path: str | os.PathLike) -> None:
     """LatencyCacheError unless a latency cache can be written at `path`: its folder is created if missing
     (a path the user chose) and the lock file beside it opened, so a search learns of an unwritable
-    `--latency-cache` before its first child rather than from every child's failure."""
+    `--latency-cache` before its first child rather than from every child's failure; and a file there that
+    is not a latency cache (other JSON or text; a cut-off cache is only damaged) is refused, not replaced."""
     path = Path(path)
     _not_a_folder(path)
+    try:
+        text = path.read_bytes().decode("utf-8", "replace").strip() if path.is_file() else ""
+    except OSError:
+        text = ""  # unreadable: read_cache_entries below says why
+    try:
+        data = json.loads(text) if text else {"entries": {}}
+    except ValueError:  # cut off: a damaged cache (read as empty, rewritten) if it began as one
+        data = {"entries": {}} if text.startswith("{") else None
+    if not (isinstance(data, dict) and "entries" in data):  # before: replaced, e.g. a search's summary.json
+        raise LatencyCacheError(f"latency cache {path}: this file is not a latency cache, and saving one would "
+                                "replace it; give --latency-cache a new file name or a latency_cache.json")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(_lock_path(path), "a"):
