@@ -165,6 +165,26 @@ def test_a_trial_cut_by_the_budgets_end_is_not_counted():
     assert searcher.strategy.told == [] and told.events == [] and searcher.waiting == {}
 
 
+def test_a_restored_searcher_counts_the_time_the_drivers_clock_recorded(tmp_path):
+    """Before: a resumed Ray search's searcher took its time spent from its last Tune checkpoint, which lags
+    ray_clock.json (written at every log line), while the trials' deadline came from the clock; so the
+    searcher thought budget was left when the trials' deadline cut them, and logged those children as errors
+    (told NaN) instead of not counting them."""
+    told = Recorder()
+    searcher = StrategySearcher(BatchedToy(batch=4), Space(), budget_s=100.0)
+    searcher.suggest("a")
+    searcher.elapsed_before = 97.0  # the last Tune checkpoint: 97 s spent
+    searcher.save(str(tmp_path / "searcher.pt"))
+    restored = StrategySearcher(BatchedToy(batch=4), Space(), budget_s=100.0, on_told=told, spent_s=100.0)
+    restored.restore(str(tmp_path / "searcher.pt"))
+    assert restored.elapsed() >= 100.0 and restored.out_of_budget()
+    restored.on_trial_complete("a", None)  # cut by the deadline the clock implies: not counted, not an error
+    assert restored.strategy.told == [] and told.events == [] and restored.waiting == {}
+    earlier = StrategySearcher(BatchedToy(batch=4), Space(), budget_s=100.0, spent_s=50.0)
+    earlier.restore(str(tmp_path / "searcher.pt"))
+    assert 97.0 <= earlier.elapsed() < 100.0  # a clock behind the checkpoint changes nothing
+
+
 def test_a_failed_child_is_dropped_not_rewarded_and_so_are_its_duplicates(tmp_path):
     """The strategy contract (and the local backend): a failed child is told NaN ("dropped"), never a
     measured 0.0; a twin waiting on it and a later duplicate of it are told NaN too, not trained again."""
@@ -221,3 +241,37 @@ def test_the_log_line_of_a_failed_child_is_strict_json(tmp_path):
     lines = [json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in the log")) for line in text.splitlines()]
     assert [(r["kind"], r["reward"]) for r in lines] == [("child", 0.0), ("duplicate", 0.0)]  # as the local log
     assert lines[0]["error"] is True
+
+
+def test_the_driver_prints_a_line_per_child_and_promotion_off_a_terminal(tmp_path, capsys):
+    """Before: `nasfer search --backend ray > log` printed no line per child (only Ray's banner), though the
+    README says a search prints one per finished child or promotion off a terminal, as the local backend does."""
+    from nasfer.nas.config import SearchConfig
+    from nasfer.nas.ray_backend import SearchFiles
+
+    cfg = SearchConfig(out=str(tmp_path), rungs=("3s@16", "6s@16"), max_latency_ms=1.0)
+    files = SearchFiles(tmp_path, cfg.rungs, cfg, budget_s=600.0)  # pytest's stdout is no terminal
+    searcher = StrategySearcher(Proposes(1, 2, 3, 101, 4), Space(), budget_s=600, on_told=files.told,
+                                on_result=files.result)
+    fast = json.dumps({"accuracy": 0.42, "objective": 0.42, "seconds": 3.0,
+                       "latency": {f"ms_per_face_b{cfg.latency_batch}": 0.5}})
+    slow = json.dumps({"accuracy": 0.0, "objective": 0.0, "seconds": 0.0, "infeasible": True,
+                       "latency": {f"ms_per_face_b{cfg.latency_batch}": 2.5}})
+    for trial, info in (("a", fast), ("b", slow)):
+        searcher.suggest(trial)
+        searcher.on_trial_result(trial, {METRIC: json.loads(info)["objective"], RUNG: 0, "info": info})
+    searcher.on_trial_result("a", {METRIC: 0.5, RUNG: 1, "info": json.dumps({"accuracy": 0.5, "objective": 0.5,
+                                                                             "seconds": 6.0})})
+    searcher.suggest("c")
+    searcher.on_trial_complete("c", None, error=True)
+    assert searcher.suggest("d")["values"] == [4]  # 101 before it: 1's twin, a duplicate, logged, not printed
+    out = capsys.readouterr().out.splitlines()
+    name = tmp_path.name
+    assert len(out) == 4, out
+    assert out[0].startswith(f"{name} job 1: child 0 at 3s@16: accuracy 0.4200, 0.500 ms/face")
+    assert out[1].startswith(f"{name} job 2: child 1: 2.500 ms/face (batch {cfg.latency_batch}) > --max-latency-ms 1: not trained")
+    assert out[2].startswith(f"{name} job 3: child 0 promoted at 6s@16: accuracy 0.5000, 0.500 ms/face")
+    assert out[3].startswith(f"{name} job 4: child 2 at 3s@16: failed: the trial failed")
+    assert all(line.endswith("/10.0 min") for line in out)
+    quiet = SearchFiles(tmp_path / "q", cfg.rungs, SearchConfig(out=str(tmp_path / "q"), progress=False), 600.0)
+    assert not quiet.lines

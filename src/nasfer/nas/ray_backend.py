@@ -156,8 +156,12 @@ class SearchFiles:
     """Driver-side callbacks of the searcher: `search_log.jsonl` lines in the local backend's format
     (plus `trial_id`), and the finished marker. Picklable: Tune saves it with the searcher."""
 
-    def __init__(self, out: Path, rungs: tuple[str, ...]):
+    def __init__(self, out: Path, rungs: tuple[str, ...], cfg: Any = None, budget_s: float = 0.0):
         self.out, self.rungs = Path(out), tuple(rungs)
+        # off a terminal (a log file): one line per finished child or promotion, as the local backend prints
+        self.cfg, self.budget_s = cfg, float(budget_s)
+        self.lines = bool(cfg is not None and cfg.progress and not (sys.stderr.isatty() and sys.stdout.isatty()))
+        self.latency: dict[str, Any] = {}  # architecture key -> its latency (a promotion's line shows it too)
 
     def clock(self, elapsed_s: float) -> None:
         """Remember the search time spent so far (read back when an interrupted search continues)."""
@@ -174,6 +178,17 @@ class SearchFiles:
         jobs = sum(1 for _ in open(path)) if path.exists() else 0
         with open(path, "a") as f:
             f.write(json.dumps({**record, "job": jobs + 1}) + "\n")
+        if self.lines and record["kind"] != "duplicate":
+            self._print({**record, "job": jobs + 1})
+
+    def _print(self, record: dict[str, Any]) -> None:
+        from .results import job_line
+
+        if record.get("latency") is not None:
+            self.latency[record["key"]] = record["latency"]
+        if record.get("error"):  # failed in its trial: no accuracy (Ray's trial error says why)
+            record = {**record, "failed": "the trial failed (see Ray's error for it)"}
+        print(job_line(record, self.latency.get(record["key"]), self.cfg, self.out.name, self.budget_s), flush=True)
 
     def told(self, event: dict[str, Any]) -> None:
         """A log line for what the strategy was told. A failed child (told NaN: dropped) and its duplicates
@@ -283,12 +298,12 @@ def search(cfg: Any, rcfg: RaySearchConfig, *, dataset=None, evaluate=None, late
                            latency_path=cfg.latency_cache or str(out.resolve() / "latency_cache.json"),
                            # 1 s after the searcher's own budget end, so a trial cut by it is seen as cut
                            deadline=time.time() + max(0.0, run.budget_s - spent) + 1.0)
-    files = SearchFiles(out.resolve(), tuple(cfg.rungs))
+    files = SearchFiles(out.resolve(), tuple(cfg.rungs), cfg, run.budget_s)
 
     def make_searcher():
         return StrategySearcher(run.strategy, run.space, budget_s=run.budget_s, max_children=cfg.max_children,
                                 on_told=files.told, on_result=files.result, on_finished=files.finished,
-                                on_save=files.clock)
+                                on_save=files.clock, spent_s=spent)
 
     from ..runlock import run_lock
 

@@ -57,8 +57,11 @@ class StrategySearcher(Searcher):
                  on_told: Callable[[dict[str, Any]], None] | None = None,
                  on_result: Callable[[dict[str, Any]], None] | None = None,
                  on_finished: Callable[[], None] | None = None,
-                 on_save: Callable[[float], None] | None = None):
+                 on_save: Callable[[float], None] | None = None, spent_s: float = 0.0):
         super().__init__(metric=METRIC, mode="max")
+        # search time already spent by the record the driver keeps (ray_clock.json, written at every log line),
+        # which may be ahead of the searcher's last Tune checkpoint: a restored searcher counts from the later
+        self.spent_s = float(spent_s)
         self.strategy, self.space = strategy, space
         self.budget_s, self.max_children = float(budget_s), int(max_children)
         self.on_told, self.on_result, self.on_finished, self.on_save = on_told, on_result, on_finished, on_save
@@ -168,7 +171,7 @@ class StrategySearcher(Searcher):
         self.twins = {k: [list(v) for v in vs] for k, vs in state["twins"].items()}
         self.duplicates = int(state["duplicates"])
         self.children, self.told = int(state["children"]), int(state["told"])
-        self.elapsed_before, self.started = float(state["elapsed_s"]), time.monotonic()
+        self.elapsed_before, self.started = max(float(state["elapsed_s"]), self.spent_s), time.monotonic()
         self.finished = bool(state["finished"])
 
     def save(self, checkpoint_path: str) -> None:
