@@ -97,6 +97,10 @@ def test_search_data_is_nasfer_trains_split_stratified_and_a_subset_never_shrink
     assert np.array_equal(data.val_x, ds.images[roles == VAL])  # nasfer train's validation images, in order
     small = load_search_data(str(learnable_folder), seed=0, val_fraction=0.2, subset=70)
     assert np.bincount(small.train_y).tolist() == [10] * 7 and np.array_equal(small.val_x, data.val_x)
+    assert not any("--subset" in note for note in small.notes)  # 70 asked, 70 kept: nothing to say
+    # before: --subset 3 trained on 7 images (one per class) without a word
+    tiny = load_search_data(str(learnable_folder), seed=0, val_fraction=0.2, subset=3)
+    assert len(tiny.train_y) == 7 and any(note.startswith("--subset 3: 7 training images kept") for note in tiny.notes)
 
 
 def test_the_best_early_child_is_promoted_even_if_the_rest_of_the_search_is_worse(tmp_path):

@@ -47,8 +47,9 @@ def load_search_data(data_path: str, *, seed: int = 0, val_fraction: float = 0.1
                      subset: int = 0, dataset=None) -> SearchData:
     """Read the dataset (or take `dataset`, a FaceDataset) and split its Training part.
 
-    `subset` > 0 keeps a stratified subset of that many training images (the validation part is
-    never shrunk). Raises DataError when a part would be empty.
+    `subset` > 0 keeps a stratified subset of about that many training images (the validation part is
+    never shrunk; a note says how many when rounding per class gives another count). Raises DataError when a
+    part would be empty.
     """
     from ..config import TrainConfig
     from ..data import read_dataset, stratified_split
@@ -62,9 +63,12 @@ def load_search_data(data_path: str, *, seed: int = 0, val_fraction: float = 0.1
     if len(val) == 0 or len(fit) == 0:
         raise DataError(f"the split leaves {len(fit)} training and {len(val)} validation images: "
                         f"use a larger dataset or another --val-fraction")
+    notes = list(getattr(ds, "notes", []))
     if 0 < subset < len(fit):
         _, keep = stratified_split(ds.labels[fit], subset / len(fit), seed)
         fit = fit[keep]
+        if len(fit) != subset:  # each class's share is rounded, and every class keeps at least one image
+            notes.append(f"--subset {subset}: {len(fit)} training images kept (a stratified subset keeps each class's "
+                         f"share, rounded, and at least one image of each of the {len(np.unique(ds.labels))} classes)")
     return SearchData(train_x=ds.images[fit], train_y=ds.labels[fit].astype(np.int64), val_x=ds.images[val],
-                      val_y=ds.labels[val].astype(np.int64), label_names=tuple(ds.label_names),
-                      notes=list(getattr(ds, "notes", [])))
+                      val_y=ds.labels[val].astype(np.int64), label_names=tuple(ds.label_names), notes=notes)
