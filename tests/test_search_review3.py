@@ -95,6 +95,21 @@ def test_a_search_folder_given_as_genotype_points_to_its_best_arch(tmp_path):
         read_spec(tmp_path / "missing.json")
 
 
+def test_a_json_file_that_is_no_architecture_says_so(tmp_path):
+    """Before: a search's summary.json given as --genotype said "missing 'normal' and 'reduction' cell", as if it
+    were a damaged genotype; a genotype that lacks one cell still says which."""
+    from nasfer.nas.space import model_from_file
+
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps({"best": {"child": 0}, "train_command": "nasfer train ..."}))
+    with pytest.raises(ModelError, match=r"not an architecture file .*best_arch\.json"):
+        model_from_file(summary)
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({"normal": [[0, "identity", 1, "identity"]]}))
+    with pytest.raises(ModelError, match="missing 'reduction' cell"):
+        model_from_file(partial)
+
+
 @pytest.mark.parametrize("content", ['{"best": {"child": 0}, "children": 3}\n', "[1, 2]\n", "a,b\n1,2\n"])
 def test_a_latency_cache_that_is_another_file_is_refused_not_overwritten(tmp_path, content):
     """Before: --latency-cache naming another file (a search's summary.json by mistake, a CSV) was read as a

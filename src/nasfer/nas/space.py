@@ -162,6 +162,9 @@ def model_from_file(path: str | Path) -> tuple[str, dict[str, Any]]:
     from .macro import FORMAT as MACRO_FORMAT, check_spec
 
     data = read_spec(path)
+    if "format" not in data and not {"normal", "reduction"} & set(data):
+        raise ModelError(f"{path}: not an architecture file (no 'format', no 'normal' or 'reduction' cell); give "
+                         "a search's best_arch.json (a NASNet genotype or a macro-space spec)")
     fmt = data.get("format", GENOTYPE_FORMAT)
     if fmt == MACRO_FORMAT:
         return "macro", {"spec": check_spec(data, where=str(path))}
