@@ -128,3 +128,13 @@ def test_a_latency_cache_that_is_another_file_is_refused_not_overwritten(tmp_pat
     for fine in ('{"machine": {}, "entries": {"k": {"ms_per_fa', "", '{"entries": {}}'):
         other.write_text(fine)
         check_cache_location(other)
+
+
+def test_the_progress_bar_says_why_a_job_has_no_accuracy():
+    """Before: a child skipped for latency showed acc=0.000 on the bar, as if trained to chance and worse."""
+    from nasfer.nas.results import bar_accuracy
+
+    assert bar_accuracy({"accuracy": 0.41234}) == "0.412"
+    assert bar_accuracy({"accuracy": 0.0, "infeasible": True}) == "skipped (latency)"
+    assert bar_accuracy({"accuracy": 0.0, "failed": "RuntimeError: out of memory"}) == "failed"
+    assert bar_accuracy({"kind": "duplicate"}) == "-"

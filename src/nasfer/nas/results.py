@@ -146,6 +146,16 @@ def job_line(record: dict[str, Any], latency: dict[str, Any] | None, cfg, folder
     return f"{what}: {result}; {record['elapsed'] / 60:.1f}/{budget_s / 60:.1f} min"
 
 
+def bar_accuracy(record: dict[str, Any]) -> str:
+    """The progress bar's accuracy for a finished job: 3 decimals, or why there is none (skipped, failed)."""
+    if record.get("infeasible"):
+        return "skipped (latency)"
+    if record.get("failed"):
+        return "failed"
+    accuracy = record.get("accuracy")
+    return "-" if accuracy is None else f"{accuracy:.3f}"
+
+
 def no_winner(run) -> str:
     """Why a search whose children were all skipped or failed has no winner, and what to change."""
     infeasible = [t for t in run.trials.values() if t["scores"].get("0", {}).get("infeasible")]

@@ -43,7 +43,7 @@ from ..training.precision import resolve_precision
 from .config import SearchConfig, check_config, make_search_space, make_search_strategy
 from .fidelity import BudgetExceeded, Fidelity, Recipe
 from .latency import LatencyCache, mnas_reward
-from .results import job_line, ranking
+from .results import bar_accuracy, job_line, ranking
 from .scheduler import SuccessiveHalving
 
 STATE_FILE = "search_state.pt"
@@ -311,7 +311,7 @@ class SearchRun:
         self.bar = tqdm(total=int(self.budget_s), initial=min(int(self.elapsed_before), int(self.budget_s)),
                         unit="s", disable=not show, mininterval=1.0,
                         desc=f"search ({self.cfg.space}, {self.cfg.strategy})" + (" resumed" if resumed else ""),
-                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n}/{total}s {postfix}")
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n}/{total}s{postfix}")  # tqdm puts ", " first
         try:
             with sigterm_as_sigint():  # `kill`, `timeout`, schedulers: saved like Ctrl-C (before: the child's time was lost)
                 self._announce_and_loop(resumed)
@@ -373,7 +373,7 @@ class SearchRun:
                 break
             delta = min(int(self.elapsed()), int(self.budget_s)) - self.bar.n
             self.bar.set_postfix(children=len(self.trials), rung=record.get("rung", 0),
-                                 acc=f"{record.get('accuracy', float('nan')):.3f}", refresh=False)
+                                 acc=bar_accuracy(record), refresh=False)
             if delta > 0:
                 self.bar.update(delta)
 
