@@ -138,3 +138,19 @@ def test_the_progress_bar_says_why_a_job_has_no_accuracy():
     assert bar_accuracy({"accuracy": 0.0, "infeasible": True}) == "skipped (latency)"
     assert bar_accuracy({"accuracy": 0.0, "failed": "RuntimeError: out of memory"}) == "failed"
     assert bar_accuracy({"kind": "duplicate"}) == "-"
+
+
+def test_flags_of_another_strategy_are_noted_as_ignored(tmp_path):
+    """Before: `nasfer search --strategy random --population 8 --reinforce-batch 4` ran as if neither flag were
+    given, without a word. Now the search's notes (printed, and in summary.json) say they were ignored."""
+    from nasfer.nas.config import unused_strategy_flags
+
+    assert unused_strategy_flags(SearchConfig(strategy="random", population=8, reinforce_batch=4)) == [
+        "--reinforce-batch only applies with --strategy reinforce: ignored by --strategy random",
+        "--population only applies with --strategy evolution: ignored by --strategy random"]
+    assert unused_strategy_flags(SearchConfig(strategy="evolution", population=8, tournament=3)) == []
+    assert unused_strategy_flags(SearchConfig(strategy="reinforce", reinforce_batch=4)) == []
+    cfg = SearchConfig(out=str(tmp_path / "s"), **{**TOY, "max_children": 2}, population=8, tournament=3)
+    search(cfg, _toy, latency=fake_latency)
+    notes = json.loads((tmp_path / "s" / "summary.json").read_text())["notes"]
+    assert "--population, --tournament only apply with --strategy evolution: ignored by --strategy random" in notes

@@ -99,6 +99,26 @@ SEARCH_FILES = ("config.json", "search_state.pt", "search_log.jsonl", "best_arch
 SEARCH_MARKS = ("search_state.pt", "search_log.jsonl", "ray_tune", "ray_clock.json")
 
 
+#: SearchConfig fields that only one strategy reads.
+STRATEGY_FIELDS = {"reinforce": ("reinforce_batch", "controller_lr", "entropy_weight", "temperature", "tanh_constant"),
+                   "evolution": ("population", "tournament")}
+
+
+def unused_strategy_flags(cfg: SearchConfig) -> list[str]:
+    """A note for each other strategy whose flags `cfg` sets away from their defaults: they do nothing with
+    `cfg.strategy`. Notes, not refusals: a retraining campaign passes one set of search flags to searches of
+    several strategies (benchmarks/retrain.py --search-flags)."""
+    from ..config import changed_flags
+
+    notes = []
+    for strategy, names in STRATEGY_FIELDS.items():
+        flags = changed_flags(cfg, names) if strategy != cfg.strategy else []
+        if flags:
+            notes.append(f"{', '.join(flags)} only appl{'ies' if len(flags) == 1 else 'y'} with --strategy {strategy}: "
+                         f"ignored by --strategy {cfg.strategy}")
+    return notes
+
+
 def check_config(cfg: SearchConfig) -> list:
     """The parsed rungs; ValueError naming the flag for anything out of range (NaN and infinity included:
     every float flag must be a finite number), for rungs not in order from cheap to dear, for --filters or

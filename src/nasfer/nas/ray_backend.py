@@ -290,7 +290,7 @@ def search(cfg: Any, rcfg: RaySearchConfig, *, dataset=None, evaluate=None, late
 
         data = load_search_data(cfg.data, seed=cfg.seed, val_fraction=cfg.val_fraction,
                                 split_file=cfg.split_file or None, subset=cfg.subset, dataset=dataset)
-        run.notes, run.n_train, run.n_val = data.notes, len(data.train_y), len(data.val_y)
+        run.notes, run.n_train, run.n_val = run.notes + data.notes, len(data.train_y), len(data.val_y)
     out.mkdir(parents=True, exist_ok=True)
     saved_cfg.write_text(json.dumps(to_dict(cfg), indent=1) + "\n")
     spent = json.loads((out / CLOCK_FILE).read_text())["elapsed_s"] if (out / CLOCK_FILE).is_file() else 0.0

@@ -40,7 +40,7 @@ from ..config import to_dict
 from ..errors import DataError, ModelError
 from ..interrupts import raise_if_terminated, sigterm_as_sigint
 from ..training.precision import resolve_precision
-from .config import SearchConfig, check_config, make_search_space, make_search_strategy
+from .config import SearchConfig, check_config, make_search_space, make_search_strategy, unused_strategy_flags
 from .fidelity import BudgetExceeded, Fidelity, Recipe
 from .latency import LatencyCache, mnas_reward
 from .results import bar_accuracy, job_line, ranking
@@ -76,7 +76,7 @@ class SearchRun:
         self.space = make_search_space(cfg)
         self.strategy = make_search_strategy(cfg, space=self.space)
         self.scheduler = SuccessiveHalving(len(self.fidelities), cfg.eta)
-        self.notes: list[str] = []
+        self.notes: list[str] = unused_strategy_flags(cfg)
         self.n_train = self.n_val = 0
         if evaluate is None:
             if dataset is None and not cfg.data:
@@ -86,7 +86,7 @@ class SearchRun:
 
             data = load_search_data(cfg.data, seed=cfg.seed, val_fraction=cfg.val_fraction,
                                     split_file=cfg.split_file or None, subset=cfg.subset, dataset=dataset)
-            self.notes, self.n_train, self.n_val = data.notes, len(data.train_y), len(data.val_y)
+            self.notes, self.n_train, self.n_val = self.notes + data.notes, len(data.train_y), len(data.val_y)
             def evaluate(spec: dict, fidelity: Fidelity) -> float:
                 name, kwargs = self.space.model(spec)
                 recipe = Recipe(lr=cfg.child_lr, batch_size=cfg.child_batch, precision=self.cfg.precision)
