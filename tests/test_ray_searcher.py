@@ -169,20 +169,35 @@ def test_a_restored_searcher_counts_the_time_the_drivers_clock_recorded(tmp_path
     """Before: a resumed Ray search's searcher took its time spent from its last Tune checkpoint, which lags
     ray_clock.json (written at every log line), while the trials' deadline came from the clock; so the
     searcher thought budget was left when the trials' deadline cut them, and logged those children as errors
-    (told NaN) instead of not counting them."""
+    (told NaN) instead of not counting them. `Tuner.restore` brings back the searcher pickled when the search
+    began (tuner.pkl), not one the resumed driver makes, so the clock is read at restore: a first fix that
+    gave the searcher the clock's value when it was made still counted from the checkpoint."""
+    import pickle
+
+    from nasfer.nas.ray_backend import SearchFiles
+
+    files = SearchFiles(tmp_path, ("3s@16",))
     told = Recorder()
-    searcher = StrategySearcher(BatchedToy(batch=4), Space(), budget_s=100.0)
-    searcher.suggest("a")
-    searcher.elapsed_before = 97.0  # the last Tune checkpoint: 97 s spent
-    searcher.save(str(tmp_path / "searcher.pt"))
-    restored = StrategySearcher(BatchedToy(batch=4), Space(), budget_s=100.0, on_told=told, spent_s=100.0)
+    began = StrategySearcher(BatchedToy(batch=4), Space(), budget_s=100.0, on_told=told, on_save=files.clock,
+                             clock=files.spent)  # as the driver makes it at a new search: nothing spent yet
+    assert began.elapsed() < 1.0
+    pickled = pickle.dumps(began)  # what tuner.pkl keeps, and Tuner.restore brings back
+    began.suggest("a")
+    began.elapsed_before = 97.0
+    began.save(str(tmp_path / "searcher.pt"))  # the last Tune checkpoint: 97 s spent
+    files.clock(100.0)  # a log line after it
+    restored = pickle.loads(pickled)
     restored.restore(str(tmp_path / "searcher.pt"))
     assert restored.elapsed() >= 100.0 and restored.out_of_budget()
     restored.on_trial_complete("a", None)  # cut by the deadline the clock implies: not counted, not an error
-    assert restored.strategy.told == [] and told.events == [] and restored.waiting == {}
-    earlier = StrategySearcher(BatchedToy(batch=4), Space(), budget_s=100.0, spent_s=50.0)
+    assert restored.strategy.told == [] and restored.on_told.events == [] and restored.waiting == {}
+    (tmp_path / "ray_clock.json").write_text(json.dumps({"elapsed_s": 50.0}))
+    earlier = pickle.loads(pickled)
     earlier.restore(str(tmp_path / "searcher.pt"))
     assert 97.0 <= earlier.elapsed() < 100.0  # a clock behind the checkpoint changes nothing
+    # a new experiment (nothing for Tune to restore) in a folder whose clock already counts: the trials'
+    # deadline is the clock's, and so is the searcher's
+    assert 50.0 <= StrategySearcher(BatchedToy(), Space(), budget_s=100.0, clock=files.spent).elapsed() < 51.0
 
 
 def test_a_failed_child_is_dropped_not_rewarded_and_so_are_its_duplicates(tmp_path):

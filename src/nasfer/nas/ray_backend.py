@@ -160,14 +160,22 @@ class SearchFiles:
         self.out, self.rungs = Path(out), tuple(rungs)
         # off a terminal (a log file): one line per finished child or promotion, as the local backend prints
         self.cfg, self.budget_s = cfg, float(budget_s)
-        self.lines = bool(cfg is not None and cfg.progress and not (sys.stderr.isatty() and sys.stdout.isatty()))
         self.latency: dict[str, Any] = {}  # architecture key -> its latency (a promotion's line shows it too)
+
+    @property
+    def lines(self) -> bool:
+        """Whether to print a line per job: asked at each job, since a resumed search's driver calls the
+        SearchFiles pickled when the search began (perhaps on a terminal), not one made for this session."""
+        return bool(self.cfg is not None and self.cfg.progress and not (sys.stderr.isatty() and sys.stdout.isatty()))
+
+    def spent(self) -> float:
+        """The search time spent so far by the record `clock` keeps (0.0 before the first)."""
+        path = self.out / CLOCK_FILE
+        return float(json.loads(path.read_text())["elapsed_s"]) if path.is_file() else 0.0
 
     def clock(self, elapsed_s: float) -> None:
         """Remember the search time spent so far (read back when an interrupted search continues)."""
-        path = self.out / CLOCK_FILE
-        previous = json.loads(path.read_text())["elapsed_s"] if path.is_file() else 0.0
-        path.write_text(json.dumps({"elapsed_s": max(previous, float(elapsed_s))}) + "\n")
+        (self.out / CLOCK_FILE).write_text(json.dumps({"elapsed_s": max(self.spent(), float(elapsed_s))}) + "\n")
 
     def _append(self, record: dict[str, Any]) -> None:
         from .search import LOG_FILE
@@ -293,17 +301,17 @@ def search(cfg: Any, rcfg: RaySearchConfig, *, dataset=None, evaluate=None, late
         run.notes, run.n_train, run.n_val = run.notes + data.notes, len(data.train_y), len(data.val_y)
     out.mkdir(parents=True, exist_ok=True)
     saved_cfg.write_text(json.dumps(to_dict(cfg), indent=1) + "\n")
-    spent = json.loads((out / CLOCK_FILE).read_text())["elapsed_s"] if (out / CLOCK_FILE).is_file() else 0.0
+    files = SearchFiles(out.resolve(), tuple(cfg.rungs), cfg, run.budget_s)
+    spent = files.spent()
     problem = ChildProblem(dataclasses.replace(cfg, threads=max(1, int(rcfg.trial_cpus))), data, evaluate, latency,
                            latency_path=cfg.latency_cache or str(out.resolve() / "latency_cache.json"),
                            # 1 s after the searcher's own budget end, so a trial cut by it is seen as cut
                            deadline=time.time() + max(0.0, run.budget_s - spent) + 1.0)
-    files = SearchFiles(out.resolve(), tuple(cfg.rungs), cfg, run.budget_s)
 
     def make_searcher():
         return StrategySearcher(run.strategy, run.space, budget_s=run.budget_s, max_children=cfg.max_children,
                                 on_told=files.told, on_result=files.result, on_finished=files.finished,
-                                on_save=files.clock, spent_s=spent)
+                                on_save=files.clock, clock=files.spent)
 
     from ..runlock import run_lock
 

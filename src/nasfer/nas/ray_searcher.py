@@ -50,18 +50,20 @@ class StrategySearcher(Searcher):
     max_children: also stop after this many children (0: no limit); on_told(event) / on_result(event) /
     on_finished(): driver-side callbacks for the logs, picklable (Tune pickles the searcher with the
     experiment); on_finished is called once, when the budget is spent and no more children will come;
-    on_save(elapsed_s) with every checkpoint Tune takes of the searcher.
+    on_save(elapsed_s) with every checkpoint Tune takes of the searcher; clock(): the search time spent by the
+    driver's own record (`nasfer.nas.ray_backend.SearchFiles.spent`: ray_clock.json, written at every log
+    line), which may be ahead of the searcher's last Tune checkpoint, read when the searcher is made and when
+    it is restored: a callable, not a number, since `Tuner.restore` brings back the searcher pickled when the
+    search began, not one made for this session.
     """
 
     def __init__(self, strategy: Any, space: Any, *, budget_s: float, max_children: int = 0,
                  on_told: Callable[[dict[str, Any]], None] | None = None,
                  on_result: Callable[[dict[str, Any]], None] | None = None,
                  on_finished: Callable[[], None] | None = None,
-                 on_save: Callable[[float], None] | None = None, spent_s: float = 0.0):
+                 on_save: Callable[[float], None] | None = None, clock: Callable[[], float] | None = None):
         super().__init__(metric=METRIC, mode="max")
-        # search time already spent by the record the driver keeps (ray_clock.json, written at every log line),
-        # which may be ahead of the searcher's last Tune checkpoint: a restored searcher counts from the later
-        self.spent_s = float(spent_s)
+        self.clock = clock
         self.strategy, self.space = strategy, space
         self.budget_s, self.max_children = float(budget_s), int(max_children)
         self.on_told, self.on_result, self.on_finished, self.on_save = on_told, on_result, on_finished, on_save
@@ -74,11 +76,15 @@ class StrategySearcher(Searcher):
         self.seen: dict[str, list[int]] = {}  # trial id -> rungs whose result was handled
         self.children = 0  # proposed
         self.told = 0
-        self.elapsed_before = 0.0
+        self.elapsed_before = self.recorded()  # a session before this one may have spent some of the budget
         self.started = time.monotonic()
         self.finished = False
 
     # -- clock
+    def recorded(self) -> float:
+        """The search time the driver's record says was spent (0 without one)."""
+        return float(self.clock()) if self.clock is not None else 0.0
+
     def elapsed(self) -> float:
         return self.elapsed_before + time.monotonic() - self.started
 
@@ -171,7 +177,7 @@ class StrategySearcher(Searcher):
         self.twins = {k: [list(v) for v in vs] for k, vs in state["twins"].items()}
         self.duplicates = int(state["duplicates"])
         self.children, self.told = int(state["children"]), int(state["told"])
-        self.elapsed_before, self.started = max(float(state["elapsed_s"]), self.spent_s), time.monotonic()
+        self.elapsed_before, self.started = max(float(state["elapsed_s"]), self.recorded()), time.monotonic()
         self.finished = bool(state["finished"])
 
     def save(self, checkpoint_path: str) -> None:
