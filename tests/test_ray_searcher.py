@@ -200,6 +200,33 @@ def test_a_restored_searcher_counts_the_time_the_drivers_clock_recorded(tmp_path
     assert 50.0 <= StrategySearcher(BatchedToy(), Space(), budget_s=100.0, clock=files.spent).elapsed() < 51.0
 
 
+def test_a_restored_searcher_takes_this_sessions_budget_and_max_children(tmp_path):
+    """--budget-minutes and --max-children may change when a search continues (RESUMABLE_CHANGES), and the
+    trials' deadline follows the new budget; before, the searcher Tuner.restore brought back (pickled when the
+    search began) kept the first session's: a larger budget was ignored (no child after the old one), a
+    smaller one let children start that the trials' deadline then cut. The driver writes config.json first."""
+    import pickle
+
+    from nasfer.nas.ray_backend import SearchFiles
+
+    files = SearchFiles(tmp_path, ("3s@16",))
+    began = StrategySearcher(BatchedToy(batch=4), Space(), budget_s=100.0, max_children=2, on_save=files.clock,
+                             clock=files.spent, limits=files.limits)
+    pickled = pickle.dumps(began)
+    began.suggest("a")
+    began.elapsed_before = 97.0
+    began.save(str(tmp_path / "searcher.pt"))
+    (tmp_path / "config.json").write_text(json.dumps({"budget_minutes": 3.0, "max_children": 5}))  # resumed with more
+    longer = pickle.loads(pickled)
+    longer.restore(str(tmp_path / "searcher.pt"))
+    assert (longer.budget_s, longer.max_children) == (180.0, 5) and not longer.out_of_budget()
+    assert longer.suggest("b")["values"] == [2]
+    (tmp_path / "config.json").write_text(json.dumps({"budget_minutes": 1.0, "max_children": 0}))  # with less
+    shorter = pickle.loads(pickled)
+    shorter.restore(str(tmp_path / "searcher.pt"))
+    assert shorter.budget_s == 60.0 and shorter.out_of_budget() and shorter.suggest("b") is Searcher.FINISHED
+
+
 def test_a_failed_child_is_dropped_not_rewarded_and_so_are_its_duplicates(tmp_path):
     """The strategy contract (and the local backend): a failed child is told NaN ("dropped"), never a
     measured 0.0; a twin waiting on it and a later duplicate of it are told NaN too, not trained again."""

@@ -166,12 +166,22 @@ class SearchFiles:
     def lines(self) -> bool:
         """Whether to print a line per job: asked at each job, since a resumed search's driver calls the
         SearchFiles pickled when the search began (perhaps on a terminal), not one made for this session."""
-        return bool(self.cfg is not None and self.cfg.progress and not (sys.stderr.isatty() and sys.stdout.isatty()))
+        cfg = getattr(self, "cfg", None)  # None in a SearchFiles pickled by an older nasfer: no lines
+        return bool(cfg is not None and cfg.progress and not (sys.stderr.isatty() and sys.stdout.isatty()))
 
     def spent(self) -> float:
         """The search time spent so far by the record `clock` keeps (0.0 before the first)."""
         path = self.out / CLOCK_FILE
         return float(json.loads(path.read_text())["elapsed_s"]) if path.is_file() else 0.0
+
+    def limits(self) -> tuple[float, int] | None:
+        """This session's --budget-minutes (in seconds) and --max-children, from the config.json the driver writes
+        before the search starts or continues (both may change then); None without one."""
+        path = self.out / "config.json"
+        if not path.is_file():
+            return None
+        saved = json.loads(path.read_text())
+        return float(saved["budget_minutes"]) * 60.0, int(saved["max_children"])
 
     def clock(self, elapsed_s: float) -> None:
         """Remember the search time spent so far (read back when an interrupted search continues)."""
@@ -196,7 +206,8 @@ class SearchFiles:
             self.latency[record["key"]] = record["latency"]
         if record.get("error"):  # failed in its trial: no accuracy (Ray's trial error says why)
             record = {**record, "failed": "the trial failed (see Ray's error for it)"}
-        print(job_line(record, self.latency.get(record["key"]), self.cfg, self.out.name, self.budget_s), flush=True)
+        budget_s = (self.limits() or (self.budget_s,))[0]  # a resumed search's SearchFiles is the first session's
+        print(job_line(record, self.latency.get(record["key"]), self.cfg, self.out.name, budget_s), flush=True)
 
     def told(self, event: dict[str, Any]) -> None:
         """A log line for what the strategy was told. A failed child (told NaN: dropped) and its duplicates
@@ -311,7 +322,7 @@ def search(cfg: Any, rcfg: RaySearchConfig, *, dataset=None, evaluate=None, late
     def make_searcher():
         return StrategySearcher(run.strategy, run.space, budget_s=run.budget_s, max_children=cfg.max_children,
                                 on_told=files.told, on_result=files.result, on_finished=files.finished,
-                                on_save=files.clock, clock=files.spent)
+                                on_save=files.clock, clock=files.spent, limits=files.limits)
 
     from ..runlock import run_lock
 

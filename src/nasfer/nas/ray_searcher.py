@@ -54,16 +54,18 @@ class StrategySearcher(Searcher):
     driver's own record (`nasfer.nas.ray_backend.SearchFiles.spent`: ray_clock.json, written at every log
     line), which may be ahead of the searcher's last Tune checkpoint, read when the searcher is made and when
     it is restored: a callable, not a number, since `Tuner.restore` brings back the searcher pickled when the
-    search began, not one made for this session.
+    search began, not one made for this session. limits(): this session's (budget_s, max_children), read when
+    the searcher is restored, for the same reason (both may change when a search continues); None: keep them.
     """
 
     def __init__(self, strategy: Any, space: Any, *, budget_s: float, max_children: int = 0,
                  on_told: Callable[[dict[str, Any]], None] | None = None,
                  on_result: Callable[[dict[str, Any]], None] | None = None,
                  on_finished: Callable[[], None] | None = None,
-                 on_save: Callable[[float], None] | None = None, clock: Callable[[], float] | None = None):
+                 on_save: Callable[[float], None] | None = None, clock: Callable[[], float] | None = None,
+                 limits: Callable[[], tuple[float, int] | None] | None = None):
         super().__init__(metric=METRIC, mode="max")
-        self.clock = clock
+        self.clock, self.limits = clock, limits
         self.strategy, self.space = strategy, space
         self.budget_s, self.max_children = float(budget_s), int(max_children)
         self.on_told, self.on_result, self.on_finished, self.on_save = on_told, on_result, on_finished, on_save
@@ -83,7 +85,8 @@ class StrategySearcher(Searcher):
     # -- clock
     def recorded(self) -> float:
         """The search time the driver's record says was spent (0 without one)."""
-        return float(self.clock()) if self.clock is not None else 0.0
+        clock = getattr(self, "clock", None)  # None in a searcher pickled by an older nasfer
+        return float(clock()) if clock is not None else 0.0
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.monotonic() - self.started
@@ -179,6 +182,10 @@ class StrategySearcher(Searcher):
         self.children, self.told = int(state["children"]), int(state["told"])
         self.elapsed_before, self.started = max(float(state["elapsed_s"]), self.recorded()), time.monotonic()
         self.finished = bool(state["finished"])
+        limits = getattr(self, "limits", None)
+        current = limits() if limits is not None else None
+        if current is not None:  # this session's, not those pickled when the search began
+            self.budget_s, self.max_children = float(current[0]), int(current[1])
 
     def save(self, checkpoint_path: str) -> None:
         import torch
