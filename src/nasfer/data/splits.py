@@ -136,7 +136,7 @@ def read_split_file(path) -> dict[str, str]:
     bad = next((k for k, v in mapping.items() if not (isinstance(v, str) and (v in ROLES or official_role(v)))), None)
     if bad is not None:
         raise DataError(f"{p}: {bad} has role {mapping[bad]!r}; roles are {', '.join(ROLES)}, or a dataset's own "
-                        "name of a split outside Training (PublicTest, PrivateTest, a test folder's name)")
+                        "name of a split outside Training (PublicTest, PrivateTest, a test folder's name, or all)")
     return mapping
 
 

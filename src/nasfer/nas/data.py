@@ -69,6 +69,6 @@ def load_search_data(data_path: str, *, seed: int = 0, val_fraction: float = 0.1
         fit = fit[keep]
         if len(fit) != subset:  # each class's share is rounded, and every class keeps at least one image
             notes.append(f"--subset {subset}: {len(fit)} training images kept (a stratified subset keeps each class's "
-                         f"share, rounded, and at least one image of each of the {len(np.unique(ds.labels))} classes)")
+                         "share, rounded, and at least one image of each class that has two or more)")
     return SearchData(train_x=ds.images[fit], train_y=ds.labels[fit].astype(np.int64), val_x=ds.images[val],
                       val_y=ds.labels[val].astype(np.int64), label_names=tuple(ds.label_names), notes=notes)
