@@ -96,7 +96,9 @@ SEARCH_FILES = ("config.json", "search_state.pt", "search_log.jsonl", "best_arch
                 "pareto.json", "pareto.png", "summary.json", "latency_cache.json", "ray_tune", "ray_finished.json",
                 "ray_clock.json", "rungs.json", "best_normal.png", "best_reduction.png", "latency_cache.json.lock")
 #: Files only a search writes, at its start: a folder holding one is a search to resume.
-SEARCH_MARKS = ("search_state.pt", "search_log.jsonl", "ray_tune", "ray_clock.json")
+#: What only a Ray backend search leaves in its folder (ray_tune.EXPERIMENT, ray_backend.CLOCK_FILE).
+RAY_SEARCH_MARKS = ("ray_tune", "ray_clock.json")
+SEARCH_MARKS = ("search_state.pt", "search_log.jsonl", *RAY_SEARCH_MARKS)
 
 
 #: SearchConfig fields that only one strategy reads.

@@ -40,7 +40,7 @@ from ..config import to_dict
 from ..errors import DataError, ModelError
 from ..interrupts import raise_if_terminated, sigterm_as_sigint
 from ..training.precision import resolve_precision
-from .config import SearchConfig, check_config, make_search_space, make_search_strategy, unused_strategy_flags
+from .config import RAY_SEARCH_MARKS, SearchConfig, check_config, make_search_space, make_search_strategy, unused_strategy_flags
 from .fidelity import BudgetExceeded, Fidelity, Recipe
 from .latency import LatencyCache, mnas_reward
 from .results import bar_accuracy, job_line, ranking
@@ -284,8 +284,7 @@ class SearchRun:
         """Search (or resume) under the output folder's lock (`nasfer.runlock`); the SearchResult."""
         from ..runlock import run_lock
 
-        ray_marks = ("ray_tune", "ray_clock.json")
-        if not (self.out / STATE_FILE).exists() and any((self.out / name).exists() for name in ray_marks):
+        if not (self.out / STATE_FILE).exists() and any((self.out / name).exists() for name in RAY_SEARCH_MARKS):
             raise ModelError(f"{self.out} holds a search of the Ray backend; continue it with --backend ray, "
                              "or use a new --out")  # before: a new search appended to its log, replaced its results
         if self.cfg.latency_cache:  # an unwritable shared cache: one error now, not one failed child after another
