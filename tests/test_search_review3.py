@@ -154,3 +154,24 @@ def test_flags_of_another_strategy_are_noted_as_ignored(tmp_path):
     search(cfg, _toy, latency=fake_latency)
     notes = json.loads((tmp_path / "s" / "summary.json").read_text())["notes"]
     assert "--population, --tournament only apply with --strategy evolution: ignored by --strategy random" in notes
+
+
+@pytest.mark.parametrize("where", ["ray_folder", "latency_cache"])
+def test_the_local_search_refuses_its_locations_before_reading_the_dataset(tmp_path, where):
+    """Before: the local backend read (and split) the whole dataset, a minute for FER2013, before refusing an
+    --out that holds a Ray search or an --latency-cache that is another file; the missing dataset here would
+    have been the error reported. Now the location is refused first, as the Ray backend does."""
+    from nasfer.nas.latency import LatencyCacheError
+
+    out = tmp_path / "s"
+    cfg = dict(out=str(out), data=str(tmp_path / "no-such-dataset.zip"), max_children=1, **TOY)
+    if where == "ray_folder":
+        (out / "ray_tune").mkdir(parents=True)
+        expected = (ModelError, "holds a search of the Ray backend")
+    else:
+        other = tmp_path / "summary.json"
+        other.write_text('{"best": {"child": 0}}\n')
+        cfg["latency_cache"] = str(other)
+        expected = (LatencyCacheError, "is not a latency cache")
+    with pytest.raises(expected[0], match=expected[1]):
+        search(SearchConfig(**cfg))

@@ -98,8 +98,25 @@ SEARCH_FILES = ("config.json", "search_state.pt", "search_log.jsonl", "best_arch
 #: Files only a search writes, at its start: a folder holding one is a search to resume.
 #: What only a Ray backend search leaves in its folder (ray_tune.EXPERIMENT, ray_backend.CLOCK_FILE).
 RAY_SEARCH_MARKS = ("ray_tune", "ray_clock.json")
-SEARCH_MARKS = ("search_state.pt", "search_log.jsonl", *RAY_SEARCH_MARKS)
+#: The local backend's resumable state (nas.search).
+STATE_FILE = "search_state.pt"
+SEARCH_MARKS = (STATE_FILE, "search_log.jsonl", *RAY_SEARCH_MARKS)
 
+
+
+def check_local_locations(cfg: SearchConfig) -> None:
+    """The local backend's refusals of its locations, before any data is read: ModelError for an --out holding a
+    Ray backend's search (a new local search there would append to its log and replace its results: continue it
+    with --backend ray), LatencyCacheError for an --latency-cache that cannot be the cache (one error now, not
+    one failed child after another)."""
+    from ..errors import ModelError
+    from .latency import check_cache_location
+
+    out = Path(cfg.out).expanduser()
+    if not (out / STATE_FILE).exists() and any((out / name).exists() for name in RAY_SEARCH_MARKS):
+        raise ModelError(f"{out} holds a search of the Ray backend; continue it with --backend ray, or use a new --out")
+    if cfg.latency_cache:
+        check_cache_location(cfg.latency_cache)
 
 #: SearchConfig fields that only one strategy reads.
 STRATEGY_FIELDS = {"reinforce": ("reinforce_batch", "controller_lr", "entropy_weight", "temperature", "tanh_constant"),

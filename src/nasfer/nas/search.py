@@ -40,13 +40,13 @@ from ..config import to_dict
 from ..errors import DataError, ModelError
 from ..interrupts import raise_if_terminated, sigterm_as_sigint
 from ..training.precision import resolve_precision
-from .config import RAY_SEARCH_MARKS, SearchConfig, check_config, make_search_space, make_search_strategy, unused_strategy_flags
+from .config import (STATE_FILE, SearchConfig, check_config, check_local_locations, make_search_space,
+                     make_search_strategy, unused_strategy_flags)
 from .fidelity import BudgetExceeded, Fidelity, Recipe
 from .latency import LatencyCache, mnas_reward
 from .results import bar_accuracy, job_line, ranking
 from .scheduler import SuccessiveHalving
 
-STATE_FILE = "search_state.pt"
 LOG_FILE = "search_log.jsonl"
 STATE_FORMAT = "nasfer-search-state/2"
 #: A search stops when this many children or promotions fail one after another.
@@ -67,6 +67,7 @@ class SearchRun:
     def __init__(self, cfg: SearchConfig, evaluate: Evaluate | None = None, *, dataset=None,
                  latency: Latency | None = None):
         self.fidelities = check_config(cfg)
+        check_local_locations(cfg)  # before the dataset is read: a refusal costs nothing
         self.auto_precision = cfg.precision == "auto"  # resolved once here; a resumed search keeps its own
         self.cfg = cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, "cpu"))
         self.out = Path(cfg.out)
@@ -284,13 +285,7 @@ class SearchRun:
         """Search (or resume) under the output folder's lock (`nasfer.runlock`); the SearchResult."""
         from ..runlock import run_lock
 
-        if not (self.out / STATE_FILE).exists() and any((self.out / name).exists() for name in RAY_SEARCH_MARKS):
-            raise ModelError(f"{self.out} holds a search of the Ray backend; continue it with --backend ray, "
-                             "or use a new --out")  # before: a new search appended to its log, replaced its results
-        if self.cfg.latency_cache:  # an unwritable shared cache: one error now, not one failed child after another
-            from .latency import check_cache_location
-
-            check_cache_location(self.cfg.latency_cache)
+        check_local_locations(self.cfg)  # again: the folder may have changed since the constructor's check
         with run_lock(self.out, "search"):
             return self._run()
 
