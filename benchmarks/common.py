@@ -50,6 +50,14 @@ def cpu_speed_flags(cpuinfo: str | None = None) -> list[str]:
     return sorted(cpu_flags(cpuinfo) & set(SPEED_CPU_FLAGS))
 
 
+def cpu_identity(cpuinfo: str | None = None) -> str:
+    """The CPU's model name with its SPEED_CPU_FLAGS, e.g. "AMD EPYC (avx2 avx512_bf16 avx512_vnni avx512f)":
+    what decides whether two timings may be compared, since one model name covers VMs with and without
+    AVX-512 VNNI (int8 runs about 2x faster with it, README "On a CPU without VNNI")."""
+    flags = cpu_speed_flags(cpuinfo)
+    return f"{cpu_model()} ({' '.join(flags)})" if flags else cpu_model()
+
+
 def timeit(fn: Callable[[], Any], seconds: float, min_runs: int = 5) -> dict[str, float]:
     """Median / min seconds per call of `fn` after two warm-up calls, over at least `seconds`.
 

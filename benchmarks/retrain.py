@@ -61,6 +61,7 @@ from typing import Any, Callable
 import retrain_args
 import retrain_carry as carry
 import retrain_report as report
+from common import cpu_identity
 from retrain_jobs import CAMPAIGN_FILE, Campaign, Job, copy_sibling_teacher_cache, search_done, train_done
 from retrain_parallel import run_parallel
 
@@ -79,7 +80,9 @@ class Runner(Campaign):
     def __init__(self, args: argparse.Namespace):
         super().__init__(args)
         self.started_at = time.time()  # --remeasure-speed: speeds measured before this run are timed again
-        self.cpu = report.cpu_model()  # speeds timed on another CPU (a carried campaign) are timed again here
+        # speeds timed on another CPU, or one of the same name with other int8/bf16 flags (a carried campaign),
+        # are timed again here
+        self.cpu = cpu_identity()
 
     def steps(self) -> list["Step"]:
         """Split, searches, per job train / export / int8 / validation scores, every test score, every speed."""
