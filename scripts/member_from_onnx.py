@@ -17,7 +17,9 @@ BatchNorm becomes the identity (weight 1, mean 0, var 1 - eps), and the Gemm bec
 
 Every weight and statistic of the template is overwritten; its optimizer, EMA copy, metrics, history, epoch and
 `weights` are dropped (loaders use `state_dict` only). Labels and preprocessing stay, and the config unless the
-card beside the graph holds the member's own (training.config.members[K]). `recovered_from` records the graph
+card beside the graph holds the member's own (training.config.members[K]); from the card's training.members[K]
+come the member's best epoch, which weights it was (ema or raw) and its validation accuracy, so that an
+ensemble's card built on it (`nasfer ensemble`) says them. `recovered_from` records the graph
 (file, SHA-256), the member, the card's facts about it, the template, the check and the command.
 
 Check, before writing: the model's probabilities on 16 random crops (one black, one white) and their mirror
@@ -279,6 +281,13 @@ def main(argv: list[str] | None = None) -> int:
     ckpt["state_dict"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
     own_config = isinstance(own.get("config"), dict)
     ckpt["config"] = own.pop("config") if own_config else ckpt.get("config", {})
+    trained = own.get("training") or {}  # the member's run as the card recorded it (card.training.members[K])
+    if trained.get("best_epoch"):
+        ckpt["epoch"] = int(trained["best_epoch"]) - 1  # 0-based, as a training checkpoint keeps it
+    if trained.get("weights"):
+        ckpt["weights"] = trained["weights"]  # ema or raw: which of the run's weights the graph held
+    if trained.get("val_accuracy") is not None:
+        ckpt["metrics"] = {"val_accuracy": trained["val_accuracy"]}
     ckpt["recovered_from"] = {
         "file": args.onnx.name, "sha256": sha256_file(args.onnx), "member": args.member, "members": count,
         "dequantized_from": card.get("dequantized_from"), "card": own or None,

@@ -27,7 +27,8 @@ def members(tmp_path_factory):
     root = tmp_path_factory.mktemp("members")
     paths = [write_tiny_checkpoint(root / f"m{i}" / "best.pt", seed=i, width=WIDTH) for i in range(2)]
     template = load_checkpoint(paths[0])
-    template.update(weights="ema", optimizer={"state": {}}, ema_state_dict=dict(template["state_dict"]))
+    template.update(weights="ema", optimizer={"state": {}}, ema_state_dict=dict(template["state_dict"]), epoch=98,
+                    metrics={"val_accuracy": 0.123}, history=[{"epoch": 1}])
     save_checkpoint(root / "template.pt", template)
     return root, paths, root / "template.pt"
 
@@ -87,7 +88,14 @@ def test_member_1_comes_back_and_is_not_member_0(members, tmp_path, form):
     got, want, other = outputs(model), outputs(tiny_model(1, width=WIDTH)), outputs(tiny_model(0, width=WIDTH))
     assert np.abs(got - want).max() < 1e-4
     assert np.abs(got - other).max() > 1e-2  # not member 0, the template's own weights
-    assert not {"optimizer", "ema_state_dict", "weights", "metrics", "history", "epoch"} & set(ckpt)
+    assert not {"optimizer", "ema_state_dict", "history"} & set(ckpt)  # nothing of the template's run
+    card = json.loads(graph.with_suffix(".json").read_text()) if graph.with_suffix(".json").is_file() else {}
+    own = ((card.get("training") or {}).get("members") or [None, None])[1]
+    if own is None:  # no card beside the graph: nothing is known of the member's run
+        assert not {"weights", "metrics", "epoch"} & set(ckpt)
+    else:  # the member's own run, as its ensemble's card recorded it (not the template's epoch 99 and 0.123)
+        assert ckpt["epoch"] == own["best_epoch"] - 1 and ckpt["metrics"] == {"val_accuracy": own["val_accuracy"]}
+        assert ckpt.get("weights") == own["weights"]
     record = ckpt["recovered_from"]
     assert record["member"] == 1 and record["members"] == 2 and record["file"] == graph.name
     assert record["check"]["max_abs_diff"] < 1e-4 and "--member 1" in record["command"]
@@ -162,3 +170,22 @@ def test_refusals(members, tmp_path, tiny_onnx):
         assert not Path(out).exists()
     with pytest.raises(SystemExit, match="would replace the template"):
         member_from_onnx.main([graph, "--template", str(template), "--member", "0", "--out", str(template)])
+
+
+def test_an_ensemble_over_a_recovered_member_says_so_in_its_card(members, tmp_path):
+    """The card of an ensemble built on a recovered member keeps that member's run (best epoch, EMA or raw,
+    validation accuracy) and where its weights came from, beside the members trained the usual way."""
+    from nasfer.card import training_info
+    from nasfer.checkpoint import load_checkpoint
+
+    root, paths, template = members
+    out = tmp_path / "m1" / "weights.pt"
+    out.parent.mkdir()
+    assert member_from_onnx.main([str(ensemble_onnx(root, paths)), "--template", str(template), "--member", "1",
+                                  "--out", str(out)]) == 0
+    assert nasfer(["ensemble", "--checkpoints", str(paths[0]), str(out), "--out", str(tmp_path / "ens.pt")]) == 0
+    recorded = training_info(load_checkpoint(tmp_path / "ens.pt"))["members"]
+    assert "recovered_from" not in recorded[0]
+    assert recorded[1]["recovered_from"]["member"] == 1 and recorded[1]["recovered_from"]["file"] == "ens-tta.onnx"
+    own = load_checkpoint(out)
+    assert recorded[1]["best_epoch"] == own["epoch"] + 1 and recorded[1]["val_accuracy"] == own["metrics"]["val_accuracy"]

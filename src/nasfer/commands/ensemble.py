@@ -112,8 +112,9 @@ def run(args: argparse.Namespace) -> int:
 
 def member_file(path: str, allow_incomplete: bool = False) -> dict:
     """What the card keeps of a member file: sha256, its run's epochs (`card.epochs_info`), the weights it
-    holds (ema or raw), its training command, its dataset's file name. DataError for an unreadable file or,
-    unless `allow_incomplete`, a run that has not finished its scheduled epochs."""
+    holds (ema or raw), its training command, its dataset's file name, and for a member recovered from an
+    exported graph (scripts/member_from_onnx.py) where it came from (`recovered_from`). DataError for an
+    unreadable file or, unless `allow_incomplete`, a run that has not finished its scheduled epochs."""
     from ..card import epochs_info, train_command, trained_on
     from ..checkpoint import load_checkpoint
     from ..errors import DataError
@@ -128,7 +129,8 @@ def member_file(path: str, allow_incomplete: bool = False) -> dict:
         raise DataError(f"{path}: its run has finished {epochs['epochs_completed']} of {epochs['scheduled_epochs']} "
                         "epochs (still training, or stopped); finish it, or pass --allow-incomplete")
     return {"sha256": sha, "epochs": epochs, "weights": ckpt.get("weights"),
-            "command": train_command(ckpt.get("config") or {}), "dataset": trained_on(ckpt)}
+            "command": train_command(ckpt.get("config") or {}), "dataset": trained_on(ckpt),
+            **({"recovered_from": ckpt["recovered_from"]} if ckpt.get("recovered_from") else {})}
 
 
 def check_member(path: str, val: set[str], split_file: Path, data: str, dataset: str | None) -> None:
@@ -199,7 +201,8 @@ def select_members(cfg: EnsembleConfig, log, files: dict[str, dict]) -> tuple[li
               "validation_split": run_relative(split_file), "n_val": int(len(y)),
               "tta": "flip" if cfg.tta else None,
               "candidates": [{"checkpoint": run_relative(p), "val_accuracy": acc, "val_nll": nll, "weight": float(w),
-                              **{k: files[p][k] for k in ("sha256", "weights", "epochs", "command")}}
+                              **{k: files[p][k] for k in ("sha256", "weights", "epochs", "command", "recovered_from")
+                                 if k in files[p]}}
                              for p, (acc, nll), w in zip(cfg.checkpoints, scores, weights)],
               "val_accuracy_equal_mean": mean_acc, "val_nll_equal_mean": mean_nll,
               "val_accuracy_selected": sel_acc, "val_nll_selected": sel_nll,

@@ -94,5 +94,7 @@ def ensemble_checkpoint(paths: list[str], weights: list[float] | None = None,
                 **({"selection": selection} if selection else {})},
         metrics={"members": [ck.get("metrics", {}) for ck in ckpts]},
         members_training=[{**epochs_info(ck, Path(p).parent), "val_accuracy": (ck.get("metrics") or {}).get("val_accuracy"),
-                           "weights": ck.get("weights")} for p, ck in zip(paths, ckpts)],
+                           "weights": ck.get("weights"),
+                           **({"recovered_from": ck["recovered_from"]} if ck.get("recovered_from") else {})}
+                          for p, ck in zip(paths, ckpts)],
     )
