@@ -67,7 +67,6 @@ class SearchRun:
     def __init__(self, cfg: SearchConfig, evaluate: Evaluate | None = None, *, dataset=None,
                  latency: Latency | None = None):
         self.fidelities = check_config(cfg)
-        check_local_locations(cfg)  # before the dataset is read: a refusal costs nothing
         self.auto_precision = cfg.precision == "auto"  # resolved once here; a resumed search keeps its own
         self.cfg = cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, "cpu"))
         self.out = Path(cfg.out)
@@ -285,7 +284,7 @@ class SearchRun:
         """Search (or resume) under the output folder's lock (`nasfer.runlock`); the SearchResult."""
         from ..runlock import run_lock
 
-        check_local_locations(self.cfg)  # again: the folder may have changed since the constructor's check
+        check_local_locations(self.cfg)  # again: the folder may have changed since search() checked it
         with run_lock(self.out, "search"):
             return self._run()
 
@@ -406,4 +405,6 @@ def search(cfg: SearchConfig, evaluate: Evaluate | None = None, *, dataset=None,
     `evaluate(spec, fidelity) -> accuracy` replaces training (no data is read); `latency(name, kwargs)`
     replaces the ONNX Runtime measurement; `dataset` passes an in-memory `FaceDataset` instead of `cfg.data`.
     """
+    check_local_locations(cfg)  # before SearchRun reads the dataset: a refusal costs nothing (the Ray backend
+    # builds a SearchRun too, for its space and strategy, on a folder this check refuses)
     return SearchRun(cfg, evaluate, dataset=dataset, latency=latency).run()
