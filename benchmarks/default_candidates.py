@@ -6,7 +6,8 @@ and weights among the given checkpoints (e.g. each member's best.pt and last.pt)
 `--split-file`, and `nasfer evaluate --split val` scores the result. A candidate costs members x (2 with TTA,
 1 without) network passes per face. The rule (`choose`): the best validation accuracy among candidates of at
 most `--max-passes` passes; a candidate of at most `--prefer-passes` passes within `--within` points of it is
-preferred (faster at nearly the same accuracy), the best of those. PublicTest is never read here; score the
+preferred (faster at nearly the same accuracy), the best of those. The chosen one replaces today's default
+(`--incumbent`, scored on the same validation images) only when more accurate. PublicTest is never read here; score the
 chosen graph once, after export (`nasfer evaluate --split PublicTest --model default --record`). Usage:
 
     python benchmarks/default_candidates.py --checkpoints ~/nasfer-runs/vgg32-long-s{0,1,2}/{best,last}.pt \
@@ -47,6 +48,28 @@ def choose(rows: Sequence[dict[str, Any]], max_passes: int, prefer_passes: int, 
     return max(faster, key=lambda r: (r["accuracy"], -r["passes"])) if faster else best
 
 
+def replaces(chosen: dict[str, Any] | None, incumbent: dict[str, Any]) -> bool:
+    """Whether the chosen candidate replaces today's default: strictly more accurate on the same validation
+    images (both dicts with "accuracy" in 0..1); no candidate replaces nothing."""
+    return chosen is not None and chosen["accuracy"] > incumbent["accuracy"]
+
+
+def score_incumbent(args: argparse.Namespace) -> dict[str, Any]:
+    """Today's default (`--incumbent`, a model name or file as `nasfer evaluate --model` takes it) scored on the
+    same validation images, as it ships (flip TTA inside its graph when its card says so)."""
+    from nasfer.cli import main as nasfer
+
+    scored = Path(args.work_dir).expanduser() / "incumbent" / "val.json"
+    scored.parent.mkdir(parents=True, exist_ok=True)
+    if not scored.exists() and nasfer(["evaluate", "--data", args.data, "--split-file", args.split_file, "--split",
+                                       "val", "--model", args.incumbent, "--threads", str(args.threads),
+                                       "--json", str(scored)]) != 0:
+        raise SystemExit(f"nasfer evaluate failed for the incumbent {args.incumbent}")
+    metrics = json.loads(scored.read_text())
+    metrics = metrics.get("metrics", metrics)
+    return {"model": args.incumbent, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+
+
 def candidate(args: argparse.Namespace, k: int, tta: bool) -> dict[str, Any] | None:
     """Select (greedy, at most k members) and score one candidate; None when the selection kept one member only."""
     from nasfer.checkpoint import load_checkpoint
@@ -69,9 +92,11 @@ def candidate(args: argparse.Namespace, k: int, tta: bool) -> dict[str, Any] | N
             raise SystemExit(f"nasfer evaluate failed for K={k} {flag}")
     metrics = json.loads(scored.read_text())
     metrics = metrics.get("metrics", metrics)
-    weights = load_checkpoint(ensemble)["model"]["kwargs"]["weights"]
+    checkpoint = load_checkpoint(ensemble)
+    weights = checkpoint["model"]["kwargs"]["weights"]
     members = len(weights)
     return {"max_members": k, "tta": tta, "members": members, "weights": [round(w, 4) for w in weights],
+            "checkpoints": checkpoint["config"]["ensemble_of"],
             "passes": members * (2 if tta else 1), "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
             "ensemble": str(ensemble)}
 
@@ -85,20 +110,28 @@ def main() -> None:
     parser.add_argument("--max-passes", type=int, default=4, help="slowest allowed: today's default does 4")
     parser.add_argument("--prefer-passes", type=int, default=3)
     parser.add_argument("--within", type=float, default=0.1, help="accuracy points a faster candidate may lose")
+    parser.add_argument("--incumbent", default="default",
+                        help="today's default, scored on the same validation images; the chosen candidate replaces "
+                             "it only when more accurate (default: the shipped default)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work-dir", required=True, help="where the candidate ensembles and their scores go")
     parser.add_argument("--out", default="benchmarks/results/default_candidates.json")
     args = parser.parse_args()
     rows = [row for tta in (True, False) for k in args.max_members if (row := candidate(args, k, tta)) is not None]
     chosen = choose(rows, args.max_passes, args.prefer_passes, args.within)
+    incumbent = score_incumbent(args)
     for row in sorted(rows, key=lambda r: -r["accuracy"]):
         mark = "  <- chosen" if row is chosen else ""
         print(f"K={row['max_members']} {'TTA' if row['tta'] else 'no TTA':6s} members {row['members']} passes "
               f"{row['passes']}: val accuracy {row['accuracy']:.4f}, macro-F1 {row['macro_f1']:.4f}{mark}")
+    replace = replaces(chosen, incumbent)
+    print(f"incumbent ({args.incumbent}): val accuracy {incumbent['accuracy']:.4f}, macro-F1 "
+          f"{incumbent['macro_f1']:.4f}; " + ("the chosen candidate replaces it" if replace else
+                                               "it stays: no allowed candidate is more accurate"))
     write_result({"benchmark": "default_candidates", "split": "validation (never PublicTest)",
                   "rule": {"max_passes": args.max_passes, "prefer_passes": args.prefer_passes,
                            "within_points": args.within},
-                  "candidates": rows, "chosen": chosen,
+                  "candidates": rows, "chosen": chosen, "incumbent": incumbent, "replaces_incumbent": replace,
                   "command": "python benchmarks/default_candidates.py " + " ".join(sys.argv[1:])}, args.out)
 
 

@@ -222,8 +222,19 @@ def test_the_default_is_the_most_accurate_allowed_candidate_unless_a_faster_one_
     assert choose(rows, max_passes=4, prefer_passes=3, within=0.01)["name"] == "k2-tta"  # too far: the best wins
     assert choose(rows, max_passes=12, prefer_passes=3, within=0.1)["name"] == "k6-tta"  # the slow one allowed
     assert choose(rows, max_passes=1, prefer_passes=1, within=0.1) is None
+
     tied = [{"name": "slow", "passes": 4, "accuracy": 0.7}, {"name": "fast", "passes": 2, "accuracy": 0.7}]
     assert choose(tied, max_passes=4, prefer_passes=1, within=0.0)["name"] == "fast"  # a tie goes to fewer passes
+
+
+def test_the_chosen_candidate_replaces_the_default_only_when_more_accurate():
+    """Issue 13's release: the rule's pick (here 70.37%) must beat today's default on the same validation images
+    (70.44%) to replace it; equal is not enough, and no candidate replaces nothing."""
+    replaces = default_candidates.replaces
+    assert not replaces({"accuracy": 0.7037}, {"accuracy": 0.7044})
+    assert not replaces({"accuracy": 0.7044}, {"accuracy": 0.7044})
+    assert replaces({"accuracy": 0.7051}, {"accuracy": 0.7044})
+    assert not replaces(None, {"accuracy": 0.5})
 
 
 def test_memory_format_benchmark_never_runs_channels_last_where_nasfer_train_would_not():
