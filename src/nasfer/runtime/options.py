@@ -24,6 +24,8 @@ class RecognizerOptions:
                                    "yunet`) or none (each image is one face)")
     detector_model: Optional[str] = option(None, "face-detector model file (YuNet's .onnx for --detector yunet)")
     threshold: float = option(0.25, "faces whose top probability is below this are marked uncertain (0..1)")
+    explicit: tuple[str, ...] = option((), "fields given as flags (filled by the CLI's config.from_args)",
+                                       cli=False, compare=False)
 
     def validate(self) -> "RecognizerOptions":
         """Raise ValueError naming the first impossible setting of these shared flags, or of a command's
@@ -31,7 +33,8 @@ class RecognizerOptions:
         from ..config import changed_flags
         from ..validation import check
 
-        min_face = changed_flags(self, [name for name in ("min_face",) if hasattr(self, name)])  # not its default
+        min_face = hasattr(self, "min_face") and ("min_face" in self.explicit  # typed, even at its default value
+                                                  or bool(changed_flags(self, ["min_face"])))  # or set in code
         check([(0.0 <= self.threshold <= 1.0, f"--threshold must be within 0..1, got {self.threshold}"),
                (bool(self.detector.strip()), "--detector must not be empty"),
                (not (self.detector_model and self.detector == "none"),
