@@ -140,3 +140,27 @@ def test_fer_csv_an_unknown_usage_is_a_skipped_row_not_a_split_of_its_own(fer_cs
     reasons = [str(s) for s in ds.skipped]
     assert len(ds) == 15 and len(reasons) == 4
     assert "Usage must be one of Training, PublicTest, PrivateTest, got 'Train'" in reasons[-1]
+
+
+@pytest.mark.parametrize("label_set", ["folders", "canonical"])
+def test_a_class_folder_inside_another_is_refused_not_a_class_of_its_own(tmp_path, label_set):
+    """User review: my_faces/happy/session2/*.png was read as a class 'session2' (--label-set folders) beside
+    'happy', silently; with the canonical labels, happy/sad/x.png became a sad face. The class is the folder that
+    holds the image, so a folder holding images and also a folder of images is ambiguous: refused, naming both."""
+    from fixtures_data import png_bytes, write_class_tree
+
+    write_class_tree(tmp_path / "faces", per_class=3, classes=("happy", "sad"))
+    nested = tmp_path / "faces" / "happy" / ("session2" if label_set == "folders" else "sad")
+    nested.mkdir()
+    (nested / "x.png").write_bytes(png_bytes(np.full((48, 48), 9, np.uint8)))
+    with pytest.raises(DataError, match=r"'happy' holds images and also the folder 'happy/(session2|sad)'"):
+        read_dataset(tmp_path / "faces", label_set=label_set)
+
+
+def test_class_folders_under_a_split_or_wrapper_folder_are_not_nested(tmp_path):
+    from fixtures_data import write_class_tree
+
+    write_class_tree(tmp_path / "d" / "my_faces", per_class=2, classes=("happy", "sad"), split="train")
+    write_class_tree(tmp_path / "d" / "my_faces", per_class=2, classes=("happy", "sad"), split="test")
+    data = read_dataset(tmp_path / "d", label_set="folders")
+    assert data.label_names == ("happy", "sad") and len(data) == 8

@@ -188,6 +188,20 @@ def check_canonical_folders(where: str, class_dirs: Iterable[str]) -> None:
         f"--label-set folders (nasfer train, nasfer crossval), or rename a folder whose name is a typo")
 
 
+def check_not_nested(where: str, image_paths: Iterable[PurePosixPath]) -> None:
+    """DataError when a folder holds images and also, at any depth, a folder of images: the class of an image is
+    the folder that holds it, so `happy/session2/x.png` would be a class 'session2' of its own (or, with the
+    canonical labels, `happy/sad/x.png` a sad face) beside the images of `happy`."""
+    folders = {p.parent for p in image_paths}
+    for inner in sorted(folders):
+        outer = next((f for f in inner.parents if f in folders), None)
+        if outer is not None:
+            raise DataError(
+                f"{where}: the class folder '{outer}' holds images and also the folder '{inner}' with images; a "
+                f"class is the folder that holds its images, so '{inner}' would be read as a class of its own "
+                f"('{inner.name}'): move its images up into '{outer}', or out into a class folder of their own")
+
+
 def _folder_label_map(
     class_dirs: Iterable[str], label_set: LabelSet, contempt: str
 ) -> tuple[tuple[str, ...], Callable[[str], int | None]]:
@@ -234,6 +248,7 @@ def read_image_folders(
             out.skip(f"{source.name}:{entry.path}", "not an image file")
             continue
         located.append((entry, class_dir, split))
+    check_not_nested(source.name, (entry.path for entry, _, _ in located))
     if label_set == "canonical":
         check_canonical_folders(source.name, (c for _, c, _ in located))
     label_names, to_index = _folder_label_map({c for _, c, _ in located}, label_set, contempt)
