@@ -293,7 +293,13 @@ class TrainConfig:
                (not self.cells or bool(self.genotype) or self.arch.startswith("nasnet"),
                 f"--cells sets the cells per stack of a NASNet model; {self.arch!r} has none"),
                (self.arch != "ensemble", "--arch ensemble: an ensemble is made from trained checkpoints by `nasfer "
-                                         "ensemble`, not trained")])
+                                         "ensemble`, not trained"),
+               # before: accepted and silently without effect (a flag the help documents "with --init-from" or
+               # "with --teacher", given without it)
+               ("backbone_lr_mult" not in self.explicit or bool(self.init_from),
+                "--backbone-lr-mult sets the learning rate of a pretrained backbone: it needs --init-from"),
+               *((name not in self.explicit or bool(self.teacher), f"{flags[name]} weighs a teacher's soft targets: "
+                  "it needs --teacher") for name in ("distill_alpha", "distill_temperature"))])
         return self
 
 
