@@ -7,6 +7,7 @@ drawn from the seed (`nasfer.data.splits.draw_split`). The plan is written to `<
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -16,7 +17,7 @@ import torch
 
 from ..config import DataConfig, TrainConfig
 from ..data import FaceDataset, read_dataset
-from ..data.splits import TEST, TRAIN, VAL, apply_split_file, draw_split, read_split_file, sample_keys
+from ..data.splits import TEST, TRAIN, UNUSED, VAL, apply_split_file, draw_split, read_split_file, sample_keys
 from ..errors import DataError
 
 TRAIN_SPLIT_NAMES = ("training", "train")
@@ -126,6 +127,22 @@ def split_data(data: FaceDataset, keys: np.ndarray, roles: np.ndarray) -> TrainD
         skipped=len(data.skipped), notes=list(data.notes))
 
 
+def untrained_labels(data: FaceDataset, roles: np.ndarray) -> list[str]:
+    """One line for each label that has images in the run's other parts (val, test, an official test split) but
+    none among its training images: a label the model cannot learn (with --label-set folders, often a test
+    folder named otherwise than its training folder)."""
+    in_use = (roles != TRAIN) & (roles != UNUSED)
+    trained = set(np.unique(data.labels[roles == TRAIN]).tolist())
+    lines = []
+    for label in sorted(set(np.unique(data.labels[in_use]).tolist()) - trained):
+        counts = Counter(roles[in_use & (data.labels == label)].tolist())
+        where = ", ".join(f"{n} in {role}" for role, n in sorted(counts.items()))
+        lines.append(f"label '{data.label_names[label]}' has no training images ({where}): the model cannot learn "
+                     "it; is a folder named differently in the training part (a typo), or are its training "
+                     "images still to be added?")
+    return lines
+
+
 #: How many skipped files/rows a run lists (the count is always complete).
 SKIPPED_SHOWN = 5
 
@@ -142,8 +159,11 @@ def prepare_data(cfg: TrainConfig, data_cfg: DataConfig, out: Path, *, dataset: 
         log(f"data: skipped {len(data.skipped)} unreadable files/rows: {shown}{more}")
     keys = sample_keys(data.sources, data_cfg.data)
     roles = plan_split(data, cfg, keys, split_file_for(cfg, out))
-    return split_data(data, keys, roles)
+    parts = split_data(data, keys, roles)
+    for line in untrained_labels(data, roles):
+        log(f"data: warning: {line}")
+    return parts
 
 
 __all__ = ["TrainData", "training_mask", "training_split", "load_dataset", "plan_split", "split_file_for",
-           "split_data", "prepare_data"]
+           "split_data", "untrained_labels", "prepare_data"]

@@ -1,0 +1,33 @@
+"""What a run says about its data before it trains: a label the training images never show.
+
+User review: with --label-set folders, a class folder only under test/ (a typo: test/surprised beside
+train/surprise, or a class not collected for training yet) became a label the model can never learn; the run
+trained, tested it as always wrong, and said nothing.
+"""
+
+from __future__ import annotations
+
+from fixtures_data import write_class_tree
+from nasfer.config import DataConfig, TrainConfig
+from nasfer.training.data import prepare_data
+
+
+def test_a_label_with_no_training_images_is_reported(tmp_path):
+    data = tmp_path / "faces"
+    write_class_tree(data, per_class=6, classes=("happy", "sad"), split="train")
+    write_class_tree(data, per_class=3, seed=1, classes=("happy", "sad", "surprised"), split="test")
+    said: list[str] = []
+    parts = prepare_data(TrainConfig(label_set="folders", out=str(tmp_path / "run")), DataConfig(data=str(data)),
+                         tmp_path / "run", log=said.append)
+    assert parts.label_names == ("happy", "sad", "surprised")
+    notes = [m for m in said if "surprised" in m]
+    assert notes and "no training images" in notes[0] and "3 in test" in notes[0], said
+
+
+def test_nothing_is_said_when_every_label_is_trained_on(tmp_path):
+    data = tmp_path / "faces"
+    write_class_tree(data, per_class=6, classes=("happy", "sad"))
+    said: list[str] = []
+    prepare_data(TrainConfig(label_set="folders", out=str(tmp_path / "run")), DataConfig(data=str(data)),
+                 tmp_path / "run", log=said.append)
+    assert not [m for m in said if "no training images" in m], said
