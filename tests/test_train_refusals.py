@@ -301,3 +301,16 @@ def test_cuda_without_a_gpu_is_one_line(tmp_path, capsys, learnable_folder):
         pytest.skip("this machine has a CUDA GPU: there the flag is right")
     rc, err = train(capsys, "--data", learnable_folder, "--out", tmp_path / "run", *TINY, "--device", "cuda")
     assert rc == 2 and "sees no CUDA GPU" in err and not (tmp_path / "run").exists()
+
+
+def test_an_init_from_that_is_a_run_folder_or_a_shipped_onnx_name_says_what_to_give(tmp_path, capsys, learnable_folder):
+    """User review: `--init-from runs/m1` (the run folder) and `--init-from fast` (a shipped model, ONNX only)
+    were both "checkpoint not found", though the folder exists and `fast` is a model name the other commands take."""
+    run = tmp_path / "runs" / "m1"
+    run.mkdir(parents=True)
+    (run / "best.pt").write_bytes(b"not read")
+    rc, err = train(capsys, "--data", learnable_folder, "--out", tmp_path / "o1", "--init-from", run)
+    assert rc == 2 and f"{run} is a folder" in err and f"--init-from {run / 'best.pt'}" in err
+    rc, err = train(capsys, "--data", learnable_folder, "--out", tmp_path / "o2", "--init-from", "fast")
+    assert rc == 2 and "shipped model 'fast' is an ONNX graph" in err and "--init-from default" in err
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()

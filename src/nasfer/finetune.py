@@ -120,6 +120,16 @@ def check_init_path(path: str | Path) -> Path:
         raise ModelError(
             f"{p}: an ONNX model is an inference graph without its training state; fine-tuning needs the "
             f"training checkpoint (.pt) the model was exported from, e.g. runs/<name>/best.pt.{hint}")
+    if p.is_dir():  # before: "checkpoint not found", for a folder that is there
+        best = p / "best.pt"
+        hint = f": its best checkpoint is --init-from {best}" if best.is_file() else ""
+        raise ModelError(f"{p} is a folder; --init-from takes a training checkpoint file (.pt){hint}")
+    if not p.exists() and p.suffix == "" and len(p.parts) == 1:
+        from .weights import shipped_models
+
+        if str(path) in shipped_models():
+            raise ModelError(f"{path}: the shipped model '{path}' is an ONNX graph only, without a training "
+                             "checkpoint; the shipped checkpoint for fine-tuning is --init-from default")
     if not p.is_file():
         raise ModelError(f"{p}: --init-from checkpoint not found")
     return p
