@@ -136,3 +136,17 @@ def test_a_changed_fold_plan_does_not_resume_the_old_folds(ck_style, tmp_path, c
     err = capsys.readouterr().err
     assert "holds the folds of another plan" in err and "Traceback" not in err
     assert (tmp_path / "cv" / "folds.json").read_text() == folds
+
+
+def test_crossval_with_changed_flags_says_to_use_a_new_out_not_nasfer_train(ck_style, tmp_path, capsys):
+    """Before: the refusal was the one of a single run, advising `nasfer train --init-from .../fold-01/best.pt
+    --out NEW_DIR`, which would fine-tune one fold's model, not cross-validate with the new flags."""
+    from nasfer.cli import main
+
+    argv = ["crossval", "--data", str(ck_style), "--label-set", "folders", "--folds", "2", "--width", "4",
+            "--batch-size", "16", "--out", str(tmp_path / "cv"), "--threads", "1"]
+    assert main([*argv, "--epochs", "1"]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--epochs 1 -> 2" in err and "give a new --out" in err and "nasfer train" not in err, err

@@ -27,6 +27,7 @@ import numpy as np
 from .config import DataConfig, TrainConfig, apply_preset, option, to_dict
 from .data import FaceDataset, stratified_split
 from .data.splits import CKPLUS_SUBJECT_REGEX, TEST, TRAIN, VAL, group_kfold, sample_keys, subject_ids, write_split_file
+from .errors import ModelError
 
 FORMAT = "nasfer-crossval/1"
 
@@ -110,6 +111,7 @@ def run_crossval(cv: CrossvalConfig, train_cfg: TrainConfig, data_cfg: DataConfi
                  log: Callable[[str], None] = lambda msg: print(msg, flush=True)) -> dict[str, Any]:
     """Train and test every fold; write and return the crossval report (see the module doc)."""
     from .train import load_dataset, prepare_run, score_predictions
+    from .training.checks import RESUMABLE_FLAGS, RecipeChanged
 
     cv, train_cfg = cv.validate(), apply_preset(train_cfg).validate()
     out = Path(cv.out)
@@ -153,7 +155,13 @@ def run_crossval(cv: CrossvalConfig, train_cfg: TrainConfig, data_cfg: DataConfi
         cfg = dataclasses.replace(train_cfg, out=str(fold_dir), split_file=str(split_path), test_fraction=0.0,
                                   preset=None)
         trainer = prepare_run(cfg, data_cfg, dataset=quiet_data, progress=progress)
-        trainer.run()
+        try:
+            trainer.run()
+        except RecipeChanged as exc:  # before: the single run's advice, `nasfer train --init-from` one fold
+            raise ModelError(
+                f"--out {out}: fold {f + 1} was trained with other flags ({'; '.join(exc.changes)}): a crossval "
+                f"continues only with the flags it started with ({', '.join(RESUMABLE_FLAGS)} may change); give a "
+                "new --out to cross-validate with these flags") from exc
         probs = trainer.test_probabilities()
         y = trainer.test_y
         report = score_predictions(y, probs, label_names)

@@ -41,7 +41,7 @@ from .training.data import TrainData, load_dataset, plan_split, prepare_data, tr
 from .training.loop import batch_loss, epoch_order, evaluate_model, make_batch, validation_sums
 from .training.model import ModelStart, build_model, memory_format_for, start_model
 from .training.optim import Optimization, class_weights, lr_multiplier, make_ema, make_optimization
-from .training.checks import RESUMABLE_FLAGS, check_inputs, recipe_changes
+from .training.checks import RESUMABLE_FLAGS, RecipeChanged, check_inputs, recipe_changes
 from .training.precision import run_precision, slow_bf16_warning
 
 
@@ -119,11 +119,11 @@ class Trainer:
             raise ModelError(f"{last} holds a different model ({ckpt['model']['name']}); use a new --out")
         changed = recipe_changes((ckpt.get("config") or {}).get("train") or {}, to_dict(self.cfg))
         if changed:
-            raise ModelError(
+            raise RecipeChanged(
                 f"{last} was trained with other flags ({'; '.join(changed)}): a run continues only with the flags "
                 f"it started with ({', '.join(RESUMABLE_FLAGS)} may change), since its learning-rate schedule and "
                 f"data were planned for them. To train on from it, start a new run: nasfer train --init-from "
-                f"{self.out / 'best.pt'} --out NEW_DIR ...")
+                f"{self.out / 'best.pt'} --out NEW_DIR ...", last, changed)
         self.model.load_state_dict(ckpt["state_dict"])
         if self.ema is not None:
             if "ema_state_dict" not in ckpt:

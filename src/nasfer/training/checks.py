@@ -14,6 +14,7 @@ from typing import Any
 
 from ..config import DataConfig, TrainConfig, flag_of
 from ..data import FaceDataset
+from ..errors import ModelError
 
 
 #: TrainConfig fields a resumed run may change: how fast it runs.
@@ -23,6 +24,14 @@ RESUMABLE = ("threads", "device")
 #: with its defaults filled in), and the starting weights (a resumed run starts from its own last.pt).
 NOT_COMPARED = ("out", "explicit", "preset", "arch", "genotype", "width", "cells", "init_from")
 RESUMABLE_FLAGS = tuple(flag_of(f) for f in dataclasses.fields(TrainConfig) if f.name in RESUMABLE)
+
+
+class RecipeChanged(ModelError):
+    """A resumed run's flags change its recipe: `last` (its last.pt), `changes` ('--flag OLD -> NEW' each)."""
+
+    def __init__(self, message: str, last: Path, changes: list[str]):
+        super().__init__(message)
+        self.last, self.changes = last, changes
 
 
 def recipe_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -82,4 +91,4 @@ def check_inputs(cfg: TrainConfig, data_cfg: DataConfig, dataset: FaceDataset | 
         check_init_path(cfg.init_from)
 
 
-__all__ = ["RESUMABLE", "NOT_COMPARED", "RESUMABLE_FLAGS", "NEW_RUN_FILES", "recipe_changes", "check_inputs"]
+__all__ = ["RecipeChanged", "RESUMABLE", "NOT_COMPARED", "RESUMABLE_FLAGS", "NEW_RUN_FILES", "recipe_changes", "check_inputs"]
