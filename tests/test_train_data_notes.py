@@ -1,4 +1,4 @@
-"""What a run says about its data before it trains: a label the training images never show.
+"""What a run says before it trains: a label the training images never show, a backbone that never trains.
 
 User review: with --label-set folders, a class folder only under test/ (a typo: test/surprised beside
 train/surprise, or a class not collected for training yet) became a label the model can never learn; the run
@@ -31,3 +31,21 @@ def test_nothing_is_said_when_every_label_is_trained_on(tmp_path):
     prepare_data(TrainConfig(label_set="folders", out=str(tmp_path / "run")), DataConfig(data=str(data)),
                  tmp_path / "run", log=said.append)
     assert not [m for m in said if "no training images" in m], said
+
+
+def test_a_backbone_frozen_for_every_epoch_is_said(tmp_path, capsys):
+    """Before: --freeze-epochs 3 with --epochs 2 printed "(backbone x0.1)" and trained the head only, without a
+    word that the backbone never trains (a linear probe: allowed, but said)."""
+    from fixtures_evaluate import save_tiny_checkpoint
+    from nasfer.cli import main
+
+    data = tmp_path / "faces"
+    write_class_tree(data, per_class=6, classes=("happy", "sad"))
+    start = save_tiny_checkpoint(tmp_path / "start.pt")
+    common = ["train", "--data", str(data), "--init-from", str(start), "--batch-size", "8", "--threads", "1"]
+    assert main([*common, "--freeze-epochs", "3", "--epochs", "2", "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "backbone stays frozen for all 2 epochs" in out and "only the classifier head trains" in out, out
+    assert main([*common, "--freeze-epochs", "1", "--epochs", "2", "--out", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "backbone frozen for the first 1 epoch" in out and "stays frozen" not in out, out

@@ -323,6 +323,12 @@ def prepare_run(cfg: TrainConfig, data_cfg: DataConfig, *, dataset: FaceDataset 
     if cfg.init_from and cfg != auto:
         log(f"fine-tuning {len(data.train_y)} images: {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr:g} "
             f"(backbone x{cfg.backbone_lr_mult:g})")
+    if cfg.freeze_epochs >= cfg.epochs > 0:  # before: not said; a linear probe is allowed, but should be seen
+        log(f"--freeze-epochs {cfg.freeze_epochs}: the backbone stays frozen for all {cfg.epochs} epochs; only the "
+            "classifier head trains")
+    elif cfg.freeze_epochs:
+        log(f"backbone frozen for the first {cfg.freeze_epochs} epoch{'s' if cfg.freeze_epochs > 1 else ''}, "
+            "then trained")
     ctx.check_batch(cfg.batch_size)
     torch.manual_seed(cfg.seed)
     start = start_model(cfg, data.label_names, log=log)           # from scratch, or from a checkpoint
