@@ -91,16 +91,24 @@ def conflicting_splits(card: dict[str, Any], split: str, *, dataset: str | None 
 
 def check_replaceable(out: str | os.PathLike) -> None:
     """ModelError when the card beside `out` (.onnx) records a test score: a new model written there would
-    drop the record and allow the test split to be scored again. Checked before any work."""
+    drop the record and allow the test split to be scored again; or when that .json file is there and is no
+    model card (a run's config.json, test.json, history.json; an evaluate report), which the card would replace
+    (before: it did, silently). Checked before any work."""
     import json
 
-    from .runtime.engine import card_path
+    from .runtime.engine import CARD_FORMAT, card_path
 
     path = card_path(Path(out))
+    if not path.exists():
+        return
     try:
         card = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return  # no card (or no readable one): no record to lose
+        card = None
+    if not (isinstance(card, dict) and str(card.get("format", "")).split("/")[0] == CARD_FORMAT.split("/")[0]):
+        raise ModelError(f"{out}: its model card would be written to {path}, which is there and is not a model card "
+                         "(a run's config.json or test.json? a report?); nothing was written: choose another --out "
+                         "name")
     recorded = [key for key, entry in ((card.get("metrics") or {}) if isinstance(card, dict) else {}).items()
                 if isinstance(entry, dict) and entry.get("recorded")]
     if recorded:
