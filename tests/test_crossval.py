@@ -150,3 +150,21 @@ def test_crossval_with_changed_flags_says_to_use_a_new_out_not_nasfer_train(ck_s
     assert main([*argv, "--epochs", "2"]) == 2
     err = capsys.readouterr().err
     assert "--epochs 1 -> 2" in err and "give a new --out" in err and "nasfer train" not in err, err
+
+
+def test_crossval_never_writes_into_a_folder_of_other_files_such_as_the_dataset(ck_style, tmp_path, capsys):
+    """Before: `--out` the dataset folder itself wrote fold-01/ ... (curves.png among them) and confusion.png into
+    it, so the next training read fold-01 as a class; `nasfer train` already refused such a folder."""
+    import shutil
+
+    from nasfer.cli import main
+
+    data = tmp_path / "CK+48"
+    shutil.copytree(ck_style, data)
+    before = sorted(p.relative_to(data) for p in data.rglob("*"))
+    argv = ["crossval", "--data", str(data), "--label-set", "folders", "--folds", "2", "--epochs", "1", "--width",
+            "4", "--batch-size", "16", "--threads", "1"]
+    assert main([*argv, "--out", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert "which a crossval does not write" in err and "Traceback" not in err, err
+    assert sorted(p.relative_to(data) for p in data.rglob("*")) == before
