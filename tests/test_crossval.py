@@ -168,3 +168,15 @@ def test_crossval_never_writes_into_a_folder_of_other_files_such_as_the_dataset(
     err = capsys.readouterr().err
     assert "which a crossval does not write" in err and "Traceback" not in err, err
     assert sorted(p.relative_to(data) for p in data.rglob("*")) == before
+
+
+def test_a_crossval_directory_inside_the_dataset_folder_is_refused(ck_style, tmp_path, capsys):
+    import shutil
+
+    from nasfer.cli import main
+
+    data = tmp_path / "CK+48"
+    shutil.copytree(ck_style, data)
+    assert main(["crossval", "--data", str(data), "--label-set", "folders", "--folds", "2", "--epochs", "1",
+                 "--width", "4", "--out", str(data / "cv")]) == 2
+    assert "is inside the dataset folder" in capsys.readouterr().err and not (data / "cv").exists()

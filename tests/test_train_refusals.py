@@ -314,3 +314,14 @@ def test_an_init_from_that_is_a_run_folder_or_a_shipped_onnx_name_says_what_to_g
     rc, err = train(capsys, "--data", learnable_folder, "--out", tmp_path / "o2", "--init-from", "fast")
     assert rc == 2 and "shipped model 'fast' is an ONNX graph" in err and "--init-from default" in err
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+def test_a_run_directory_inside_the_dataset_folder_is_refused(tmp_path, capsys):
+    """User review: `--out my_faces/run1` trained and wrote run1/curves.png into the dataset, which the next run
+    read as a class 'run1' (and the resumed run as a changed dataset)."""
+    data = tmp_path / "faces"
+    write_class_tree(data, per_class=6, classes=("happy", "sad"))
+    before = sorted(p.relative_to(data) for p in data.rglob("*"))
+    rc, err = train(capsys, "--data", data, "--out", data / "run1", "--label-set", "folders", *TINY)
+    assert rc == 2 and "is inside the dataset folder" in err
+    assert sorted(p.relative_to(data) for p in data.rglob("*")) == before

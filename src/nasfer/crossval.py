@@ -28,7 +28,7 @@ from .config import DataConfig, TrainConfig, apply_preset, option, to_dict
 from .data import FaceDataset, stratified_split
 from .data.splits import CKPLUS_SUBJECT_REGEX, TEST, TRAIN, VAL, group_kfold, sample_keys, subject_ids, write_split_file
 from .errors import ModelError
-from .validation import check_new_run_folder, check_output_folder
+from .validation import check_new_run_folder, check_out_outside_data, check_output_folder
 
 FORMAT = "nasfer-crossval/1"
 
@@ -116,6 +116,7 @@ def run_crossval(cv: CrossvalConfig, train_cfg: TrainConfig, data_cfg: DataConfi
 
     cv, train_cfg = cv.validate(), apply_preset(train_cfg).validate()
     out = Path(cv.out)
+    check_out_outside_data(cv.out, data_cfg.data, "the crossval")
     if not (out / "folds.json").is_file():  # a new crossval: never into a folder of other files (before: the
         check_output_folder(cv.out, "the crossval directory")  # dataset's own folder got fold-01/curves.png)
         check_new_run_folder(cv.out, "a crossval", ("folds.json", "crossval.json", "confusion.png",

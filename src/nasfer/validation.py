@@ -85,5 +85,19 @@ def check_new_run_folder(out: str, what: str, allowed: Iterable[str], flag: str 
                          "folder (nothing was done)")
 
 
-__all__ = ["MAX_THREADS", "check", "check_new_run_folder", "is_training_run_config", "check_only_with", "check_output_folder", "file_above",
+def check_out_outside_data(out: str, data: str | None, what: str, flag: str = "--out") -> None:
+    """ValueError when the folder `out` is a dataset folder `data` or lies inside it: the run's own files
+    (curves.png, confusion.png) would be read as images of a class named after its folder by the next run on
+    that dataset, and would change the dataset this run resumes on (before: written there without a word)."""
+    if not out or not data:
+        return
+    data_path = Path(data).expanduser().resolve()
+    out_path = Path(out).expanduser().resolve()
+    if data_path.is_dir() and (out_path == data_path or data_path in out_path.parents):
+        raise ValueError(f"{flag} {out} is inside the dataset folder {data}: {what}'s files (curves.png, ...) would "
+                         "be read as images of a class of their own the next time the dataset is read; give a "
+                         "folder outside it (nothing was done)")
+
+
+__all__ = ["MAX_THREADS", "check", "check_new_run_folder", "check_out_outside_data", "is_training_run_config", "check_only_with", "check_output_folder", "file_above",
            "finite", "threads_check"]

@@ -65,12 +65,13 @@ def check_inputs(cfg: TrainConfig, data_cfg: DataConfig, dataset: FaceDataset | 
     from ..errors import DataError
     from ..finetune import check_init_path
     from .precision import check_device
-    from ..validation import check_new_run_folder, check_output_folder, is_training_run_config
+    from ..validation import check_new_run_folder, check_out_outside_data, check_output_folder, is_training_run_config
 
     if cfg.freeze_epochs and not cfg.init_from:
         raise ValueError("--freeze-epochs freezes a pretrained backbone: it needs --init-from")
     if cfg.out:
         check_output_folder(cfg.out, "the run directory")
+        check_out_outside_data(cfg.out, data_cfg.data, "the run")
         out = Path(cfg.out).expanduser()
         if not (out / "last.pt").exists():  # a new run: nothing but what a run (or crossval, retrain.py) puts first
             config = out / "config.json"
