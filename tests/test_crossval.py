@@ -166,8 +166,15 @@ def test_crossval_never_writes_into_a_folder_of_other_files_such_as_the_dataset(
             "4", "--batch-size", "16", "--threads", "1"]
     assert main([*argv, "--out", str(data)]) == 2
     err = capsys.readouterr().err
-    assert "which a crossval does not write" in err and "Traceback" not in err, err
+    assert "is inside the dataset folder" in err and "Traceback" not in err, err
     assert sorted(p.relative_to(data) for p in data.rglob("*")) == before
+    other = tmp_path / "photos"  # any folder of other files, not only the dataset's
+    other.mkdir()
+    (other / "holiday.jpg").write_bytes(b"a picture")
+    assert main([*argv, "--out", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "which a crossval does not write" in err and "Traceback" not in err, err
+    assert [p.name for p in other.iterdir()] == ["holiday.jpg"]
 
 
 def test_a_crossval_directory_inside_the_dataset_folder_is_refused(ck_style, tmp_path, capsys):
