@@ -54,8 +54,9 @@ def draw_split(
 
     With an official split (`official` given: the per-sample split names), samples outside Training keep
     their official name and Training is divided into train/val, unless the dataset has a val/ folder,
-    which is then the validation split as it is. Without one, or when every sample is in Training (e.g.
-    FER2013 files named Training_* in plain class folders), `test_fraction` of every class
+    which is then the validation split as it is. Without a test split (no official split, every sample in
+    Training, e.g. FER2013 files named Training_* in plain class folders, or only train/ and val/ folders),
+    `test_fraction` of every class
     is held out as "test" first; `--limit` then thins the candidates and `val_fraction` of the rest is "val".
     The train/val draw on Training is the one `Trainer` always made, so older runs resume unchanged.
     """
@@ -68,7 +69,10 @@ def draw_split(
         official_val = np.isin(np.char.lower(np.asarray(official).astype(str)), VAL_SPLIT_NAMES) & ~training_mask
         roles[official_val] = VAL  # a val/ folder is the validation split: nothing is carved from train/
     candidates = np.flatnonzero(training_mask)
-    if (official is None or training_mask.all()) and test_fraction > 0:  # no test split of its own
+    # no test split of its own: no official split, or none outside Training but a val/ folder (before, train/ with
+    # val/ and no test/ trained without test images, in silence)
+    own_test = official is not None and bool((~training_mask & ~official_val).any())
+    if not own_test and test_fraction > 0:
         keep, held = stratified_split(labels[candidates], test_fraction, seed)
         roles[candidates[held]] = TEST
         candidates = candidates[keep]
