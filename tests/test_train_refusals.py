@@ -56,6 +56,7 @@ def test_a_missing_dataset_is_refused_before_the_run_directory_is_made(tmp_path,
     (["--backbone-lr-mult", "0.5"], "--backbone-lr-mult sets the learning rate of a pretrained backbone: it needs --init-from"),
     (["--distill-alpha", "0.3"], "--distill-alpha weighs a teacher's soft targets: it needs --teacher"),
     (["--distill-temperature", "2"], "--distill-temperature weighs a teacher's soft targets: it needs --teacher"),
+    (["--split-file", "missing.json", "--limit", "5"], "--limit with --split-file"),  # before: --limit ignored
 ])
 def test_flags_that_cannot_start_a_run_make_no_directory(tmp_path, capsys, learnable_folder, argv, message):
     rc, err = train(capsys, "--data", learnable_folder, "--out", tmp_path / "r" / "w", *argv)

@@ -296,6 +296,8 @@ class TrainConfig:
                                          "ensemble`, not trained"),
                # before: accepted and silently without effect (a flag the help documents "with --init-from" or
                # "with --teacher", given without it)
+               (not (self.limit and self.split_file), "--limit with --split-file: the split file names the images "
+                                                      "of every role, --limit would be ignored; thin the file instead"),
                ("backbone_lr_mult" not in self.explicit or bool(self.init_from),
                 "--backbone-lr-mult sets the learning rate of a pretrained backbone: it needs --init-from"),
                *((name not in self.explicit or bool(self.teacher), f"{flags[name]} weighs a teacher's soft targets: "
