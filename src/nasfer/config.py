@@ -242,7 +242,7 @@ class TrainConfig:
                                           "(the head gets the full --lr)")
     label_set: Literal["canonical", "folders"] = option(
         "canonical", "labels: the 7 canonical emotions (folder names mapped with synonyms), or one class per folder name")
-    test_fraction: float = option(0.1, "datasets without an official split: part held out as test (stratified, "
+    test_fraction: float = option(0.1, "datasets without a test split of their own (no test/ folder or FER2013 test files): part held out as test (stratified, "
                                        "seeded; scored into test.json); --val-fraction is then taken from the rest")
     split_file: Optional[str] = option(None, "reuse a split file (JSON source -> train/val/test, as written to "
                                              "<out>/splits.json) instead of drawing the split")
