@@ -49,3 +49,28 @@ def test_a_backbone_frozen_for_every_epoch_is_said(tmp_path, capsys):
     assert main([*common, "--freeze-epochs", "1", "--epochs", "2", "--out", str(tmp_path / "b")]) == 0
     out = capsys.readouterr().out
     assert "backbone frozen for the first 1 epoch" in out and "stays frozen" not in out, out
+
+
+def test_a_folder_label_whose_images_were_all_unreadable_is_reported(tmp_path):
+    """User review: surprise/ holding only corrupt files became a label of the model (its head row copied from
+    the checkpoint's), trained on no image; only the skipped files were counted."""
+    data = tmp_path / "faces"
+    write_class_tree(data, per_class=6, classes=("happy", "sad"))
+    (data / "surprise").mkdir()
+    for i in range(3):
+        (data / "surprise" / f"{i}.jpg").write_bytes(b"not a picture")
+    said: list[str] = []
+    parts = prepare_data(TrainConfig(label_set="folders", out=str(tmp_path / "run")), DataConfig(data=str(data)),
+                         tmp_path / "run", log=said.append)
+    assert parts.label_names == ("happy", "sad", "surprise")
+    notes = [m for m in said if "label 'surprise'" in m]
+    assert notes and "no readable images" in notes[0], said
+
+
+def test_the_canonical_labels_absent_from_a_dataset_are_not_reported(tmp_path):
+    data = tmp_path / "faces"
+    write_class_tree(data, per_class=6, classes=("happy", "sad"))
+    said: list[str] = []
+    prepare_data(TrainConfig(out=str(tmp_path / "run")), DataConfig(data=str(data)), tmp_path / "run",
+                 log=said.append)
+    assert not [m for m in said if "warning" in m], said

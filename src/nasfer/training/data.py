@@ -127,13 +127,19 @@ def split_data(data: FaceDataset, keys: np.ndarray, roles: np.ndarray) -> TrainD
         skipped=len(data.skipped), notes=list(data.notes))
 
 
-def untrained_labels(data: FaceDataset, roles: np.ndarray) -> list[str]:
+def untrained_labels(data: FaceDataset, roles: np.ndarray, *, folder_labels: bool = False) -> list[str]:
     """One line for each label that has images in the run's other parts (val, test, an official test split) but
     none among its training images: a label the model cannot learn (with --label-set folders, often a test
-    folder named otherwise than its training folder)."""
+    folder named otherwise than its training folder); with `folder_labels` (--label-set folders, where every
+    label is a folder of the dataset), also each label with no readable image at all."""
     in_use = (roles != TRAIN) & (roles != UNUSED)
     trained = set(np.unique(data.labels[roles == TRAIN]).tolist())
     lines = []
+    if folder_labels:
+        for label in sorted(set(range(len(data.label_names))) - set(np.unique(data.labels).tolist())):
+            lines.append(f"label '{data.label_names[label]}' has no readable images (its folder's files were all "
+                         "skipped, see above): the model gets an output for it that never learns from your data; "
+                         "fix or remove that folder")
     for label in sorted(set(np.unique(data.labels[in_use]).tolist()) - trained):
         counts = Counter(roles[in_use & (data.labels == label)].tolist())
         where = ", ".join(f"{n} in {role}" for role, n in sorted(counts.items()))
@@ -160,7 +166,7 @@ def prepare_data(cfg: TrainConfig, data_cfg: DataConfig, out: Path, *, dataset: 
     keys = sample_keys(data.sources, data_cfg.data)
     roles = plan_split(data, cfg, keys, split_file_for(cfg, out))
     parts = split_data(data, keys, roles)
-    for line in untrained_labels(data, roles):
+    for line in untrained_labels(data, roles, folder_labels=cfg.label_set == "folders"):
         log(f"data: warning: {line}")
     return parts
 
