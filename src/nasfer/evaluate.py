@@ -57,6 +57,9 @@ class EvalConfig:
     batch_size: int = option(256, "images per inference batch")
     strict: bool = option(False, "fail on the first unreadable row or image instead of skipping and counting it")
     threads: int = option(0, "CPU threads for inference (0: the runtime's default)")
+    detect_faces: Optional[bool] = option(None, "crop the face out of every image with the Haar detector before "
+                                                "scoring, as `nasfer train --detect-faces` (default: as the model's "
+                                                "training run did)")
 
     def validate(self) -> "EvalConfig":
         """Raise ValueError naming the first impossible setting; return self."""
@@ -260,8 +263,17 @@ def predict_split(cfg: EvalConfig, *, progress: bool = False) -> SplitPrediction
         raise DataError(f"{data_path}: dataset not found")
     kind = detect_kind(data_path) if cfg.dataset == "auto" else cfg.dataset
     label_set = reading_label_set(model.labels, kind)
-    dataset = read_dataset(data_path, dataset=kind, contempt=cfg.contempt, strict=cfg.strict,
-                           label_set=label_set, size=model.preprocessing.size)
+    crops = cfg.detect_faces  # by default as the model trained (before: whole photos, for a model of face crops)
+    if crops is None:
+        crops = bool((model.training.get("train") or {}).get("detect_faces")) and kind != "fer2013-csv"
+    if crops:
+        from .data.facecrop import read_face_crops
+
+        dataset = read_face_crops(data_path, kind, contempt=cfg.contempt, strict=cfg.strict, label_set=label_set,
+                                  size=model.preprocessing.size)
+    else:
+        dataset = read_dataset(data_path, dataset=kind, contempt=cfg.contempt, strict=cfg.strict,
+                               label_set=label_set, size=model.preprocessing.size)
     if cfg.split_file:
         from .data.splits import apply_split_file, read_split_file, sample_keys
 

@@ -1,0 +1,60 @@
+"""`nasfer evaluate` scores a model trained with --detect-faces on the face crops it trained on.
+
+User review: a model fine-tuned with `nasfer train --detect-faces` on photos scored 1.000 in its test.json,
+and 0.750 with `nasfer evaluate --split-file RUN/splits.json --split test` on the very same test images: evaluate
+shrank the whole photos to 48x48 instead of cropping their faces, and had no way to crop them, nor said so.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fixtures_data import png_bytes
+from fixtures_evaluate import save_tiny_checkpoint
+from nasfer.checkpoint import load_checkpoint, save_checkpoint
+from nasfer.evaluate import EvalConfig, predict_split
+from nasfer.runtime.faces import Box
+
+
+class OneBox:  # a stand-in detector: the face is where the photos have it
+    def detect(self, image):
+        return [Box(60, 40, 96, 96)]
+
+
+@pytest.fixture
+def photos(tmp_path, monkeypatch):
+    import nasfer.data.facecrop as facecrop
+
+    monkeypatch.setattr(facecrop, "create_detector", lambda name="haar": OneBox())
+    for label in ("happy", "sad"):
+        (tmp_path / "photos" / label).mkdir(parents=True)
+        for i in range(2):
+            photo = np.full((240, 320), 30, np.uint8)
+            photo[40:136, 60:156] = 220  # the face
+            (tmp_path / "photos" / label / f"{i}.png").write_bytes(png_bytes(photo))
+    return tmp_path / "photos"
+
+
+def model_trained(tmp_path, detect_faces: bool):
+    path = save_tiny_checkpoint(tmp_path / f"crops-{detect_faces}.pt")
+    ckpt = load_checkpoint(path)
+    ckpt["config"] = {"train": {"detect_faces": detect_faces}, "data": {"data": "photos"}}
+    save_checkpoint(path, ckpt)
+    return path
+
+
+def test_a_model_trained_on_face_crops_is_scored_on_face_crops(tmp_path, photos):
+    scored = predict_split(EvalConfig(data=str(photos), model=str(model_trained(tmp_path, True)), split="all"))
+    assert scored.part.images.mean() > 200  # the bright face fills every crop
+    assert any("face cropped in 4 of 4" in n for n in scored.notes), scored.notes
+    plain = predict_split(EvalConfig(data=str(photos), model=str(model_trained(tmp_path, True)), split="all",
+                                     detect_faces=False))
+    assert plain.part.images.mean() < 200  # --no-detect-faces: the whole photos, as asked
+
+
+def test_detect_faces_is_a_flag_for_other_models_too(tmp_path, photos):
+    model = str(model_trained(tmp_path, False))
+    assert predict_split(EvalConfig(data=str(photos), model=model, split="all")).part.images.mean() < 200
+    assert predict_split(EvalConfig(data=str(photos), model=model, split="all",
+                                    detect_faces=True)).part.images.mean() > 200
