@@ -9,7 +9,7 @@ Examples:
   nasfer crossval --data CK+48 --label-set folders --folds 10 --out runs/ck-cv
   nasfer crossval --data CK+48 --label-set folders --folds 10 --init-from default --out runs/ck-finetune-cv
       # fine-tune the shipped model in every fold; epochs, batch and lr follow the fold's size
-  nasfer crossval --data faces/ --group-regex '^([a-z]+)-' --folds 5 --out runs/cv   # subject-03.png -> ...
+  nasfer crossval --data faces/ --group-regex '^([a-z]+)-' --folds 5 --out runs/cv   # anna-03.png -> subject anna
 """
 
 from __future__ import annotations
