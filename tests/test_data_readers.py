@@ -164,3 +164,19 @@ def test_class_folders_under_a_split_or_wrapper_folder_are_not_nested(tmp_path):
     write_class_tree(tmp_path / "d" / "my_faces", per_class=2, classes=("happy", "sad"), split="test")
     data = read_dataset(tmp_path / "d", label_set="folders")
     assert data.label_names == ("happy", "sad") and len(data) == 8
+
+
+def test_folder_labels_that_normalise_alike_are_refused_not_merged(tmp_path):
+    """Before: 'very-happy' and 'very happy' became one label, very_happy, in silence; folders that differ only
+    by case across train/ and test/ ('Happy', 'happy') are refused the same way, since they are two names."""
+    from fixtures_data import write_class_tree
+
+    write_class_tree(tmp_path / "faces", per_class=2, classes=("very-happy", "very happy", "sad"))
+    with pytest.raises(DataError, match=r"'very happy', 'very-happy' would be one label, 'very_happy'"):
+        read_dataset(tmp_path / "faces", label_set="folders")
+    write_class_tree(tmp_path / "split", per_class=2, classes=("Happy", "sad"), split="train")
+    write_class_tree(tmp_path / "split", per_class=2, classes=("happy", "sad"), split="test")
+    with pytest.raises(DataError, match="'Happy', 'happy' would be one label"):
+        read_dataset(tmp_path / "split", label_set="folders")
+    write_class_tree(tmp_path / "ok", per_class=2, classes=("Very Happy", "sad"))
+    assert read_dataset(tmp_path / "ok", label_set="folders").label_names == ("sad", "very_happy")

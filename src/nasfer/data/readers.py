@@ -210,7 +210,15 @@ def _folder_label_map(
     Canonical labels: call `check_canonical_folders` first (a folder with no canonical meaning is refused).
     """
     if label_set == "folders":
-        names = tuple(sorted({normalize_name(c) for c in class_dirs}))
+        by_name: dict[str, set[str]] = {}
+        for c in class_dirs:
+            by_name.setdefault(normalize_name(c), set()).add(c)
+        clash = next((sorted(raw) for raw in by_name.values() if len(raw) > 1), None)
+        if clash:  # before: merged into one label in silence ('very-happy' and 'very happy' -> very_happy)
+            raise DataError(f"the class folders {', '.join(repr(c) for c in clash)} would be one label, "
+                            f"'{normalize_name(clash[0])}' (labels are folder names lower-cased, spaces and "
+                            "hyphens as _): rename them to one name, or to different labels")
+        names = tuple(sorted(by_name))
         return names, lambda c: names.index(normalize_name(c))
 
     def to_index(class_dir: str) -> int | None:
