@@ -21,7 +21,8 @@ benchmarks/campaigns/issue13/splits.json`. `nasfer ensemble --select greedy` che
 beside it, so a member without one, such as `src/nasfer/weights/default.pt` (the default's first member, trained
 on the same split), goes into a folder of its own with a copy of that split file as `splits.json`.
 
-Candidates already scored in `--work-dir` (their val.json) are not redone, so a stopped run continues.
+Each member is scored on validation once with and once without TTA, whatever the number of caps. Candidates
+already scored in `--work-dir` (their val.json) are not redone, so a stopped run continues.
 """
 
 from __future__ import annotations
@@ -70,23 +71,28 @@ def score_incumbent(args: argparse.Namespace) -> dict[str, Any]:
     return {"model": args.incumbent, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
 
 
-def candidate(args: argparse.Namespace, k: int, tta: bool) -> dict[str, Any] | None:
-    """Select (greedy, at most k members) and score one candidate; None when the selection kept one member only."""
+def candidate(args: argparse.Namespace, k: int, tta: bool, predictions: dict) -> dict[str, Any] | None:
+    """Select (greedy, at most k members) and score one candidate; None when the selection kept one member only.
+    `predictions`: kept across calls, so that each member is scored on validation once per TTA setting, not once
+    per cap (`nasfer.commands.ensemble.write_ensemble`)."""
     from nasfer.checkpoint import load_checkpoint
     from nasfer.cli import main as nasfer
+    from nasfer.commands.ensemble import EnsembleConfig, write_ensemble
+    from nasfer.errors import NasferError
 
     flag = "--tta" if tta else "--no-tta"
     folder = Path(args.work_dir).expanduser() / f"greedy-k{k}{flag[1:]}"
     folder.mkdir(parents=True, exist_ok=True)
     ensemble, scored = folder / "ensemble.pt", folder / "val.json"
     if not scored.exists():
-        status = nasfer(["ensemble", "--checkpoints", *args.checkpoints, "--select", "greedy", "--max-members", str(k),
-                         flag, "--data", args.data, "--split-file", args.split_file, "--threads", str(args.threads),
-                         "--out", str(ensemble)])
+        cfg = EnsembleConfig(checkpoints=list(args.checkpoints), out=str(ensemble), select="greedy", data=args.data,
+                             split_file=args.split_file, max_members=k, tta=tta, threads=args.threads)
+        try:
+            status = write_ensemble(cfg.validate(), print, predictions)
+        except (NasferError, ValueError) as error:
+            raise SystemExit(f"nasfer ensemble failed for K={k} {flag}: {error}") from None
         if status == 1 and not ensemble.exists():  # one member better alone: no ensemble to offer
             return None
-        if status != 0:
-            raise SystemExit(f"nasfer ensemble failed for K={k} {flag} (status {status})")
         if nasfer(["evaluate", "--data", args.data, "--split-file", args.split_file, "--split", "val", "--model",
                    str(ensemble), flag, "--threads", str(args.threads), "--json", str(scored)]) != 0:
             raise SystemExit(f"nasfer evaluate failed for K={k} {flag}")
@@ -117,7 +123,9 @@ def main() -> None:
     parser.add_argument("--work-dir", required=True, help="where the candidate ensembles and their scores go")
     parser.add_argument("--out", default="benchmarks/results/default_candidates.json")
     args = parser.parse_args()
-    rows = [row for tta in (True, False) for k in args.max_members if (row := candidate(args, k, tta)) is not None]
+    predictions: dict = {}  # each member's validation predictions, shared by the caps
+    rows = [row for tta in (True, False) for k in args.max_members
+            if (row := candidate(args, k, tta, predictions)) is not None]
     chosen = choose(rows, args.max_passes, args.prefer_passes, args.within)
     incumbent = score_incumbent(args)
     for row in sorted(rows, key=lambda r: -r["accuracy"]):

@@ -155,6 +155,32 @@ def test_nasfer_ensemble_selects_on_validation_and_records_it(learnable_folder, 
     assert "--split-file a/splits.json" in info["commands"][-1] and info["commands"][-1].endswith("--out ens.pt")
     assert "--rounds 8 --max-members 2" in info["commands"][-1] and selection["max_members"] == 2
 
+    # one cap after another with a shared dict (benchmarks/default_candidates.py): each member is scored once per
+    # TTA setting, and the ensembles are the ones the command writes (before: every cap scored every member again)
+    import nasfer.evaluate
+    from nasfer.commands.ensemble import EnsembleConfig, write_ensemble
+
+    calls = []
+    monkeypatch.setattr(nasfer.selection, "greedy_selection",
+                        lambda probs, y, rounds, max_members: np.array([0.5, 0.5, 0.0]))
+    real_predict = nasfer.evaluate.predict_split
+    monkeypatch.setattr(nasfer.evaluate, "predict_split",
+                        lambda cfg, **kw: calls.append(cfg.model) or real_predict(cfg, **kw))
+    shared = {}
+    for cap, tta in ((2, True), (3, True), (2, False)):
+        cfg = EnsembleConfig(checkpoints=ckpts, out=str(tmp_path / f"k{cap}{tta}.pt"), select="greedy",
+                             data=str(learnable_folder), max_members=cap, tta=tta).validate()
+        assert write_ensemble(cfg, lambda line: None, shared) == 0
+    assert sorted(calls) == sorted(ckpts * 2) and len(shared) == 6  # 3 members x (TTA, no TTA), not 3 x 3 caps
+    assert main(["ensemble", "--checkpoints", *ckpts, "--select", "greedy", "--data", str(learnable_folder),
+                 "--max-members", "3", "--out", str(tmp_path / "cli.pt")]) == 0 and len(calls) == 9
+    reused, fresh = (load_checkpoint(tmp_path / name)["config"]["selection"] for name in ("k3True.pt", "cli.pt"))
+    assert [c["val_nll"] for c in reused["candidates"]] == [c["val_nll"] for c in fresh["candidates"]]
+    assert reused["val_nll_selected"] == fresh["val_nll_selected"]  # the kept predictions are the same scores
+    monkeypatch.setattr(nasfer.evaluate, "predict_split", real_predict)
+    monkeypatch.setattr(nasfer.selection, "greedy_selection", real)
+    capsys.readouterr()
+
     # a member trained on its own split saw validation images of the first one's: refused
     fit(TrainConfig(epochs=1, out=str(tmp_path / "d"), seed=9, **base), data, progress=False)
     assert main(["ensemble", "--checkpoints", ckpts[0], str(tmp_path / "d" / "best.pt"), "--select", "greedy",

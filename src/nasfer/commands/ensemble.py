@@ -79,6 +79,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    return write_ensemble(from_args(EnsembleConfig, args).validate(), print)
+
+
+def write_ensemble(cfg: EnsembleConfig, log=print, predictions: dict | None = None) -> int:
+    """Build and save the ensemble `cfg` describes; return the exit status (0, or 1 when greedy selection keeps
+    a single member and nothing is written). `log`: called with each progress line.
+
+    `predictions`: a dict kept by the caller across calls on the same members (e.g. one call per --max-members
+    cap, as benchmarks/default_candidates.py does); each member's validation predictions are stored in it under
+    (the file's SHA-256, TTA on/off, split file, dataset) and reused instead of scored again.
+
+    Errors: DataError (a member unfinished, changed while running, or trained on validation images), ValueError.
+    """
     from ..checkpoint import save_checkpoint
     from ..errors import DataError
     from ..models.ensemble import ensemble_checkpoint
@@ -86,27 +99,26 @@ def run(args: argparse.Namespace) -> int:
 
     from ..runtime.outputs import check_outputs
 
-    cfg = from_args(EnsembleConfig, args).validate()
     # before: --out onto a member replaced that run's checkpoint with the ensemble; --out onto a folder left a .tmp
     check_outputs([(f"--out {cfg.out}", cfg.out)], cfg.checkpoints)
     paths, weights, selection = list(cfg.checkpoints), None, None
     files = {path: member_file(path, cfg.allow_incomplete) for path in cfg.checkpoints}
     if cfg.select == "greedy":
-        paths, weights, selection = select_members(cfg, print, files)
+        paths, weights, selection = select_members(cfg, log, files, predictions)
         selection["out"] = Path(cfg.out).name
         if len(paths) == 1:
-            print(f"greedy selection kept only {paths[0]}: no ensemble of these members scores higher on "
-                  "validation than it does alone; no ensemble written (use that checkpoint, or --select mean)")
+            log(f"greedy selection kept only {paths[0]}: no ensemble of these members scores higher on "
+                "validation than it does alone; no ensemble written (use that checkpoint, or --select mean)")
             return 1
     ensemble = ensemble_checkpoint(paths, weights, selection)
     for path in paths:
         if sha256_file(path) != files[path]["sha256"]:
             raise DataError(f"{path} changed while this command ran (is its run still training?); nothing written")
     save_checkpoint(cfg.out, ensemble)
-    print(f"{cfg.out}: ensemble of {len(paths)} models")
+    log(f"{cfg.out}: ensemble of {len(paths)} models")
     tta = " --tta" if cfg.select == "mean" or cfg.tta else ""
-    print(f"export it as one graph: nasfer export --checkpoint {cfg.out} --out {Path(cfg.out).with_suffix('.onnx')}{tta}"
-          + ("  (--tta: the selection scored the members with flip TTA)" if selection and cfg.tta else ""))
+    log(f"export it as one graph: nasfer export --checkpoint {cfg.out} --out {Path(cfg.out).with_suffix('.onnx')}{tta}"
+        + ("  (--tta: the selection scored the members with flip TTA)" if selection and cfg.tta else ""))
     return 0
 
 
@@ -155,9 +167,10 @@ def check_member(path: str, val: set[str], split_file: Path, data: str, dataset:
         raise DataError(f"{path}: trained on {dataset}, not on --data {Path(data).name}")
 
 
-def select_members(cfg: EnsembleConfig, log, files: dict[str, dict]) -> tuple[list[str], list[float], dict]:
+def select_members(cfg: EnsembleConfig, log, files: dict[str, dict],
+                   predictions: dict | None = None) -> tuple[list[str], list[float], dict]:
     """(checkpoints kept, their weights, the selection record for the card), chosen on validation images;
-    `files`: `member_file` of each checkpoint.
+    `files`: `member_file` of each checkpoint; `predictions`: see `write_ensemble`.
 
     DataError: no --data, no split file, or a member trained on validation images of the split.
     """
@@ -179,9 +192,13 @@ def select_members(cfg: EnsembleConfig, log, files: dict[str, dict]) -> tuple[li
     for path in cfg.checkpoints:
         check_member(path, val, split_file, cfg.data, files[path]["dataset"])
     probs, y, scores = [], None, []
+    predictions = {} if predictions is None else predictions
     for path in cfg.checkpoints:
-        pred = predict_split(EvalConfig(data=cfg.data, split="val", split_file=str(split_file), model=path,
-                                        tta=cfg.tta, threads=cfg.threads))
+        key = (files[path]["sha256"], cfg.tta, str(split_file.resolve()), str(Path(cfg.data).expanduser().resolve()))
+        if key not in predictions:
+            predictions[key] = predict_split(EvalConfig(data=cfg.data, split="val", split_file=str(split_file),
+                                                        model=path, tta=cfg.tta, threads=cfg.threads))
+        pred = predictions[key]
         if y is not None and not np.array_equal(y, pred.y_true):
             raise DataError(f"{path}: its labels order the validation images differently from the first member's")
         y = pred.y_true
