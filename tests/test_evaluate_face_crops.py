@@ -58,3 +58,20 @@ def test_detect_faces_is_a_flag_for_other_models_too(tmp_path, photos):
     assert predict_split(EvalConfig(data=str(photos), model=model, split="all")).part.images.mean() < 200
     assert predict_split(EvalConfig(data=str(photos), model=model, split="all",
                                     detect_faces=True)).part.images.mean() > 200
+
+
+def test_int8_calibration_and_parity_read_face_crops_for_a_model_trained_on_them(photos):
+    """`nasfer export --quantize int8 --calibration-data PHOTOS` for a --detect-faces model calibrated on whole
+    photos shrunk to 48x48 (review of session 23: quantize.py ignored the training run's --detect-faces), so the
+    int8 ranges and the parity check saw images the model never sees; now the card's training config decides."""
+    from nasfer.quantize import split_images
+
+    for label in ("happy", "sad"):  # enough photos for training, validation and test roles
+        for i in range(2, 8):
+            (photos / label / f"{i}.png").write_bytes((photos / label / "0.png").read_bytes())
+    kwargs = {"n_calibration": 4, "seed": 0, "val_fraction": 0.3}
+    crops = split_images(str(photos), ("happy", "sad"), 48, training={"train": {"detect_faces": True}}, **kwargs)
+    assert crops.calibration.mean() > 200 and crops.validation.mean() > 200 and crops.split["face_crops"]
+    whole = split_images(str(photos), ("happy", "sad"), 48, training={"train": {"detect_faces": False}}, **kwargs)
+    assert whole.calibration.mean() < 200 and not whole.split["face_crops"]
+    assert split_images(str(photos), ("happy", "sad"), 48, **kwargs).calibration.mean() < 200  # no card: as before

@@ -246,7 +246,8 @@ def predict_split(cfg: EvalConfig, *, progress: bool = False) -> SplitPrediction
     Errors: ValueError (an impossible setting), DataError (dataset, empty split), ModelError (model, TTA the
     graph already does).
     """
-    from .data import detect_kind, read_dataset
+    from .data import detect_kind
+    from .data.facecrop import read_images, trained_on_face_crops
 
     cfg.validate()
     if not cfg.data:
@@ -265,15 +266,9 @@ def predict_split(cfg: EvalConfig, *, progress: bool = False) -> SplitPrediction
     label_set = reading_label_set(model.labels, kind)
     crops = cfg.detect_faces  # by default as the model trained (before: whole photos, for a model of face crops)
     if crops is None:
-        crops = bool((model.training.get("train") or {}).get("detect_faces")) and kind != "fer2013-csv"
-    if crops:
-        from .data.facecrop import read_face_crops
-
-        dataset = read_face_crops(data_path, kind, contempt=cfg.contempt, strict=cfg.strict, label_set=label_set,
-                                  size=model.preprocessing.size)
-    else:
-        dataset = read_dataset(data_path, dataset=kind, contempt=cfg.contempt, strict=cfg.strict,
-                               label_set=label_set, size=model.preprocessing.size)
+        crops = trained_on_face_crops(model.training, kind)
+    dataset = read_images(data_path, kind, face_crops=crops, contempt=cfg.contempt, strict=cfg.strict,
+                          label_set=label_set, size=model.preprocessing.size)
     if cfg.split_file:
         from .data.splits import apply_split_file, read_split_file, sample_keys
 

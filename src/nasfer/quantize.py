@@ -153,23 +153,27 @@ def validation_parity(fp32_predict, int8_predict, images: np.ndarray, labels: np
 
 
 def split_images(data_path: str, labels: tuple[str, ...], size: int, *, n_calibration: int, seed: int,
-                 val_fraction: float, split_file: str | None = None, dataset: str = "auto") -> QuantData:
+                 val_fraction: float, split_file: str | None = None, dataset: str = "auto",
+                 training: dict | None = None) -> QuantData:
     """Training crops for calibration and validation crops (with labels) for parity, from one dataset.
 
     The roles are a training run's: from `split_file` (its splits.json), or drawn as `nasfer train`
     draws them (seed, val_fraction; `nasfer.train.plan_split`). Calibration takes `n_calibration`
     training images spread evenly over the training role, so it is deterministic. Dataset labels
     are mapped to the model's by name (DataError if the model lacks one that has validation images).
+    `training`: the model's training config (its card's training.config); a model trained with --detect-faces
+    calibrates and checks parity on face crops, as it trained (before: on whole photos shrunk to the input).
     """
     from .config import TrainConfig
-    from .data import read_dataset
+    from .data.facecrop import read_images, trained_on_face_crops
     from .data.splits import TRAIN, VAL, sample_keys
     from .data.readers import detect_kind
     from .labels import label_index_map, reading_label_set
     from .train import plan_split
 
     kind = detect_kind(Path(data_path).expanduser()) if dataset == "auto" else dataset
-    data = read_dataset(data_path, dataset=kind, size=size, label_set=reading_label_set(labels, kind))
+    crops = trained_on_face_crops(training or {}, kind)
+    data = read_images(data_path, kind, face_crops=crops, size=size, label_set=reading_label_set(labels, kind))
     keys = sample_keys(data.sources, str(Path(data_path).expanduser()))
     roles = plan_split(data, TrainConfig(seed=seed, val_fraction=val_fraction), keys, split_file)
     train_idx, val_idx = np.flatnonzero(roles == TRAIN), np.flatnonzero(roles == VAL)
@@ -184,7 +188,7 @@ def split_images(data_path: str, labels: tuple[str, ...], size: int, *, n_calibr
     return QuantData(calibration=data.images[pick], validation=data.images[val_idx], validation_labels=val_labels,
                      split={"data": Path(data_path).name, "split_file": Path(split_file).name if split_file else None,
                             "seed": seed, "val_fraction": val_fraction, "n_calibration": int(len(pick)),
-                            "n_validation": int(len(val_idx))})
+                            "n_validation": int(len(val_idx)), "face_crops": crops})
 
 
 def check_held_out_split(card: dict, split_file: str | None, seed: int, val_fraction: float) -> None:
@@ -346,7 +350,7 @@ def export_quantized(cfg, images: np.ndarray | None = None):
     names = (io.get("input", "input"), io.get("output", "probs"))
     data = split_images(cfg.calibration_data, tuple(src_card["labels"]), prep.size,
                         n_calibration=cfg.calibration_images, seed=cfg.seed, val_fraction=cfg.val_fraction,
-                        split_file=cfg.split_file)
+                        split_file=cfg.split_file, training=(src_card.get("training") or {}).get("config"))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.stem + ".int8.tmp.onnx")
     try:

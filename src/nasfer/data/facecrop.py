@@ -77,3 +77,18 @@ def read_face_crops(
 
 
 __all__ = ["read_face_crops", "detect_largest_face"]
+
+
+def trained_on_face_crops(training: dict, kind: str) -> bool:
+    """Whether a model whose training run's config is `training` ({"train": {...}, "data": {...}}, as cards and
+    checkpoints record it) trained on face crops (`--detect-faces`), so that images of a `kind` dataset must be
+    cropped the same way before it scores or calibrates on them; fer2013.csv rows are face crops already."""
+    return bool((training.get("train") or {}).get("detect_faces")) and kind != "fer2013-csv"
+
+
+def read_images(path: str | Path, kind: str, *, face_crops: bool, **kwargs: Any) -> FaceDataset:
+    """`read_face_crops` when `face_crops`, else `read_dataset`; `kwargs` go to the reader (contempt, strict,
+    label_set, size)."""
+    if face_crops:
+        return read_face_crops(path, kind, **kwargs)
+    return read_dataset(path, kind, **kwargs)  # type: ignore[arg-type]
