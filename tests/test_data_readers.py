@@ -65,6 +65,20 @@ def test_ckplus_contempt_excluded_with_note(ckplus_dir):
     assert any("mapped to 'neutral'" in n for n in mapped.notes)
 
 
+def test_images_at_the_top_of_a_folder_dataset_are_counted_in_a_note(ckplus_dir):
+    """An image beside the class folders has no label: it is not read, and now the notes say how many (the run
+    log prints them); before, it was dropped without a word (review of session 23)."""
+    import shutil
+
+    assert not any("at the top" in n for n in read_dataset(ckplus_dir).notes)
+    first = next(p for p in sorted(ckplus_dir.rglob("*.png")))
+    for name in ("loose1.png", "loose2.PNG"):
+        shutil.copy(first, ckplus_dir / name)
+    (ckplus_dir / "README.txt").write_text("not an image")
+    data = read_dataset(ckplus_dir)
+    assert len(data) == 36 and any(n.startswith("2 image files at the top of") for n in data.notes), data.notes
+
+
 def test_messy_folder_skips_and_counts(messy_folder):
     import shutil
 

@@ -245,12 +245,14 @@ def read_image_folders(
     source = open_source(path)
     located: list[tuple[Entry, str, str]] = []
     out = _Collector(strict=strict, size=size)
+    loose = 0  # images at the root: no class folder names their label
     for entry in source.entries():
         if entry.is_junk:
             continue
         place = _class_and_split(entry.path)
-        if place is None:
-            continue  # README, licence, csv at the root: not samples
+        if place is None:  # README, licence, csv at the root: not samples
+            loose += entry.path.suffix.lower() in IMAGE_SUFFIXES
+            continue
         class_dir, split = place
         if entry.path.suffix.lower() not in IMAGE_SUFFIXES:
             out.skip(f"{source.name}:{entry.path}", "not an image file")
@@ -276,6 +278,9 @@ def read_image_folders(
         f"{n} '{name}' images excluded: no canonical label (--contempt neutral maps contempt to neutral)"
         for name, n in sorted(excluded.items())
     ]
+    if loose:  # before: dropped without a word
+        notes.append(f"{loose} image file{'s' * (loose != 1)} at the top of {source.name} not read: an image's "
+                     "label is the name of the folder it is in (<class>/<image> or <split>/<class>/<image>)")
     if label_set == "canonical" and any(normalize_name(c) == "contempt" for _, c, _ in located) and contempt == "neutral":
         notes.append("CK+ 'contempt' mapped to 'neutral' (--contempt neutral), as the original design did")
     return out.build(source.name, label_names, notes)
