@@ -74,3 +74,23 @@ def test_the_canonical_labels_absent_from_a_dataset_are_not_reported(tmp_path):
     prepare_data(TrainConfig(out=str(tmp_path / "run")), DataConfig(data=str(data)), tmp_path / "run",
                  log=said.append)
     assert not [m for m in said if "warning" in m], said
+
+
+def test_test_fraction_zero_says_that_no_test_json_is_written(tmp_path):
+    """Before: `--test-fraction 0` on a dataset without a test split of its own wrote no test.json, without a word."""
+    data = tmp_path / "faces"
+    write_class_tree(data, per_class=6, classes=("happy", "sad"))
+    said: list[str] = []
+    parts = prepare_data(TrainConfig(test_fraction=0.0, out=str(tmp_path / "run")), DataConfig(data=str(data)),
+                         tmp_path / "run", log=said.append)
+    assert not len(parts.test_y) and any("no test.json" in m for m in said), said
+    said.clear()
+    prepare_data(TrainConfig(out=str(tmp_path / "run2")), DataConfig(data=str(data)), tmp_path / "run2",
+                 log=said.append)
+    assert not any("no test.json" in m for m in said), said  # the default holds a test part out
+    said.clear()
+    write_class_tree(tmp_path / "split", per_class=6, classes=("happy", "sad"), split="train")
+    write_class_tree(tmp_path / "split", per_class=2, seed=1, classes=("happy", "sad"), split="test")
+    prepare_data(TrainConfig(test_fraction=0.0, out=str(tmp_path / "run3")), DataConfig(data=str(tmp_path / "split")),
+                 tmp_path / "run3", log=said.append)
+    assert not any("no test.json" in m for m in said), said  # its own test/ folder is the test part
