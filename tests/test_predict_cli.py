@@ -403,3 +403,26 @@ def test_the_table_never_shows_an_uncertain_face_at_the_threshold_nor_splits_a_r
     assert "\n" not in row and "a?b.png" in row and row.endswith("0.24  (uncertain)")
     (row,) = table.rows({"file": "c.png", "faces": [{**face, "uncertain": False, "confidence": 0.916}]})
     assert row.endswith("happy       0.92")
+
+
+def test_a_label_named_like_a_column_gets_its_own_score_column(tmp_path):
+    """A model whose labels include 'label' or 'x' (a folder dataset's class) gave a CSV with two columns of one
+    name, and the Parquet sink typed the 'label' column as a float and failed on the first row; now such a
+    label's probabilities go to `score_<label>`."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    from nasfer.bulk.sinks import create_sink
+    from nasfer.commands.predict import csv_header
+
+    labels = ["happy", "label", "x"]
+    header = csv_header(labels)
+    assert len(set(header)) == len(header) and header[-4:] == ["happy", "score_label", "score_x", "error"]
+    record = {"file": "a.png", "faces": [{"box": [1, 2, 3, 4], "label": "label", "confidence": 0.7,
+                                          "uncertain": False, "scores": {"happy": 0.1, "label": 0.7, "x": 0.2}}]}
+    for suffix in (".csv", ".parquet"):
+        sink = create_sink(str(tmp_path / f"out{suffix}"), labels)
+        sink.write(record)
+        sink.close()
+    rows = list(csv.DictReader((tmp_path / "out.csv").read_text().splitlines()))
+    assert rows[0]["label"] == "label" and rows[0]["score_label"] == "0.7" and rows[0]["x"] == "1"
+    table = pq.read_table(tmp_path / "out.parquet").to_pylist()
+    assert table[0]["label"] == "label" and table[0]["score_label"] == 0.7 and table[0]["score_x"] == 0.2

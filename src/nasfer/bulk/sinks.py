@@ -19,7 +19,6 @@ import json
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
-#: CSV/Parquet columns before the per-label scores, and after them (the `--csv` header).
 #: Parquet rows are written in row groups of this many rows.
 ROW_GROUP = 10_000
 
@@ -125,10 +124,12 @@ class ParquetSink:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        from ..commands.predict import score_column
+
         self.labels = list(labels)
         types = {"file": pa.string(), "face": pa.int32(), "x": pa.int32(), "y": pa.int32(), "w": pa.int32(),
                  "h": pa.int32(), "label": pa.string(), "confidence": pa.float64(), "uncertain": pa.bool_(),
-                 **{label: pa.float64() for label in self.labels}, "error": pa.string()}
+                 **{score_column(label): pa.float64() for label in self.labels}, "error": pa.string()}
         self.schema = pa.schema([(name, types[name]) for name in csv_header(self.labels)])
         self.location = location
         self.stream = open_output(location)

@@ -224,9 +224,19 @@ class Table:
         return lines
 
 
+#: The CSV columns around the labels' probability columns.
+FACE_COLUMNS, LAST_COLUMN = ("file", "face", "x", "y", "w", "h", "label", "confidence", "uncertain"), "error"
+
+
+def score_column(label: str) -> str:
+    """A label's probability column: the label itself, or `score_<label>` when a model's label is named like
+    another column ('label', 'x', 'error', ...; before, the CSV had two columns of one name and Parquet failed)."""
+    return f"score_{label}" if label in (*FACE_COLUMNS, LAST_COLUMN) else label
+
+
 def csv_header(labels: list[str]) -> list[str]:
     """The CSV columns of `csv_rows`: one row per face, the labels' probabilities, then an error column."""
-    return ["file", "face", "x", "y", "w", "h", "label", "confidence", "uncertain", *labels, "error"]
+    return [*FACE_COLUMNS, *map(score_column, labels), LAST_COLUMN]
 
 
 def csv_rows(record: dict[str, Any], labels: list[str]) -> list[list[Any]]:
