@@ -256,6 +256,15 @@ def test_split_file_must_match_the_dataset(new_labels_folder, tmp_path):
     path.write_text(json.dumps({**mapping, "gone/x.png": "val", "alpha/img_0000.png": "val"}))
     with pytest.raises(DataError, match="not in the dataset"):
         prepare_run(tiny_cfg(tmp_path / "r", label_set="folders", split_file=str(path)), data_cfg, progress=False)
+    # both directions at once, each counted and named (before: the first name of the first direction only)
+    kept = {k: v for k, v in mapping.items() if k not in sorted(mapping)[:4]}
+    path.write_text(json.dumps({**kept, "gone/x.png": "val"}))
+    with pytest.raises(DataError) as refused:
+        prepare_run(tiny_cfg(tmp_path / "r", label_set="folders", split_file=str(path)), data_cfg, progress=False)
+    message, absent = str(refused.value), [k.split(":", 1)[1] for k in keys.tolist() if k.split(":", 1)[1] not in kept]
+    assert f"{len(absent)} image(s) of the dataset are not in it" in message and len(absent) == 5
+    assert "1 image(s) it names are not in the dataset (gone/x.png)" in message
+    assert message.count(", ...") == 1 and sum(k in message for k in absent) == 3  # 3 named, the count complete
 
 
 def test_images_of_any_size_and_colour_are_read(tmp_path):

@@ -144,20 +144,26 @@ def read_split_file(path) -> dict[str, str]:
     return mapping
 
 
+#: How many image names a split-file mismatch names in each direction (the counts are always complete).
+MISMATCH_SHOWN = 3
+
+
 def apply_split_file(mapping: dict[str, str], keys: np.ndarray, where: str = "split file") -> np.ndarray:
     """Roles of `keys` from a split file; the file and the dataset must name exactly the same images."""
     from ..errors import DataError
 
     keys = np.asarray(keys).tolist()
-    missing = [k for k in keys if k not in mapping]
-    if missing:
-        raise DataError(f"{where}: {len(missing)} image(s) of the dataset are not in it (first: {missing[0]}); "
-                        "the dataset changed since the split was written: draw a new split without --split-file")
     present = set(keys)
+    missing = [k for k in keys if k not in mapping]
     gone = [k for k in mapping if k not in present]
-    if gone:
-        raise DataError(f"{where}: {len(gone)} image(s) it names are not in the dataset (first: {gone[0]}); "
-                        "the run cannot be reproduced on this data")
+    if missing or gone:  # both directions, a few names each (before: the first name of one direction only)
+        def some(names: list[str]) -> str:
+            return ", ".join(names[:MISMATCH_SHOWN]) + (", ..." if len(names) > MISMATCH_SHOWN else "")
+
+        parts = ([f"{len(missing)} image(s) of the dataset are not in it ({some(missing)})"] if missing else []) + \
+                ([f"{len(gone)} image(s) it names are not in the dataset ({some(gone)})"] if gone else [])
+        raise DataError(f"{where}: {'; '.join(parts)}; the dataset changed since the split was written, so the run "
+                        "cannot be reproduced on this data (draw a new split without --split-file)")
     return np.asarray([mapping[k] for k in keys], dtype=object).astype(str)
 
 
