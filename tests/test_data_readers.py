@@ -194,3 +194,26 @@ def test_folder_labels_that_normalise_alike_are_refused_not_merged(tmp_path):
         read_dataset(tmp_path / "split", label_set="folders")
     write_class_tree(tmp_path / "ok", per_class=2, classes=("Very Happy", "sad"))
     assert read_dataset(tmp_path / "ok", label_set="folders").label_names == ("sad", "very_happy")
+
+
+def test_16_bit_and_float_images_train_as_predict_shows_them():
+    """Before: a 12-bit PNG was read for training with OpenCV's 8-bit conversion (high byte only: values 0..15,
+    almost black) while predict scaled it to 0..255, and 32-bit float TIFFs were skipped as unreadable."""
+    import io
+
+    from PIL import Image
+
+    from nasfer.data.readers import decode_gray
+    from nasfer.runtime.images import decode
+
+    ramp = np.linspace(0, 1, 48 * 48).reshape(48, 48)
+    pictures = {"12-bit PNG": (Image.fromarray((ramp * 4095).astype(np.uint16)), "PNG"),
+                "float TIFF": (Image.fromarray(ramp.astype(np.float32), mode="F"), "TIFF"),
+                "8-bit PNG": (Image.fromarray((ramp * 255).astype(np.uint8)), "PNG")}
+    for name, (picture, fmt) in pictures.items():
+        buffer = io.BytesIO()
+        picture.save(buffer, format=fmt)
+        trained = decode_gray(buffer.getvalue())
+        shown = decode(buffer.getvalue(), max_pixels=10**6)
+        assert trained is not None and trained.dtype == np.uint8 and trained.max() == 255, name
+        assert np.array_equal(trained, shown[..., 0]), name

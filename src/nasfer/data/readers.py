@@ -76,14 +76,23 @@ class _Collector:
 
 
 def decode_gray(data: bytes) -> np.ndarray | None:
-    """Bytes of any common image format -> 2-D uint8 grayscale, or None if undecodable."""
+    """Bytes of any common image format -> 2-D uint8 grayscale, or None if undecodable.
+
+    16-bit and float images keep their depth while decoding and become uint8 the way the runtime makes them
+    (`nasfer.runtime.images.gray_to_uint8`), so a model sees a training image as predict shows it; before, a
+    12-bit PNG trained almost black (OpenCV's 8-bit conversion drops the low 8 bits) and float TIFFs were skipped.
+    """
     import cv2
+
+    from ..runtime.images import gray_to_uint8
 
     if not data:
         return None
-    arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
+    arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
     if arr is None or arr.size == 0 or arr.ndim != 2:
         return None
+    if arr.dtype != np.uint8:
+        arr = gray_to_uint8(arr.astype(np.float64), arr.dtype.kind == "f")
     return arr
 
 
