@@ -300,6 +300,33 @@ def test_detect_faces_crops_the_face_out_of_a_photo(tmp_path):
     assert any("face cropped in 1 of 1" in n for n in cropped.notes)
 
 
+def test_detect_faces_crops_16_bit_and_float_photos_as_predict_shows_them(tmp_path):
+    """The readers scale 16-bit and float images like the runtime (gray_to_uint8), but --detect-faces re-read
+    them with OpenCV's 8-bit conversion: a 12-bit PNG's face crop kept the high byte (0..15, black) and a
+    float TIFF could not be decoded, so it kept its whole-image thumbnail."""
+    from PIL import Image
+
+    from nasfer.data.facecrop import read_face_crops
+    from nasfer.runtime.faces import Box, crop_face
+    from nasfer.runtime.images import decode
+
+    class OneBox:
+        def detect(self, image):
+            return [Box(60, 40, 96, 96)]
+
+    photo = np.full((240, 320), 0.1)
+    photo[40:136, 60:156] = np.linspace(0.5, 1.0, 96)
+    (tmp_path / "happy").mkdir()
+    Image.fromarray((photo * 4095).astype(np.uint16)).save(tmp_path / "happy" / "twelve.png")
+    Image.fromarray(photo.astype(np.float32), mode="F").save(tmp_path / "happy" / "float.tiff")
+    cropped = read_face_crops(tmp_path, detector=OneBox())
+    assert any("face cropped in 2 of 2" in n for n in cropped.notes), cropped.notes
+    for image, source in zip(cropped.images, cropped.sources.tolist()):
+        shown = decode((tmp_path / source.split(":", 1)[1]).read_bytes(), max_pixels=10**7)
+        served = crop_face(shown, Box(60, 40, 96, 96), 48)
+        assert image.mean() > 150 and np.abs(image.astype(int) - served.astype(int)).max() <= 1, source
+
+
 @pytest.mark.real_data
 def test_detect_faces_with_haar_finds_real_faces_in_photos(fer2013_zip, tmp_path):
     """FER2013 faces pasted into larger noisy pictures: Haar finds most, and the crops look like the faces."""

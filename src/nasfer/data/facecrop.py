@@ -31,6 +31,23 @@ def detect_largest_face(detector: Any, image_rgb: np.ndarray) -> tuple[Box | Non
     return max(boxes, key=lambda b: b.w * b.h), len(boxes)
 
 
+def decode_bgr(data: bytes) -> np.ndarray | None:
+    """Bytes of an image -> BGR uint8 (H, W, 3) for the detector, or None if undecodable. 16-bit and float images
+    become uint8 as `readers.decode_gray` (the thumbnails) and the runtime make them (`gray_to_uint8`); before,
+    OpenCV's 8-bit conversion kept a 12-bit PNG's high byte (a face crop of values 0..15) and float TIFFs, which
+    IMREAD_COLOR cannot read, kept their whole-image thumbnail. 8-bit images decode as IMREAD_COLOR does."""
+    import cv2
+
+    from ..runtime.images import gray_to_uint8
+
+    arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
+    if arr is None or arr.size == 0:
+        return None
+    if arr.dtype != np.uint8:
+        arr = gray_to_uint8(arr.astype(np.float64), arr.dtype.kind == "f")
+    return cv2.cvtColor(arr, cv2.COLOR_GRAY2BGR) if arr.ndim == 2 else arr
+
+
 def read_face_crops(
     path: str | Path,
     dataset: str = "auto",
@@ -57,7 +74,7 @@ def read_face_crops(
     found = several = 0
     for i, key in enumerate(sample_keys(data.sources, str(p)).tolist()):
         raw = source.read(Entry(PurePosixPath(key)))
-        bgr = cv2.imdecode(np.frombuffer(raw, dtype=np.uint8), cv2.IMREAD_COLOR)
+        bgr = decode_bgr(raw)
         if bgr is None:
             continue  # the reader decoded it, so this cannot happen for a readable file; keep the thumbnail
         box, n = detect_largest_face(detector, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
