@@ -254,3 +254,13 @@ def test_a_missing_camera_is_one_clear_line_without_opencv_warnings():
                           text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["nasfer video: error: cannot open camera 97 as a video"]
+
+
+def test_a_label_named_like_a_timeline_column_gets_its_own_score_column():
+    """As `nasfer predict --csv`: a model whose labels include 'label' or 'x' gave a timeline CSV with two columns
+    of one name (a reader by name got the box's x, or the label, instead of the probability)."""
+    from nasfer.runtime.video import timeline_header
+
+    header = timeline_header(["happy", "label", "x"])
+    assert len(set(header)) == len(header) and header[-3:] == ["happy", "score_label", "score_x"]
+    assert timeline_header(list(EMOTIONS))[-len(EMOTIONS):] == list(EMOTIONS)  # the usual labels: as before

@@ -179,8 +179,14 @@ def analyse_frames(frames: Iterable[np.ndarray], recognizer: Any, *, color: str 
         yield last
 
 
+#: The timeline CSV's columns before the labels' probability columns.
+TIMELINE_COLUMNS = ("frame", "time_s", "face_id", "x", "y", "w", "h", "label", "confidence", "uncertain")
+
+
 def timeline_header(labels: Sequence[str]) -> list[str]:
-    return ["frame", "time_s", "face_id", "x", "y", "w", "h", "label", "confidence", "uncertain", *labels]
+    """The columns of `timeline_rows`; a label named like a column ('label', 'x', ...) gets its probabilities in
+    `score_<label>`, as in `nasfer predict --csv` (before: two columns of one name)."""
+    return [*TIMELINE_COLUMNS, *(f"score_{k}" if k in TIMELINE_COLUMNS else k for k in labels)]
 
 
 def timeline_rows(result: FrameResult, labels: Sequence[str]) -> list[list[Any]]:
