@@ -91,7 +91,7 @@ def candidate(args: argparse.Namespace, k: int, tta: bool, predictions: dict) ->
             status = write_ensemble(cfg.validate(), print, predictions)
         except (NasferError, ValueError) as error:
             raise SystemExit(f"nasfer ensemble failed for K={k} {flag}: {error}") from None
-        if status == 1 and not ensemble.exists():  # one member better alone: no ensemble to offer
+        if status == 1:  # one member better alone: no ensemble to offer (an ensemble.pt here is an older run's)
             return None
         if nasfer(["evaluate", "--data", args.data, "--split-file", args.split_file, "--split", "val", "--model",
                    str(ensemble), flag, "--threads", str(args.threads), "--json", str(scored)]) != 0:

@@ -297,3 +297,21 @@ def test_cpu_identity_tells_apart_cpus_of_one_name_with_other_int8_flags():
     assert cpu_identity(vnni) == f"{cpu_model()} (avx2 avx512_vnni avx512f)"
     assert cpu_identity(avx2) == f"{cpu_model()} (avx2)" != cpu_identity(vnni)
     assert cpu_identity("processor : 0\nflags : fpu neon\n") == cpu_model()
+
+
+def test_a_candidate_whose_selection_keeps_one_member_is_none_even_beside_an_older_ensemble(tmp_path, monkeypatch):
+    """default_candidates called `nasfer ensemble`, whose status 1 with an ensemble.pt present stopped the run;
+    since it calls write_ensemble (which returns 0 or 1 only), that case went on to score an older run's
+    ensemble.pt as this selection's."""
+    import argparse
+
+    import nasfer.cli
+    import nasfer.commands.ensemble
+
+    monkeypatch.setattr(nasfer.commands.ensemble, "write_ensemble", lambda cfg, log, predictions: 1)
+    monkeypatch.setattr(nasfer.cli, "main", lambda argv: pytest.fail(f"nothing to evaluate: {argv}"))
+    (tmp_path / "greedy-k2-tta").mkdir()
+    (tmp_path / "greedy-k2-tta" / "ensemble.pt").write_bytes(b"an older run's ensemble")
+    args = argparse.Namespace(checkpoints=["a/best.pt", "b/best.pt"], data="faces", split_file="splits.json",
+                              threads=1, work_dir=str(tmp_path))
+    assert default_candidates.candidate(args, 2, True, {}) is None
