@@ -94,3 +94,10 @@ def test_test_fraction_zero_says_that_no_test_json_is_written(tmp_path):
     prepare_data(TrainConfig(test_fraction=0.0, out=str(tmp_path / "run3")), DataConfig(data=str(tmp_path / "split")),
                  tmp_path / "run3", log=said.append)
     assert not any("no test.json" in m for m in said), said  # its own test/ folder is the test part
+    said.clear()
+    import json
+
+    (tmp_path / "roles.json").write_text(json.dumps(dict(zip(parts.keys.tolist(), parts.roles.tolist()))))
+    prepare_data(TrainConfig(test_fraction=0.0, split_file=str(tmp_path / "roles.json"),
+                             out=str(tmp_path / "run4")), DataConfig(data=str(data)), tmp_path / "run4", log=said.append)
+    assert not any("--test-fraction 0" in m for m in said), said  # the split file gave the roles, not the flag

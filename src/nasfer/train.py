@@ -324,8 +324,8 @@ def prepare_run(cfg: TrainConfig, data_cfg: DataConfig, *, dataset: FaceDataset 
         log(f"fine-tuning {len(data.train_y)} images: {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr:g} "
             f"(backbone x{cfg.backbone_lr_mult:g})")
     if cfg.freeze_epochs >= cfg.epochs > 0:  # before: not said; a linear probe is allowed, but should be seen
-        log(f"--freeze-epochs {cfg.freeze_epochs}: the backbone stays frozen for all {cfg.epochs} epoch{'s' * (cfg.epochs != 1)}; only the "
-            "classifier head trains")
+        log(f"--freeze-epochs {cfg.freeze_epochs}: the backbone stays frozen for all {cfg.epochs} "
+            f"epoch{'s' * (cfg.epochs != 1)}; only the classifier head trains")
     elif cfg.freeze_epochs:
         log(f"backbone frozen for the first {cfg.freeze_epochs} epoch{'s' if cfg.freeze_epochs > 1 else ''}, "
             "then trained")

@@ -168,7 +168,8 @@ def prepare_data(cfg: TrainConfig, data_cfg: DataConfig, out: Path, *, dataset: 
     parts = split_data(data, keys, roles)
     for line in untrained_labels(data, roles, folder_labels=cfg.label_set == "folders"):
         log(f"data: warning: {line}")
-    if cfg.test_fraction == 0 and not len(parts.test_y) and set(roles.tolist()) <= {TRAIN, VAL, UNUSED}:
+    no_test = not len(parts.test_y) and set(roles.tolist()) <= {TRAIN, VAL, UNUSED}
+    if cfg.test_fraction == 0 and no_test and not cfg.split_file:  # with --split-file, the file gave the roles
         log("data: --test-fraction 0: no images held out as test, so this run writes no test.json (score test "
             "images of your own with nasfer evaluate)")  # before: no test.json, without a word
     return parts
