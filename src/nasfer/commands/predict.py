@@ -229,9 +229,11 @@ FACE_COLUMNS, LAST_COLUMN = ("file", "face", "x", "y", "w", "h", "label", "confi
 
 
 def score_column(label: str) -> str:
-    """A label's probability column: the label itself, or `score_<label>` when a model's label is named like
-    another column ('label', 'x', 'error', ...; before, the CSV had two columns of one name and Parquet failed)."""
-    return f"score_{label}" if label in (*FACE_COLUMNS, LAST_COLUMN) else label
+    """A label's probability column in the CSV (`nasfer.runtime.outputs.score_column`; before, a label named like
+    another column gave two columns of one name and the Parquet sink failed)."""
+    from ..runtime.outputs import score_column as column
+
+    return column(label, (*FACE_COLUMNS, LAST_COLUMN))
 
 
 def csv_header(labels: list[str]) -> list[str]:

@@ -72,4 +72,11 @@ def check_writable(what: str, path: PathLike) -> None:
         raise ValueError(f"{what}: {above} is a file, so {p} cannot be made (nothing was done)")
 
 
-__all__ = ["check_outputs", "check_writable", "file_key"]
+def score_column(label: str, columns: Iterable[str]) -> str:
+    """A label's probability column in a results table whose other columns are `columns`: the label itself, or
+    `score_<label>` when the label is named like one of them ('label', 'x', 'error', ...), so that no two
+    columns share a name (predict's CSV and Parquet, video's timeline)."""
+    return f"score_{label}" if label in tuple(columns) else label
+
+
+__all__ = ["check_outputs", "check_writable", "file_key", "score_column"]

@@ -186,7 +186,9 @@ TIMELINE_COLUMNS = ("frame", "time_s", "face_id", "x", "y", "w", "h", "label", "
 def timeline_header(labels: Sequence[str]) -> list[str]:
     """The columns of `timeline_rows`; a label named like a column ('label', 'x', ...) gets its probabilities in
     `score_<label>`, as in `nasfer predict --csv` (before: two columns of one name)."""
-    return [*TIMELINE_COLUMNS, *(f"score_{k}" if k in TIMELINE_COLUMNS else k for k in labels)]
+    from .outputs import score_column
+
+    return [*TIMELINE_COLUMNS, *(score_column(k, TIMELINE_COLUMNS) for k in labels)]
 
 
 def timeline_rows(result: FrameResult, labels: Sequence[str]) -> list[list[Any]]:
