@@ -38,13 +38,12 @@ def decode_bgr(data: bytes) -> np.ndarray | None:
     IMREAD_COLOR cannot read, kept their whole-image thumbnail. 8-bit images decode as IMREAD_COLOR does."""
     import cv2
 
-    from ..runtime.images import gray_to_uint8
+    from ..runtime.images import depth_to_uint8
 
     arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
     if arr is None or arr.size == 0:
         return None
-    if arr.dtype != np.uint8:
-        arr = gray_to_uint8(arr.astype(np.float64), arr.dtype.kind == "f")
+    arr = depth_to_uint8(arr)
     return cv2.cvtColor(arr, cv2.COLOR_GRAY2BGR) if arr.ndim == 2 else arr
 
 
@@ -93,9 +92,6 @@ def read_face_crops(
                        label_names=data.label_names, skipped=data.skipped, notes=notes)
 
 
-__all__ = ["read_face_crops", "detect_largest_face"]
-
-
 def trained_on_face_crops(training: dict, kind: str) -> bool:
     """Whether a model whose training run's config is `training` ({"train": {...}, "data": {...}}, as cards and
     checkpoints record it) trained on face crops (`--detect-faces`), so that images of a `kind` dataset must be
@@ -109,3 +105,6 @@ def read_images(path: str | Path, kind: str, *, face_crops: bool, **kwargs: Any)
     if face_crops:
         return read_face_crops(path, kind, **kwargs)
     return read_dataset(path, kind, **kwargs)  # type: ignore[arg-type]
+
+
+__all__ = ["read_face_crops", "detect_largest_face", "decode_bgr", "trained_on_face_crops", "read_images"]

@@ -84,16 +84,14 @@ def decode_gray(data: bytes) -> np.ndarray | None:
     """
     import cv2
 
-    from ..runtime.images import gray_to_uint8
+    from ..runtime.images import depth_to_uint8
 
     if not data:
         return None
     arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
     if arr is None or arr.size == 0 or arr.ndim != 2:
         return None
-    if arr.dtype != np.uint8:
-        arr = gray_to_uint8(arr.astype(np.float64), arr.dtype.kind == "f")
-    return arr
+    return depth_to_uint8(arr)
 
 
 # ---------------------------------------------------------------------------- fer2013.csv

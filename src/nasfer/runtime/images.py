@@ -109,6 +109,12 @@ def gray_to_uint8(arr: np.ndarray, is_float: bool) -> np.ndarray:
     return arr.clip(0, 255).astype(np.uint8)
 
 
+def depth_to_uint8(arr: np.ndarray) -> np.ndarray:
+    """`arr` (H, W) or (H, W, C) as decoded with its own depth: uint8 as it is, 16-bit or float through
+    `gray_to_uint8` (the datasets' readers and the face-crop reader use it on OpenCV's ANYDEPTH decodes)."""
+    return arr if arr.dtype == np.uint8 else gray_to_uint8(arr.astype(np.float64), arr.dtype.kind == "f")
+
+
 def from_pil(img, max_pixels: int) -> np.ndarray:
     """Upright RGB uint8 (H, W, 3) from a PIL image (EXIF orientation applied, alpha on white)."""
     from PIL import Image, ImageOps
