@@ -75,3 +75,53 @@ def test_int8_calibration_and_parity_read_face_crops_for_a_model_trained_on_them
     whole = split_images(str(photos), ("happy", "sad"), 48, training={"train": {"detect_faces": False}}, **kwargs)
     assert whole.calibration.mean() < 200 and not whole.split["face_crops"]
     assert split_images(str(photos), ("happy", "sad"), 48, **kwargs).calibration.mean() < 200  # no card: as before
+
+
+def ensemble_of(tmp_path, *members):
+    from nasfer.models.ensemble import ensemble_checkpoint
+
+    path = tmp_path / "ensemble.pt"
+    save_checkpoint(path, ensemble_checkpoint([str(m) for m in members]))
+    return path
+
+
+def test_an_ensemble_of_face_crop_members_is_scored_on_face_crops(tmp_path, photos):
+    """Review of session 24: only a model's own training config was read, so an ensemble (whose config keeps its
+    members' under "members") of --detect-faces members was scored on whole photos."""
+    one, two = tmp_path / "a", tmp_path / "b"
+    one.mkdir(), two.mkdir()
+    ensemble = ensemble_of(tmp_path, model_trained(one, True), model_trained(two, True))
+    assert predict_split(EvalConfig(data=str(photos), model=str(ensemble), split="all")).part.images.mean() > 200
+
+
+def test_an_ensemble_refuses_members_that_read_different_inputs(tmp_path):
+    from nasfer.errors import ModelError
+
+    one, two = tmp_path / "a", tmp_path / "b"
+    one.mkdir(), two.mkdir()
+    with pytest.raises(ModelError, match=r"whole images and .* face crops \(--detect-faces\)"):
+        ensemble_of(tmp_path, model_trained(one, True), model_trained(two, False))
+
+
+def test_an_ensemble_says_which_images_its_members_trained_on(tmp_path, photos):
+    """The 'trained or selected this model' note read only the top-level config, which an ensemble lacks."""
+    import json
+
+    from nasfer.data import read_dataset
+    from nasfer.data.splits import sample_keys
+
+    keys = sample_keys(read_dataset(photos).sources, str(photos)).tolist()
+    members = []
+    for name, role in (("a", "train"), ("b", "test")):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "splits.json").write_text(json.dumps({k: role if i < 2 else "test" for i, k in enumerate(keys)}))
+        path = model_trained(run, False)
+        ck = load_checkpoint(path)
+        ck["config"]["train"]["out"] = str(run)
+        save_checkpoint(path, ck)
+        members.append(path)
+    (tmp_path / "ensemble").mkdir()
+    ensemble = ensemble_of(tmp_path / "ensemble", *members)  # no splits.json beside it: the members' runs say
+    notes = predict_split(EvalConfig(data=str(photos), model=str(ensemble), split="all")).notes
+    assert any(n.startswith("2 of these 4 images trained or selected this model") for n in notes), notes

@@ -106,6 +106,22 @@ def load_model(path: str | os.PathLike):
     return build_model(ckpt), ckpt
 
 
+def run_configs(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The training-run configs ({"train": {...}, "data": {...}}) behind a model whose checkpoint config (or
+    card's training.config) is `config`: an ensemble's members' (`ensemble_checkpoint` keeps them under
+    "members"), else `config` itself. [] for an ensemble that recorded none."""
+    if "ensemble_of" in config or "members" in config:
+        return [m for m in (config.get("members") or []) if isinstance(m, dict)]
+    return [config]
+
+
+def on_face_crops(config: dict[str, Any]) -> bool:
+    """Whether the model of checkpoint config `config` trained on face crops (`nasfer train --detect-faces`);
+    an ensemble when all its members did."""
+    runs = run_configs(config)
+    return bool(runs) and all((run.get("train") or {}).get("detect_faces") for run in runs)
+
+
 def preprocessing_of(checkpoint: dict[str, Any]) -> Preprocessing:
     return Preprocessing.from_dict(checkpoint.get("preprocessing", {}))
 

@@ -215,29 +215,41 @@ class SplitPrediction:
 def seen_in_training(model: LoadedModel, part, data_path: Path, split: str) -> list[str]:
     """A note when the images about to be scored include some the model was trained or selected on.
 
-    Checked when the model's training run (card or checkpoint config) read a dataset of the same file name:
-    by that run's splits.json (beside a checkpoint, or in the run folder its config names), else, for the
-    whole dataset (split 'all'), by the name alone. [] when there is nothing to say.
+    Checked when the model's training run (card or checkpoint config; an ensemble's member runs) read a dataset
+    of the same file name: by that run's splits.json (beside a checkpoint, or in the run folder its config
+    names), else, for the whole dataset (split 'all'), by the name alone. [] when there is nothing to say.
     """
-    train, data = (model.training.get("train") or {}), (model.training.get("data") or {})
-    if not isinstance(data, dict) or not data.get("data") or Path(str(data["data"])).name != data_path.name:
+    from .checkpoint import run_configs
+
+    runs = [run for run in run_configs(model.training) if isinstance(run.get("data"), dict) and run["data"].get("data")
+            and Path(str(run["data"]["data"])).name == data_path.name]
+    if not runs:
         return []
-    candidates = [Path(model.path).parent / "splits.json"] if model.format == "checkpoint" else []
-    if train.get("out"):
-        candidates.append(Path(str(train["out"])).expanduser() / "splits.json")
-    found = next((c for c in candidates if c.is_file()), None)
-    if found is None:
-        return [f"the model was trained on {data_path.name} and its run's splits.json was not found, so these "
-                "images may include its training images; pass it (--split-file RUN/splits.json --split test) to "
-                "score only the images it held out"] if split == "all" else []
+    found: list[Path] = []
+    for run in runs:
+        candidates = [Path(model.path).parent / "splits.json"] if model.format == "checkpoint" else []
+        out = (run.get("train") or {}).get("out")
+        if out:
+            candidates.append(Path(str(out)).expanduser() / "splits.json")
+        hit = next((c for c in candidates if c.is_file()), None)
+        if hit is None and split == "all":
+            return [f"the model was trained on {data_path.name} and its run's splits.json was not found, so these "
+                    "images may include its training images; pass it (--split-file RUN/splits.json --split test) to "
+                    "score only the images it held out"]
+        if hit is not None and hit not in found:
+            found.append(hit)
+    if not found:
+        return []
     from .data.splits import read_split_file, sample_keys
 
-    roles = read_split_file(found)
-    used = sum(1 for k in sample_keys(part.sources, str(data_path)).tolist() if roles.get(k) in ("train", "val"))
+    keys = sample_keys(part.sources, str(data_path)).tolist()
+    role_maps = [read_split_file(f) for f in found]
+    used = sum(1 for k in keys if any(roles.get(k) in ("train", "val") for roles in role_maps))
     if not used:
         return []
-    return [f"{used} of these {len(part)} images trained or selected this model ({found}): the score is optimistic; "
-            f"--split-file {found} --split test scores only the images it held out"]
+    where = ", ".join(str(f) for f in found)
+    return [f"{used} of these {len(part)} images trained or selected this model ({where}): the score is optimistic; "
+            f"--split-file {found[0]} --split test scores only the images it held out"]
 
 
 def predict_split(cfg: EvalConfig, *, progress: bool = False) -> SplitPrediction:

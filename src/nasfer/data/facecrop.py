@@ -95,8 +95,11 @@ def read_face_crops(
 def trained_on_face_crops(training: dict, kind: str) -> bool:
     """Whether a model whose training run's config is `training` ({"train": {...}, "data": {...}}, as cards and
     checkpoints record it) trained on face crops (`--detect-faces`), so that images of a `kind` dataset must be
-    cropped the same way before it scores or calibrates on them; fer2013.csv rows are face crops already."""
-    return bool((training.get("train") or {}).get("detect_faces")) and kind != "fer2013-csv"
+    cropped the same way before it scores or calibrates on them; fer2013.csv rows are face crops already.
+    An ensemble trained on face crops when its members did (`nasfer ensemble` refuses a mix)."""
+    from ..checkpoint import on_face_crops
+
+    return on_face_crops(training) and kind != "fer2013-csv"
 
 
 def read_images(path: str | Path, kind: str, *, face_crops: bool, **kwargs: Any) -> FaceDataset:

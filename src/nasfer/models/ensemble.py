@@ -63,23 +63,31 @@ def ensemble_checkpoint(paths: list[str], weights: list[float] | None = None,
     """One checkpoint holding several trained checkpoints as an `ensemble` model, averaged with `weights`
     (default: equal); `selection` (how the members and weights were chosen) is kept in its config.
 
-    The members must agree on labels and preprocessing, or averaging their outputs is meaningless.
+    The members must agree on labels, preprocessing and input (face crops or whole images, `--detect-faces`),
+    or averaging their outputs is meaningless (ModelError).
     Each member's best/scheduled/completed epochs and validation accuracy are kept (`members_training`)
     for the model card.
     """
     from pathlib import Path
 
     from ..card import epochs_info, run_relative
-    from ..checkpoint import build_model, load_checkpoint, make_checkpoint, preprocessing_of
+    from ..checkpoint import build_model, load_checkpoint, make_checkpoint, on_face_crops, preprocessing_of
     from ..errors import ModelError
 
     ckpts = [load_checkpoint(p) for p in paths]
+
     first = ckpts[0]
     for path, ck in zip(paths[1:], ckpts[1:]):
         if ck["labels"] != first["labels"]:
             raise ModelError(f"{path}: labels {ck['labels']} differ from {paths[0]}'s {first['labels']}")
         if ck["preprocessing"] != first["preprocessing"]:
             raise ModelError(f"{path}: preprocessing differs from {paths[0]}'s")
+    crops = [on_face_crops(ck.get("config") or {}) for ck in ckpts]
+    if len(set(crops)) > 1:
+        odd = next(i for i, c in enumerate(crops) if c != crops[0])
+        raise ModelError(f"{paths[odd]} trained on {'face crops (--detect-faces)' if crops[odd] else 'whole images'} "
+                         f"and {paths[0]} on {'face crops (--detect-faces)' if crops[0] else 'whole images'}: "
+                         "an ensemble's members must read the same input")
     members = [{"name": ck["model"]["name"], "kwargs": ck["model"]["kwargs"]} for ck in ckpts]
     model = Ensemble(members, weights)
     kwargs: dict[str, Any] = {"members": members}
