@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         card = read_card(fp32)
         size = int(card["preprocessing"].get("size", 48))
         data = split_images(args.data, tuple(card["labels"]), size, n_calibration=1, seed=0, val_fraction=0.1,
-                            split_file=args.split_file)
+                            split_file=args.split_file, training=(card.get("training") or {}).get("config"))
         rows.append(compare(fp32, int8, data.validation, data.validation_labels))
         print(f"{int8.name}: agreement {rows[-1]['top1_agreement']:.4f}, accuracy int8 {rows[-1]['int8_accuracy']:.4f} "
               f"fp32 {rows[-1]['fp32_accuracy']:.4f}", flush=True)

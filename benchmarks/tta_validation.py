@@ -39,7 +39,8 @@ def main() -> None:
     for name in args.models:
         model = load_model(name, args.threads)
         data = split_images(args.data, model.labels, model.preprocessing.size, n_calibration=1, seed=args.seed,
-                            val_fraction=args.val_fraction, split_file=args.split_file)
+                            val_fraction=args.val_fraction, split_file=args.split_file,
+                            training=model.training)  # a --detect-faces model scores on face crops
         row = {"model": str(name), "name": model.name, "builtin_tta": model.builtin_tta, "n": int(len(data.validation)),
                "split": data.split, "scores": {}}
         for flip, ten in ((False, False), (True, False), (False, True)):

@@ -315,3 +315,52 @@ def test_a_candidate_whose_selection_keeps_one_member_is_none_even_beside_an_old
     args = argparse.Namespace(checkpoints=["a/best.pt", "b/best.pt"], data="faces", split_file="splits.json",
                               threads=1, work_dir=str(tmp_path))
     assert default_candidates.candidate(args, 2, True, {}) is None
+
+
+class _Read(Exception):
+    pass
+
+
+@pytest.fixture
+def split_images_kwargs(monkeypatch):
+    """The keyword arguments a benchmark passes to nasfer.quantize.split_images (which then stops the run)."""
+    import nasfer.quantize
+
+    seen: dict = {}
+
+    def capture(*args, **kwargs):
+        seen.update(kwargs)
+        raise _Read
+
+    monkeypatch.setattr(nasfer.quantize, "split_images", capture)
+    return seen
+
+
+def test_validation_benchmarks_read_face_crops_for_a_model_trained_on_them(tmp_path, monkeypatch,
+                                                                           split_images_kwargs):
+    """Review of session 24: tta_validation.py and int8_agreement.py drew the validation images without the
+    model's training config, so a --detect-faces model was scored on whole photos (quantize and evaluate did not)."""
+    import int8_agreement
+    import nasfer.runtime.engine
+    import tta_validation
+    from fixtures_evaluate import save_tiny_checkpoint
+    from nasfer.checkpoint import load_checkpoint, save_checkpoint
+
+    config = {"train": {"detect_faces": True}, "data": {"data": "photos"}}
+    path = save_tiny_checkpoint(tmp_path / "crops.pt")
+    ckpt = load_checkpoint(path)
+    ckpt["config"] = config
+    save_checkpoint(path, ckpt)
+    monkeypatch.setattr(sys, "argv", ["tta_validation.py", str(path), "--data", str(tmp_path)])
+    with pytest.raises(_Read):
+        tta_validation.main()
+    assert split_images_kwargs.pop("training") == config
+
+    for name in ("a.onnx", "b.onnx"):
+        (tmp_path / name).write_bytes(b"")
+    card = {"labels": ["happy", "sad"], "preprocessing": {"size": 48}, "training": {"config": config}}
+    monkeypatch.setattr(nasfer.runtime.engine, "read_card", lambda path: card)
+    with pytest.raises(_Read):
+        int8_agreement.main(["--data", str(tmp_path), "--split-file", "s.json", "--out", str(tmp_path / "r.json"),
+                             "--pairs", f"{tmp_path / 'a.onnx'}={tmp_path / 'b.onnx'}"])
+    assert split_images_kwargs["training"] == config
