@@ -426,3 +426,25 @@ def test_a_label_named_like_a_column_gets_its_own_score_column(tmp_path):
     assert rows[0]["label"] == "label" and rows[0]["score_label"] == "0.7" and rows[0]["x"] == "1"
     table = pq.read_table(tmp_path / "out.parquet").to_pylist()
     assert table[0]["label"] == "label" and table[0]["score_label"] == 0.7 and table[0]["score_x"] == 0.2
+
+
+def test_labels_x_and_score_x_get_distinct_columns(tmp_path):
+    """Review of session 24: labels 'x' and 'score_x' both got the column 'score_x' (the renamed one took the
+    other label's name), and the Parquet sink failed; a taken name now gets score_ again until it is free."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    from nasfer.bulk.sinks import create_sink
+    from nasfer.commands.predict import csv_header
+    from nasfer.runtime.outputs import score_columns
+
+    assert score_columns(["x", "score_x", "happy"], ["x"]) == ["score_score_x", "score_x", "happy"]
+    assert score_columns(["score_x", "x"], ["x"]) == ["score_x", "score_score_x"]  # whatever the order
+    labels = ["x", "score_x"]
+    header = csv_header(labels)
+    assert len(set(header)) == len(header) and header[-3:] == ["score_score_x", "score_x", "error"]
+    record = {"file": "a.png", "faces": [{"box": [1, 2, 3, 4], "label": "x", "confidence": 0.6,
+                                          "uncertain": False, "scores": {"x": 0.6, "score_x": 0.4}}]}
+    sink = create_sink(str(tmp_path / "out.parquet"), labels)
+    sink.write(record)
+    sink.close()
+    table = pq.read_table(tmp_path / "out.parquet").to_pylist()
+    assert table[0]["x"] == 1 and table[0]["score_score_x"] == 0.6 and table[0]["score_x"] == 0.4

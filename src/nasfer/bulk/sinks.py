@@ -124,13 +124,11 @@ class ParquetSink:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from ..commands.predict import score_column
-
         self.labels = list(labels)
         types = {"file": pa.string(), "face": pa.int32(), "x": pa.int32(), "y": pa.int32(), "w": pa.int32(),
                  "h": pa.int32(), "label": pa.string(), "confidence": pa.float64(), "uncertain": pa.bool_(),
-                 **{score_column(label): pa.float64() for label in self.labels}, "error": pa.string()}
-        self.schema = pa.schema([(name, types[name]) for name in csv_header(self.labels)])
+                 "error": pa.string()}
+        self.schema = pa.schema([(name, types.get(name, pa.float64())) for name in csv_header(self.labels)])
         self.location = location
         self.stream = open_output(location)
         self.writer = pq.ParquetWriter(self.stream, self.schema)

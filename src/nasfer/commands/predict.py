@@ -228,17 +228,12 @@ class Table:
 FACE_COLUMNS, LAST_COLUMN = ("file", "face", "x", "y", "w", "h", "label", "confidence", "uncertain"), "error"
 
 
-def score_column(label: str) -> str:
-    """A label's probability column in the CSV (`nasfer.runtime.outputs.score_column`; before, a label named like
-    another column gave two columns of one name and the Parquet sink failed)."""
-    from ..runtime.outputs import score_column as column
-
-    return column(label, (*FACE_COLUMNS, LAST_COLUMN))
-
-
 def csv_header(labels: list[str]) -> list[str]:
-    """The CSV columns of `csv_rows`: one row per face, the labels' probabilities, then an error column."""
-    return [*FACE_COLUMNS, *map(score_column, labels), LAST_COLUMN]
+    """The CSV columns of `csv_rows`: one row per face, the labels' probabilities (each under the label's name, or
+    `score_<label>` where that is another column's, `nasfer.runtime.outputs.score_columns`), then an error column."""
+    from ..runtime.outputs import score_columns
+
+    return [*FACE_COLUMNS, *score_columns(labels, (*FACE_COLUMNS, LAST_COLUMN)), LAST_COLUMN]
 
 
 def csv_rows(record: dict[str, Any], labels: list[str]) -> list[list[Any]]:

@@ -72,11 +72,24 @@ def check_writable(what: str, path: PathLike) -> None:
         raise ValueError(f"{what}: {above} is a file, so {p} cannot be made (nothing was done)")
 
 
-def score_column(label: str, columns: Iterable[str]) -> str:
-    """A label's probability column in a results table whose other columns are `columns`: the label itself, or
-    `score_<label>` when the label is named like one of them ('label', 'x', 'error', ...), so that no two
-    columns share a name (predict's CSV and Parquet, video's timeline)."""
-    return f"score_{label}" if label in tuple(columns) else label
+def score_columns(labels: Iterable[str], columns: Iterable[str]) -> list[str]:
+    """Each label's probability column in a results table whose other columns are `columns`, all names distinct.
+
+    A label keeps its name unless that is taken (one of `columns`, such as 'label', 'x', 'error', or another
+    label's name); a taken name gets `score_` put before it until it is free, so labels ('x', 'score_x') give
+    ('score_score_x', 'score_x'). Used by predict's CSV and Parquet and video's timeline (before: two columns
+    of one name, and the Parquet sink failed)."""
+    labels = list(labels)
+    taken = set(columns) | set(labels)
+    names: list[str] = []
+    for label in labels:
+        name = label
+        if name in columns or name in names:
+            while name in taken:
+                name = f"score_{name}"
+        taken.add(name)
+        names.append(name)
+    return names
 
 
-__all__ = ["check_outputs", "check_writable", "file_key", "score_column"]
+__all__ = ["check_outputs", "check_writable", "file_key", "score_columns"]

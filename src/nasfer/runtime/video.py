@@ -186,9 +186,9 @@ TIMELINE_COLUMNS = ("frame", "time_s", "face_id", "x", "y", "w", "h", "label", "
 def timeline_header(labels: Sequence[str]) -> list[str]:
     """The columns of `timeline_rows`; a label named like a column ('label', 'x', ...) gets its probabilities in
     `score_<label>`, as in `nasfer predict --csv` (before: two columns of one name)."""
-    from .outputs import score_column
+    from .outputs import score_columns
 
-    return [*TIMELINE_COLUMNS, *(score_column(k, TIMELINE_COLUMNS) for k in labels)]
+    return [*TIMELINE_COLUMNS, *score_columns(labels, TIMELINE_COLUMNS)]
 
 
 def timeline_rows(result: FrameResult, labels: Sequence[str]) -> list[list[Any]]:
