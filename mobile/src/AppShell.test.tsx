@@ -65,7 +65,7 @@ it('asks for the service address first, checks the connection and shows the mode
   fireEvent.changeText(screen.getByLabelText('Service address'), ' 192.168.1.20:8000/ ');
   fireEvent.press(screen.getByRole('button', { name: 'Save and check connection' }));
 
-  expect(await screen.findByText('Model: nasfer-vgg32x2-long-tta')).toBeOnTheScreen();
+  expect(await screen.findByText('Model: nasfer-vgg32x3-long-tta')).toBeOnTheScreen();
   expect(screen.getByText('Labels: angry, disgust, fear, happy, sad, surprise, neutral')).toBeOnTheScreen();
   expect(globalThis.fetch).toHaveBeenCalledWith(`${SERVICE}/healthz`, expect.anything());
   expect(JSON.parse((await AsyncStorage.getItem(SETTINGS_KEY))!)).toEqual({ serviceUrl: SERVICE });
@@ -119,8 +119,8 @@ it('sends a photo from the gallery, shows the boxed result, and keeps it in the 
   // the photo sent is the prepared one (upright, downscaled JPEG), never the original picked
   expect(sentParts().find((p) => p.fieldName === 'image')?.uri).toBe('file:///prepared/astronaut.jpg.jpg');
   layoutPhoto();
-  expect(screen.getByText('1 happy 91%')).toBeOnTheScreen();
-  expect(screen.getByLabelText('happy 91 percent')).toBeOnTheScreen();
+  expect(screen.getByText('1 happy 90%')).toBeOnTheScreen();
+  expect(screen.getByLabelText('happy 90 percent')).toBeOnTheScreen();
 
   fireEvent.press(screen.getByRole('tab', { name: 'History' }));
   const item = await screen.findByRole('button', { name: /^1 face: happy, / });

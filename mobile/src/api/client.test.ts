@@ -133,7 +133,7 @@ describe('detectEmotions', () => {
   it('retries a GET that timed out (nothing is sent twice but a question)', async () => {
     const fetchImpl = fakeFetch({ 'GET /v1/model': ['hang', recorded.model] });
     const card = await getModel(config(fetchImpl, { timeoutMs: 30, retries: 1 }));
-    expect(card.name).toBe('nasfer-vgg32x2-long-tta');
+    expect(card.name).toBe('nasfer-vgg32x3-long-tta');
     expect(fetchImpl).toHaveBeenCalledTimes(2);
   });
 
@@ -274,7 +274,7 @@ describe('checkConnection', () => {
     const fetchImpl = fakeFetch({ 'GET /healthz': recorded.healthz, 'GET /v1/model': recorded.model });
     const card = await checkConnection(config(fetchImpl));
     expect(fetchImpl.mock.calls.map(([url]) => url)).toEqual([`${BASE}/healthz`, `${BASE}/v1/model`]);
-    expect(card.name).toBe('nasfer-vgg32x2-long-tta');
+    expect(card.name).toBe('nasfer-vgg32x3-long-tta');
     expect(card.labels).toHaveLength(7);
   });
 

@@ -40,7 +40,7 @@ it('boxes and labels the face of the recorded astronaut answer, scaled to the sc
   expect(box.top).toBeCloseTo(41.0, 1);
   expect(box.width).toBeCloseTo(63.4, 1);
   expect(box.height).toBeCloseTo(63.4, 1);
-  expect(screen.getByText('1 happy 91%')).toBeOnTheScreen();
+  expect(screen.getByText('1 happy 90%')).toBeOnTheScreen();
   expect(screen.getByLabelText('Photo with 1 face marked')).toBeOnTheScreen();
 });
 
@@ -49,15 +49,15 @@ it('shows a bar for each of the seven emotions, in the model order', () => {
   const labels = ['angry', 'disgust', 'fear', 'happy', 'sad', 'surprise', 'neutral'];
   const bars = screen.getAllByLabelText(/ \d+ percent$/);
   expect(bars.map((b) => b.props.accessibilityLabel.split(' ')[0])).toEqual(labels);
-  expect(screen.getByLabelText('happy 91 percent')).toBeOnTheScreen();
-  expect(screen.getByText('Face 1: happy 91%')).toBeOnTheScreen();
+  expect(screen.getByLabelText('happy 90 percent')).toBeOnTheScreen();
+  expect(screen.getByText('Face 1: happy 90%')).toBeOnTheScreen();
   expect(screen.queryByTestId('face-uncertain-1')).toBeNull();
 });
 
 it('marks a face under the threshold as uncertain', () => {
   show('uncertain');
   expect(screen.getByTestId('face-uncertain-1')).toBeOnTheScreen();
-  expect(screen.getByText('1 happy 91% ?')).toBeOnTheScreen();
+  expect(screen.getByText('1 happy 90% ?')).toBeOnTheScreen();
   expect(screen.getByText(/uncertain: their top emotion is below 95%/)).toBeOnTheScreen();
   expect(StyleSheet.flatten(screen.getByTestId('face-box-1').props.style).borderStyle).toBe('dashed');
 });
@@ -95,7 +95,7 @@ it('says why a face is uncertain when its emotion is clear but the service could
   // the service marks such a face uncertain whatever its confidence (runtime/api.py: box.upright is False)
   const base = recorded.uncertain.body as EmotionsResponse;
   showResponse({ ...base, threshold: 0.25, faces: [{ ...base.faces[0], uncertain: true }] });
-  expect(screen.getByText('1 happy 91% ?')).toBeOnTheScreen();
+  expect(screen.getByText('1 happy 90% ?')).toBeOnTheScreen();
   expect(screen.getByTestId('face-uncertain-1')).toHaveTextContent(
     'Uncertain: the service could not tell which way up this face is, so its emotions may be misread',
   );

@@ -24,11 +24,11 @@ it('shows the check of the address set last, even when an older, slower check an
 
   fireEvent.changeText(screen.getByLabelText('Service address'), NEW);
   fireEvent.press(screen.getByRole('button', { name: 'Save and check connection' }));
-  expect(await screen.findByText('Model: nasfer-vgg32x2-long-tta')).toBeOnTheScreen();
+  expect(await screen.findByText('Model: nasfer-vgg32x3-long-tta')).toBeOnTheScreen();
 
   // the old address's answer arrives now: it must not replace the new one's
   await act(async () => slow.resolve({ status: 200, headers: {}, body: { error: 'not json of a nasfer service' } }));
-  expect(screen.getByText('Model: nasfer-vgg32x2-long-tta')).toBeOnTheScreen();
+  expect(screen.getByText('Model: nasfer-vgg32x3-long-tta')).toBeOnTheScreen();
   expect(screen.queryByRole('alert')).toBeNull();
   expect(onSave).toHaveBeenLastCalledWith(NEW);
 });
