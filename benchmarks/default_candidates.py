@@ -89,7 +89,7 @@ def candidate(args: argparse.Namespace, k: int, tta: bool, predictions: dict) ->
                              split_file=args.split_file, max_members=k, tta=tta, threads=args.threads)
         try:
             status = write_ensemble(cfg.validate(), print, predictions)
-        except (NasferError, ValueError) as error:
+        except (NasferError, ValueError, OSError) as error:
             raise SystemExit(f"nasfer ensemble failed for K={k} {flag}: {error}") from None
         if status == 1:  # one member better alone: no ensemble to offer (an ensemble.pt here is an older run's)
             return None
@@ -107,7 +107,7 @@ def candidate(args: argparse.Namespace, k: int, tta: bool, predictions: dict) ->
             "ensemble": str(ensemble)}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoints", nargs="+", required=True, help="candidate members (.pt of finished runs)")
     parser.add_argument("--data", default="../shared/datasets/fer2013.zip")
@@ -123,7 +123,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work-dir", required=True, help="where the candidate ensembles and their scores go")
     parser.add_argument("--out", default="benchmarks/results/default_candidates.json")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except OSError as error:  # an unwritable --work-dir or --out, an unreadable checkpoint: said, not a traceback
+        raise SystemExit(f"default_candidates: {error}") from None
+
+
+def run(args: argparse.Namespace) -> None:
+    """Score the candidates and the incumbent, apply the rule, write `args.out`."""
     predictions: dict = {}  # each member's validation predictions, shared by the caps
     rows = [row for tta in (True, False) for k in args.max_members
             if (row := candidate(args, k, tta, predictions)) is not None]

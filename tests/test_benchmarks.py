@@ -364,3 +364,13 @@ def test_validation_benchmarks_read_face_crops_for_a_model_trained_on_them(tmp_p
         int8_agreement.main(["--data", str(tmp_path), "--split-file", "s.json", "--out", str(tmp_path / "r.json"),
                              "--pairs", f"{tmp_path / 'a.onnx'}={tmp_path / 'b.onnx'}"])
     assert split_images_kwargs["training"] == config
+
+
+def test_default_candidates_says_why_it_cannot_write_instead_of_a_traceback(tmp_path, capsys):
+    """Review of session 24: only NasferError and ValueError were caught; a --work-dir under a file (an OSError)
+    ended in a traceback."""
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(SystemExit) as stopped:
+        default_candidates.main(["--checkpoints", "a.pt", "b.pt", "--split-file", "s.json",
+                                 "--work-dir", str(tmp_path / "file" / "work")])
+    assert str(stopped.value).startswith("default_candidates: ") and "file" in str(stopped.value)
